@@ -1,0 +1,396 @@
+//! The fifteen MQTT control packets (§2.1, §3): one type model for MQTT 3.1, 3.1.1 and 5.0.
+//!
+//! Each packet owns a file that decodes its variable header and payload from a [`Reader`] and
+//! writes them to a [`Sink`]. This module owns the fixed header: packet type, reserved flag bits
+//! (§2.1.3), and framing a complete packet from its Remaining Length. Fields that only MQTT 5 has
+//! (properties, reason codes) are present in every version's value and are empty or `Success`
+//! when the version has none; encoding for 3.1.1 leaves them out.
+
+mod ack;
+mod auth;
+mod connack;
+mod connect;
+mod disconnect;
+mod publish;
+mod suback;
+mod subscribe;
+mod unsuback;
+mod unsubscribe;
+
+pub use ack::Ack;
+pub use auth::Auth;
+pub use connack::ConnAck;
+pub use connect::{Connect, Will};
+pub use disconnect::Disconnect;
+pub use publish::{Publish, PublishTemplate};
+pub use suback::SubAck;
+pub use subscribe::{Subscribe, Subscription, SubscriptionOptions};
+pub use unsuback::UnsubAck;
+pub use unsubscribe::Unsubscribe;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::reason::ReasonCode;
+use crate::types::{PacketId, ProtocolVersion};
+use crate::wire::{Counter, Reader, Sink, VARINT_MAX, VarInt, read_varint, varint_len};
+
+/// The control packet types of §2.1.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PacketType {
+    /// 1: client request to connect.
+    Connect = 1,
+    /// 2: connect acknowledgement.
+    ConnAck = 2,
+    /// 3: publish message.
+    Publish = 3,
+    /// 4: publish acknowledgement (QoS 1).
+    PubAck = 4,
+    /// 5: publish received (QoS 2 part 1).
+    PubRec = 5,
+    /// 6: publish release (QoS 2 part 2).
+    PubRel = 6,
+    /// 7: publish complete (QoS 2 part 3).
+    PubComp = 7,
+    /// 8: subscribe request.
+    Subscribe = 8,
+    /// 9: subscribe acknowledgement.
+    SubAck = 9,
+    /// 10: unsubscribe request.
+    Unsubscribe = 10,
+    /// 11: unsubscribe acknowledgement.
+    UnsubAck = 11,
+    /// 12: ping request.
+    PingReq = 12,
+    /// 13: ping response.
+    PingResp = 13,
+    /// 14: disconnect notification.
+    Disconnect = 14,
+    /// 15: authentication exchange (MQTT 5 only).
+    Auth = 15,
+}
+
+impl PacketType {
+    /// The packet type of the first byte's upper nibble, in a given version.
+    fn from_nibble(nibble: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        Ok(match nibble {
+            1 => Self::Connect,
+            2 => Self::ConnAck,
+            3 => Self::Publish,
+            4 => Self::PubAck,
+            5 => Self::PubRec,
+            6 => Self::PubRel,
+            7 => Self::PubComp,
+            8 => Self::Subscribe,
+            9 => Self::SubAck,
+            10 => Self::Unsubscribe,
+            11 => Self::UnsubAck,
+            12 => Self::PingReq,
+            13 => Self::PingResp,
+            14 => Self::Disconnect,
+            15 if version.is_v5() => Self::Auth,
+            other => return Err(DecodeError::ReservedPacketType(other)),
+        })
+    }
+
+    /// The flag nibble every packet but PUBLISH must carry [MQTT-2.1.3-1].
+    fn required_flags(self) -> u8 {
+        match self {
+            Self::PubRel | Self::Subscribe | Self::Unsubscribe => 0b0010,
+            _ => 0,
+        }
+    }
+}
+
+/// A decoded control packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Packet {
+    /// CONNECT.
+    Connect(Box<Connect>),
+    /// CONNACK.
+    ConnAck(ConnAck),
+    /// PUBLISH.
+    Publish(Publish),
+    /// PUBACK.
+    PubAck(Ack),
+    /// PUBREC.
+    PubRec(Ack),
+    /// PUBREL.
+    PubRel(Ack),
+    /// PUBCOMP.
+    PubComp(Ack),
+    /// SUBSCRIBE.
+    Subscribe(Subscribe),
+    /// SUBACK.
+    SubAck(SubAck),
+    /// UNSUBSCRIBE.
+    Unsubscribe(Unsubscribe),
+    /// UNSUBACK.
+    UnsubAck(UnsubAck),
+    /// PINGREQ.
+    PingReq,
+    /// PINGRESP.
+    PingResp,
+    /// DISCONNECT.
+    Disconnect(Disconnect),
+    /// AUTH (MQTT 5).
+    Auth(Auth),
+}
+
+impl Packet {
+    /// The packet's type.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Self::Connect(_) => PacketType::Connect,
+            Self::ConnAck(_) => PacketType::ConnAck,
+            Self::Publish(_) => PacketType::Publish,
+            Self::PubAck(_) => PacketType::PubAck,
+            Self::PubRec(_) => PacketType::PubRec,
+            Self::PubRel(_) => PacketType::PubRel,
+            Self::PubComp(_) => PacketType::PubComp,
+            Self::Subscribe(_) => PacketType::Subscribe,
+            Self::SubAck(_) => PacketType::SubAck,
+            Self::Unsubscribe(_) => PacketType::Unsubscribe,
+            Self::UnsubAck(_) => PacketType::UnsubAck,
+            Self::PingReq => PacketType::PingReq,
+            Self::PingResp => PacketType::PingResp,
+            Self::Disconnect(_) => PacketType::Disconnect,
+            Self::Auth(_) => PacketType::Auth,
+        }
+    }
+
+    /// Appends the packet, encoded for `version`, to `buf`.
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        let len = self.encoded_len(version)?;
+        buf.reserve(len);
+        self.encode_to(version, buf)
+    }
+
+    /// The packet's size on the wire for `version`, fixed header included.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        let mut counter = Counter::default();
+        self.encode_to(version, &mut counter)?;
+        Ok(counter.0)
+    }
+
+    fn encode_to<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError> {
+        match self {
+            Self::Connect(p) => write_packet(p.as_ref(), version, sink),
+            Self::ConnAck(p) => write_packet(p, version, sink),
+            Self::Publish(p) => write_packet(p, version, sink),
+            Self::PubAck(p) => write_packet(&(PacketType::PubAck, p), version, sink),
+            Self::PubRec(p) => write_packet(&(PacketType::PubRec, p), version, sink),
+            Self::PubRel(p) => write_packet(&(PacketType::PubRel, p), version, sink),
+            Self::PubComp(p) => write_packet(&(PacketType::PubComp, p), version, sink),
+            Self::Subscribe(p) => write_packet(p, version, sink),
+            Self::SubAck(p) => write_packet(p, version, sink),
+            Self::Unsubscribe(p) => write_packet(p, version, sink),
+            Self::UnsubAck(p) => write_packet(p, version, sink),
+            Self::PingReq => write_packet(&PacketType::PingReq, version, sink),
+            Self::PingResp => write_packet(&PacketType::PingResp, version, sink),
+            Self::Disconnect(p) => write_packet(p, version, sink),
+            Self::Auth(p) => write_packet(p, version, sink),
+        }
+    }
+}
+
+/// The fixed header of a packet (§2.1): the first byte and the Remaining Length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedHeader {
+    /// The first byte: packet type in the upper nibble, flags in the lower.
+    pub first_byte: u8,
+    /// The Remaining Length.
+    pub remaining_len: u32,
+    /// Bytes the fixed header itself takes (2 to 5).
+    pub header_len: usize,
+}
+
+impl FixedHeader {
+    /// Reads a fixed header from the front of `buf`. `Ok(None)` means the buffer ends inside the
+    /// header. A packet larger than `max_packet_size` (header included) is refused here, before
+    /// any of its body is buffered.
+    pub fn parse(buf: &[u8], max_packet_size: u32) -> Result<Option<Self>, DecodeError> {
+        let Some((&first_byte, rest)) = buf.split_first() else {
+            return Ok(None);
+        };
+        match read_varint(rest)? {
+            VarInt::Incomplete => Ok(None),
+            VarInt::Complete(remaining_len, len) => {
+                let header = Self {
+                    first_byte,
+                    remaining_len,
+                    header_len: 1 + len,
+                };
+                let size = header.packet_len() as u64;
+                if size > u64::from(max_packet_size) {
+                    return Err(DecodeError::PacketTooLarge {
+                        size,
+                        max: max_packet_size,
+                    });
+                }
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// The whole packet's size: header and Remaining Length.
+    pub fn packet_len(&self) -> usize {
+        self.header_len + self.remaining_len as usize
+    }
+}
+
+/// Decodes one complete packet (fixed header included) that is known to be whole, in `version`.
+/// CONNECT is decoded whatever `version` says, since it carries its own.
+pub fn decode_packet(frame: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+    let header = FixedHeader::parse(&frame, u32::MAX)?.ok_or(DecodeError::Truncated {
+        field: "fixed header",
+    })?;
+    if frame.len() != header.packet_len() {
+        return Err(DecodeError::Truncated { field: "packet" });
+    }
+    let body = frame.slice(header.header_len..);
+    decode_body(header.first_byte, body, version)
+}
+
+/// Decodes a packet's body given its first byte.
+pub(crate) fn decode_body(
+    first_byte: u8,
+    body: Bytes,
+    version: ProtocolVersion,
+) -> Result<Packet, DecodeError> {
+    let packet_type = PacketType::from_nibble(first_byte >> 4, version)?;
+    let flags = first_byte & 0x0F;
+    // MQTT 3.1 senders set DUP and QoS bits on PUBREL, SUBSCRIBE and UNSUBSCRIBE retries;
+    // Mosquitto accepts them, and so do we. From 3.1.1 on the flags are fixed.
+    let lenient = version == ProtocolVersion::V31 && packet_type.required_flags() != 0;
+    if packet_type != PacketType::Publish && flags != packet_type.required_flags() && !lenient {
+        return Err(DecodeError::InvalidHeaderFlags {
+            packet: packet_type,
+            flags,
+        });
+    }
+    let mut reader = Reader::new(body);
+    let packet = match packet_type {
+        PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut reader)?)),
+        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(&mut reader, version)?),
+        PacketType::Publish => Packet::Publish(Publish::decode(flags, &mut reader, version)?),
+        PacketType::PubAck => Packet::PubAck(Ack::decode(packet_type, &mut reader, version)?),
+        PacketType::PubRec => Packet::PubRec(Ack::decode(packet_type, &mut reader, version)?),
+        PacketType::PubRel => Packet::PubRel(Ack::decode(packet_type, &mut reader, version)?),
+        PacketType::PubComp => Packet::PubComp(Ack::decode(packet_type, &mut reader, version)?),
+        PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(&mut reader, version)?),
+        PacketType::SubAck => Packet::SubAck(SubAck::decode(&mut reader, version)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(&mut reader, version)?),
+        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(&mut reader, version)?),
+        PacketType::PingReq => Packet::PingReq,
+        PacketType::PingResp => Packet::PingResp,
+        PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(&mut reader, version)?),
+        PacketType::Auth => Packet::Auth(Auth::decode(&mut reader)?),
+    };
+    reader.finish(packet_type)?;
+    Ok(packet)
+}
+
+/// What each packet type knows about its own wire form; the fixed header is written here.
+pub(crate) trait Encode {
+    /// The first byte: type and flags.
+    fn first_byte(&self) -> u8;
+    /// Writes the variable header and payload.
+    fn write_body<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError>;
+}
+
+/// Writes a whole packet: fixed header, then body.
+pub(crate) fn write_packet<P: Encode, S: Sink>(
+    packet: &P,
+    version: ProtocolVersion,
+    sink: &mut S,
+) -> Result<(), EncodeError> {
+    let body_len = body_len(packet, version)?;
+    write_framed(packet, body_len, version, sink)
+}
+
+/// Appends a packet to `buf`, reserving its whole size first.
+pub(crate) fn encode<P: Encode>(
+    packet: &P,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let body_len = body_len(packet, version)?;
+    buf.reserve(1 + varint_len(body_len) + body_len as usize);
+    write_framed(packet, body_len, version, buf)
+}
+
+fn write_framed<P: Encode, S: Sink>(
+    packet: &P,
+    body_len: u32,
+    version: ProtocolVersion,
+    sink: &mut S,
+) -> Result<(), EncodeError> {
+    sink.put_u8(packet.first_byte());
+    sink.put_varint(body_len);
+    packet.write_body(version, sink)
+}
+
+/// The Remaining Length of a packet, checked against the protocol maximum.
+pub(crate) fn body_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<u32, EncodeError> {
+    let mut counter = Counter::default();
+    packet.write_body(version, &mut counter)?;
+    if counter.0 > VARINT_MAX as usize {
+        return Err(EncodeError::PacketTooLarge { len: counter.0 });
+    }
+    Ok(counter.0 as u32)
+}
+
+/// PINGREQ and PINGRESP: a fixed header and nothing else.
+impl Encode for PacketType {
+    fn first_byte(&self) -> u8 {
+        (*self as u8) << 4
+    }
+    fn write_body<S: Sink>(&self, _: ProtocolVersion, _: &mut S) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+/// Reads a packet identifier that must not be 0 [MQTT-2.2.1-3].
+pub(crate) fn read_packet_id(reader: &mut Reader, packet: PacketType) -> Result<PacketId, DecodeError> {
+    PacketId::new(reader.u16("packet identifier")?).ok_or(DecodeError::ZeroPacketId { packet })
+}
+
+/// Reads the optional tail of MQTT 5 acknowledgements, DISCONNECT and AUTH (§3.4.2.1 and
+/// alike): nothing means Success with no properties, one byte is a reason code alone.
+pub(crate) fn read_reason_and_properties<P: Default>(
+    reader: &mut Reader,
+    packet: PacketType,
+    read_properties: impl FnOnce(&mut Reader) -> Result<P, DecodeError>,
+) -> Result<(ReasonCode, P), DecodeError> {
+    if reader.is_empty() {
+        return Ok((ReasonCode::Success, P::default()));
+    }
+    let code = reader.u8("reason code")?;
+    let reason = ReasonCode::from_u8(code)
+        .filter(|reason| reason.allowed_in(packet))
+        .ok_or(DecodeError::InvalidReasonCode { packet, code })?;
+    if reader.is_empty() {
+        return Ok((reason, P::default()));
+    }
+    Ok((reason, read_properties(reader)?))
+}
+
+/// Writes the tail [`read_reason_and_properties`] reads, in its shortest form.
+pub(crate) fn write_reason_and_properties<S: Sink>(
+    sink: &mut S,
+    reason: ReasonCode,
+    properties_empty: bool,
+    write_properties: impl FnOnce(&mut S) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    if reason == ReasonCode::Success && properties_empty {
+        return Ok(());
+    }
+    sink.put_u8(reason.as_u8());
+    if properties_empty {
+        return Ok(());
+    }
+    write_properties(sink)
+}

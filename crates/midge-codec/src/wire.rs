@@ -1,0 +1,303 @@
+//! The data representations of §1.5: integers, Variable Byte Integers, UTF-8 Encoded Strings,
+//! Binary Data. A [`Reader`] takes them out of one packet's bytes; a [`Sink`] puts them back.
+//!
+//! The reader never copies: strings and binary fields come back as `Bytes` slices of the packet.
+//! Every read is bounds-checked and names the field it was reading, so a short packet is a typed
+//! error and never a panic. A packet's layout is written once, generic over [`Sink`]: run with a
+//! [`Counter`] it measures the packet, run with `BytesMut` it writes it.
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::packet::PacketType;
+
+/// The largest value of a Variable Byte Integer (§1.5.5), and so the largest Remaining Length.
+pub const VARINT_MAX: u32 = 268_435_455;
+
+/// The result of looking for a Variable Byte Integer at the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum VarInt {
+    /// The value and how many bytes it took.
+    Complete(u32, usize),
+    /// The buffer ends before the integer does.
+    Incomplete,
+}
+
+/// Reads a Variable Byte Integer from the front of `bytes` [MQTT-1.5.5-1].
+pub(crate) fn read_varint(bytes: &[u8]) -> Result<VarInt, DecodeError> {
+    let mut value: u32 = 0;
+    for (index, byte) in bytes.iter().copied().enumerate().take(4) {
+        value |= u32::from(byte & 0x7F) << (7 * index);
+        if byte & 0x80 == 0 {
+            if byte == 0 && index > 0 {
+                return Err(DecodeError::VarIntNotMinimal);
+            }
+            return Ok(VarInt::Complete(value, index + 1));
+        }
+    }
+    if bytes.len() >= 4 {
+        Err(DecodeError::VarIntTooLong)
+    } else {
+        Ok(VarInt::Incomplete)
+    }
+}
+
+/// How many bytes `value` takes as a Variable Byte Integer.
+pub(crate) fn varint_len(value: u32) -> usize {
+    match value {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+/// A cursor over the bytes of one packet (after its fixed header).
+#[derive(Debug)]
+pub(crate) struct Reader {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl Reader {
+    pub(crate) fn new(buf: Bytes) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Bytes not yet read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    fn slice(&mut self, len: usize, field: &'static str) -> Result<&[u8], DecodeError> {
+        let start = self.pos;
+        let end = start
+            .checked_add(len)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or(DecodeError::Truncated { field })?;
+        self.pos = end;
+        self.buf.get(start..end).ok_or(DecodeError::Truncated { field })
+    }
+
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        let bytes = self.slice(1, field)?;
+        Ok(bytes.first().copied().unwrap_or_default())
+    }
+
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        let bytes = self.slice(2, field)?;
+        let mut array = [0u8; 2];
+        array.copy_from_slice(bytes);
+        Ok(u16::from_be_bytes(array))
+    }
+
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let bytes = self.slice(4, field)?;
+        let mut array = [0u8; 4];
+        array.copy_from_slice(bytes);
+        Ok(u32::from_be_bytes(array))
+    }
+
+    pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        match read_varint(rest)? {
+            VarInt::Complete(value, len) => {
+                self.pos += len;
+                Ok(value)
+            }
+            VarInt::Incomplete => Err(DecodeError::Truncated { field }),
+        }
+    }
+
+    /// `len` bytes as a shared slice of the packet: no copy.
+    pub(crate) fn bytes(&mut self, len: usize, field: &'static str) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
+        self.slice(len, field)?;
+        Ok(self.buf.slice(start..self.pos))
+    }
+
+    /// Binary Data (§1.5.6): a two-byte length and that many bytes.
+    pub(crate) fn binary(&mut self, field: &'static str) -> Result<Bytes, DecodeError> {
+        let len = self.u16(field)?;
+        self.bytes(usize::from(len), field)
+    }
+
+    /// A UTF-8 Encoded String (§1.5.4), checked for well-formedness and U+0000
+    /// [MQTT-1.5.4-1] [MQTT-1.5.4-2].
+    pub(crate) fn string(&mut self, field: &'static str) -> Result<ByteString, DecodeError> {
+        let raw = self.binary(field)?;
+        to_mqtt_string(raw, field)
+    }
+
+    /// Everything left, as one slice.
+    pub(crate) fn rest(&mut self) -> Bytes {
+        let rest = self.buf.slice(self.pos..);
+        self.pos = self.buf.len();
+        rest
+    }
+
+    /// A reader over the next `len` bytes, which this reader skips.
+    pub(crate) fn sub_reader(&mut self, len: usize, field: &'static str) -> Result<Self, DecodeError> {
+        Ok(Self::new(self.bytes(len, field)?))
+    }
+
+    /// Ends a packet: anything left over is malformed.
+    pub(crate) fn finish(&self, packet: PacketType) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            extra => Err(DecodeError::TrailingBytes { packet, extra }),
+        }
+    }
+}
+
+/// Validates bytes as an MQTT UTF-8 Encoded String [MQTT-1.5.4-1] [MQTT-1.5.4-2]. Rust's UTF-8
+/// check already refuses encoded surrogates and overlong forms.
+pub(crate) fn to_mqtt_string(raw: Bytes, field: &'static str) -> Result<ByteString, DecodeError> {
+    if raw.contains(&0) {
+        return Err(DecodeError::NullCharacter { field });
+    }
+    ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8 { field })
+}
+
+/// Where encoded bytes go: a real buffer, or a [`Counter`] that only measures.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn put_u8(&mut self, value: u8) {
+        self.put(&[value]);
+    }
+
+    fn put_u16(&mut self, value: u16) {
+        self.put(&value.to_be_bytes());
+    }
+
+    fn put_u32(&mut self, value: u32) {
+        self.put(&value.to_be_bytes());
+    }
+
+    /// A Variable Byte Integer; callers keep `value` within [`VARINT_MAX`].
+    fn put_varint(&mut self, mut value: u32) {
+        let mut out = [0u8; 4];
+        let mut len = 0;
+        for slot in out.iter_mut() {
+            let mut byte = (value & 0x7F) as u8;
+            value >>= 7;
+            if value > 0 {
+                byte |= 0x80;
+            }
+            *slot = byte;
+            len += 1;
+            if value == 0 {
+                break;
+            }
+        }
+        self.put(out.get(..len).unwrap_or_default());
+    }
+
+    /// Binary Data with its two-byte length.
+    fn put_binary(&mut self, field: &'static str, bytes: &[u8]) -> Result<(), EncodeError> {
+        let len = u16::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong {
+            field,
+            len: bytes.len(),
+        })?;
+        self.put_u16(len);
+        self.put(bytes);
+        Ok(())
+    }
+
+    /// A UTF-8 Encoded String with its two-byte length.
+    fn put_str(&mut self, field: &'static str, text: &str) -> Result<(), EncodeError> {
+        self.put_binary(field, text.as_bytes())
+    }
+}
+
+impl Sink for BytesMut {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A [`Sink`] that counts the bytes it would have written.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(pub(crate) usize);
+
+impl Sink for Counter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+
+    fn put_u8(&mut self, _: u8) {
+        self.0 += 1;
+    }
+
+    fn put_u16(&mut self, _: u16) {
+        self.0 += 2;
+    }
+
+    fn put_u32(&mut self, _: u32) {
+        self.0 += 4;
+    }
+
+    fn put_varint(&mut self, value: u32) {
+        self.0 += varint_len(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_boundaries_of_table_1_1() {
+        let cases: [(u32, &[u8]); 8] = [
+            (0, &[0x00]),
+            (127, &[0x7F]),
+            (128, &[0x80, 0x01]),
+            (16_383, &[0xFF, 0x7F]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (2_097_151, &[0xFF, 0xFF, 0x7F]),
+            (2_097_152, &[0x80, 0x80, 0x80, 0x01]),
+            (268_435_455, &[0xFF, 0xFF, 0xFF, 0x7F]),
+        ];
+        for (value, encoded) in cases {
+            let mut buf = BytesMut::new();
+            buf.put_varint(value);
+            assert_eq!(&buf[..], encoded, "encoding {value}");
+            assert_eq!(varint_len(value), encoded.len());
+            assert_eq!(read_varint(encoded), Ok(VarInt::Complete(value, encoded.len())));
+        }
+    }
+
+    #[test]
+    fn varint_errors() {
+        assert_eq!(read_varint(&[0x80]), Ok(VarInt::Incomplete));
+        assert_eq!(read_varint(&[]), Ok(VarInt::Incomplete));
+        assert_eq!(
+            read_varint(&[0x80, 0x80, 0x80, 0x80]),
+            Err(DecodeError::VarIntTooLong)
+        );
+        assert_eq!(read_varint(&[0x80, 0x00]), Err(DecodeError::VarIntNotMinimal));
+    }
+
+    #[test]
+    fn strings_refuse_nul_and_bad_utf8() {
+        assert_eq!(
+            to_mqtt_string(Bytes::from_static(b"a\0b"), "t"),
+            Err(DecodeError::NullCharacter { field: "t" })
+        );
+        // U+D800 encoded as if it were a character.
+        assert_eq!(
+            to_mqtt_string(Bytes::from_static(b"\xED\xA0\x80"), "t"),
+            Err(DecodeError::InvalidUtf8 { field: "t" })
+        );
+        assert_eq!(
+            to_mqtt_string(Bytes::from_static("é".as_bytes()), "t").as_deref(),
+            Ok("é")
+        );
+    }
+}
