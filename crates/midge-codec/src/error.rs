@@ -53,7 +53,9 @@ pub enum DecodeError {
         field: &'static str,
     },
     /// Bytes are left after the last field of the packet.
-    #[error("{extra} unexpected bytes after the end of the {packet:?} packet")]
+    #[error(
+        "{extra} unexpected bytes after the end of the {packet:?} packet (§2.1.4: the Remaining Length must cover exactly the packet)"
+    )]
     TrailingBytes {
         /// The packet that was decoded.
         packet: PacketType,
@@ -138,7 +140,7 @@ pub enum DecodeError {
     },
     /// A property holds a value the specification forbids (0 where it must be non-zero, a
     /// boolean other than 0 or 1, ...).
-    #[error("property {name} has the invalid value {value}")]
+    #[error("property {name} has the invalid value {value} (see the property in §2.2.2.2)")]
     InvalidPropertyValue {
         /// The property's name in the specification.
         name: &'static str,
