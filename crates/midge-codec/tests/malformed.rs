@@ -4,6 +4,12 @@
 //! Each case names the normative statement it checks. Packets are built from a first byte and a
 //! body so the Remaining Length is always right unless a case is about it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
 use bytes::BytesMut;
 use midge_codec::{
     DecodeError as E, Decoder, PacketType as T, ProtocolVersion, ReasonCode as R, TopicFilterError as F,

@@ -1,6 +1,12 @@
 //! Property tests: every packet type, in every protocol version where it exists, survives
 //! encode → decode unchanged, and its encoded length is what `encoded_len` predicts.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
 use std::num::{NonZeroU16, NonZeroU32};
 
 use bytes::{Bytes, BytesMut};

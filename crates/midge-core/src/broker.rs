@@ -1,0 +1,578 @@
+//! The broker's shared state and the decisions that span sessions: accepting a CONNECT (client
+//! identifier, keep alive, takeover, clean start), routing a message to every matching session,
+//! wills, and session expiry.
+//!
+//! Locks, and the one order they are taken in: the session map, then a session; or the
+//! subscription index (read for publishing, write for subscribing), then sessions one at a time.
+//! No code holds a session's lock while it takes the map or the index, so publishers on
+//! different cores meet only on the sessions they both deliver to.
+//!
+//! The clock is an argument: `now` comes from the runtime (or a test), never from here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use midge_codec::properties::ConnAckProperties;
+use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::BrokerConfig;
+use crate::connection::Connection;
+use crate::link::Link;
+use crate::message::{Delivery, Message};
+use crate::outbox::Outbox;
+use crate::retained::Retained;
+use crate::session::{PendingWill, SessionCell};
+use crate::stats::Stats;
+use crate::topic_index::{Matches, Subscriber, TopicIndex};
+
+/// Why a CONNECT was refused; the CONNACK saying so is already in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason sent (as the nearest 3.1.1 return code to older clients).
+    pub reason: ReasonCode,
+    /// What to log.
+    pub detail: String,
+}
+
+/// Deadlines the broker must act on: delayed wills and session expiry.
+#[derive(Debug, Default)]
+struct Timers {
+    wills: BTreeMap<(Instant, u64), (Arc<SessionCell>, u64)>,
+    expiries: BTreeMap<(Instant, u64), (Arc<SessionCell>, u64)>,
+    sequence: u64,
+}
+
+impl Timers {
+    fn key(&mut self, at: Instant) -> (Instant, u64) {
+        self.sequence += 1;
+        (at, self.sequence)
+    }
+}
+
+/// The broker: every session, the subscription index, retained messages and counters.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
+    pub(crate) index: RwLock<TopicIndex>,
+    pub(crate) retained: RwLock<Retained>,
+    timers: Mutex<Timers>,
+    stats: Stats,
+    id_counter: AtomicU64,
+    id_seed: u64,
+}
+
+impl Broker {
+    /// A broker with no sessions. `id_seed` varies assigned client identifiers between runs.
+    pub fn new(config: BrokerConfig, id_seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            index: RwLock::new(TopicIndex::default()),
+            retained: RwLock::new(Retained::default()),
+            timers: Mutex::new(Timers::default()),
+            stats: Stats::default(),
+            id_counter: AtomicU64::new(0),
+            id_seed,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Sessions held, online or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Subscriptions held across all sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.index.read().len()
+    }
+
+    /// Retained messages held.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Accepts or refuses a CONNECT. Either way the CONNACK is in `out`; on acceptance so are
+    /// any messages the resumed session had waiting. `link` is how the broker reaches this
+    /// connection later.
+    pub fn connect(
+        self: &Arc<Self>,
+        connect: Connect,
+        link: Arc<dyn Link>,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Connection, Refusal> {
+        let version = connect.protocol;
+        out.set_version(version);
+        let checked = match self.check_connect(&connect) {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                Stats::bump(&self.stats.connects_refused);
+                out.send(&Packet::ConnAck(ConnAck::new(refusal.reason)));
+                return Err(refusal);
+            }
+        };
+        let client_id = checked.client_id.clone();
+        let (cell, session_present, will_to_publish) = self.take_session(&client_id, connect.clean_start);
+        if let Some(will) = will_to_publish {
+            self.publish_will(will, now);
+        }
+
+        let expiry = self.session_expiry(&connect);
+        let will = connect.will.as_ref().map(|will| PendingWill {
+            delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
+            message: Arc::new(Message::new(
+                will.topic.clone(),
+                will.payload.clone(),
+                will.qos,
+                will.retain,
+                will_as_publish_properties(&will.properties),
+                None,
+                Some(client_id.clone()),
+            )),
+        });
+        let client_receive_maximum = connect.properties.receive_maximum.map_or(u16::MAX, |r| r.get());
+        let generation = {
+            let mut session = cell.state.lock();
+            session.generation += 1;
+            session.link = Some(link);
+            session.version = Some(version);
+            session.window = self.config.inflight_window(client_receive_maximum);
+            session.will = will;
+            session.expiry = expiry;
+            session.disconnected_at = None;
+            cell.set_online(true);
+            session.generation
+        };
+        Stats::bump(&self.stats.connects);
+
+        let mut connack = ConnAck::new(ReasonCode::Success);
+        connack.session_present = session_present;
+        if version.is_v5() {
+            connack.properties = self.connack_properties(&connect, &checked);
+        }
+        out.send(&Packet::ConnAck(connack));
+
+        let mut connection = Connection::new(self.clone(), cell, generation, &connect, checked, expiry);
+        if session_present {
+            connection.resend_inflight(now, out);
+        }
+        connection.drain(now, out);
+        Ok(connection)
+    }
+
+    /// The checks a CONNECT must pass before any session is touched.
+    fn check_connect(&self, connect: &Connect) -> Result<CheckedConnect, Refusal> {
+        let refuse = |reason, detail: &str| {
+            Err(Refusal {
+                reason,
+                detail: detail.to_owned(),
+            })
+        };
+        let version = connect.protocol;
+        let mut assigned = false;
+        let client_id = if connect.client_id.is_empty() {
+            if version == ProtocolVersion::V31 {
+                return refuse(
+                    ReasonCode::ClientIdentifierNotValid,
+                    "MQTT 3.1 requires a client identifier",
+                );
+            }
+            if version == ProtocolVersion::V311 && !connect.clean_start {
+                // [MQTT-3.1.3-8]
+                return refuse(
+                    ReasonCode::ClientIdentifierNotValid,
+                    "zero-length client identifier with clean session 0",
+                );
+            }
+            if !self.config.allow_zero_length_clientid {
+                return refuse(
+                    ReasonCode::ClientIdentifierNotValid,
+                    "zero-length client identifier and allow_zero_length_clientid is false",
+                );
+            }
+            assigned = true;
+            self.assign_client_id()
+        } else {
+            connect.client_id.clone()
+        };
+
+        let mut keep_alive = connect.keep_alive;
+        let max = self.config.max_keepalive;
+        if keep_alive > max || (keep_alive == 0 && max < u16::MAX) {
+            if version.is_v5() {
+                keep_alive = max;
+            } else if keep_alive > max {
+                // 3.x has no way to tell the client; Mosquitto refuses it like this.
+                return refuse(
+                    ReasonCode::ClientIdentifierNotValid,
+                    &format!("keep alive {keep_alive} exceeds max_keepalive {max}"),
+                );
+            }
+        }
+
+        if connect.username.is_none() && !self.config.allow_anonymous {
+            return refuse(ReasonCode::NotAuthorized, "anonymous clients are not allowed");
+        }
+        if version.is_v5() && connect.properties.authentication_method.is_some() {
+            return refuse(
+                ReasonCode::BadAuthenticationMethod,
+                "enhanced authentication is not supported",
+            );
+        }
+        if let Some(will) = &connect.will {
+            if will.retain && !self.config.retain_available {
+                return refuse(
+                    ReasonCode::RetainNotSupported,
+                    "will retain, and retain_available is false",
+                );
+            }
+            if will.qos > self.config.max_qos {
+                return refuse(ReasonCode::QosNotSupported, "will QoS above max_qos");
+            }
+        }
+        Ok(CheckedConnect {
+            client_id,
+            assigned,
+            keep_alive,
+        })
+    }
+
+    fn assign_client_id(&self) -> ByteString {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        // splitmix64: distinct for every n, and not guessable from the count alone.
+        let mut z = self.id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ByteString::from(format!("{}{z:016X}", self.config.auto_id_prefix))
+    }
+
+    /// How long the session outlives the connection: MQTT 5 says so itself; 3.x persistent
+    /// sessions follow `persistent_client_expiration`. `None` is forever.
+    fn session_expiry(&self, connect: &Connect) -> Option<Duration> {
+        if connect.protocol.is_v5() {
+            match connect.properties.session_expiry_interval.unwrap_or(0) {
+                u32::MAX => None,
+                seconds => Some(Duration::from_secs(u64::from(seconds))),
+            }
+        } else if connect.clean_start {
+            Some(Duration::ZERO)
+        } else {
+            self.config.persistent_client_expiration
+        }
+    }
+
+    fn connack_properties(&self, connect: &Connect, checked: &CheckedConnect) -> ConnAckProperties {
+        let config = &self.config;
+        let mut properties = ConnAckProperties::default();
+        if checked.assigned {
+            properties.assigned_client_identifier = Some(checked.client_id.clone());
+        }
+        if checked.keep_alive != connect.keep_alive {
+            properties.server_keep_alive = Some(checked.keep_alive);
+        }
+        properties.receive_maximum = std::num::NonZeroU16::new(config.receive_maximum);
+        if config.max_packet_size < midge_codec::PROTOCOL_MAX_PACKET_SIZE {
+            properties.maximum_packet_size = std::num::NonZeroU32::new(config.max_packet_size);
+        }
+        if config.max_topic_alias > 0 {
+            properties.topic_alias_maximum = Some(config.max_topic_alias);
+        }
+        if !config.retain_available {
+            properties.retain_available = Some(false);
+        }
+        if config.max_qos < QoS::ExactlyOnce {
+            properties.maximum_qos = Some(config.max_qos);
+        }
+        properties
+    }
+
+    /// Finds or makes the session for `client_id` and detaches whatever connection had it
+    /// (takeover, §3.1.4). Returns the session, whether it is resumed, and a will the old
+    /// connection leaves to publish now.
+    fn take_session(
+        &self,
+        client_id: &ByteString,
+        clean_start: bool,
+    ) -> (Arc<SessionCell>, bool, Option<PendingWill>) {
+        let mut sessions = self.sessions.lock();
+        let Some(existing) = sessions.get(client_id).cloned() else {
+            let cell = Arc::new(SessionCell::new(client_id.clone()));
+            sessions.insert(client_id.clone(), cell.clone());
+            return (cell, false, None);
+        };
+        let mut will_now = None;
+        {
+            let mut session = existing.state.lock();
+            if let Some(old) = session.link.take() {
+                tracing::info!(client_id = %client_id, "client {client_id} already connected, closing old connection");
+                old.close(ReasonCode::SessionTakenOver);
+                existing.set_online(false);
+            }
+            // The old connection's will: published now unless the session lives on and the will
+            // was to wait (a reconnect within the Will Delay Interval cancels it, §3.1.3.2.2).
+            if let Some(will) = session.will.take()
+                && (clean_start || will.delay.is_zero())
+            {
+                will_now = Some(will);
+            }
+            session.disconnected_at = None;
+            if !clean_start {
+                return (existing.clone(), true, will_now);
+            }
+        }
+        // Clean start: a fresh session replaces the old one, whose subscriptions go.
+        let cell = Arc::new(SessionCell::new(client_id.clone()));
+        sessions.insert(client_id.clone(), cell.clone());
+        drop(sessions);
+        self.forget_subscriptions(&existing);
+        (cell, false, will_now)
+    }
+
+    /// Removes every subscription of a session that is going away.
+    fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
+        let filters: Vec<_> = {
+            let mut session = cell.state.lock();
+            let filters = session.subscriptions.drain().map(|(_, filter)| filter).collect();
+            session.reset();
+            filters
+        };
+        let mut index = self.index.write();
+        for filter in &filters {
+            index.unsubscribe(filter, cell);
+        }
+    }
+
+    /// Sends `message` to every session with a matching subscription. Returns how many
+    /// sessions it was queued for.
+    pub fn route(&self, message: Arc<Message>, now: Instant) -> usize {
+        let mut matches = Matches::default();
+        self.index.read().matches(&message.topic, &mut matches);
+        let mut delivered = 0;
+        // Overlapping subscriptions of one session yield one delivery at the highest QoS with
+        // every subscription identifier [MQTT-3.3.5-1] [MQTT-3.3.4-3..5].
+        matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
+        let mut plain = matches.plain.into_iter().peekable();
+        while let Some(first) = plain.next() {
+            let mut group = vec![first];
+            while let Some(next) = plain.next_if(|n| Arc::ptr_eq(&n.session, &group[0].session)) {
+                group.push(next);
+            }
+            if let Some(delivery) = self.merge(&message, &group) {
+                delivered += usize::from(self.deliver(&group[0].session, delivery, now));
+            }
+        }
+        for member in matches.shared {
+            if let Some(delivery) = self.merge(&message, std::slice::from_ref(&member)) {
+                delivered += usize::from(self.deliver(&member.session, delivery, now));
+            }
+        }
+        delivered
+    }
+
+    /// One session's delivery of `message` through the given subscriptions, or none if No
+    /// Local excludes them all.
+    fn merge(&self, message: &Arc<Message>, subscriptions: &[Subscriber]) -> Option<Delivery> {
+        let mut delivery: Option<Delivery> = None;
+        for subscription in subscriptions {
+            let own = message.publisher.as_ref() == Some(&subscription.session.client_id);
+            if subscription.options.no_local && own {
+                continue;
+            }
+            let qos = if self.config.upgrade_outgoing_qos {
+                subscription.options.qos
+            } else {
+                message.qos.min(subscription.options.qos)
+            };
+            // [MQTT-3.3.1-9]/[MQTT-3.3.1-12]: RETAIN is cleared unless Retain As Published.
+            let retain = message.retain && subscription.options.retain_as_published;
+            let entry = delivery.get_or_insert_with(|| Delivery {
+                message: message.clone(),
+                qos,
+                retain,
+                subscription_ids: Vec::new(),
+            });
+            entry.qos = entry.qos.max(qos);
+            entry.retain |= retain;
+            entry.subscription_ids.extend(subscription.id);
+        }
+        delivery
+    }
+
+    /// Queues a delivery in a session and wakes its connection. True if queued.
+    pub(crate) fn deliver(&self, cell: &Arc<SessionCell>, delivery: Delivery, now: Instant) -> bool {
+        let mut session = cell.state.lock();
+        let online = session.link.is_some();
+        let queued = session.enqueue(delivery, online, &self.config, &self.stats, &cell.client_id, now);
+        if queued && let Some(link) = &session.link {
+            link.wake();
+        }
+        queued
+    }
+
+    /// Publishes a will as if its client had sent it.
+    fn publish_will(&self, will: PendingWill, now: Instant) {
+        let message = will.message;
+        let message = match message.properties.message_expiry_interval {
+            Some(seconds) => Arc::new(Message::new(
+                message.topic.clone(),
+                message.payload.clone(),
+                message.qos,
+                message.retain,
+                message.properties.clone(),
+                Some(now + Duration::from_secs(u64::from(seconds))),
+                message.publisher.clone(),
+            )),
+            None => message,
+        };
+        tracing::debug!(topic = %message.topic, "publishing will");
+        if message.retain {
+            self.retained.write().set(message.clone());
+        }
+        self.route(message, now);
+    }
+
+    /// A connection ended: detach it from its session, deal with its will, and start (or
+    /// finish) the session's expiry. A stale connection (already replaced) changes nothing.
+    pub(crate) fn detach(&self, cell: &Arc<SessionCell>, generation: u64, publish_will: bool, now: Instant) {
+        let (will, expiry) = {
+            let mut session = cell.state.lock();
+            if session.generation != generation || session.link.is_none() {
+                return;
+            }
+            session.link = None;
+            cell.set_online(false);
+            session.disconnected_at = Some(now);
+            let will = session.will.take().filter(|_| publish_will);
+            (will, session.expiry)
+        };
+        let mut will_now = None;
+        if let Some(will) = will {
+            let ends_first = expiry.is_some_and(|e| e <= will.delay);
+            if will.delay.is_zero() || ends_first {
+                will_now = Some(will);
+            } else {
+                let delay = will.delay;
+                cell.state.lock().will = Some(will);
+                let mut timers = self.timers.lock();
+                let key = timers.key(now + delay);
+                timers.wills.insert(key, (cell.clone(), generation));
+            }
+        }
+        if let Some(will) = will_now {
+            self.publish_will(will, now);
+        }
+        match expiry {
+            Some(expiry) if expiry.is_zero() => self.end_session(cell, generation, now),
+            Some(expiry) => {
+                let mut timers = self.timers.lock();
+                let key = timers.key(now + expiry);
+                timers.expiries.insert(key, (cell.clone(), generation));
+            }
+            None => {}
+        }
+    }
+
+    /// Ends a session for good, if it is still the one that expired.
+    fn end_session(&self, cell: &Arc<SessionCell>, generation: u64, now: Instant) {
+        let will = {
+            let mut session = cell.state.lock();
+            if session.generation != generation || session.link.is_some() {
+                return;
+            }
+            session.will.take()
+        };
+        // A delayed will still pending goes out when the session ends [MQTT-3.1.3-9].
+        if let Some(will) = will {
+            self.publish_will(will, now);
+        }
+        {
+            let mut sessions = self.sessions.lock();
+            if sessions
+                .get(&cell.client_id)
+                .is_some_and(|c| Arc::ptr_eq(c, cell))
+            {
+                sessions.remove(&cell.client_id);
+            }
+        }
+        self.forget_subscriptions(cell);
+    }
+
+    /// Acts on every deadline that has passed: delayed wills and expired sessions. Returns the
+    /// next deadline, so the runtime knows when to call again.
+    pub fn tick(&self, now: Instant) -> Option<Instant> {
+        loop {
+            let due = {
+                let mut timers = self.timers.lock();
+                match timers.wills.first_key_value() {
+                    Some((key, _)) if key.0 <= now => timers.wills.pop_first().map(|(_, v)| v),
+                    _ => None,
+                }
+            };
+            let Some((cell, generation)) = due else { break };
+            let will = {
+                let mut session = cell.state.lock();
+                if session.generation == generation && session.link.is_none() {
+                    session.will.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(will) = will {
+                self.publish_will(will, now);
+            }
+        }
+        loop {
+            let due = {
+                let mut timers = self.timers.lock();
+                match timers.expiries.first_key_value() {
+                    Some((key, _)) if key.0 <= now => timers.expiries.pop_first().map(|(_, v)| v),
+                    _ => None,
+                }
+            };
+            let Some((cell, generation)) = due else { break };
+            self.end_session(&cell, generation, now);
+        }
+        let timers = self.timers.lock();
+        let next_will = timers.wills.first_key_value().map(|(k, _)| k.0);
+        let next_expiry = timers.expiries.first_key_value().map(|(k, _)| k.0);
+        next_will.into_iter().chain(next_expiry).min()
+    }
+}
+
+/// What `check_connect` settled.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedConnect {
+    pub(crate) client_id: ByteString,
+    pub(crate) assigned: bool,
+    pub(crate) keep_alive: u16,
+}
+
+/// Will properties carried over to the PUBLISH the will becomes (§3.1.3.2).
+fn will_as_publish_properties(
+    will: &midge_codec::properties::WillProperties,
+) -> midge_codec::properties::PublishProperties {
+    let mut properties = midge_codec::properties::PublishProperties::default();
+    properties.payload_format_indicator = will.payload_format_indicator;
+    properties.message_expiry_interval = will.message_expiry_interval;
+    properties.content_type = will.content_type.clone();
+    properties.response_topic = will.response_topic.clone();
+    properties.correlation_data = will.correlation_data.clone();
+    properties.user_properties = will.user_properties.clone();
+    properties
+}

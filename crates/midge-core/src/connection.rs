@@ -1,0 +1,278 @@
+//! One connected client, as its connection task holds it: packets in, encoded packets out.
+//!
+//! The runtime calls [`Connection::handle`] for each packet the client sends, [`Connection::drain`]
+//! when the session's link was woken, and [`Connection::end`] once the socket is gone. Per-packet
+//! logic lives in `handle/`, one file per packet family, in Mosquitto's `handle_*.c` spirit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use midge_codec::{Connect, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, TopicName};
+
+use crate::broker::{Broker, CheckedConnect};
+use crate::message::Delivery;
+use crate::outbox::Outbox;
+use crate::session::{Awaiting, Inflight, SessionCell};
+use crate::stats::{DropReason, Stats};
+
+/// What the runtime does after a packet was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    /// Keep reading.
+    Continue,
+    /// Write what is in the outbox, then close the connection and call [`Connection::end`]
+    /// with `publish_will`.
+    Close {
+        /// Whether the will is published (everything but a normal DISCONNECT).
+        publish_will: bool,
+        /// What to log.
+        reason: String,
+    },
+}
+
+/// A client connection's state in the broker.
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) session: Arc<SessionCell>,
+    pub(crate) generation: u64,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) client_id: ByteString,
+    pub(crate) username: Option<ByteString>,
+    pub(crate) clean_start: bool,
+    pub(crate) keep_alive: u16,
+    /// Topic aliases the client set up (MQTT 5, client to server).
+    pub(crate) topic_aliases: HashMap<u16, TopicName>,
+    /// The client's Maximum Packet Size.
+    pub(crate) client_max_packet_size: Option<u32>,
+    /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change [MQTT-3.14.2-2].
+    pub(crate) connect_expiry_was_zero: bool,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        session: Arc<SessionCell>,
+        generation: u64,
+        connect: &Connect,
+        checked: CheckedConnect,
+        expiry: Option<Duration>,
+    ) -> Self {
+        Self {
+            broker,
+            session,
+            generation,
+            version: connect.protocol,
+            client_id: checked.client_id,
+            username: connect.username.clone(),
+            clean_start: connect.clean_start,
+            keep_alive: checked.keep_alive,
+            topic_aliases: HashMap::new(),
+            client_max_packet_size: connect.properties.maximum_packet_size.map(|m| m.get()),
+            connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
+        }
+    }
+
+    /// The client identifier (assigned by the broker if the client sent none).
+    pub fn client_id(&self) -> &ByteString {
+        &self.client_id
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The user name the client connected with.
+    pub fn username(&self) -> Option<&ByteString> {
+        self.username.as_ref()
+    }
+
+    /// The keep alive in force, in seconds (0: none). The runtime closes the connection after
+    /// one and a half times this without a packet [MQTT-3.1.2-22].
+    pub fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// Whether CONNECT asked for a clean start (clean session).
+    pub fn clean_start(&self) -> bool {
+        self.clean_start
+    }
+
+    /// Handles one packet from the client.
+    pub fn handle(&mut self, packet: Packet, now: Instant, out: &mut Outbox) -> After {
+        if !self.is_current() {
+            return After::Close {
+                publish_will: false,
+                reason: "session taken over".into(),
+            };
+        }
+        let after = match packet {
+            Packet::Publish(publish) => self.handle_publish(publish, now, out),
+            Packet::PubAck(ack) => self.handle_puback(&ack, now, out),
+            Packet::PubRec(ack) => self.handle_pubrec(&ack, now, out),
+            Packet::PubRel(ack) => self.handle_pubrel(&ack, out),
+            Packet::PubComp(ack) => self.handle_pubcomp(&ack, now, out),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now, out),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe, out),
+            Packet::PingReq => {
+                out.send(&Packet::PingResp);
+                After::Continue
+            }
+            Packet::Disconnect(disconnect) => self.handle_disconnect(&disconnect, out),
+            // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+            Packet::Connect(_) => {
+                self.violation(ReasonCode::ProtocolError, "second CONNECT [MQTT-3.1.0-2]", out)
+            }
+            Packet::Auth(_) => self.violation(
+                ReasonCode::ProtocolError,
+                "AUTH without enhanced authentication at CONNECT [MQTT-4.12.0-1]",
+                out,
+            ),
+            other => self.violation(
+                ReasonCode::ProtocolError,
+                &format!("{:?} may only be sent by a server", other.packet_type()),
+                out,
+            ),
+        };
+        if after == After::Continue {
+            self.drain(now, out);
+        }
+        after
+    }
+
+    /// Ends the connection for a protocol violation: MQTT 5 clients get DISCONNECT with the
+    /// reason first [MQTT-4.13.1-1].
+    pub(crate) fn violation(&self, reason: ReasonCode, detail: &str, out: &mut Outbox) -> After {
+        self.send_disconnect(reason, out);
+        After::Close {
+            publish_will: true,
+            reason: format!("{detail} (reason {:#04x})", reason.as_u8()),
+        }
+    }
+
+    /// Puts a DISCONNECT with `reason` in the outbox if the client speaks MQTT 5 (earlier
+    /// versions have no server DISCONNECT).
+    pub fn send_disconnect(&self, reason: ReasonCode, out: &mut Outbox) {
+        if self.version.is_v5() {
+            out.send(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+    }
+
+    /// Whether this connection still owns its session (not taken over).
+    pub(crate) fn is_current(&self) -> bool {
+        self.session.state.lock().generation == self.generation
+    }
+
+    /// Moves queued messages into the outbox while the inflight window and the outbox's high
+    /// water mark allow, in queue order.
+    pub fn drain(&mut self, now: Instant, out: &mut Outbox) {
+        let config = &self.broker.config;
+        let stats = self.broker.stats();
+        let mut session = self.session.state.lock();
+        if session.generation != self.generation || session.link.is_none() {
+            return;
+        }
+        while out.len() < config.outbox_high_water {
+            let Some(front) = session.queue.front() else { break };
+            if front.message.is_expired(now) {
+                session.dequeue();
+                stats.dropped(DropReason::Expired);
+                continue;
+            }
+            if front.qos != QoS::AtMostOnce && !session.window_open(config, front.message.size()) {
+                break;
+            }
+            let Some(delivery) = session.dequeue() else { break };
+            if delivery.qos == QoS::AtMostOnce {
+                self.write_publish(&delivery, None, false, now, out);
+                continue;
+            }
+            let packet_id = session.allocate_packet_id();
+            if !self.write_publish(&delivery, Some(packet_id), false, now, out) {
+                continue;
+            }
+            let state = if delivery.qos == QoS::AtLeastOnce {
+                Awaiting::PubAck
+            } else {
+                Awaiting::PubRec
+            };
+            session.push_inflight(Inflight {
+                packet_id,
+                delivery,
+                state,
+            });
+        }
+    }
+
+    /// Resends everything in flight, in order, as a resumed session requires [MQTT-4.4.0-1]:
+    /// PUBLISH with DUP, or PUBREL where PUBREC already came.
+    pub(crate) fn resend_inflight(&mut self, now: Instant, out: &mut Outbox) {
+        let inflight: Vec<Inflight> = self.session.state.lock().inflight.iter().cloned().collect();
+        for entry in inflight {
+            match entry.state {
+                Awaiting::PubComp => {
+                    out.send(&Packet::PubRel(midge_codec::Ack::new(entry.packet_id)));
+                }
+                _ => {
+                    self.write_publish(&entry.delivery, Some(entry.packet_id), true, now, out);
+                }
+            }
+        }
+    }
+
+    /// Encodes one PUBLISH for this client. False if it was dropped because it exceeds the
+    /// client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub(crate) fn write_publish(
+        &self,
+        delivery: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> bool {
+        let message = &delivery.message;
+        let limit = self.client_max_packet_size.unwrap_or(u32::MAX) as usize;
+        let shared = if delivery.subscription_ids.is_empty() {
+            message.template(self.version, delivery.qos, delivery.retain, now)
+        } else {
+            None
+        };
+        if let Some(template) = shared {
+            if template.len() > limit {
+                return self.too_large();
+            }
+            out.extend(&template.head(packet_id, dup));
+            out.extend(template.payload());
+        } else {
+            let mut publish =
+                message.to_publish(delivery.qos, delivery.retain, &delivery.subscription_ids, now);
+            publish.packet_id = packet_id;
+            publish.dup = dup;
+            if !self.version.is_v5() {
+                publish.properties = Default::default();
+            }
+            let packet = Packet::Publish(publish);
+            if packet.encoded_len(self.version).is_ok_and(|len| len > limit) {
+                return self.too_large();
+            }
+            out.send(&packet);
+        }
+        Stats::bump(&self.broker.stats().publish_sent);
+        true
+    }
+
+    fn too_large(&self) -> bool {
+        self.broker.stats().dropped(DropReason::TooLargeForClient);
+        false
+    }
+
+    /// The connection is gone (socket closed, keep alive expired, protocol error, or the client
+    /// disconnected). Detaches the session, publishing or scheduling the will if asked to.
+    pub fn end(self, now: Instant, publish_will: bool) {
+        self.broker
+            .detach(&self.session, self.generation, publish_will, now);
+    }
+}

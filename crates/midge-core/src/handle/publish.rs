@@ -1,0 +1,141 @@
+//! PUBLISH from a client (§3.3, §4.3): checks, topic alias resolution, the retained store,
+//! routing, and the acknowledgement that closes the sender's side of QoS 1 and 2.
+//!
+//! QoS 2 is delivered once on first receipt; the packet identifier is remembered until PUBREL,
+//! so a retransmission (DUP) is acknowledged again without being routed again [MQTT-4.3.3-3].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use midge_codec::{Ack, Packet, Publish, QoS, ReasonCode};
+
+use crate::connection::{After, Connection};
+use crate::message::Message;
+use crate::outbox::Outbox;
+use crate::stats::{DropReason, Stats};
+
+impl Connection {
+    pub(crate) fn handle_publish(&mut self, mut publish: Publish, now: Instant, out: &mut Outbox) -> After {
+        let config = &self.broker.config;
+        Stats::bump(&self.broker.stats().publish_received);
+        if publish.qos > config.max_qos {
+            return self.violation(
+                ReasonCode::QosNotSupported,
+                "PUBLISH QoS above max_qos [MQTT-3.2.2-11]",
+                out,
+            );
+        }
+        if publish.retain && !config.retain_available {
+            return self.violation(
+                ReasonCode::RetainNotSupported,
+                "retained PUBLISH while retain_available is false [MQTT-3.2.2-14]",
+                out,
+            );
+        }
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return self.violation(
+                ReasonCode::ProtocolError,
+                "PUBLISH from a client carries a Subscription Identifier [MQTT-3.3.4-6]",
+                out,
+            );
+        }
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias.get() > config.max_topic_alias {
+                return self.violation(
+                    ReasonCode::TopicAliasInvalid,
+                    "topic alias above the Topic Alias Maximum [MQTT-3.3.2-9]",
+                    out,
+                );
+            }
+            if publish.topic.is_empty() {
+                match self.topic_aliases.get(&alias.get()) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => {
+                        return self.violation(
+                            ReasonCode::ProtocolError,
+                            "unknown topic alias (§3.3.2.3.4)",
+                            out,
+                        );
+                    }
+                }
+            } else {
+                self.topic_aliases.insert(alias.get(), publish.topic.clone());
+            }
+        }
+
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce
+            && let Some(id) = packet_id
+        {
+            let mut session = self.session.state.lock();
+            if session.incoming_qos2.contains(&id.get()) {
+                drop(session);
+                out.send(&Packet::PubRec(Ack::new(id)));
+                return After::Continue;
+            }
+            if self.version.is_v5()
+                && session.incoming_qos2.len() >= usize::from(config.receive_maximum.max(1))
+            {
+                drop(session);
+                return self.violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "more QoS 2 messages unacknowledged than Receive Maximum [MQTT-3.3.4-8]",
+                    out,
+                );
+            }
+            session.incoming_qos2.insert(id.get());
+        }
+
+        let oversize =
+            config.message_size_limit != 0 && publish.payload.len() > config.message_size_limit as usize;
+        let reason = if oversize {
+            self.broker.stats().dropped(DropReason::MessageSizeLimit);
+            tracing::warn!(client_id = %self.client_id, size = publish.payload.len(), "dropped PUBLISH over message_size_limit");
+            ReasonCode::QuotaExceeded
+        } else {
+            let message = self.accept(publish, now);
+            if message.retain {
+                self.broker.retained.write().set(message.clone());
+            }
+            match self.broker.route(message, now) {
+                0 => ReasonCode::NoMatchingSubscribers,
+                _ => ReasonCode::Success,
+            }
+        };
+        if let Some(id) = packet_id {
+            let mut ack = Ack::new(id);
+            if self.version.is_v5() {
+                ack.reason_code = reason;
+            }
+            if qos == QoS::ExactlyOnce {
+                if reason.is_error() {
+                    // An error PUBREC ends the exchange: no PUBREL follows (§4.3.3).
+                    self.session.state.lock().incoming_qos2.remove(&id.get());
+                }
+                out.send(&Packet::PubRec(ack));
+            } else {
+                out.send(&Packet::PubAck(ack));
+            }
+        }
+        After::Continue
+    }
+
+    /// Turns an accepted PUBLISH into the shared message routed to subscribers.
+    fn accept(&self, publish: Publish, now: Instant) -> Arc<Message> {
+        let mut properties = publish.properties;
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
+        properties.topic_alias = None;
+        Arc::new(Message::new(
+            publish.topic,
+            publish.payload,
+            publish.qos,
+            publish.retain,
+            properties,
+            expires_at,
+            Some(self.client_id.clone()),
+        ))
+    }
+}

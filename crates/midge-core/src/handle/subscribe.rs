@@ -1,0 +1,114 @@
+//! SUBSCRIBE and UNSUBSCRIBE (§3.8, §3.10): the subscription index and the session's own record
+//! of its subscriptions, SUBACK/UNSUBACK, and the retained messages a new subscription receives.
+//!
+//! A subscription to a filter the session already has replaces it [MQTT-3.8.4-3]. Retained
+//! messages follow the SUBACK, with RETAIN set [MQTT-3.3.1-8], as Retain Handling says; shared
+//! subscriptions get none (§4.8.2).
+
+use std::time::Instant;
+
+use midge_codec::properties::AckProperties;
+use midge_codec::{Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe};
+
+use crate::connection::{After, Connection};
+use crate::message::Delivery;
+use crate::outbox::Outbox;
+use crate::topic_index::Subscriber;
+
+impl Connection {
+    pub(crate) fn handle_subscribe(&mut self, subscribe: Subscribe, now: Instant, out: &mut Outbox) -> After {
+        let config = &self.broker.config;
+        let id = subscribe.properties.subscription_identifier;
+        let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained = Vec::new();
+        for subscription in subscribe.subscriptions {
+            let mut options = subscription.options;
+            options.qos = options.qos.min(config.max_qos);
+            let filter = subscription.filter;
+            let existed = self.broker.index.write().subscribe(
+                &filter,
+                Subscriber {
+                    session: self.session.clone(),
+                    options,
+                    id,
+                },
+            );
+            self.session
+                .state
+                .lock()
+                .subscriptions
+                .insert(filter.as_byte_string().clone(), filter.clone());
+            reason_codes.push(match options.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQos1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQos2,
+            });
+            let wants_retained = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if wants_retained && filter.shared().is_none() {
+                let mut messages = Vec::new();
+                self.broker
+                    .retained
+                    .read()
+                    .matching(filter.as_str(), &mut messages);
+                retained.extend(
+                    messages
+                        .into_iter()
+                        .filter(|m| !m.is_expired(now))
+                        .map(|message| {
+                            let qos = if config.upgrade_outgoing_qos {
+                                options.qos
+                            } else {
+                                message.qos.min(options.qos)
+                            };
+                            Delivery {
+                                message,
+                                qos,
+                                retain: true,
+                                subscription_ids: id.into_iter().collect(),
+                            }
+                        }),
+                );
+            }
+        }
+        out.send(&Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        }));
+        for delivery in retained {
+            self.broker.deliver(&self.session, delivery, now);
+        }
+        After::Continue
+    }
+
+    pub(crate) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Outbox) -> After {
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            let existed = self.broker.index.write().unsubscribe(filter, &self.session);
+            self.session
+                .state
+                .lock()
+                .subscriptions
+                .remove(filter.as_byte_string());
+            reason_codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        out.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reason_codes: if self.version.is_v5() {
+                reason_codes
+            } else {
+                Vec::new()
+            },
+            properties: AckProperties::default(),
+        }));
+        After::Continue
+    }
+}

@@ -1,0 +1,39 @@
+//! The Midge broker's logic, without I/O: what a broker must do when a packet arrives, a
+//! connection ends or a deadline passes. Events in (a decoded packet, a lost connection, the
+//! time), encoded packets out.
+//!
+//! # Layout
+//! - [`broker`]: shared state and cross-session decisions: CONNECT, routing, wills, expiry.
+//! - [`connection`]: one client's connection; `handle/` holds the per-packet logic.
+//! - `session`: per-client state behind its own lock: subscriptions, queue, inflight window.
+//! - `topic_index`, `retained`: the subscription trie and the retained message tree.
+//! - [`message`]: a message and one subscriber's delivery of it.
+//! - [`outbox`]: encoded packets waiting for a connection's socket.
+//! - [`link`]: how the core wakes or closes a connection it does not own.
+//! - [`config`], [`stats`]: limits in force and counters.
+//!
+//! # Rules
+//! The core never awaits, spawns, touches a socket or reads the clock: `now` is passed in. It
+//! never panics on anything a client sends.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+mod handle;
+pub mod link;
+pub mod message;
+pub mod outbox;
+mod ratelimit;
+mod retained;
+mod session;
+pub mod stats;
+mod topic_index;
+
+pub use broker::{Broker, Refusal};
+pub use config::BrokerConfig;
+pub use connection::{After, Connection};
+pub use link::Link;
+pub use message::{Delivery, Message};
+pub use outbox::Outbox;
+pub use session::SessionCell;
+pub use stats::{DropReason, Stats};

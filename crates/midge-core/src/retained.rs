@@ -1,0 +1,172 @@
+//! Retained messages (§3.3.1.3): at most one per topic, found by topic filter when a client
+//! subscribes.
+//!
+//! A trie over topic levels, the mirror of the subscription index: here the stored keys are
+//! topic names and the query is a filter, so `+` visits every child and `#` a whole subtree.
+//! First-level wildcards skip `$` topics [MQTT-4.7.2-1].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::message::Message;
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Self>,
+    message: Option<Arc<Message>>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.message.is_none()
+    }
+}
+
+/// The retained message store.
+#[derive(Debug, Default)]
+pub(crate) struct Retained {
+    root: Node,
+    count: usize,
+}
+
+impl Retained {
+    /// Stores `message` for its topic, replacing any; an empty payload deletes instead
+    /// [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+    pub(crate) fn set(&mut self, message: Arc<Message>) {
+        let topic = message.topic.as_str().to_owned();
+        let levels: Vec<&str> = topic.split('/').collect();
+        if message.payload.is_empty() {
+            if remove(&mut self.root, &levels) {
+                self.count -= 1;
+            }
+            return;
+        }
+        let mut node = &mut self.root;
+        for level in levels {
+            node = node.children.entry(level.into()).or_default();
+        }
+        if node.message.replace(message).is_none() {
+            self.count += 1;
+        }
+    }
+
+    /// How many retained messages are stored.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Every retained message whose topic matches `filter` (a plain filter, not `$share/...`).
+    pub(crate) fn matching(&self, filter: &str, out: &mut Vec<Arc<Message>>) {
+        let levels: Vec<&str> = filter.split('/').collect();
+        walk(&self.root, &levels, true, out);
+    }
+}
+
+fn remove(node: &mut Node, levels: &[&str]) -> bool {
+    let Some((level, rest)) = levels.split_first() else {
+        return node.message.take().is_some();
+    };
+    let Some(child) = node.children.get_mut(*level) else {
+        return false;
+    };
+    let removed = remove(child, rest);
+    if child.is_empty() {
+        node.children.remove(*level);
+    }
+    removed
+}
+
+fn walk(node: &Node, levels: &[&str], first: bool, out: &mut Vec<Arc<Message>>) {
+    let Some((level, rest)) = levels.split_first() else {
+        out.extend(node.message.iter().cloned());
+        return;
+    };
+    let visible = |name: &str| !(first && name.starts_with('$'));
+    match *level {
+        "#" => {
+            // "a/#" matches "a" itself as well as everything below it.
+            if !first {
+                out.extend(node.message.iter().cloned());
+            }
+            for (name, child) in &node.children {
+                if visible(name) {
+                    everything(child, out);
+                }
+            }
+        }
+        "+" => {
+            for (name, child) in &node.children {
+                if visible(name) {
+                    walk(child, rest, false, out);
+                }
+            }
+        }
+        literal => {
+            if let Some(child) = node.children.get(literal) {
+                walk(child, rest, false, out);
+            }
+        }
+    }
+}
+
+fn everything(node: &Node, out: &mut Vec<Arc<Message>>) {
+    out.extend(node.message.iter().cloned());
+    for child in node.children.values() {
+        everything(child, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use midge_codec::{QoS, TopicName};
+
+    fn message(topic: &str, payload: &'static str) -> Arc<Message> {
+        Arc::new(Message::new(
+            TopicName::try_from(topic).unwrap(),
+            Bytes::from_static(payload.as_bytes()),
+            QoS::AtMostOnce,
+            true,
+            Default::default(),
+            None,
+            None,
+        ))
+    }
+
+    fn topics(store: &Retained, filter: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        store.matching(filter, &mut out);
+        let mut names: Vec<String> = out.iter().map(|m| m.topic.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn set_replace_delete() {
+        let mut store = Retained::default();
+        store.set(message("a/b", "1"));
+        store.set(message("a/b", "2"));
+        assert_eq!(store.len(), 1);
+        let mut out = Vec::new();
+        store.matching("a/b", &mut out);
+        assert_eq!(&out[0].payload[..], b"2");
+        store.set(message("a/b", ""));
+        assert_eq!(store.len(), 0);
+        assert!(store.root.is_empty());
+    }
+
+    #[test]
+    fn wildcards_and_dollar_topics() {
+        let mut store = Retained::default();
+        for t in ["a", "a/b", "a/b/c", "x/b", "$SYS/up", "/lead"] {
+            store.set(message(t, "p"));
+        }
+        assert_eq!(topics(&store, "#"), ["/lead", "a", "a/b", "a/b/c", "x/b"]);
+        assert_eq!(topics(&store, "a/#"), ["a", "a/b", "a/b/c"]);
+        assert_eq!(topics(&store, "+/b"), ["a/b", "x/b"]);
+        assert_eq!(topics(&store, "+"), ["a"]);
+        assert_eq!(topics(&store, "+/+"), ["/lead", "a/b", "x/b"]);
+        assert_eq!(topics(&store, "$SYS/#"), ["$SYS/up"]);
+    }
+}

@@ -1,0 +1,213 @@
+//! Session state (§4.1): what the broker keeps for a client identifier across connections:
+//! subscriptions, messages queued and in flight towards the client, QoS 2 messages received from
+//! it and not yet released, its will and expiry.
+//!
+//! Each session sits behind its own lock in a [`SessionCell`], so publishers on different cores
+//! contend only when they deliver to the same subscriber. The outgoing queue is bounded by count
+//! and bytes; what a bound refuses is counted and logged, never silently lost.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use midge_codec::{PacketId, ProtocolVersion, QoS, TopicFilter};
+use parking_lot::Mutex;
+
+use crate::config::BrokerConfig;
+use crate::link::Link;
+use crate::message::{Delivery, Message};
+use crate::stats::{DropReason, Stats};
+
+/// A session and the lock around it.
+#[derive(Debug)]
+pub struct SessionCell {
+    /// The client identifier, fixed for the session's life.
+    pub client_id: ByteString,
+    online: AtomicBool,
+    pub(crate) state: Mutex<Session>,
+}
+
+impl SessionCell {
+    pub(crate) fn new(client_id: ByteString) -> Self {
+        Self {
+            client_id,
+            online: AtomicBool::new(false),
+            state: Mutex::new(Session::default()),
+        }
+    }
+
+    /// Whether a connection is attached; read without the lock (shared subscription choice).
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+}
+
+/// Where an outgoing QoS 1 or 2 message stands (§4.3.2, §4.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "named for the packet awaited, as the specification names them"
+)]
+pub(crate) enum Awaiting {
+    /// QoS 1 PUBLISH sent, PUBACK awaited.
+    PubAck,
+    /// QoS 2 PUBLISH sent, PUBREC awaited.
+    PubRec,
+    /// PUBREL sent, PUBCOMP awaited.
+    PubComp,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Inflight {
+    pub(crate) packet_id: PacketId,
+    pub(crate) delivery: Delivery,
+    pub(crate) state: Awaiting,
+}
+
+/// A will waiting for its connection to end badly, or for its delay to pass.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingWill {
+    pub(crate) message: Arc<Message>,
+    pub(crate) delay: Duration,
+}
+
+/// What the broker keeps for one client identifier.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// The attached connection, if any, and its generation.
+    pub(crate) link: Option<Arc<dyn Link>>,
+    /// Bumped on every attach, so a stale connection can tell it has been replaced.
+    pub(crate) generation: u64,
+    pub(crate) version: Option<ProtocolVersion>,
+    /// The session's subscriptions by filter, so they can be removed when it ends.
+    pub(crate) subscriptions: HashMap<ByteString, TopicFilter>,
+    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) queued_bytes: u64,
+    pub(crate) inflight: VecDeque<Inflight>,
+    pub(crate) inflight_bytes: u64,
+    next_packet_id: u16,
+    /// The current connection's window: min(max_inflight_messages, client Receive Maximum).
+    pub(crate) window: u16,
+    /// Packet identifiers of QoS 2 messages received and not yet released by PUBREL.
+    pub(crate) incoming_qos2: HashSet<u16>,
+    pub(crate) will: Option<PendingWill>,
+    /// How long the session outlives its connection; `None` is forever.
+    pub(crate) expiry: Option<Duration>,
+    /// When the last connection ended, while none is attached.
+    pub(crate) disconnected_at: Option<Instant>,
+}
+
+impl Session {
+    /// Queues a delivery, or drops it (counted) when a bound says no. True if queued.
+    pub(crate) fn enqueue(
+        &mut self,
+        delivery: Delivery,
+        online: bool,
+        config: &BrokerConfig,
+        stats: &Stats,
+        client_id: &str,
+        now: Instant,
+    ) -> bool {
+        let reason = if delivery.qos == QoS::AtMostOnce && !online && !config.queue_qos0_messages {
+            Some(DropReason::Qos0Offline)
+        } else if config.max_queued_messages != 0 && self.queue.len() >= self.queue_allowance(config) {
+            Some(DropReason::QueueFull)
+        } else if config.max_queued_bytes != 0
+            && self.queued_bytes + delivery.message.size() as u64 > config.max_queued_bytes
+        {
+            Some(DropReason::QueueBytesFull)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            stats.dropped(reason);
+            // Offline QoS 0 is Mosquitto's normal behaviour, not a warning.
+            if reason != DropReason::Qos0Offline {
+                crate::ratelimit::warn_dropped(client_id, reason, now);
+            }
+            return false;
+        }
+        self.queued_bytes += delivery.message.size() as u64;
+        self.queue.push_back(delivery);
+        true
+    }
+
+    /// How many deliveries the queue may hold: `max_queued_messages` counts, as in Mosquitto,
+    /// only messages beyond the inflight window, so the window's free slots come on top.
+    fn queue_allowance(&self, config: &BrokerConfig) -> usize {
+        let free_window = usize::from(self.window).saturating_sub(self.inflight.len());
+        config.max_queued_messages + free_window
+    }
+
+    /// Takes the next queued delivery.
+    pub(crate) fn dequeue(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(delivery.message.size() as u64);
+        Some(delivery)
+    }
+
+    /// Whether the inflight window has room for one more QoS 1 or 2 message.
+    pub(crate) fn window_open(&self, config: &BrokerConfig, size: usize) -> bool {
+        let by_count = self.inflight.len() < usize::from(self.window.max(1));
+        let by_bytes = config.max_inflight_bytes == 0
+            || self.inflight.is_empty()
+            || self.inflight_bytes + size as u64 <= config.max_inflight_bytes;
+        by_count && by_bytes
+    }
+
+    /// A packet identifier not in use by any message in flight [MQTT-2.2.1-3].
+    pub(crate) fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1);
+            if let Some(id) = PacketId::new(self.next_packet_id)
+                && !self.inflight.iter().any(|i| i.packet_id == id)
+            {
+                return id;
+            }
+        }
+    }
+
+    pub(crate) fn push_inflight(&mut self, inflight: Inflight) {
+        self.inflight_bytes += inflight.delivery.message.size() as u64;
+        self.inflight.push_back(inflight);
+    }
+
+    /// Finds the message in flight with `packet_id` in `state`.
+    pub(crate) fn inflight_mut(&mut self, packet_id: PacketId, state: Awaiting) -> Option<&mut Inflight> {
+        self.inflight
+            .iter_mut()
+            .find(|i| i.packet_id == packet_id && i.state == state)
+    }
+
+    /// Removes the message in flight with `packet_id` in `state`. True if it was there.
+    pub(crate) fn complete(&mut self, packet_id: PacketId, state: Awaiting) -> bool {
+        let Some(index) = self
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id && i.state == state)
+        else {
+            return false;
+        };
+        if let Some(done) = self.inflight.remove(index) {
+            self.inflight_bytes = self
+                .inflight_bytes
+                .saturating_sub(done.delivery.message.size() as u64);
+        }
+        true
+    }
+
+    /// Forgets everything but the identity: what a clean start does to an existing session.
+    pub(crate) fn reset(&mut self) {
+        let generation = self.generation;
+        *self = Self {
+            generation,
+            ..Self::default()
+        };
+    }
+}

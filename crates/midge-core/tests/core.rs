@@ -1,0 +1,595 @@
+//! The broker's logic driven packet by packet, with a clock the test controls: no sockets, no
+//! runtime, fully deterministic. Each test names the normative statement it checks.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use midge_codec::{
+    Ack, Connect, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
+    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will,
+};
+use midge_core::{After, Broker, BrokerConfig, Connection, DropReason, Link, Outbox};
+use parking_lot::Mutex;
+
+const V311: ProtocolVersion = ProtocolVersion::V311;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+#[derive(Debug, Default)]
+struct TestLink {
+    wakes: AtomicUsize,
+    closed: Mutex<Option<ReasonCode>>,
+}
+
+impl Link for TestLink {
+    fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn close(&self, reason: ReasonCode) {
+        *self.closed.lock() = Some(reason);
+    }
+}
+
+/// A client as the tests see it: its connection, link and what it has been sent.
+struct Client {
+    connection: Connection,
+    link: Arc<TestLink>,
+    out: Outbox,
+}
+
+impl Client {
+    /// Sends one packet and returns every packet the broker has for this client afterwards.
+    fn send(&mut self, packet: Packet, now: Instant) -> (After, Vec<Packet>) {
+        let after = self.connection.handle(packet, now, &mut self.out);
+        (after, self.received(now))
+    }
+
+    /// Drains the session (as a woken runtime would) and decodes the outbox.
+    fn received(&mut self, now: Instant) -> Vec<Packet> {
+        self.connection.drain(now, &mut self.out);
+        decode_all(&mut self.out)
+    }
+}
+
+fn decode_all(out: &mut Outbox) -> Vec<Packet> {
+    let decoder = Decoder::new(out.version(), u32::MAX);
+    let mut packets = Vec::new();
+    while let Some(packet) = decoder
+        .decode(out.buffer())
+        .expect("the broker sends valid packets")
+    {
+        packets.push(packet);
+    }
+    packets
+}
+
+fn broker(config: BrokerConfig) -> Arc<Broker> {
+    Broker::new(config, 7)
+}
+
+fn connect_with(broker: &Arc<Broker>, connect: Connect, now: Instant) -> (Client, Vec<Packet>) {
+    let link = Arc::new(TestLink::default());
+    let mut out = Outbox::new(connect.protocol);
+    let connection = broker
+        .connect(connect, link.clone(), now, &mut out)
+        .expect("connect accepted");
+    let packets = decode_all(&mut out);
+    (
+        Client {
+            connection,
+            link,
+            out,
+        },
+        packets,
+    )
+}
+
+fn connect(broker: &Arc<Broker>, version: ProtocolVersion, id: &str, now: Instant) -> Client {
+    connect_with(broker, Connect::new(version, id), now).0
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName::try_from(name).unwrap()
+}
+
+fn pid(n: u16) -> PacketId {
+    NonZeroU16::new(n).unwrap()
+}
+
+fn publish(name: &str, payload: &'static str, qos: QoS, id: u16) -> Packet {
+    let mut publish = Publish::new(topic(name), Bytes::from_static(payload.as_bytes()));
+    publish.qos = qos;
+    if qos != QoS::AtMostOnce {
+        publish.packet_id = Some(pid(id));
+    }
+    Packet::Publish(publish)
+}
+
+fn retained(name: &str, payload: &'static str) -> Packet {
+    let Packet::Publish(mut p) = publish(name, payload, QoS::AtMostOnce, 0) else {
+        unreachable!()
+    };
+    p.retain = true;
+    Packet::Publish(p)
+}
+
+fn subscribe(filters: &[(&str, QoS)], id: u16) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: pid(id),
+        subscriptions: filters
+            .iter()
+            .map(|(f, qos)| Subscription {
+                filter: TopicFilter::try_from(*f).unwrap(),
+                options: SubscriptionOptions {
+                    qos: *qos,
+                    ..SubscriptionOptions::default()
+                },
+            })
+            .collect(),
+        properties: Default::default(),
+    })
+}
+
+fn publishes(packets: &[Packet]) -> Vec<&Publish> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mqtt_4_3_2_qos1_round_trip_between_two_clients() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut sub = connect(&broker, V311, "sub", now);
+    let (_, got) = sub.send(subscribe(&[("a/+", QoS::AtLeastOnce)], 1), now);
+    assert!(matches!(&got[..], [Packet::SubAck(ack)] if ack.reason_codes == [ReasonCode::GrantedQos1]));
+
+    let mut publisher = connect(&broker, V311, "pub", now);
+    let (_, got) = publisher.send(publish("a/b", "hello", QoS::AtLeastOnce, 9), now);
+    assert!(matches!(&got[..], [Packet::PubAck(ack)] if ack.packet_id == pid(9)));
+    assert!(
+        sub.link.wakes.load(Ordering::Relaxed) > 0,
+        "the subscriber's connection is woken"
+    );
+
+    let got = sub.received(now);
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(&delivered[0].payload[..], b"hello");
+    assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
+    assert!(!delivered[0].retain, "[MQTT-3.3.1-9]");
+    let id = delivered[0].packet_id.unwrap();
+    sub.send(Packet::PubAck(Ack::new(id)), now);
+}
+
+#[test]
+fn mqtt_3_3_5_1_overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut sub = connect(&broker, V311, "sub", now);
+    sub.send(
+        subscribe(
+            &[
+                ("a/#", QoS::AtMostOnce),
+                ("a/b", QoS::ExactlyOnce),
+                ("+/b", QoS::AtLeastOnce),
+            ],
+            1,
+        ),
+        now,
+    );
+    let mut publisher = connect(&broker, V311, "pub", now);
+    publisher.send(publish("a/b", "x", QoS::ExactlyOnce, 1), now);
+    let got = sub.received(now);
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].qos, QoS::ExactlyOnce);
+}
+
+#[test]
+fn mqtt_3_3_1_retained_messages_are_stored_replaced_and_deleted() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut publisher = connect(&broker, V311, "pub", now);
+    publisher.send(retained("r/1", "first"), now);
+    publisher.send(retained("r/1", "second"), now);
+    publisher.send(retained("r/2", "other"), now);
+    assert_eq!(broker.retained_count(), 2);
+
+    let mut sub = connect(&broker, V311, "sub", now);
+    let (_, got) = sub.send(subscribe(&[("r/1", QoS::AtLeastOnce)], 1), now);
+    assert!(
+        matches!(got[0], Packet::SubAck(_)),
+        "SUBACK comes before retained messages"
+    );
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(&delivered[0].payload[..], b"second", "[MQTT-3.3.1-5]");
+    assert!(delivered[0].retain, "[MQTT-3.3.1-8]");
+
+    publisher.send(retained("r/1", ""), now);
+    assert_eq!(broker.retained_count(), 1, "[MQTT-3.3.1-10]");
+    let mut late = connect(&broker, V311, "late", now);
+    let (_, got) = late.send(subscribe(&[("r/1", QoS::AtMostOnce)], 1), now);
+    assert!(publishes(&got).is_empty(), "[MQTT-3.3.1-11]");
+}
+
+#[test]
+fn mqtt_3_1_4_3_takeover_closes_the_old_connection_and_publishes_its_will() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut watcher = connect(&broker, V311, "watcher", now);
+    watcher.send(subscribe(&[("wills/#", QoS::AtMostOnce)], 1), now);
+
+    let mut first = Connect::new(V5, "dup");
+    first.will = Some(Will {
+        topic: topic("wills/dup"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (old, _) = connect_with(&broker, first, now);
+    let (mut new, connack) = connect_with(&broker, Connect::new(V5, "dup"), now);
+    assert!(matches!(&connack[..], [Packet::ConnAck(_)]));
+    assert_eq!(*old.link.closed.lock(), Some(ReasonCode::SessionTakenOver));
+    assert_eq!(
+        publishes(&watcher.received(now)).len(),
+        1,
+        "the old connection's will"
+    );
+
+    // The old connection's late end changes nothing for the new one.
+    old.connection.end(now, true);
+    assert_eq!(publishes(&watcher.received(now)).len(), 0);
+    let (after, got) = new.send(Packet::PingReq, now);
+    assert_eq!(after, After::Continue);
+    assert!(matches!(&got[..], [Packet::PingResp]));
+}
+
+fn will_connect(version: ProtocolVersion, id: &str, delay: Option<u32>) -> Connect {
+    let mut connect = Connect::new(version, id);
+    let mut will = Will {
+        topic: topic("wills/x"),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    will.properties.will_delay_interval = delay;
+    connect.will = Some(will);
+    connect
+}
+
+fn watcher(broker: &Arc<Broker>, now: Instant) -> Client {
+    let mut watcher = connect(broker, V311, "watcher", now);
+    watcher.send(subscribe(&[("wills/#", QoS::AtLeastOnce)], 1), now);
+    watcher
+}
+
+#[test]
+fn mqtt_3_1_2_8_will_is_published_on_abnormal_end_only() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut watcher = watcher(&broker, now);
+
+    let (client, _) = connect_with(&broker, will_connect(V311, "a", None), now);
+    client.connection.end(now, true);
+    assert_eq!(
+        publishes(&watcher.received(now)).len(),
+        1,
+        "socket lost: will sent"
+    );
+
+    let (mut client, _) = connect_with(&broker, will_connect(V311, "b", None), now);
+    let (after, _) = client.send(Packet::Disconnect(Disconnect::new(ReasonCode::Success)), now);
+    let After::Close { publish_will, .. } = after else {
+        panic!("DISCONNECT closes")
+    };
+    client.connection.end(now, publish_will);
+    assert!(
+        publishes(&watcher.received(now)).is_empty(),
+        "[MQTT-3.1.2-10] normal DISCONNECT discards the will"
+    );
+
+    let (mut client, _) = connect_with(&broker, will_connect(V5, "c", None), now);
+    let (after, _) = client.send(
+        Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage)),
+        now,
+    );
+    let After::Close { publish_will, .. } = after else {
+        panic!("DISCONNECT closes")
+    };
+    client.connection.end(now, publish_will);
+    assert_eq!(
+        publishes(&watcher.received(now)).len(),
+        1,
+        "DISCONNECT 0x04 publishes the will"
+    );
+}
+
+#[test]
+fn mqtt_3_1_3_2_will_delay_waits_and_a_reconnect_cancels_it() {
+    let start = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut watcher = watcher(&broker, start);
+    let mut connect = will_connect(V5, "delayed", Some(10));
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+
+    let (client, _) = connect_with(&broker, connect.clone(), start);
+    client.connection.end(start, true);
+    assert!(
+        publishes(&watcher.received(start)).is_empty(),
+        "not before the delay"
+    );
+    let next = broker.tick(start + Duration::from_secs(5));
+    assert!(next.is_some());
+    assert!(publishes(&watcher.received(start)).is_empty());
+    let at = start + Duration::from_secs(11);
+    broker.tick(at);
+    assert_eq!(publishes(&watcher.received(at)).len(), 1, "after the delay");
+
+    // Reconnecting within the delay cancels it.
+    let (client, _) = connect_with(&broker, connect.clone(), at);
+    client.connection.end(at, true);
+    let (_back, _) = connect_with(&broker, connect, at + Duration::from_secs(2));
+    broker.tick(at + Duration::from_secs(30));
+    assert!(
+        publishes(&watcher.received(at)).is_empty(),
+        "[MQTT-3.1.3-9] cancelled by the reconnect"
+    );
+}
+
+#[test]
+fn mqtt_4_4_0_1_persistent_session_queues_offline_and_resends_inflight_with_dup() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut persistent = Connect::new(V311, "persistent");
+    persistent.clean_start = false;
+    let (mut sub, connack) = connect_with(&broker, persistent.clone(), now);
+    assert!(matches!(&connack[..], [Packet::ConnAck(a)] if !a.session_present));
+    sub.send(subscribe(&[("q/#", QoS::AtLeastOnce)], 1), now);
+
+    let mut publisher = connect(&broker, V311, "pub", now);
+    publisher.send(publish("q/1", "one", QoS::AtLeastOnce, 1), now);
+    let got = sub.received(now);
+    assert_eq!(publishes(&got).len(), 1);
+    // The subscriber goes away without acknowledging; two more arrive while it is offline.
+    sub.connection.end(now, true);
+    publisher.send(publish("q/2", "two", QoS::AtLeastOnce, 2), now);
+    publisher.send(publish("q/3", "three", QoS::AtMostOnce, 0), now);
+    assert_eq!(broker.stats().dropped_count(DropReason::Qos0Offline), 1);
+
+    let (mut sub, got) = connect_with(&broker, persistent, now);
+    assert!(
+        matches!(&got[0], Packet::ConnAck(a) if a.session_present),
+        "[MQTT-3.2.2-2]"
+    );
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(&delivered[0].payload[..], b"one");
+    assert!(delivered[0].dup, "the unacknowledged message is resent with DUP");
+    assert_eq!(&delivered[1].payload[..], b"two");
+    assert!(!delivered[1].dup);
+    assert_ne!(delivered[0].packet_id, delivered[1].packet_id, "[MQTT-2.2.1-3]");
+    sub.send(Packet::PubAck(Ack::new(delivered[0].packet_id.unwrap())), now);
+}
+
+#[test]
+fn mqtt_4_3_3_qos2_retransmission_is_delivered_once() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut sub = connect(&broker, V311, "sub", now);
+    sub.send(subscribe(&[("t", QoS::ExactlyOnce)], 1), now);
+    let mut publisher = connect(&broker, V311, "pub", now);
+    let (_, got) = publisher.send(publish("t", "once", QoS::ExactlyOnce, 5), now);
+    assert!(matches!(&got[..], [Packet::PubRec(a)] if a.packet_id == pid(5)));
+    let Packet::Publish(mut again) = publish("t", "once", QoS::ExactlyOnce, 5) else {
+        unreachable!()
+    };
+    again.dup = true;
+    let (_, got) = publisher.send(Packet::Publish(again), now);
+    assert!(matches!(&got[..], [Packet::PubRec(_)]));
+    let (_, got) = publisher.send(Packet::PubRel(Ack::new(pid(5))), now);
+    assert!(matches!(&got[..], [Packet::PubComp(a)] if a.packet_id == pid(5)));
+
+    let got = sub.received(now);
+    assert_eq!(publishes(&got).len(), 1, "[MQTT-4.3.3-3] exactly once");
+    let id = publishes(&got)[0].packet_id.unwrap();
+    let (_, got) = sub.send(Packet::PubRec(Ack::new(id)), now);
+    assert!(matches!(&got[..], [Packet::PubRel(a)] if a.packet_id == id));
+    sub.send(Packet::PubComp(Ack::new(id)), now);
+}
+
+#[test]
+fn queue_limit_drops_are_counted_and_the_window_holds() {
+    let now = Instant::now();
+    let config = BrokerConfig {
+        max_inflight_messages: 2,
+        max_queued_messages: 3,
+        ..BrokerConfig::default()
+    };
+    let broker = broker(config);
+    let mut sub = connect(&broker, V311, "slow", now);
+    sub.send(subscribe(&[("f", QoS::AtLeastOnce)], 1), now);
+    let mut publisher = connect(&broker, V311, "pub", now);
+    for i in 1..=10 {
+        publisher.send(publish("f", "m", QoS::AtLeastOnce, i), now);
+    }
+    let got = sub.received(now);
+    let first = publishes(&got);
+    assert_eq!(first.len(), 2, "the inflight window");
+    assert_eq!(
+        broker.stats().dropped_count(DropReason::QueueFull),
+        5,
+        "2 in flight, 3 queued, 5 dropped"
+    );
+    // Each acknowledgement lets one queued message through, in order.
+    let ids: Vec<_> = first.iter().map(|p| p.packet_id.unwrap()).collect();
+    let (_, got) = sub.send(Packet::PubAck(Ack::new(ids[0])), now);
+    assert_eq!(publishes(&got).len(), 1);
+}
+
+#[test]
+fn session_expiry_removes_the_session_and_its_subscriptions() {
+    let start = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut expiring = Connect::new(V5, "expiring");
+    expiring.clean_start = false;
+    expiring.properties.session_expiry_interval = Some(60);
+    let (mut client, _) = connect_with(&broker, expiring, start);
+    client.send(subscribe(&[("x", QoS::AtMostOnce)], 1), start);
+    client.connection.end(start, true);
+    assert_eq!(broker.session_count(), 1);
+    broker.tick(start + Duration::from_secs(59));
+    assert_eq!(broker.session_count(), 1);
+    broker.tick(start + Duration::from_secs(60));
+    assert_eq!(broker.session_count(), 0);
+    assert_eq!(broker.subscription_count(), 0);
+
+    // A clean 3.1.1 session ends with its connection.
+    let mut client = connect(&broker, V311, "clean", start);
+    client.send(subscribe(&[("x", QoS::AtMostOnce)], 1), start);
+    client.connection.end(start, true);
+    assert_eq!((broker.session_count(), broker.subscription_count()), (0, 0));
+}
+
+#[test]
+fn shared_subscription_alternates_between_members() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut a = connect(&broker, V5, "a", now);
+    let mut b = connect(&broker, V311, "b", now);
+    a.send(subscribe(&[("$share/g/s/#", QoS::AtMostOnce)], 1), now);
+    b.send(subscribe(&[("$share/g/s/#", QoS::AtMostOnce)], 1), now);
+    let mut publisher = connect(&broker, V311, "pub", now);
+    for _ in 0..6 {
+        publisher.send(publish("s/1", "x", QoS::AtMostOnce, 0), now);
+    }
+    assert_eq!(publishes(&a.received(now)).len(), 3);
+    assert_eq!(publishes(&b.received(now)).len(), 3);
+}
+
+#[test]
+fn unsubscribe_reports_what_existed_in_5_0() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut client = connect(&broker, V5, "u", now);
+    client.send(subscribe(&[("a", QoS::AtMostOnce)], 1), now);
+    let (_, got) = client.send(
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: pid(2),
+            filters: vec![
+                TopicFilter::try_from("a").unwrap(),
+                TopicFilter::try_from("b").unwrap(),
+            ],
+            properties: Default::default(),
+        }),
+        now,
+    );
+    assert!(matches!(&got[..], [Packet::UnsubAck(a)]
+        if a.reason_codes == [ReasonCode::Success, ReasonCode::NoSubscriptionExisted]));
+    assert_eq!(broker.subscription_count(), 0);
+}
+
+#[test]
+fn connect_refusals() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig {
+        allow_anonymous: false,
+        ..BrokerConfig::default()
+    });
+    let mut out = Outbox::new(V311);
+    let refused = broker.connect(
+        Connect::new(V311, "anon"),
+        Arc::new(TestLink::default()),
+        now,
+        &mut out,
+    );
+    assert_eq!(refused.unwrap_err().reason, ReasonCode::NotAuthorized);
+    assert!(
+        matches!(&decode_all(&mut out)[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::NotAuthorized)
+    );
+
+    let broker = broker_default();
+    let mut empty = Connect::new(V311, "");
+    empty.clean_start = false;
+    let mut out = Outbox::new(V311);
+    let refused = broker.connect(empty, Arc::new(TestLink::default()), now, &mut out);
+    assert_eq!(
+        refused.unwrap_err().reason,
+        ReasonCode::ClientIdentifierNotValid,
+        "[MQTT-3.1.3-8]"
+    );
+
+    let (client, got) = connect_with(&broker, Connect::new(V5, ""), now);
+    let Packet::ConnAck(ack) = &got[0] else { panic!() };
+    let assigned = ack
+        .properties
+        .assigned_client_identifier
+        .clone()
+        .expect("[MQTT-3.2.2-16]");
+    assert!(assigned.starts_with("auto-"));
+    assert_eq!(client.connection.client_id(), &assigned);
+}
+
+fn broker_default() -> Arc<Broker> {
+    broker(BrokerConfig::default())
+}
+
+#[test]
+fn mqtt_3_1_0_2_second_connect_is_a_protocol_error() {
+    let now = Instant::now();
+    let broker = broker_default();
+    let mut client = connect(&broker, V5, "twice", now);
+    let (after, got) = client.send(Packet::Connect(Box::new(Connect::new(V5, "twice"))), now);
+    assert!(matches!(
+        after,
+        After::Close {
+            publish_will: true,
+            ..
+        }
+    ));
+    assert!(matches!(&got[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ProtocolError));
+}
+
+#[test]
+fn topic_alias_from_client_is_resolved() {
+    let now = Instant::now();
+    let broker = broker_default();
+    let mut sub = connect(&broker, V311, "sub", now);
+    sub.send(subscribe(&[("long/topic/name", QoS::AtMostOnce)], 1), now);
+    let mut client = connect(&broker, V5, "aliaser", now);
+    let Packet::Publish(mut first) = publish("long/topic/name", "1", QoS::AtMostOnce, 0) else {
+        unreachable!()
+    };
+    first.properties.topic_alias = NonZeroU16::new(3);
+    client.send(Packet::Publish(first), now);
+    let mut second = Publish::new(TopicName::empty(), Bytes::from_static(b"2"));
+    second.properties.topic_alias = NonZeroU16::new(3);
+    let (after, _) = client.send(Packet::Publish(second), now);
+    assert_eq!(after, After::Continue);
+    let got = sub.received(now);
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(delivered[1].topic.as_str(), "long/topic/name");
+
+    let mut unknown = Publish::new(TopicName::empty(), Bytes::from_static(b"3"));
+    unknown.properties.topic_alias = NonZeroU16::new(4);
+    let (after, got) = client.send(Packet::Publish(unknown), now);
+    assert!(matches!(after, After::Close { .. }));
+    assert!(matches!(&got[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ProtocolError));
+}
