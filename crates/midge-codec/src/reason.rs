@@ -242,6 +242,8 @@ impl ReasonCode {
                                 | Self::ServerUnavailable
                                 | Self::Banned
                                 | Self::BadAuthenticationMethod
+                                | Self::PacketIdentifierInUse
+                                | Self::PacketIdentifierNotFound
                         ))
             }
             PacketType::Auth => matches!(
