@@ -1,0 +1,230 @@
+//! Every directive Midge knows: Mosquitto 2.0's, 2.1's, and the few older ones Mosquitto 2 still
+//! recognises. One table per group (one file each); each entry gives the directive's scope, its
+//! support status and the function that reads its value into the parse state.
+//!
+//! A directive Midge does not support yet still has its value checked where that is cheap
+//! (`persistence maybe` is an error), so a file that Mosquitto would refuse is refused now rather
+//! than when the feature arrives. `docs/configuration.md` lists the same directives; a test keeps
+//! the two in step.
+
+use super::Area;
+use super::parser::{Failure, Parser};
+use super::value::{self, Args};
+
+mod bridge;
+mod general;
+mod listener;
+mod logging;
+mod persistence;
+mod security;
+mod tls;
+
+/// Reads a directive's values from the rest of its line into the parse state.
+pub(super) type Apply = fn(&mut Parser, &mut Args<'_>) -> Result<(), Failure>;
+
+/// One known directive.
+#[derive(Debug)]
+pub(super) struct Directive {
+    /// Its name; `plugin_opt_*` and `auth_opt_*` stand for every name with that prefix.
+    pub(super) name: &'static str,
+    /// What it applies to.
+    pub(super) scope: Scope,
+    /// Whether Midge acts on it.
+    pub(super) support: Support,
+    /// What it does.
+    pub(super) apply: Apply,
+}
+
+/// What a directive applies to, which decides where it is allowed and where it takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// The whole broker.
+    Broker,
+    /// The broker, or with `per_listener_settings true` the current listener.
+    Security,
+    /// The current listener (the default listener before a file's first `listener` line).
+    Listener,
+    /// The current bridge: only after a `connection` line.
+    Bridge,
+    /// The current plugin: only after a `plugin` line.
+    PluginOption,
+}
+
+/// Whether Midge acts on a directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Support {
+    /// Read into [`Config`](super::Config) and acted on.
+    Supported,
+    /// Checked, reported with a notice, not acted on: the feature comes with its area's issue.
+    NotYet(Area),
+    /// Checked and ignored, for this reason (deprecated or removed in Mosquitto, or moot in Midge).
+    NoEffect(&'static str),
+}
+
+/// The groups, in the order of `docs/configuration.md`.
+pub(super) const GROUPS: [(&str, &[Directive]); 7] = [
+    ("General", general::DIRECTIVES),
+    ("Logging", logging::DIRECTIVES),
+    ("Security", security::DIRECTIVES),
+    ("Listeners", listener::DIRECTIVES),
+    ("TLS", tls::DIRECTIVES),
+    ("Persistence", persistence::DIRECTIVES),
+    ("Bridges", bridge::DIRECTIVES),
+];
+
+/// Every known directive.
+pub(super) fn all() -> impl Iterator<Item = &'static Directive> {
+    GROUPS.iter().flat_map(|(_, table)| table.iter())
+}
+
+/// The directive called `name`, if Midge knows it.
+pub(super) fn find(name: &str) -> Option<&'static Directive> {
+    let pattern = ["plugin_opt_", "auth_opt_"]
+        .into_iter()
+        .find(|prefix| name.len() > prefix.len() && name.starts_with(prefix))
+        .map_or(name, |prefix| {
+            if prefix == "plugin_opt_" {
+                "plugin_opt_*"
+            } else {
+                "auth_opt_*"
+            }
+        });
+    all().find(|directive| directive.name == pattern)
+}
+
+/// The known directive closest to a misspelt `name`, if one is close enough to be a typo.
+pub(super) fn suggest(name: &str) -> Option<&'static str> {
+    // No known name is this long; comparing would only cost time.
+    if name.len() > 64 {
+        return None;
+    }
+    let lower = name.to_ascii_lowercase();
+    let max_distance = (name.chars().count() / 4).clamp(1, 3);
+    all()
+        .map(|directive| directive.name)
+        .filter(|known| !known.ends_with('*'))
+        .map(|known| (edit_distance(&lower, known), known))
+        .filter(|(distance, _)| *distance <= max_distance)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// The Levenshtein distance between two strings, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous.get(j).map_or(usize::MAX, |d| d + usize::from(ca != *cb));
+            let deletion = previous.get(j + 1).map_or(usize::MAX, |d| d + 1);
+            let insertion = current.get(j).map_or(usize::MAX, |d| d + 1);
+            current.push(substitution.min(deletion).min(insertion));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or(0)
+}
+
+/// A directive Midge acts on.
+const fn supported(name: &'static str, scope: Scope, apply: Apply) -> Directive {
+    Directive {
+        name,
+        scope,
+        support: Support::Supported,
+        apply,
+    }
+}
+
+/// A directive Midge checks and reports but does not act on yet.
+const fn not_yet(name: &'static str, scope: Scope, area: Area, apply: Apply) -> Directive {
+    Directive {
+        name,
+        scope,
+        support: Support::NotYet(area),
+        apply,
+    }
+}
+
+/// A directive Midge checks and ignores.
+const fn no_effect(name: &'static str, scope: Scope, reason: &'static str, apply: Apply) -> Directive {
+    Directive {
+        name,
+        scope,
+        support: Support::NoEffect(reason),
+        apply,
+    }
+}
+
+/// Checks a boolean value.
+fn flag(_: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    value::boolean(args.value()?)?;
+    Ok(())
+}
+
+/// Checks a whole-number value.
+fn whole_number(_: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    value::integer(args.value()?)?;
+    Ok(())
+}
+
+/// Checks a non-negative whole-number value.
+fn count(_: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    value::integer_in(args.value()?, 0, i64::MAX)?;
+    Ok(())
+}
+
+/// Checks a value from 0 to 65535.
+fn count_u16(_: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    value::integer_in(args.value()?, 0, u16::MAX.into())?;
+    Ok(())
+}
+
+/// Checks that a string value (a path, a name, free text up to the end of the line) is there.
+fn text(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    parser.string_value(args)?;
+    Ok(())
+}
+
+/// Accepts anything, even nothing: for directives Mosquitto itself ignores.
+fn anything(_: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    args.rest_of_line().ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut seen = HashSet::new();
+        for directive in all() {
+            assert!(seen.insert(directive.name), "{} is listed twice", directive.name);
+        }
+    }
+
+    #[test]
+    fn plugin_options_match_by_prefix() {
+        assert_eq!(
+            find("plugin_opt_config_file").map(|d| d.name),
+            Some("plugin_opt_*")
+        );
+        assert_eq!(find("auth_opt_db_host").map(|d| d.name), Some("auth_opt_*"));
+        assert!(find("plugin_opt_").is_none());
+        assert!(find("plugin_opt_*").is_some_and(|d| d.name == "plugin_opt_*"));
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        assert_eq!(suggest("max_inflight_mesages"), Some("max_inflight_messages"));
+        assert_eq!(suggest("Listener"), Some("listener"));
+        assert_eq!(suggest("alow_anonymous"), Some("allow_anonymous"));
+        assert_eq!(suggest("frobnicate"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,131 @@
+//! How values are read through the whole parser: limits, booleans, durations, repeats, logging
+//! sets, and the text layer (comments, blanks, line endings).
+
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
+use std::time::Duration;
+
+use super::parse;
+use crate::config::{LogDestinations, LogType, LogTypes};
+
+#[test]
+fn zero_or_negative_limits_mean_no_limit() {
+    let config = parse(
+        "max_inflight_messages 0\nmax_queued_messages -1\nmax_queued_bytes 0\nmax_inflight_bytes -5\n\
+         max_keepalive 0\nmessage_size_limit 0\nglobal_max_connections -1\nmax_packet_size 0\n",
+    );
+    assert_eq!(config.max_inflight_messages, None);
+    assert_eq!(config.max_queued_messages, None);
+    assert_eq!(config.max_queued_bytes, None);
+    assert_eq!(config.max_inflight_bytes, None);
+    assert_eq!(config.max_keepalive, None);
+    assert_eq!(config.message_size_limit, None);
+    assert_eq!(config.global_max_connections, None);
+    assert_eq!(config.max_packet_size, None);
+}
+
+#[test]
+fn limits() {
+    let config = parse(
+        "max_inflight_messages 65535\nmax_queued_messages 1\nmax_inflight_bytes 65536\nmax_keepalive 10\n\
+         max_packet_size 20\nmessage_size_limit 268435455\nglobal_max_clients 0\nglobal_max_connections 100\n",
+    );
+    assert_eq!(config.max_inflight_messages, NonZeroU16::new(65535));
+    assert_eq!(config.max_queued_messages, NonZeroU32::new(1));
+    assert_eq!(config.max_inflight_bytes, NonZeroU64::new(65536));
+    assert_eq!(config.max_keepalive, NonZeroU16::new(10));
+    assert_eq!(config.max_packet_size, NonZeroU32::new(20));
+    assert_eq!(config.message_size_limit, NonZeroU32::new(268_435_455));
+    assert_eq!(config.global_max_clients, Some(0));
+    assert_eq!(config.global_max_connections, Some(100));
+}
+
+#[test]
+fn the_last_value_wins() {
+    let config = parse("max_inflight_messages 10\nretain_available false\nmax_inflight_messages 30\n");
+    assert_eq!(config.max_inflight_messages, NonZeroU16::new(30));
+    assert!(!config.retain_available);
+    assert!(config.notices.is_empty());
+}
+
+#[test]
+fn booleans_accept_mosquittos_1_and_0() {
+    let config = parse(
+        "queue_qos0_messages 1\nupgrade_outgoing_qos true\nlog_timestamp 0\nconnection_messages false\n",
+    );
+    assert!(config.queue_qos0_messages);
+    assert!(config.upgrade_outgoing_qos);
+    assert!(!config.log.log_timestamp);
+    assert!(!config.log.connection_messages);
+}
+
+#[test]
+fn persistent_client_expiration_units() {
+    for (text, seconds) in [
+        ("3600", 3600),
+        ("1h", 3600),
+        ("2d", 172_800),
+        ("1w", 604_800),
+        ("1m", 2_592_000),
+        ("1y", 31_536_000),
+    ] {
+        let config = parse(&format!("persistent_client_expiration {text}"));
+        assert_eq!(
+            config.persistent_client_expiration,
+            Some(Duration::from_secs(seconds)),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn sys_interval_zero_disables_sys() {
+    assert_eq!(parse("sys_interval 0").sys_interval, None);
+    assert_eq!(
+        parse("sys_interval 60").sys_interval,
+        Some(Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn log_sets_accumulate() {
+    let config =
+        parse("log_dest stdout\nlog_dest file /var/log/midge.log\nlog_type debug\nlog_type subscribe\n");
+    assert_eq!(
+        config.log.log_dest,
+        LogDestinations {
+            stdout: true,
+            file: Some("/var/log/midge.log".into()),
+            ..LogDestinations::NONE
+        }
+    );
+    assert_eq!(
+        config.log.log_type,
+        [LogType::Debug, LogType::Subscribe].into_iter().collect()
+    );
+
+    let config = parse("log_dest stdout\nlog_dest none\nlog_type all\n");
+    assert_eq!(config.log.log_dest, LogDestinations::NONE);
+    assert_eq!(config.log.log_type, LogTypes::ALL);
+    assert_eq!(config.log.log_type.iter().count(), LogType::ALL.len());
+
+    let config = parse("log_type all\nlog_type none\nlog_type error\n");
+    assert_eq!(config.log.log_type, [LogType::Error].into_iter().collect());
+    assert_eq!(format!("{:?}", config.log.log_type), "{Error}");
+}
+
+#[test]
+fn comments_blanks_tabs_and_line_endings() {
+    let text = "# comment\r\n\r\n   # indented comment\n\t\n  listener\t1883   0.0.0.0 \r\n\tmax_connections 5 # five\n\
+                log_timestamp_format %H:%M:%S %d/%m\n";
+    let config = parse(text);
+    assert_eq!(config.listeners[0].address.to_string(), "1883 0.0.0.0");
+    assert_eq!(config.listeners[0].max_connections, Some(5));
+    assert_eq!(config.log.log_timestamp_format.as_deref(), Some("%H:%M:%S %d/%m"));
+    assert!(config.notices.is_empty());
+}
+
+#[test]
+fn paths_keep_their_spaces() {
+    let config = parse("pid_file   /var/run/my broker/midge.pid  \n");
+    assert_eq!(config.pid_file, Some("/var/run/my broker/midge.pid".into()));
+}
