@@ -1,0 +1,320 @@
+//! One client connection: the task that moves bytes between a socket and the core.
+//!
+//! It waits for CONNECT (closing sockets that send anything else, or nothing in time), then
+//! loops over four events: bytes from the client, the session's link being woken, the socket
+//! becoming writable while encoded packets wait, and the keep-alive deadline. Everything the
+//! broker decides happens in `midge-core`; this file only reads, writes, times and logs.
+//!
+//! Memory: the read buffer grows to the packet being read and is released whenever it is empty,
+//! and the outbox likewise, so an idle connection holds no buffers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
+use midge_core::{After, Broker, Connection, Link, Outbox};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, sleep_until};
+
+/// How long a new socket may take to send CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much to read at once when no packet size is known yet.
+const READ_CHUNK: usize = 4096;
+
+/// The runtime's side of [`Link`]: a notification to drain, or an order to close.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionLink {
+    notify: Notify,
+    close: Mutex<Option<ReasonCode>>,
+}
+
+impl Link for ConnectionLink {
+    fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    fn close(&self, reason: ReasonCode) {
+        *self.close.lock() = Some(reason);
+        self.notify.notify_one();
+    }
+}
+
+/// Why the loop ended, for the log line and the will.
+enum Ending {
+    /// The client sent DISCONNECT (or the core closed for a protocol violation).
+    Handled { publish_will: bool, reason: String },
+    /// The client closed the socket without DISCONNECT.
+    Eof,
+    /// Reading or writing failed.
+    SocketError(std::io::Error),
+    /// Keep alive expired.
+    Timeout,
+    /// A packet could not be decoded.
+    Malformed(DecodeError),
+    /// The broker ended the connection (takeover).
+    ClosedByBroker(ReasonCode),
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+/// Serves one client until its connection ends.
+pub(crate) async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let max_packet_size = broker.config().max_packet_size;
+    let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
+    let mut input = BytesMut::new();
+
+    let connect = match read_connect(&mut stream, &mut decoder, &mut input, peer).await {
+        Some(connect) => connect,
+        None => return,
+    };
+    let version = connect.protocol;
+    let (keep_alive_asked, clean_start) = (connect.keep_alive, connect.clean_start);
+    let username = connect.username.clone();
+    let link = Arc::new(ConnectionLink::default());
+    let mut out = Outbox::new(version);
+    let mut connection = match broker.connect(*connect, link.clone(), Instant::now().into_std(), &mut out) {
+        Ok(connection) => connection,
+        Err(refusal) => {
+            tracing::info!(%peer, "Client refused from {peer}: {}.", refusal.detail);
+            let _ = stream.write_all(out.buffer()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    decoder.set_version(version);
+    let client_id = connection.client_id().clone();
+    tracing::info!(
+        client_id = %client_id,
+        %peer,
+        "New client connected from {peer} as {client_id} (p{}, c{}, k{}{}).",
+        mosquitto_protocol_number(version),
+        u8::from(clean_start),
+        keep_alive_asked,
+        username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
+    );
+
+    let ending = run(
+        &mut stream,
+        &mut connection,
+        &link,
+        &mut decoder,
+        input,
+        &mut out,
+        &mut shutdown,
+    )
+    .await;
+    let now = Instant::now().into_std();
+    let publish_will = match &ending {
+        Ending::Handled { publish_will, reason } => {
+            if *publish_will && !reason.starts_with("disconnected") {
+                tracing::info!(client_id = %client_id, "Client {client_id} disconnected: {reason}.");
+            } else {
+                tracing::info!(client_id = %client_id, "Client {client_id} {reason}.");
+            }
+            *publish_will
+        }
+        Ending::Eof => {
+            tracing::info!(client_id = %client_id, "Client {client_id} closed its connection.");
+            true
+        }
+        Ending::SocketError(error) => {
+            tracing::info!(client_id = %client_id, %error, "Socket error on client {client_id}, disconnecting.");
+            true
+        }
+        Ending::Timeout => {
+            tracing::info!(client_id = %client_id, "Client {client_id} has exceeded timeout, disconnecting.");
+            connection.send_disconnect(ReasonCode::KeepAliveTimeout, &mut out);
+            true
+        }
+        Ending::Malformed(error) => {
+            tracing::info!(client_id = %client_id, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
+            connection.send_disconnect(error.reason_code(), &mut out);
+            true
+        }
+        Ending::ClosedByBroker(reason) => {
+            connection.send_disconnect(*reason, &mut out);
+            false
+        }
+        Ending::Shutdown => {
+            connection.send_disconnect(ReasonCode::ServerShuttingDown, &mut out);
+            false
+        }
+    };
+    // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
+    if !out.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(out.buffer())).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    connection.end(now, publish_will);
+}
+
+/// Mosquitto's log numbering of protocol versions: p1 is 3.1, p2 is 3.1.1, p5 is 5.0.
+fn mosquitto_protocol_number(version: ProtocolVersion) -> u8 {
+    match version {
+        ProtocolVersion::V31 => 1,
+        ProtocolVersion::V311 => 2,
+        ProtocolVersion::V5 => 5,
+    }
+}
+
+/// Reads until the first packet is complete. It must be CONNECT [MQTT-3.1.0-1]; anything else,
+/// a decode failure or silence past the timeout closes the socket. An unsupported protocol level
+/// is answered with CONNACK 0x01 first [MQTT-3.1.2-2].
+async fn read_connect<S>(
+    stream: &mut S,
+    decoder: &mut Decoder,
+    input: &mut BytesMut,
+    peer: SocketAddr,
+) -> Option<Box<midge_codec::Connect>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match decoder.decode(input) {
+            Ok(Some(Packet::Connect(connect))) => return Some(connect),
+            Ok(Some(other)) => {
+                tracing::info!(%peer, "Connection from {peer} sent {:?} before CONNECT, closing [MQTT-3.1.0-1].", other.packet_type());
+                return None;
+            }
+            Err(error) => {
+                if matches!(
+                    error,
+                    DecodeError::UnsupportedProtocolLevel(_) | DecodeError::UnsupportedProtocolName { .. }
+                ) {
+                    let mut out = Outbox::new(ProtocolVersion::V311);
+                    out.send(&Packet::ConnAck(ConnAck::new(
+                        ReasonCode::UnsupportedProtocolVersion,
+                    )));
+                    let _ = stream.write_all(out.buffer()).await;
+                }
+                tracing::info!(%peer, %error, "Bad CONNECT from {peer}: {error}.");
+                let _ = stream.shutdown().await;
+                return None;
+            }
+            Ok(None) => {}
+        }
+        reserve_for_next_packet(decoder, input);
+        match tokio::time::timeout_at(deadline, stream.read_buf(input)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::info!(%peer, "Connection from {peer} sent no CONNECT in {}s, closing.", CONNECT_TIMEOUT.as_secs());
+                return None;
+            }
+        }
+    }
+}
+
+/// Makes room for the rest of the packet at the front of `input` (its size is known from the
+/// fixed header, already checked against the maximum), or for a chunk when it is not.
+fn reserve_for_next_packet(decoder: &Decoder, input: &mut BytesMut) {
+    let wanted = match decoder.packet_len(input) {
+        Ok(Some(len)) if len > input.len() => len - input.len(),
+        _ => READ_CHUNK,
+    };
+    input.reserve(wanted.max(READ_CHUNK.min(wanted.max(1))));
+}
+
+/// The connected loop.
+async fn run<S>(
+    stream: &mut S,
+    connection: &mut Connection,
+    link: &ConnectionLink,
+    decoder: &mut Decoder,
+    mut input: BytesMut,
+    out: &mut Outbox,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let keep_alive = match connection.keep_alive() {
+        0 => None,
+        // [MQTT-3.1.2-22]: one and a half times the keep alive.
+        seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
+    };
+    let mut last_packet = Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Packets that arrived with CONNECT are handled before the first read.
+    if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
+        return ending;
+    }
+    loop {
+        let deadline = keep_alive.map(|k| last_packet + k);
+        if input.is_empty() {
+            input = BytesMut::new();
+        }
+        reserve_for_next_packet(decoder, &mut input);
+        out.release_if_empty();
+        tokio::select! {
+            read = reader.read_buf(&mut input) => match read {
+                Ok(0) => return Ending::Eof,
+                Ok(_) => {
+                    if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
+                        return ending;
+                    }
+                }
+                Err(error) => return Ending::SocketError(error),
+            },
+            written = writer.write_buf(out.buffer()), if !out.is_empty() => {
+                if let Err(error) = written {
+                    return Ending::SocketError(error);
+                }
+                if out.is_empty() {
+                    // Room in the outbox: pull more of what the session has queued.
+                    connection.drain(Instant::now().into_std(), out);
+                }
+            }
+            () = link.notify.notified() => {
+                if let Some(reason) = link.close.lock().take() {
+                    return Ending::ClosedByBroker(reason);
+                }
+                connection.drain(Instant::now().into_std(), out);
+            }
+            () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                return Ending::Timeout;
+            }
+            _ = shutdown.changed() => return Ending::Shutdown,
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Decodes and handles every whole packet in `input`.
+fn handle_input(
+    connection: &mut Connection,
+    decoder: &Decoder,
+    input: &mut BytesMut,
+    out: &mut Outbox,
+    last_packet: &mut Instant,
+) -> Option<Ending> {
+    loop {
+        match decoder.decode(input) {
+            Ok(Some(packet)) => {
+                *last_packet = Instant::now();
+                if let After::Close { publish_will, reason } =
+                    connection.handle(packet, last_packet.into_std(), out)
+                {
+                    return Some(Ending::Handled { publish_will, reason });
+                }
+            }
+            Ok(None) => return None,
+            Err(error) => return Some(Ending::Malformed(error)),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The Midge broker's runtime: everything between the operating system and the sans-I/O core.
+//!
+//! # Layout
+//! - [`config`]: reading `mosquitto.conf` (with `include_dir`) into a typed [`config::Config`].
+//! - [`server`]: binding listeners, accepting connections, driving the core's timers, shutdown.
+//! - `connection`: one task per client connection, moving bytes between a socket and the core.
+
+pub mod config;
+mod connection;
+pub mod server;
+
+pub use server::{ListenerSpec, Server};

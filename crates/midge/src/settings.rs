@@ -1,0 +1,176 @@
+//! From a parsed mosquitto.conf to what the runtime needs: the core's [`BrokerConfig`] and the
+//! TCP listeners to open.
+//!
+//! This is also where Midge refuses to start rather than run less safely than the file asks:
+//! TLS and authentication settings are not implemented yet, and serving in plaintext or
+//! without the password file a user configured would be worse than not starting.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+
+use anyhow::bail;
+use midge_core::BrokerConfig;
+use midge_server::ListenerSpec;
+use midge_server::config::{
+    Area, BindAddress, Config, Listener, ListenerAddress, NoticeKind, Protocol, SocketDomain,
+};
+
+/// What the runtime starts from.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) broker: BrokerConfig,
+    pub(crate) listeners: Vec<ListenerSpec>,
+    /// Lines to log as warnings once logging is set up.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Applies `-p` ports to the configuration: in local-only mode they replace port 1883 on the
+/// loopback listeners; otherwise each adds a listener on every interface.
+pub(crate) fn apply_ports(config: &mut Config, ports: &[u16]) {
+    if ports.is_empty() {
+        return;
+    }
+    let templates: Vec<Listener> = if config.local_only {
+        std::mem::take(&mut config.listeners)
+    } else {
+        config.listeners.iter().take(1).cloned().collect()
+    };
+    for &port in ports {
+        for template in &templates {
+            let mut listener = template.clone();
+            listener.address = match &template.address {
+                ListenerAddress::Tcp { bind, .. } if config.local_only => ListenerAddress::Tcp {
+                    port,
+                    bind: bind.clone(),
+                },
+                _ => ListenerAddress::Tcp { port, bind: None },
+            };
+            listener.protocol = Protocol::Mqtt;
+            listener.not_supported_yet.clear();
+            config.listeners.push(listener);
+        }
+    }
+}
+
+/// Translates `config`, or says why Midge must not start with it.
+pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
+    let mut warnings = Vec::new();
+    for notice in &config.notices {
+        if let NoticeKind::NotSupportedYet {
+            area: area @ (Area::Security | Area::Tls),
+        } = notice.kind
+        {
+            bail!(
+                "{notice}: refusing to start, because ignoring {area} settings would leave the \
+                 broker less protected than the configuration asks"
+            );
+        }
+        warnings.push(notice.to_string());
+    }
+
+    let mut listeners = Vec::new();
+    for listener in &config.listeners {
+        match listener_spec(listener, config.set_tcp_nodelay) {
+            Ok(Some(spec)) => listeners.push(spec),
+            Ok(None) => warnings.push(format!(
+                "listener {} ({:?}) is not supported yet and is not opened",
+                listener.address, listener.protocol
+            )),
+            Err(error) => return Err(error),
+        }
+    }
+    if listeners.is_empty() {
+        bail!("no listener that Midge can open is configured");
+    }
+
+    // The core has one set of client rules; with per_listener_settings they come from the first
+    // listener and a warning says so.
+    let first = &config.listeners[0];
+    if config.listeners.iter().any(|l| l.security != first.security)
+        || config
+            .listeners
+            .iter()
+            .any(|l| l.max_qos != first.max_qos || l.max_topic_alias != first.max_topic_alias)
+    {
+        warnings.push(format!(
+            "listeners differ in their client settings; Midge applies those of listener {} to \
+             all of them for now",
+            first.address
+        ));
+    }
+
+    let defaults = BrokerConfig::default();
+    let max_inflight = config.max_inflight_messages.map_or(0, |n| n.get());
+    let broker = BrokerConfig {
+        allow_anonymous: first.security.allow_anonymous,
+        allow_zero_length_clientid: first.security.allow_zero_length_clientid,
+        auto_id_prefix: first.security.auto_id_prefix.clone(),
+        max_inflight_messages: max_inflight,
+        max_inflight_bytes: config.max_inflight_bytes.map_or(0, |n| n.get()),
+        max_queued_messages: config
+            .max_queued_messages
+            .map_or(0, |n| usize::try_from(n.get()).unwrap_or(usize::MAX)),
+        max_queued_bytes: config.max_queued_bytes.map_or(0, |n| n.get()),
+        queue_qos0_messages: config.queue_qos0_messages,
+        max_packet_size: config
+            .max_packet_size
+            .map_or(midge_codec::PROTOCOL_MAX_PACKET_SIZE, |n| n.get()),
+        message_size_limit: config.message_size_limit.map_or(0, |n| n.get()),
+        max_keepalive: config.max_keepalive.map_or(u16::MAX, |n| n.get()),
+        persistent_client_expiration: config.persistent_client_expiration,
+        retain_available: config.retain_available,
+        upgrade_outgoing_qos: config.upgrade_outgoing_qos,
+        max_qos: first.max_qos,
+        max_topic_alias: first.max_topic_alias,
+        receive_maximum: if max_inflight == 0 { u16::MAX } else { max_inflight },
+        ..defaults
+    };
+    Ok(Settings {
+        broker,
+        listeners,
+        warnings,
+    })
+}
+
+/// The TCP listener for `listener`, `None` for kinds not supported yet.
+fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Option<ListenerSpec>> {
+    if listener.protocol != Protocol::Mqtt {
+        return Ok(None);
+    }
+    let ListenerAddress::Tcp { port, bind } = &listener.address else {
+        return Ok(None);
+    };
+    let mut addrs: Vec<IpAddr> = match bind {
+        None => vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ],
+        Some(BindAddress::Ip(ip)) => vec![*ip],
+        Some(BindAddress::Host(host)) => {
+            let mut resolved: Vec<IpAddr> = match (host.as_str(), *port).to_socket_addrs() {
+                Ok(found) => found.map(|a| a.ip()).collect(),
+                Err(error) => bail!("listener {}: cannot resolve {host}: {error}", listener.address),
+            };
+            resolved.dedup();
+            resolved
+        }
+    };
+    match listener.socket_domain {
+        Some(SocketDomain::Ipv4) => addrs.retain(IpAddr::is_ipv4),
+        Some(SocketDomain::Ipv6) => addrs.retain(IpAddr::is_ipv6),
+        None => {}
+    }
+    if addrs.is_empty() {
+        bail!(
+            "listener {}: no address of the chosen socket_domain",
+            listener.address
+        );
+    }
+    Ok(Some(ListenerSpec {
+        addrs,
+        port: *port,
+        max_connections: listener
+            .max_connections
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        tcp_nodelay,
+    }))
+}
