@@ -1,0 +1,278 @@
+//! Shared by the integration tests: start the real `midge` binary on a free port and talk to it
+//! over real sockets, with rumqttc or with raw packets encoded by midge-codec.
+//!
+//! Each test file includes this with `mod support;`; not every file uses every helper.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use midge_codec::{Decoder, Packet, ProtocolVersion};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running broker process, killed when dropped.
+pub struct Midge {
+    child: Child,
+    port: u16,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Midge {
+    /// A broker listening on a free port of 127.0.0.1, anonymous clients allowed, `extra` lines
+    /// appended to its mosquitto.conf.
+    pub fn start(extra: &str) -> Self {
+        Self::start_with_config(&format!("listener 0 127.0.0.1\nallow_anonymous true\n{extra}\n"))
+    }
+
+    /// A broker with exactly this mosquitto.conf (it must open a listener on port 0).
+    pub fn start_with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_midge"))
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-v")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn midge");
+        let log: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("MIDGE_TEST_LOG").is_some() {
+                        eprintln!("midge| {line}");
+                    }
+                    log.0.lock().expect("log lock").push(line);
+                    log.1.notify_all();
+                }
+            });
+        }
+        let mut midge = Self {
+            child,
+            port: 0,
+            log,
+            _dir: dir,
+            config_path,
+        };
+        let line = midge.wait_for_log("listen socket on port");
+        midge.port = line
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.trim_end_matches('.').parse().ok())
+            .expect("port in the listen line");
+        midge.wait_for_log("running");
+        midge
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Every line logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.log.0.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a log line contains `needle` and returns it; fails the test after [`WAIT`].
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        self.try_wait_for_log(needle, WAIT)
+            .unwrap_or_else(|| panic!("no log line containing {needle:?}; log:\n{}", self.logs().join("\n")))
+    }
+
+    pub fn try_wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.log;
+        let mut lines = lines.lock().expect("log lock");
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = changed.wait_timeout(lines, left).expect("log lock").0;
+        }
+    }
+
+    /// Sends a signal to the broker.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "midge did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The broker's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Midge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `midge` with `args` to completion (for start-up errors), returning exit code and output.
+pub fn run_midge(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_midge"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn midge");
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut output);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut output);
+    }
+    (code, output)
+}
+
+/// A client that writes and reads raw MQTT packets, for what real client libraries will not
+/// send (malformed packets, protocol violations) and for exact assertions on what comes back.
+pub struct RawClient {
+    stream: TcpStream,
+    decoder: Decoder,
+    input: BytesMut,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr, version: ProtocolVersion) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            decoder: Decoder::new(version, 268_435_460),
+            input: BytesMut::new(),
+        }
+    }
+
+    /// Encodes and sends a packet.
+    pub fn send(&mut self, packet: &Packet) {
+        let mut buf = BytesMut::new();
+        packet.encode(self.decoder.version(), &mut buf).expect("encode");
+        self.stream.write_all(&buf).expect("write");
+    }
+
+    /// Sends raw bytes; a write error (the broker already closed) is ignored.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// The next packet, or `None` if the broker closed the connection. Fails the test after
+    /// `timeout` without either.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Packet>, &'static str> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.input).expect("broker sent a bad packet") {
+                return Ok(Some(packet));
+            }
+            let left = deadline.checked_duration_since(Instant::now()).ok_or("timeout")?;
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).expect("timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Err("timeout");
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// The next packet; fails the test if the connection closes or nothing comes in [`WAIT`].
+    pub fn recv(&mut self) -> Packet {
+        match self.recv_timeout(WAIT) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => panic!("broker closed the connection"),
+            Err(e) => panic!("no packet: {e}"),
+        }
+    }
+
+    /// Asserts that the broker closes the connection (after any packets, which are returned).
+    pub fn expect_close(&mut self) -> Vec<Packet> {
+        let mut before = Vec::new();
+        loop {
+            match self.recv_timeout(WAIT) {
+                Ok(Some(packet)) => before.push(packet),
+                Ok(None) => return before,
+                Err(e) => panic!("connection not closed ({e}); got {before:?}"),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for `quiet`.
+    pub fn expect_nothing(&mut self, quiet: Duration) {
+        match self.recv_timeout(quiet) {
+            Err(_) => {}
+            Ok(other) => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    pub fn set_version(&mut self, version: ProtocolVersion) {
+        self.decoder.set_version(version);
+    }
+
+    pub fn shutdown(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
