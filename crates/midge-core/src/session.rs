@@ -116,7 +116,8 @@ impl Session {
     ) -> bool {
         let reason = if delivery.qos == QoS::AtMostOnce && !online && !config.queue_qos0_messages {
             Some(DropReason::Qos0Offline)
-        } else if config.max_queued_messages != 0 && self.queue.len() >= self.queue_allowance(config) {
+        } else if config.max_queued_messages != 0 && self.queue.len() >= self.queue_allowance(config, online)
+        {
             Some(DropReason::QueueFull)
         } else if config.max_queued_bytes != 0
             && self.queued_bytes + delivery.message.size() as u64 > config.max_queued_bytes
@@ -139,9 +140,15 @@ impl Session {
     }
 
     /// How many deliveries the queue may hold: `max_queued_messages` counts, as in Mosquitto,
-    /// only messages beyond the inflight window, so the window's free slots come on top.
-    fn queue_allowance(&self, config: &BrokerConfig) -> usize {
-        let free_window = usize::from(self.window).saturating_sub(self.inflight.len());
+    /// only messages beyond the inflight window, so while the client is connected the window's
+    /// free slots come on top. While it is away nothing is in flight and, as in Mosquitto,
+    /// `max_queued_messages` is the whole allowance.
+    fn queue_allowance(&self, config: &BrokerConfig, online: bool) -> usize {
+        let free_window = if online {
+            usize::from(self.window).saturating_sub(self.inflight.len())
+        } else {
+            0
+        };
         config.max_queued_messages + free_window
     }
 

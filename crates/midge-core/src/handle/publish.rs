@@ -91,7 +91,7 @@ impl Connection {
             config.message_size_limit != 0 && publish.payload.len() > config.message_size_limit as usize;
         let reason = if oversize {
             self.broker.stats().dropped(DropReason::MessageSizeLimit);
-            tracing::warn!(client_id = %self.client_id, size = publish.payload.len(), "dropped PUBLISH over message_size_limit");
+            crate::ratelimit::warn_dropped(&self.client_id, DropReason::MessageSizeLimit, now);
             ReasonCode::QuotaExceeded
         } else {
             let message = self.accept(publish, now);

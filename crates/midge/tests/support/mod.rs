@@ -4,6 +4,8 @@
 //! Each test file includes this with `mod support;`; not every file uses every helper.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod packets;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -95,8 +97,12 @@ impl Midge {
 
     /// Waits until a log line contains `needle` and returns it; fails the test after [`WAIT`].
     pub fn wait_for_log(&self, needle: &str) -> String {
-        self.try_wait_for_log(needle, WAIT)
-            .unwrap_or_else(|| panic!("no log line containing {needle:?}; log:\n{}", self.logs().join("\n")))
+        self.try_wait_for_log(needle, WAIT).unwrap_or_else(|| {
+            panic!(
+                "no log line containing {needle:?}; log:\n{}",
+                self.logs().join("\n")
+            )
+        })
     }
 
     pub fn try_wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
@@ -136,7 +142,8 @@ impl Midge {
 
     /// The broker's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -205,6 +212,48 @@ impl RawClient {
         }
     }
 
+    /// Connects and sends `connect`; returns the client and the broker's CONNACK (failing the
+    /// test if anything else comes back).
+    pub fn connected(addr: SocketAddr, connect: Packet) -> (Self, midge_codec::ConnAck) {
+        let Packet::Connect(c) = &connect else {
+            panic!("not a CONNECT")
+        };
+        let mut client = Self::connect(addr, c.protocol);
+        client.send(&connect);
+        match client.recv() {
+            Packet::ConnAck(ack) => (client, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Connects with a clean session, asserting success.
+    pub fn session(addr: SocketAddr, version: ProtocolVersion, id: &str) -> Self {
+        let (client, ack) = Self::connected(addr, packets::connect(version, id));
+        assert_eq!(
+            ack.reason_code,
+            midge_codec::ReasonCode::Success,
+            "CONNACK for {id}"
+        );
+        client
+    }
+
+    /// Sends SUBSCRIBE and returns the SUBACK's reason codes.
+    pub fn subscribe(&mut self, filters: &[(&str, midge_codec::QoS)]) -> Vec<midge_codec::ReasonCode> {
+        self.send(&packets::subscribe(filters, 1));
+        match self.recv() {
+            Packet::SubAck(ack) => ack.reason_codes,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// The next PUBLISH, skipping nothing: anything else fails the test.
+    pub fn recv_publish(&mut self) -> midge_codec::Publish {
+        match self.recv() {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
     /// Encodes and sends a packet.
     pub fn send(&mut self, packet: &Packet) {
         let mut buf = BytesMut::new();
@@ -222,16 +271,27 @@ impl RawClient {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Packet>, &'static str> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(packet) = self.decoder.decode(&mut self.input).expect("broker sent a bad packet") {
+            if let Some(packet) = self
+                .decoder
+                .decode(&mut self.input)
+                .expect("broker sent a bad packet")
+            {
                 return Ok(Some(packet));
             }
             let left = deadline.checked_duration_since(Instant::now()).ok_or("timeout")?;
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).expect("timeout");
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.input.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err("timeout");
                 }
                 Err(_) => return Ok(None),
