@@ -11,7 +11,11 @@ use midge_codec::{Connect, Packet, ProtocolVersion, ReasonCode};
 use support::{Midge, RawClient, run_midge};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -43,11 +47,19 @@ fn local_only_mode_serves_loopback_with_anonymous_clients() {
             drop(stream);
             break RawClient::connect(([127, 0, 0, 1], port).into(), ProtocolVersion::V311);
         }
-        assert!(std::time::Instant::now() < deadline, "midge -p {port} never listened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "midge -p {port} never listened"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
-    client.send(&Packet::Connect(Box::new(Connect::new(ProtocolVersion::V311, "local"))));
-    let Packet::ConnAck(connack) = client.recv() else { panic!("expected CONNACK") };
+    client.send(&Packet::Connect(Box::new(Connect::new(
+        ProtocolVersion::V311,
+        "local",
+    ))));
+    let Packet::ConnAck(connack) = client.recv() else {
+        panic!("expected CONNACK")
+    };
     assert_eq!(connack.reason_code, ReasonCode::Success);
     let _ = child.kill();
     let _ = child.wait();
@@ -99,10 +111,16 @@ fn tls_settings_refuse_to_start_rather_than_serve_plaintext() {
 fn sigterm_disconnects_v5_clients_with_0x8b_and_exits_cleanly() {
     let mut midge = Midge::start("");
     let mut v5 = RawClient::connect(midge.addr(), ProtocolVersion::V5);
-    v5.send(&Packet::Connect(Box::new(Connect::new(ProtocolVersion::V5, "v5"))));
+    v5.send(&Packet::Connect(Box::new(Connect::new(
+        ProtocolVersion::V5,
+        "v5",
+    ))));
     assert!(matches!(v5.recv(), Packet::ConnAck(_)));
     let mut v311 = RawClient::connect(midge.addr(), ProtocolVersion::V311);
-    v311.send(&Packet::Connect(Box::new(Connect::new(ProtocolVersion::V311, "v311"))));
+    v311.send(&Packet::Connect(Box::new(Connect::new(
+        ProtocolVersion::V311,
+        "v311",
+    ))));
     assert!(matches!(v311.recv(), Packet::ConnAck(_)));
 
     midge.signal("TERM");
@@ -144,7 +162,10 @@ fn daemon_mode_detaches_and_keeps_serving() {
     let conf = dir.path().join("d.conf");
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npid_file {}\n", pid_path.display()),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npid_file {}\n",
+            pid_path.display()
+        ),
     )
     .unwrap();
     // `-d` returns at once; the daemon writes its pid file.
@@ -152,10 +173,16 @@ fn daemon_mode_detaches_and_keeps_serving() {
     assert_eq!(code, Some(0), "{output}");
     let deadline = std::time::Instant::now() + support::WAIT;
     let pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_path).ok().and_then(|p| p.trim().parse::<u32>().ok()) {
+        if let Some(pid) = std::fs::read_to_string(&pid_path)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
             break pid;
         }
-        assert!(std::time::Instant::now() < deadline, "no pid file from the daemon");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pid file from the daemon"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut client = loop {
@@ -165,12 +192,21 @@ fn daemon_mode_detaches_and_keeps_serving() {
         assert!(std::time::Instant::now() < deadline, "daemon never listened");
         std::thread::sleep(Duration::from_millis(20));
     };
-    client.send(&Packet::Connect(Box::new(Connect::new(ProtocolVersion::V311, "d"))));
+    client.send(&Packet::Connect(Box::new(Connect::new(
+        ProtocolVersion::V311,
+        "d",
+    ))));
     assert!(matches!(client.recv(), Packet::ConnAck(_)));
-    let status = std::process::Command::new("kill").arg(pid.to_string()).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     while pid_path.exists() {
-        assert!(std::time::Instant::now() < deadline + support::WAIT, "daemon did not stop");
+        assert!(
+            std::time::Instant::now() < deadline + support::WAIT,
+            "daemon did not stop"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
