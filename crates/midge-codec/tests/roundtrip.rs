@@ -657,3 +657,21 @@ fn quarter_gigabyte_payload_round_trips() {
         Err(midge_codec::EncodeError::PacketTooLarge { .. })
     ));
 }
+
+/// A v5 DISCONNECT with a reason code and no properties carries an explicit Property Length of
+/// 0, which §3.14.2.2.1 allows and which clients such as rumqttc 0.25 need to read the reason.
+#[test]
+fn v5_disconnect_with_a_reason_writes_the_property_length() {
+    let mut buf = BytesMut::new();
+    Packet::Disconnect(Disconnect::new(
+        ReasonCode::SessionTakenOver,
+    ))
+    .encode(ProtocolVersion::V5, &mut buf)
+    .unwrap();
+    assert_eq!(&buf[..], [0xE0, 0x02, 0x8E, 0x00]);
+    buf.clear();
+    Packet::Disconnect(Disconnect::new(ReasonCode::Success))
+        .encode(ProtocolVersion::V5, &mut buf)
+        .unwrap();
+    assert_eq!(&buf[..], [0xE0, 0x00]);
+}

@@ -320,7 +320,7 @@ impl Broker {
         {
             let mut session = existing.state.lock();
             if let Some(old) = session.link.take() {
-                tracing::info!(client_id = %client_id, "client {client_id} already connected, closing old connection");
+                tracing::info!(client_id = %client_id, "Client {client_id} already connected, closing old connection.");
                 old.close(ReasonCode::SessionTakenOver);
                 existing.set_online(false);
             }

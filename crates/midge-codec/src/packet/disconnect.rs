@@ -45,11 +45,18 @@ impl Encode for Disconnect {
     }
 
     fn write_body<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError> {
-        if version.is_v5() {
-            write_reason_and_properties(sink, self.reason_code, self.properties.is_empty(), |s| {
-                self.properties.encode(s)
-            })?;
+        if !version.is_v5() {
+            return Ok(());
         }
-        Ok(())
+        if self.reason_code != ReasonCode::Success && self.properties.is_empty() {
+            // The Property Length may be omitted here (§3.14.2.2.1), but some clients (rumqttc
+            // 0.25) then fail to read the reason code; writing the 0 costs one byte per DISCONNECT.
+            sink.put_u8(self.reason_code.as_u8());
+            sink.put_u8(0);
+            return Ok(());
+        }
+        write_reason_and_properties(sink, self.reason_code, self.properties.is_empty(), |s| {
+            self.properties.encode(s)
+        })
     }
 }
