@@ -663,11 +663,9 @@ fn quarter_gigabyte_payload_round_trips() {
 #[test]
 fn v5_disconnect_with_a_reason_writes_the_property_length() {
     let mut buf = BytesMut::new();
-    Packet::Disconnect(Disconnect::new(
-        ReasonCode::SessionTakenOver,
-    ))
-    .encode(ProtocolVersion::V5, &mut buf)
-    .unwrap();
+    Packet::Disconnect(Disconnect::new(ReasonCode::SessionTakenOver))
+        .encode(ProtocolVersion::V5, &mut buf)
+        .unwrap();
     assert_eq!(&buf[..], [0xE0, 0x02, 0x8E, 0x00]);
     buf.clear();
     Packet::Disconnect(Disconnect::new(ReasonCode::Success))
