@@ -8,7 +8,6 @@
 //! Memory: the read buffer grows to the packet being read and is released whenever it is empty,
 //! and the outbox likewise, so an idle connection holds no buffers.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +63,7 @@ enum Ending {
 /// Serves one client until its connection ends.
 pub(crate) async fn serve<S>(
     mut stream: S,
-    peer: SocketAddr,
+    peer: &str,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -175,7 +174,7 @@ async fn read_connect<S>(
     stream: &mut S,
     decoder: &mut Decoder,
     input: &mut BytesMut,
-    peer: SocketAddr,
+    peer: &str,
 ) -> Option<Box<midge_codec::Connect>>
 where
     S: AsyncRead + AsyncWrite + Unpin,

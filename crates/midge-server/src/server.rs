@@ -7,13 +7,14 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use midge_core::{Broker, BrokerConfig};
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -24,26 +25,49 @@ const TICK: Duration = Duration::from_millis(250);
 /// How long connections get to close at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// One TCP listener to open: a port on one or more addresses (`listener 1883` is both
-/// `0.0.0.0` and `::`, as in Mosquitto).
+/// Where a listener accepts connections.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A TCP port on one or more addresses (`listener 1883` is both `0.0.0.0` and `::`, as in
+    /// Mosquitto). With port 0 the first address gets a free port from the system and the
+    /// others reuse it.
+    Tcp {
+        /// The addresses to bind, in order.
+        addrs: Vec<IpAddr>,
+        /// The port; 0 asks the system for a free one.
+        port: u16,
+    },
+    /// A Unix domain socket (`listener 0 /run/mosquitto/mqtt.sock`). A stale socket file at the
+    /// path is replaced, as Mosquitto does.
+    Unix {
+        /// The socket's path.
+        path: PathBuf,
+    },
+}
+
+/// One listener to open.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
-    /// The addresses to bind, in order. With port 0 the first gets a free port from the system
-    /// and the others reuse it.
-    pub addrs: Vec<IpAddr>,
-    /// The port; 0 asks the system for a free one.
-    pub port: u16,
+    /// Where it listens.
+    pub endpoint: Endpoint,
     /// `max_connections`: connections beyond this are closed at once (`None`: no limit).
     pub max_connections: Option<usize>,
     /// `set_tcp_nodelay`.
     pub tcp_nodelay: bool,
 }
 
+/// A bound listening socket.
+#[derive(Debug)]
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
 /// A broker with its sockets bound, ready to run.
 #[derive(Debug)]
 pub struct Server {
     broker: Arc<Broker>,
-    listeners: Vec<(TcpListener, ListenerSpec)>,
+    listeners: Vec<(Bound, ListenerSpec)>,
 }
 
 impl Server {
@@ -54,44 +78,30 @@ impl Server {
         let broker = Broker::new(config, id_seed);
         let mut listeners = Vec::with_capacity(specs.len());
         for spec in specs {
-            let mut port = spec.port;
-            let mut bound_any = false;
-            let mut last_error = None;
-            for ip in &spec.addrs {
-                let addr = SocketAddr::new(*ip, port);
-                match bind_one(addr) {
-                    Ok(listener) => {
-                        let local = listener.local_addr()?;
-                        port = local.port();
-                        let family = if local.is_ipv4() { "ipv4" } else { "ipv6" };
-                        tracing::info!(port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
-                        listeners.push((listener, spec.clone()));
-                        bound_any = true;
-                    }
-                    Err(error) => {
-                        let error =
-                            std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"));
-                        if spec.addrs.len() > 1 {
-                            tracing::warn!(%error, "{error}");
-                        }
-                        last_error = Some(error);
+            match &spec.endpoint {
+                Endpoint::Tcp { addrs, port } => {
+                    for listener in bind_tcp(addrs, *port)? {
+                        listeners.push((Bound::Tcp(listener), spec.clone()));
                     }
                 }
-            }
-            if !bound_any {
-                return Err(
-                    last_error.unwrap_or_else(|| std::io::Error::other("a listener has no address to bind"))
-                );
+                Endpoint::Unix { path } => {
+                    let listener = bind_unix(path)?;
+                    tracing::info!(path = %path.display(), "Opening unix listen socket on path {}.", path.display());
+                    listeners.push((Bound::Unix(listener), spec.clone()));
+                }
             }
         }
         Ok(Self { broker, listeners })
     }
 
-    /// The addresses actually bound (with the ports the system chose for port 0).
+    /// The TCP addresses actually bound (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
+            .filter_map(|(l, _)| match l {
+                Bound::Tcp(l) => l.local_addr().ok(),
+                Bound::Unix(_) => None,
+            })
             .collect()
     }
 
@@ -118,6 +128,50 @@ impl Server {
     }
 }
 
+/// Binds `port` on each of `addrs`. Fails only if none can be bound (a machine without IPv6
+/// still serves `listener 1883` on IPv4).
+fn bind_tcp(addrs: &[IpAddr], mut port: u16) -> std::io::Result<Vec<TcpListener>> {
+    let mut bound = Vec::new();
+    let mut last_error = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match bind_one(addr) {
+            Ok(listener) => {
+                let local = listener.local_addr()?;
+                port = local.port();
+                let family = if local.is_ipv4() { "ipv4" } else { "ipv6" };
+                tracing::info!(port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
+                bound.push(listener);
+            }
+            Err(error) => {
+                let error = std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"));
+                if addrs.len() > 1 {
+                    tracing::warn!(%error, "{error}");
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    if bound.is_empty() {
+        return Err(last_error.unwrap_or_else(|| std::io::Error::other("a listener has no address to bind")));
+    }
+    Ok(bound)
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket file left by an earlier run.
+fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path).map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {}: {error}", path.display()),
+        )
+    })
+}
+
 /// Binds one address. IPv6 sockets are IPv6-only, so that `0.0.0.0` and `::` on the same port
 /// can both be bound, as Mosquitto does.
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -138,7 +192,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Bound,
     spec: ListenerSpec,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
@@ -147,19 +201,27 @@ async fn accept_loop(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+            accepted = accept(&listener, spec.tcp_nodelay) => match accepted {
+                Ok(stream) => {
+                    let peer = stream.peer();
                     if spec.max_connections.is_some_and(|max| open.load(Ordering::Relaxed) >= max) {
                         tracing::info!(%peer, "Client connection from {peer} denied: max_connections reached.");
                         drop(stream);
                         continue;
                     }
                     open.fetch_add(1, Ordering::Relaxed);
-                    connections.spawn(serve_tcp(stream, peer, spec.tcp_nodelay, broker.clone(), stop.clone(), open.clone()));
+                    let (broker, stop, open) = (broker.clone(), stop.clone(), open.clone());
+                    connections.spawn(async move {
+                        match stream {
+                            Accepted::Tcp(stream, peer) => connection::serve(stream, &peer.to_string(), broker, stop).await,
+                            Accepted::Unix(stream) => connection::serve(stream, "unix socket", broker, stop).await,
+                        }
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    });
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
+                    tracing::warn!(%error, "accept failed: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -170,19 +232,32 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-async fn serve_tcp(
-    stream: TcpStream,
-    peer: SocketAddr,
-    nodelay: bool,
-    broker: Arc<Broker>,
-    stop: watch::Receiver<bool>,
-    open: Arc<AtomicUsize>,
-) {
-    if nodelay {
-        let _ = stream.set_nodelay(true);
+/// A connection just accepted.
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Accepted {
+    fn peer(&self) -> String {
+        match self {
+            Self::Tcp(_, peer) => peer.to_string(),
+            Self::Unix(_) => "unix socket".to_owned(),
+        }
     }
-    connection::serve(stream, peer, broker, stop).await;
-    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn accept(listener: &Bound, nodelay: bool) -> std::io::Result<Accepted> {
+    match listener {
+        Bound::Tcp(listener) => {
+            let (stream, peer) = listener.accept().await?;
+            if nodelay {
+                let _ = stream.set_nodelay(true);
+            }
+            Ok(Accepted::Tcp(stream, peer))
+        }
+        Bound::Unix(listener) => Ok(Accepted::Unix(listener.accept().await?.0)),
+    }
 }
 
 async fn tick_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {

@@ -1,5 +1,5 @@
 //! From a parsed mosquitto.conf to what the runtime needs: the core's [`BrokerConfig`] and the
-//! TCP listeners to open.
+//! listeners to open.
 //!
 //! This is also where Midge refuses to start rather than run less safely than the file asks:
 //! TLS and authentication settings are not implemented yet, and serving in plaintext or
@@ -13,6 +13,7 @@ use midge_server::ListenerSpec;
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, NoticeKind, Protocol, SocketDomain,
 };
+use midge_server::server::Endpoint;
 
 /// What the runtime starts from.
 #[derive(Debug)]
@@ -131,13 +132,23 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     })
 }
 
-/// The TCP listener for `listener`, `None` for kinds not supported yet.
+/// The listener to open for `listener`, `None` for kinds not supported yet.
 fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Option<ListenerSpec>> {
     if listener.protocol != Protocol::Mqtt {
         return Ok(None);
     }
-    let ListenerAddress::Tcp { port, bind } = &listener.address else {
-        return Ok(None);
+    let max_connections = listener
+        .max_connections
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let (port, bind) = match &listener.address {
+        ListenerAddress::Tcp { port, bind } => (port, bind),
+        ListenerAddress::Unix { path } => {
+            return Ok(Some(ListenerSpec {
+                endpoint: Endpoint::Unix { path: path.clone() },
+                max_connections,
+                tcp_nodelay,
+            }));
+        }
     };
     let mut addrs: Vec<IpAddr> = match bind {
         None => vec![
@@ -166,11 +177,8 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
         );
     }
     Ok(Some(ListenerSpec {
-        addrs,
-        port: *port,
-        max_connections: listener
-            .max_connections
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        endpoint: Endpoint::Tcp { addrs, port: *port },
+        max_connections,
         tcp_nodelay,
     }))
 }

@@ -210,3 +210,28 @@ fn daemon_mode_detaches_and_keeps_serving() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn unix_socket_listeners_serve_mqtt_and_replace_a_stale_socket() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mqtt.sock");
+    // A stale socket file from an earlier run.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nlistener 0 {}\nallow_anonymous true\n",
+        path.display()
+    ));
+    midge.wait_for_log("Opening unix listen socket");
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream.set_read_timeout(Some(support::WAIT)).unwrap();
+    let mut connect = bytes::BytesMut::new();
+    Packet::Connect(Box::new(Connect::new(ProtocolVersion::V311, "over-unix")))
+        .encode(ProtocolVersion::V311, &mut connect)
+        .unwrap();
+    stream.write_all(&connect).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    midge.wait_for_log("New client connected from unix socket as over-unix");
+}
