@@ -113,31 +113,16 @@ pub(crate) async fn serve<S>(
         &mut shutdown,
     )
     .await;
-    let now = Instant::now().into_std();
+    // The session is detached before the disconnect is logged, so that anyone reading the log
+    // line (a user, or a test) can rely on the client being offline already.
     let publish_will = match &ending {
-        Ending::Handled { publish_will, reason } => {
-            if *publish_will && !reason.starts_with("disconnected") {
-                tracing::info!(client_id = %client_id, "Client {client_id} disconnected: {reason}.");
-            } else {
-                tracing::info!(client_id = %client_id, "Client {client_id} {reason}.");
-            }
-            *publish_will
-        }
-        Ending::Eof => {
-            tracing::info!(client_id = %client_id, "Client {client_id} closed its connection.");
-            true
-        }
-        Ending::SocketError(error) => {
-            tracing::info!(client_id = %client_id, %error, "Socket error on client {client_id}, disconnecting.");
-            true
-        }
+        Ending::Handled { publish_will, .. } => *publish_will,
+        Ending::Eof | Ending::SocketError(_) => true,
         Ending::Timeout => {
-            tracing::info!(client_id = %client_id, "Client {client_id} has exceeded timeout, disconnecting.");
             connection.send_disconnect(ReasonCode::KeepAliveTimeout, &mut out);
             true
         }
         Ending::Malformed(error) => {
-            tracing::info!(client_id = %client_id, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
             connection.send_disconnect(error.reason_code(), &mut out);
             true
         }
@@ -150,12 +135,32 @@ pub(crate) async fn serve<S>(
             false
         }
     };
+    connection.end(Instant::now().into_std(), publish_will);
+    match &ending {
+        Ending::Handled { publish_will, reason } => {
+            if *publish_will && !reason.starts_with("disconnected") {
+                tracing::info!(client_id = %client_id, "Client {client_id} disconnected: {reason}.");
+            } else {
+                tracing::info!(client_id = %client_id, "Client {client_id} {reason}.");
+            }
+        }
+        Ending::Eof => tracing::info!(client_id = %client_id, "Client {client_id} closed its connection."),
+        Ending::SocketError(error) => {
+            tracing::info!(client_id = %client_id, %error, "Socket error on client {client_id}, disconnecting.");
+        }
+        Ending::Timeout => {
+            tracing::info!(client_id = %client_id, "Client {client_id} has exceeded timeout, disconnecting.");
+        }
+        Ending::Malformed(error) => {
+            tracing::info!(client_id = %client_id, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
+        }
+        Ending::ClosedByBroker(_) | Ending::Shutdown => {}
+    }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
     if !out.is_empty() {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(out.buffer())).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-    connection.end(now, publish_will);
 }
 
 /// Mosquitto's log numbering of protocol versions: p1 is 3.1, p2 is 3.1.1, p5 is 5.0.

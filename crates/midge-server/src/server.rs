@@ -209,6 +209,10 @@ async fn accept_loop(
                         drop(stream);
                         continue;
                     }
+                    match listener.port() {
+                        Some(port) => tracing::info!(target: "midge_server::connection", %peer, "New connection from {peer} on port {port}."),
+                        None => tracing::info!(target: "midge_server::connection", "New connection on a unix socket."),
+                    }
                     open.fetch_add(1, Ordering::Relaxed);
                     let (broker, stop, open) = (broker.clone(), stop.clone(), open.clone());
                     connections.spawn(async move {
@@ -230,6 +234,16 @@ async fn accept_loop(
         }
     }
     while connections.join_next().await.is_some() {}
+}
+
+impl Bound {
+    /// The local TCP port, for log lines.
+    fn port(&self) -> Option<u16> {
+        match self {
+            Self::Tcp(listener) => listener.local_addr().ok().map(|a| a.port()),
+            Self::Unix(_) => None,
+        }
+    }
 }
 
 /// A connection just accepted.
