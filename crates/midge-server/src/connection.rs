@@ -5,8 +5,9 @@
 //! becoming writable while encoded packets wait, and the keep-alive deadline. Everything the
 //! broker decides happens in `midge-core`; this file only reads, writes, times and logs.
 //!
-//! Memory: the read buffer grows to the packet being read and is released whenever it is empty,
-//! and the outbox likewise, so an idle connection holds no buffers.
+//! Memory: the connection waits for readability before it allocates a read buffer, the buffer
+//! grows to the packet being read and is released whenever it is empty, and the outbox
+//! likewise, so an idle connection holds no buffers (see `transport`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +16,15 @@ use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use midge_core::{After, Broker, Connection, Link, Outbox};
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
+use crate::transport::Transport;
+
 /// How long a new socket may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much to read at once when no packet size is known yet.
-const READ_CHUNK: usize = 4096;
+/// How much to read at once through the thread's stack when no large packet is pending.
+const STACK_READ: usize = 8 * 1024;
 
 /// The runtime's side of [`Link`]: a notification to drain, or an order to close.
 #[derive(Debug, Default)]
@@ -61,19 +63,17 @@ enum Ending {
 }
 
 /// Serves one client until its connection ends.
-pub(crate) async fn serve<S>(
-    mut stream: S,
+pub(crate) async fn serve<S: Transport>(
+    stream: S,
     peer: &str,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();
 
-    let connect = match read_connect(&mut stream, &mut decoder, &mut input, peer).await {
+    let connect = match read_connect(&stream, &mut decoder, &mut input, peer).await {
         Some(connect) => connect,
         None => return,
     };
@@ -86,8 +86,7 @@ pub(crate) async fn serve<S>(
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(%peer, "Client refused from {peer}: {}.", refusal.detail);
-            let _ = stream.write_all(out.buffer()).await;
-            let _ = stream.shutdown().await;
+            flush(&stream, &mut out).await;
             return;
         }
     };
@@ -104,7 +103,7 @@ pub(crate) async fn serve<S>(
     );
 
     let ending = run(
-        &mut stream,
+        &stream,
         &mut connection,
         &link,
         &mut decoder,
@@ -157,10 +156,7 @@ pub(crate) async fn serve<S>(
         Ending::ClosedByBroker(_) | Ending::Shutdown => {}
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
-    if !out.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(out.buffer())).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    flush(&stream, &mut out).await;
 }
 
 /// Mosquitto's log numbering of protocol versions: p1 is 3.1, p2 is 3.1.1, p5 is 5.0.
@@ -175,15 +171,12 @@ fn mosquitto_protocol_number(version: ProtocolVersion) -> u8 {
 /// Reads until the first packet is complete. It must be CONNECT [MQTT-3.1.0-1]; anything else,
 /// a decode failure or silence past the timeout closes the socket. An unsupported protocol level
 /// is answered with CONNACK 0x01 first [MQTT-3.1.2-2].
-async fn read_connect<S>(
-    stream: &mut S,
+async fn read_connect<S: Transport>(
+    stream: &S,
     decoder: &mut Decoder,
     input: &mut BytesMut,
     peer: &str,
-) -> Option<Box<midge_codec::Connect>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Option<Box<midge_codec::Connect>> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         match decoder.decode(input) {
@@ -201,16 +194,14 @@ where
                     out.send(&Packet::ConnAck(ConnAck::new(
                         ReasonCode::UnsupportedProtocolVersion,
                     )));
-                    let _ = stream.write_all(out.buffer()).await;
+                    flush(stream, &mut out).await;
                 }
                 tracing::info!(%peer, %error, "Bad CONNECT from {peer}: {error}.");
-                let _ = stream.shutdown().await;
                 return None;
             }
             Ok(None) => {}
         }
-        reserve_for_next_packet(decoder, input);
-        match tokio::time::timeout_at(deadline, stream.read_buf(input)).await {
+        match tokio::time::timeout_at(deadline, read_some(stream, decoder, input)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(_)) => {}
             Err(_) => {
@@ -221,36 +212,86 @@ where
     }
 }
 
-/// Makes room for the rest of the packet at the front of `input` (its size is known from the
-/// fixed header, already checked against the maximum), or for a chunk when it is not.
-fn reserve_for_next_packet(decoder: &Decoder, input: &mut BytesMut) {
-    let wanted = match decoder.packet_len(input) {
-        Ok(Some(len)) if len > input.len() => len - input.len(),
-        _ => READ_CHUNK,
-    };
-    input.reserve(wanted.max(READ_CHUNK.min(wanted.max(1))));
+/// Waits for bytes and reads them into `input`, making room first for the rest of the packet
+/// being read. Returns 0 at end of stream.
+async fn read_some<S: Transport>(
+    stream: &S,
+    decoder: &Decoder,
+    input: &mut BytesMut,
+) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match read_into(stream, decoder, input) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+/// Writes as much of the outbox as the socket takes now. Errors other than "would block" end
+/// the connection.
+fn write_some<S: Transport>(stream: &S, out: &mut Outbox) -> std::io::Result<()> {
+    let buffer = out.buffer();
+    while !buffer.is_empty() {
+        match stream.try_write(buffer) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes::Buf::advance(buffer, n),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the whole outbox, giving up after a second (the peer may have stopped reading).
+async fn flush<S: Transport>(stream: &S, out: &mut Outbox) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while !out.is_empty() {
+            if stream.writable().await.is_err() || write_some(stream, out).is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads what the socket has into `input`; `WouldBlock` if nothing.
+///
+/// When the packet being read is known to need more than [`STACK_READ`] bytes, room for all of
+/// it is reserved and the socket reads straight into the buffer. Otherwise the bytes go through
+/// a buffer on the thread's stack and `input` grows by exactly what arrived: a 30-byte PINGREQ
+/// or small PUBLISH never makes a connection allocate kilobytes it then keeps (freed read
+/// buffers fragment the heap, which is what an idle connection's cost was made of).
+fn read_into<S: Transport>(stream: &S, decoder: &Decoder, input: &mut BytesMut) -> std::io::Result<usize> {
+    if let Ok(Some(len)) = decoder.packet_len(input) {
+        let missing = len.saturating_sub(input.len());
+        if missing > STACK_READ {
+            input.reserve(missing);
+            return stream.try_read_buf(input);
+        }
+    }
+    let mut chunk = [0u8; STACK_READ];
+    let n = stream.try_read(&mut chunk)?;
+    input.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// The connected loop.
-async fn run<S>(
-    stream: &mut S,
+async fn run<S: Transport>(
+    stream: &S,
     connection: &mut Connection,
     link: &ConnectionLink,
     decoder: &mut Decoder,
     mut input: BytesMut,
     out: &mut Outbox,
     shutdown: &mut watch::Receiver<bool>,
-) -> Ending
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Ending {
     let keep_alive = match connection.keep_alive() {
         0 => None,
         // [MQTT-3.1.2-22]: one and a half times the keep alive.
         seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
     };
     let mut last_packet = Instant::now();
-    let (mut reader, mut writer) = tokio::io::split(stream);
     // Packets that arrived with CONNECT are handled before the first read.
     if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
         return ending;
@@ -260,20 +301,25 @@ where
         if input.is_empty() {
             input = BytesMut::new();
         }
-        reserve_for_next_packet(decoder, &mut input);
         out.release_if_empty();
         tokio::select! {
-            read = reader.read_buf(&mut input) => match read {
-                Ok(0) => return Ending::Eof,
-                Ok(_) => {
-                    if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
-                        return ending;
-                    }
+            ready = stream.readable() => {
+                if let Err(error) = ready {
+                    return Ending::SocketError(error);
                 }
-                Err(error) => return Ending::SocketError(error),
-            },
-            written = writer.write_buf(out.buffer()), if !out.is_empty() => {
-                if let Err(error) = written {
+                match read_into(stream, decoder, &mut input) {
+                    Ok(0) => return Ending::Eof,
+                    Ok(_) => {
+                        if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
+                            return ending;
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Ending::SocketError(error),
+                }
+            }
+            ready = stream.writable(), if !out.is_empty() => {
+                if let Err(error) = ready.and_then(|()| write_some(stream, out)) {
                     return Ending::SocketError(error);
                 }
                 if out.is_empty() {

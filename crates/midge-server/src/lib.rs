@@ -8,5 +8,6 @@
 pub mod config;
 mod connection;
 pub mod server;
+mod transport;
 
 pub use server::{ListenerSpec, Server};

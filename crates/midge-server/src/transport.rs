@@ -1,0 +1,52 @@
+//! The sockets a connection runs over, used by readiness rather than through buffered
+//! `AsyncRead`/`AsyncWrite`.
+//!
+//! Waiting for readability first and allocating a read buffer only when bytes are there is what
+//! keeps an idle connection near a kilobyte: a connection blocked in `read_buf` must own a
+//! buffer for the whole wait. Both halves work on `&self`, so no split (and no lock around the
+//! stream) is needed. TLS will sit on top of this through rustls's sans-I/O API.
+
+use std::future::Future;
+use std::io;
+
+use bytes::BytesMut;
+use tokio::net::{TcpStream, UnixStream};
+
+/// A connected stream socket.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Completes when a read may make progress (it can still find nothing: then retry).
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Completes when a write may make progress.
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is there into `buf`'s spare capacity; `WouldBlock` if nothing is.
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Reads what is there into `buf`; `WouldBlock` if nothing is.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes what the socket takes now; `WouldBlock` if it takes nothing.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+macro_rules! socket_transport {
+    ($socket:ty) => {
+        impl Transport for $socket {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$socket>::readable(self)
+            }
+            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$socket>::writable(self)
+            }
+            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+                <$socket>::try_read_buf(self, buf)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$socket>::try_read(self, buf)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$socket>::try_write(self, buf)
+            }
+        }
+    };
+}
+
+socket_transport!(TcpStream);
+socket_transport!(UnixStream);
