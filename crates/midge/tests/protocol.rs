@@ -846,3 +846,26 @@ fn malformed_packets_close_the_connection_v5_with_a_reason_code() {
     // Other clients carry on.
     let _ok = RawClient::session(midge.addr(), V311, "fine");
 }
+
+#[test]
+fn the_will_is_published_after_a_protocol_error_with_its_qos() {
+    let midge = Midge::start("");
+    let mut watcher = RawClient::session(midge.addr(), V311, "watcher");
+    watcher.subscribe(&[("will/#", QoS::ExactlyOnce)]);
+    let (mut bad, _) = RawClient::connected(
+        midge.addr(),
+        connect_with(V5, "violator", |c| {
+            c.will = Some(will("will/violator", "broke the rules", QoS::AtLeastOnce, false))
+        }),
+    );
+    // PUBLISH QoS 1 with packet identifier 0 is malformed [MQTT-2.2.1-3].
+    bad.send_bytes(&[0x32, 0x05, 0x00, 0x01, b'a', 0x00, 0x00]);
+    let before = bad.expect_close();
+    assert!(
+        matches!(&before[..], [Packet::Disconnect(d)] if d.reason_code.is_error()),
+        "{before:?}"
+    );
+    let p = watcher.recv_publish();
+    assert_eq!(&p.payload[..], b"broke the rules");
+    assert_eq!(p.qos, QoS::AtLeastOnce, "[MQTT-3.1.2-14]: the will's QoS");
+}
