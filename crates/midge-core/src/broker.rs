@@ -19,6 +19,7 @@ use midge_codec::properties::ConnAckProperties;
 use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use parking_lot::{Mutex, RwLock};
 
+use crate::access::{Access, AccessControl, Credentials, Identity};
 use crate::config::BrokerConfig;
 use crate::connection::Connection;
 use crate::link::Link;
@@ -64,6 +65,7 @@ pub struct Broker {
     stats: Stats,
     id_counter: AtomicU64,
     id_seed: u64,
+    access: RwLock<Option<Arc<dyn AccessControl>>>,
 }
 
 impl Broker {
@@ -78,6 +80,7 @@ impl Broker {
             stats: Stats::default(),
             id_counter: AtomicU64::new(0),
             id_seed,
+            access: RwLock::new(None),
         })
     }
 
@@ -106,9 +109,19 @@ impl Broker {
         self.retained.read().len()
     }
 
-    /// Accepts or refuses a CONNECT. Either way the CONNACK is in `out`; on acceptance so are
-    /// any messages the resumed session had waiting. `link` is how the broker reaches this
-    /// connection later.
+    /// Installs (or with `None` removes) the topic access rules. Every connection's next
+    /// publish, subscribe and delivery is judged by the new rules.
+    pub fn set_access_control(&self, access: Option<Arc<dyn AccessControl>>) {
+        *self.access.write() = access;
+    }
+
+    /// The topic access rules in force, if any.
+    pub(crate) fn access_control(&self) -> Option<Arc<dyn AccessControl>> {
+        self.access.read().clone()
+    }
+
+    /// Accepts or refuses a CONNECT whose credentials need no checking (no password file).
+    /// See [`Broker::connect_with`].
     pub fn connect(
         self: &Arc<Self>,
         connect: Connect,
@@ -116,9 +129,23 @@ impl Broker {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Connection, Refusal> {
+        self.connect_with(connect, Credentials::Unchecked, link, now, out)
+    }
+
+    /// Accepts or refuses a CONNECT. Either way the CONNACK is in `out`; on acceptance so are
+    /// any messages the resumed session had waiting. `credentials` is the runtime's verdict on
+    /// the user name and password; `link` is how the broker reaches this connection later.
+    pub fn connect_with(
+        self: &Arc<Self>,
+        connect: Connect,
+        credentials: Credentials,
+        link: Arc<dyn Link>,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Connection, Refusal> {
         let version = connect.protocol;
         out.set_version(version);
-        let checked = match self.check_connect(&connect) {
+        let checked = match self.check_connect(&connect, credentials) {
             Ok(checked) => checked,
             Err(refusal) => {
                 Stats::bump(&self.stats.connects_refused);
@@ -134,6 +161,7 @@ impl Broker {
 
         let expiry = self.session_expiry(&connect);
         let will = connect.will.as_ref().map(|will| PendingWill {
+            username: connect.username.clone(),
             delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
             message: Arc::new(Message::new(
                 will.topic.clone(),
@@ -152,6 +180,7 @@ impl Broker {
             session.link = Some(link);
             session.version = Some(version);
             session.window = self.config.inflight_window(client_receive_maximum);
+            session.username = connect.username.clone();
             session.will = will;
             session.expiry = expiry;
             session.disconnected_at = None;
@@ -176,7 +205,7 @@ impl Broker {
     }
 
     /// The checks a CONNECT must pass before any session is touched.
-    fn check_connect(&self, connect: &Connect) -> Result<CheckedConnect, Refusal> {
+    fn check_connect(&self, connect: &Connect, credentials: Credentials) -> Result<CheckedConnect, Refusal> {
         let refuse = |reason, detail: &str| {
             Err(Refusal {
                 reason,
@@ -227,6 +256,9 @@ impl Broker {
 
         if connect.username.is_none() && !self.config.allow_anonymous {
             return refuse(ReasonCode::NotAuthorized, "anonymous clients are not allowed");
+        }
+        if credentials == Credentials::Invalid {
+            return refuse(ReasonCode::NotAuthorized, "bad user name or password");
         }
         if version.is_v5() && connect.properties.authentication_method.is_some() {
             return refuse(
@@ -361,6 +393,8 @@ impl Broker {
     /// Sends `message` to every session with a matching subscription. Returns how many
     /// sessions it was queued for.
     pub fn route(&self, message: Arc<Message>, now: Instant) -> usize {
+        let access = self.access_control();
+        let access = access.as_deref();
         let mut matches = Matches::default();
         self.index.read().matches(&message.topic, &mut matches);
         let mut delivered = 0;
@@ -374,12 +408,12 @@ impl Broker {
                 group.push(next);
             }
             if let Some(delivery) = self.merge(&message, &group) {
-                delivered += usize::from(self.deliver(&group[0].session, delivery, now));
+                delivered += usize::from(self.deliver(&group[0].session, delivery, access, now));
             }
         }
         for member in matches.shared {
             if let Some(delivery) = self.merge(&message, std::slice::from_ref(&member)) {
-                delivered += usize::from(self.deliver(&member.session, delivery, now));
+                delivered += usize::from(self.deliver(&member.session, delivery, access, now));
             }
         }
         delivered
@@ -414,9 +448,26 @@ impl Broker {
         delivery
     }
 
-    /// Queues a delivery in a session and wakes its connection. True if queued.
-    pub(crate) fn deliver(&self, cell: &Arc<SessionCell>, delivery: Delivery, now: Instant) -> bool {
+    /// Queues a delivery in a session and wakes its connection, if `access` lets the session's
+    /// client read the topic. True if queued.
+    pub(crate) fn deliver(
+        &self,
+        cell: &Arc<SessionCell>,
+        delivery: Delivery,
+        access: Option<&dyn AccessControl>,
+        now: Instant,
+    ) -> bool {
         let mut session = cell.state.lock();
+        if let Some(access) = access {
+            let who = Identity {
+                client_id: &cell.client_id,
+                username: session.username.as_deref(),
+            };
+            if !access.allows(&who, &delivery.message.topic, Access::Read) {
+                Stats::bump(&self.stats.denied_read);
+                return false;
+            }
+        }
         let online = session.link.is_some();
         let queued = session.enqueue(delivery, online, &self.config, &self.stats, &cell.client_id, now);
         if queued && let Some(link) = &session.link {
@@ -425,8 +476,21 @@ impl Broker {
         queued
     }
 
-    /// Publishes a will as if its client had sent it.
+    /// Publishes a will as if its client had sent it, if the rules in force still let that
+    /// client write to the will's topic.
     fn publish_will(&self, will: PendingWill, now: Instant) {
+        if let Some(access) = self.access_control() {
+            let client_id = will.message.publisher.as_deref().unwrap_or_default();
+            let who = Identity {
+                client_id,
+                username: will.username.as_deref(),
+            };
+            if !access.allows(&who, &will.message.topic, Access::Write) {
+                Stats::bump(&self.stats.denied_write);
+                tracing::info!(client_id, topic = %will.message.topic, "Will of {client_id} to {} not published: not authorized.", will.message.topic);
+                return;
+            }
+        }
         let message = will.message;
         let message = match message.properties.message_expiry_interval {
             Some(seconds) => Arc::new(Message::new(

@@ -10,12 +10,14 @@
 //! - [`message`]: a message and one subscriber's delivery of it.
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
+//! - [`access`]: the authentication verdicts and access rules the runtime supplies.
 //! - [`config`], [`stats`]: limits in force and counters.
 //!
 //! # Rules
 //! The core never awaits, spawns, touches a socket or reads the clock: `now` is passed in. It
 //! never panics on anything a client sends.
 
+pub mod access;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -29,6 +31,7 @@ mod session;
 pub mod stats;
 mod topic_index;
 
+pub use access::{Access, AccessControl, Credentials, Identity};
 pub use broker::{Broker, Refusal};
 pub use config::BrokerConfig;
 pub use connection::{After, Connection};

@@ -74,6 +74,9 @@ pub(crate) struct Inflight {
 #[derive(Debug, Clone)]
 pub(crate) struct PendingWill {
     pub(crate) message: Arc<Message>,
+    /// The user name of the connection that set the will, for the access check when it is
+    /// published.
+    pub(crate) username: Option<ByteString>,
     pub(crate) delay: Duration,
 }
 
@@ -85,6 +88,8 @@ pub(crate) struct Session {
     /// Bumped on every attach, so a stale connection can tell it has been replaced.
     pub(crate) generation: u64,
     pub(crate) version: Option<ProtocolVersion>,
+    /// The user name of the last connection, for access decisions on delivery.
+    pub(crate) username: Option<ByteString>,
     /// The session's subscriptions by filter, so they can be removed when it ends.
     pub(crate) subscriptions: HashMap<ByteString, TopicFilter>,
     pub(crate) queue: VecDeque<Delivery>,

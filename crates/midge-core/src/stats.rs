@@ -57,6 +57,12 @@ pub struct Stats {
     pub connects: AtomicU64,
     /// Connections refused at CONNECT.
     pub connects_refused: AtomicU64,
+    /// Publishes (wills included) refused by the access rules.
+    pub denied_write: AtomicU64,
+    /// Subscriptions refused by the access rules.
+    pub denied_subscribe: AtomicU64,
+    /// Deliveries withheld by the access rules.
+    pub denied_read: AtomicU64,
     dropped: [AtomicU64; 6],
 }
 

@@ -593,3 +593,126 @@ fn topic_alias_from_client_is_resolved() {
     assert!(matches!(after, After::Close { .. }));
     assert!(matches!(&got[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ProtocolError));
 }
+
+/// Rules for the access tests: user "admin" may do anything; everyone else may not write
+/// under `secret/`, not subscribe to filters under `secret/`, and not read `private/`.
+#[derive(Debug)]
+struct TestRules;
+
+impl midge_core::AccessControl for TestRules {
+    fn allows(&self, who: &midge_core::Identity<'_>, topic: &str, access: midge_core::Access) -> bool {
+        if who.username == Some("admin") {
+            return true;
+        }
+        match access {
+            midge_core::Access::Write => !topic.starts_with("secret/"),
+            midge_core::Access::Subscribe => !topic.starts_with("secret/"),
+            midge_core::Access::Read => !topic.starts_with("private/"),
+        }
+    }
+}
+
+fn connect_as(
+    broker: &Arc<Broker>,
+    version: ProtocolVersion,
+    id: &str,
+    user: Option<&str>,
+    now: Instant,
+) -> Client {
+    let mut c = Connect::new(version, id);
+    c.username = user.map(Into::into);
+    connect_with(broker, c, now).0
+}
+
+#[test]
+fn access_rules_judge_publish_subscribe_delivery_retained_and_wills() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    broker.set_access_control(Some(Arc::new(TestRules)));
+    let mut admin = connect_as(&broker, V5, "admin", Some("admin"), now);
+    admin.send(subscribe(&[("#", QoS::AtLeastOnce)], 1), now);
+
+    // Write: v5 gets 0x87 and nothing is routed; 3.1.1 gets a plain PUBACK, nothing routed.
+    let mut v5 = connect_as(&broker, V5, "v5", Some("bob"), now);
+    let (_, got) = v5.send(publish("secret/x", "no", QoS::AtLeastOnce, 1), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::NotAuthorized));
+    let mut v3 = connect_as(&broker, V311, "v3", None, now);
+    let (_, got) = v3.send(publish("secret/x", "no", QoS::AtLeastOnce, 2), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::Success));
+    assert!(
+        publishes(&admin.received(now)).is_empty(),
+        "denied publishes are not routed"
+    );
+
+    // Subscribe: 0x87 in 5.0, 0x80 in 3.1.1; allowed filters in the same packet are granted.
+    let (_, got) = v5.send(
+        subscribe(&[("secret/#", QoS::AtMostOnce), ("ok/#", QoS::AtMostOnce)], 3),
+        now,
+    );
+    assert!(
+        matches!(&got[..], [Packet::SubAck(a)] if a.reason_codes == [ReasonCode::NotAuthorized, ReasonCode::Success])
+    );
+    let (_, got) = v3.send(
+        subscribe(&[("secret/#", QoS::AtMostOnce), ("#", QoS::AtMostOnce)], 4),
+        now,
+    );
+    assert!(
+        matches!(&got[..], [Packet::SubAck(a)] if a.reason_codes == [ReasonCode::UnspecifiedError, ReasonCode::Success])
+    );
+
+    // Read: the admin's publish to private/ reaches the admin but not v3 (subscribed to #).
+    let (_, got) = admin.send(publish("private/x", "eyes only", QoS::AtMostOnce, 0), now);
+    assert_eq!(publishes(&got).len(), 1);
+    assert!(publishes(&v3.received(now)).is_empty());
+
+    // Retained at subscribe time is judged as a delivery.
+    admin.send(retained("private/r", "kept"), now);
+    admin.received(now);
+    let mut late = connect_as(&broker, V311, "late", None, now);
+    let (_, got) = late.send(subscribe(&[("private/#", QoS::AtMostOnce)], 5), now);
+    assert!(publishes(&got).is_empty(), "retained message withheld");
+
+    // A will to a topic its client may not write is never published.
+    let mut c = Connect::new(V311, "willer");
+    c.will = Some(Will {
+        topic: topic("secret/will"),
+        payload: Bytes::from_static(b"x"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (willer, _) = connect_with(&broker, c, now);
+    willer.connection.end(now, true);
+    assert!(publishes(&admin.received(now)).is_empty(), "will withheld");
+    assert_eq!(broker.stats().denied_write.load(Ordering::Relaxed), 3);
+
+    // New rules apply to existing connections at once.
+    broker.set_access_control(None);
+    let (_, got) = v5.send(publish("secret/x", "now allowed", QoS::AtLeastOnce, 6), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::Success));
+    assert_eq!(publishes(&admin.received(now)).len(), 1);
+    assert_eq!(
+        broker.stats().denied_read.load(Ordering::Relaxed),
+        3,
+        "v3 twice, late once"
+    );
+    assert_eq!(broker.stats().denied_subscribe.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn invalid_credentials_are_refused_as_not_authorized() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    for version in [V311, V5] {
+        let mut c = Connect::new(version, "intruder");
+        c.username = Some("bob".into());
+        let link = Arc::new(TestLink::default());
+        let mut out = Outbox::new(version);
+        let refusal = broker
+            .connect_with(c, midge_core::Credentials::Invalid, link, now, &mut out)
+            .expect_err("refused");
+        assert_eq!(refusal.reason, ReasonCode::NotAuthorized);
+        let got = decode_all(&mut out);
+        assert!(matches!(&got[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::NotAuthorized));
+    }
+}

@@ -10,9 +10,11 @@ use std::time::Instant;
 use midge_codec::properties::AckProperties;
 use midge_codec::{Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe};
 
+use crate::access::Access;
 use crate::connection::{After, Connection};
 use crate::message::Delivery;
 use crate::outbox::Outbox;
+use crate::stats::Stats;
 use crate::topic_index::Subscriber;
 
 impl Connection {
@@ -25,6 +27,17 @@ impl Connection {
             let mut options = subscription.options;
             options.qos = options.qos.min(config.max_qos);
             let filter = subscription.filter;
+            if !self.may(filter.as_str(), Access::Subscribe) {
+                Stats::bump(&self.broker.stats().denied_subscribe);
+                tracing::debug!(client_id = %self.client_id, filter = %filter, "SUBSCRIBE denied by the access rules");
+                // 3.1.1 has one failure code, 0x80 [MQTT-3.9.3-2]; 5.0 says why.
+                reason_codes.push(if self.version.is_v5() {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let existed = self.broker.index.write().subscribe(
                 &filter,
                 Subscriber {
@@ -79,8 +92,10 @@ impl Connection {
             reason_codes,
             properties: AckProperties::default(),
         }));
+        let access = self.broker.access_control();
         for delivery in retained {
-            self.broker.deliver(&self.session, delivery, now);
+            self.broker
+                .deliver(&self.session, delivery, access.as_deref(), now);
         }
         After::Continue
     }
