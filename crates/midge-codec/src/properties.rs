@@ -177,6 +177,16 @@ impl PropertyValue for TopicName {
     }
 }
 
+/// Properties kept out of line, allocated only when one is set.
+///
+/// A PUBLISH from an MQTT 3 client has no properties, and neither do most MQTT 5 ones; keeping
+/// the 160-byte [`PublishProperties`] (or the 240-byte [`ConnAckProperties`]) inline made every
+/// decoded [`Packet`](crate::Packet) 256 bytes, moved on every decode. Out of line the packet
+/// is under 100 bytes and an empty set costs nothing. Reading through an empty box sees the
+/// empty set; the first write allocates.
+#[derive(Clone, Default)]
+pub struct OutOfLine<T: 'static>(Option<Box<T>>);
+
 /// Writes a property struct, its decoder and its encoder from the table of its properties.
 /// `repeated` properties may appear more than once and are kept in a `Vec`.
 macro_rules! property_set {
@@ -200,6 +210,13 @@ macro_rules! property_set {
         }
 
         impl $name {
+            /// No property set (the same as `default()`, usable in constants).
+            pub const EMPTY: Self = Self {
+                $( $field: None, )*
+                $( $( $rep_field: Vec::new(), )* )?
+                user_properties: Vec::new(),
+            };
+
             /// True when no property is set: the encoding is a single zero length byte.
             pub fn is_empty(&self) -> bool {
                 true $( && self.$field.is_none() )*
@@ -238,12 +255,24 @@ macro_rules! property_set {
 
             /// Writes the Property Length and the properties.
             pub(crate) fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
+                let items_len = self.items_len()?;
+                self.encode_with_items_len(items_len, sink)
+            }
+
+            /// The Property Length: the size of the properties, without the length itself.
+            pub(crate) fn items_len(&self) -> Result<usize, EncodeError> {
                 let mut counter = Counter::default();
                 self.encode_items(&mut counter)?;
                 if counter.0 > VARINT_MAX as usize {
                     return Err(EncodeError::PacketTooLarge { len: counter.0 });
                 }
-                sink.put_varint(counter.0 as u32);
+                Ok(counter.0)
+            }
+
+            /// Writes the Property Length, already measured by [`Self::items_len`], and the
+            /// properties: callers that need the length to size the packet measure only once.
+            pub(crate) fn encode_with_items_len<S: Sink>(&self, items_len: usize, sink: &mut S) -> Result<(), EncodeError> {
+                sink.put_varint(items_len as u32);
                 self.encode_items(sink)
             }
 
@@ -262,6 +291,52 @@ macro_rules! property_set {
                     sink.put_str("user property value", &pair.value)?;
                 }
                 Ok(())
+            }
+        }
+
+        impl OutOfLine<$name> {
+            /// The properties, moved out (empty if none were set).
+            pub fn into_inner(self) -> $name {
+                self.0.map_or_else($name::default, |boxed| *boxed)
+            }
+        }
+
+        impl From<$name> for OutOfLine<$name> {
+            fn from(properties: $name) -> Self {
+                if properties.is_empty() {
+                    Self(None)
+                } else {
+                    Self(Some(Box::new(properties)))
+                }
+            }
+        }
+
+        impl std::ops::Deref for OutOfLine<$name> {
+            type Target = $name;
+            fn deref(&self) -> &$name {
+                const EMPTY: &$name = &$name::EMPTY;
+                self.0.as_deref().unwrap_or(EMPTY)
+            }
+        }
+
+        impl std::ops::DerefMut for OutOfLine<$name> {
+            fn deref_mut(&mut self) -> &mut $name {
+                self.0.get_or_insert_with(Box::default)
+            }
+        }
+
+        impl PartialEq for OutOfLine<$name> {
+            /// Equal when the properties are: an empty box equals no box.
+            fn eq(&self, other: &Self) -> bool {
+                **self == **other
+            }
+        }
+
+        impl Eq for OutOfLine<$name> {}
+
+        impl std::fmt::Debug for OutOfLine<$name> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                (**self).fmt(f)
             }
         }
     };

@@ -103,11 +103,38 @@ pub(crate) fn read_topic_name_allowing_empty(
     reader: &mut Reader,
     field: &'static str,
 ) -> Result<TopicName, DecodeError> {
-    let name = reader.string(field)?;
-    if name.bytes().any(|b| b == b'+' || b == b'#') {
-        return Err(DecodeError::WildcardInTopicName);
+    let raw = reader.binary(field)?;
+    // One pass for the three bytes a topic name may not hold; the error says which.
+    if holds_nul_or_wildcard(&raw) {
+        return Err(if raw.contains(&0) {
+            DecodeError::NullCharacter { field }
+        } else {
+            DecodeError::WildcardInTopicName
+        });
     }
+    let name = ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8 { field })?;
     Ok(TopicName(name))
+}
+
+/// Whether `bytes` holds U+0000, `+` or `#`: eight bytes at a time (SWAR), since every PUBLISH
+/// received pays for this scan.
+fn holds_nul_or_wildcard(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const PLUS: u64 = u64::from_ne_bytes([b'+'; 8]);
+    const HASH: u64 = u64::from_ne_bytes([b'#'; 8]);
+    // Non-zero exactly when some byte of `v` is zero.
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_ne_bytes(word);
+        if zero_byte(v) | zero_byte(v ^ PLUS) | zero_byte(v ^ HASH) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| matches!(b, 0 | b'+' | b'#'))
 }
 
 impl Deref for TopicName {
@@ -265,6 +292,23 @@ impl TryFrom<&str> for TopicFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_scan_finds_every_forbidden_byte_at_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!holds_nul_or_wildcard(&clean));
+            for at in 0..len {
+                for bad in [0u8, b'+', b'#'] {
+                    let mut topic = clean.clone();
+                    topic[at] = bad;
+                    assert!(holds_nul_or_wildcard(&topic), "{bad} at {at} of {len}");
+                }
+            }
+        }
+        // Bytes next to the forbidden ones, and high bytes, are not mistaken for them.
+        assert!(!holds_nul_or_wildcard(b"\x01*\"$,\xff\x80\xaa\xab\xa3/x/y/z"));
+    }
 
     #[test]
     fn valid_filters() {

@@ -272,7 +272,7 @@ fn connack(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
             let mut ack = ConnAck::new(if version.is_v5() { v5_code } else { v3_code });
             ack.session_present = session_present;
             if version.is_v5() {
-                ack.properties = properties;
+                ack.properties = properties.into();
             }
             Packet::ConnAck(ack)
         })
@@ -325,7 +325,7 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     if alias_only && properties.topic_alias.is_some() {
                         publish.topic = TopicName::empty();
                     }
-                    publish.properties = properties;
+                    publish.properties = properties.into();
                 }
                 Packet::Publish(publish)
             },
@@ -596,7 +596,7 @@ proptest! {
     fn publish_template_matches_full_encode(packet in publish(ProtocolVersion::V5), version in proptest::sample::select(VERSIONS.to_vec()), id in packet_id(), dup in any::<bool>()) {
         let Packet::Publish(mut publish) = packet else { unreachable!() };
         if !version.is_v5() {
-            publish.properties = PublishProperties::default();
+            publish.properties = Default::default();
             if publish.topic.is_empty() {
                 publish.topic = TopicName::try_from("t").unwrap();
             }
@@ -672,4 +672,20 @@ fn v5_disconnect_with_a_reason_writes_the_property_length() {
         .encode(ProtocolVersion::V5, &mut buf)
         .unwrap();
     assert_eq!(&buf[..], [0xE0, 0x00]);
+}
+
+/// A decoded packet is moved on every decode; properties out of line keep it small (it was 256
+/// bytes with `PublishProperties` inline).
+#[test]
+fn packets_stay_small() {
+    assert!(
+        size_of::<Packet>() <= 128,
+        "Packet is {} bytes",
+        size_of::<Packet>()
+    );
+    assert!(
+        size_of::<Publish>() <= 88,
+        "Publish is {} bytes",
+        size_of::<Publish>()
+    );
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use midge_codec::{Connect, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, TopicName};
+use midge_codec::{
+    Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, TopicName,
+};
 
 use crate::broker::{Broker, CheckedConnect};
 use crate::message::Delivery;
@@ -154,9 +156,15 @@ impl Connection {
     }
 
     /// Puts a DISCONNECT with `reason` in the outbox if the client speaks MQTT 5 (earlier
-    /// versions have no server DISCONNECT).
+    /// versions have no server DISCONNECT). A reason DISCONNECT may not carry (0x84, say, from
+    /// a second CONNECT of an unknown protocol) is sent as 0x82 Protocol Error (§3.14.2.1).
     pub fn send_disconnect(&self, reason: ReasonCode, out: &mut Outbox) {
         if self.version.is_v5() {
+            let reason = if reason.allowed_in(PacketType::Disconnect) {
+                reason
+            } else {
+                ReasonCode::ProtocolError
+            };
             out.send(&Packet::Disconnect(Disconnect::new(reason)));
         }
     }

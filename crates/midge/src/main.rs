@@ -62,9 +62,12 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     let result = runtime.block_on(async {
+        // Handlers first: a SIGTERM that arrives once "running" is logged must stop the broker
+        // cleanly, not kill it.
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(settings.broker, settings.listeners, id_seed()).await?;
         tracing::info!("midge version {VERSION} running");
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         anyhow::Ok(())
     });
     tracing::info!("midge version {VERSION} terminating");
@@ -72,19 +75,18 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     result
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that completes when
+/// either arrives.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the broker with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
 /// A seed for the identifiers the broker assigns: different on every start.

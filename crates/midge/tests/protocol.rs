@@ -106,6 +106,7 @@ fn mqtt_3_1_3_8_zero_length_client_id_rules() {
     let assigned = ack
         .properties
         .assigned_client_identifier
+        .clone()
         .expect("Assigned Client Identifier");
     assert!(assigned.starts_with("auto-"), "{assigned}");
 }
@@ -125,6 +126,7 @@ fn allow_zero_length_clientid_false_and_auto_id_prefix() {
     assert!(
         ack.properties
             .assigned_client_identifier
+            .as_deref()
             .unwrap()
             .starts_with("sensor-")
     );
@@ -599,6 +601,9 @@ fn mqtt_3_3_1_5_retained_messages_are_stored_replaced_and_deleted() {
     publisher.send(&publish_retained("ret/a", "second", QoS::AtLeastOnce, 2));
     publisher.recv();
     publisher.send(&publish_retained("ret/b", "b", QoS::AtMostOnce, 0));
+    // QoS 0 has no ack: a PINGRESP says the broker has handled what came before.
+    publisher.send(&Packet::PingReq);
+    assert!(matches!(publisher.recv(), Packet::PingResp));
 
     let mut sub = RawClient::session(midge.addr(), V5, "sub");
     sub.subscribe(&[("ret/#", QoS::AtLeastOnce)]);
@@ -629,6 +634,8 @@ fn mqtt_3_3_1_5_retained_messages_are_stored_replaced_and_deleted() {
     assert!(!sub.recv_publish().retain);
     // An empty retained payload deletes [MQTT-3.3.1-10].
     publisher.send(&publish_retained("ret/a", Bytes::new(), QoS::AtMostOnce, 0));
+    publisher.send(&Packet::PingReq);
+    assert!(matches!(publisher.recv(), Packet::PingResp));
     let mut late = RawClient::session(midge.addr(), V311, "late");
     late.subscribe(&[("ret/#", QoS::AtMostOnce)]);
     let p = late.recv_publish();

@@ -1256,7 +1256,6 @@ fn flood_one(addr: SocketAddr, kind: Kind, bytes: &[u8], tally: &mut Tally) -> R
 /// code (0x84) in a DISCONNECT, which may not carry it (§3.14.2.1): a client's codec refuses the
 /// DISCONNECT as malformed. A second CONNECT is a Protocol Error [MQTT-3.1.0-2].
 #[test]
-#[ignore = "midge bug: DISCONNECT 0x84 (not allowed in DISCONNECT) for a second CONNECT of an unknown protocol"]
 fn a_second_connect_of_an_unknown_protocol_gets_a_disconnect_it_may_carry() {
     let _serial = serial();
     let midge = Midge::start("");
@@ -1292,7 +1291,6 @@ fn a_second_connect_of_an_unknown_protocol_gets_a_disconnect_it_may_carry() {
 }
 
 #[test]
-#[ignore = "midge bug: DISCONNECT 0x84 (not allowed in DISCONNECT) for a second CONNECT of an unknown protocol"]
 fn a_flood_of_bad_packets_closes_only_the_bad_connections() {
     let _serial = serial();
     let seed = seed();

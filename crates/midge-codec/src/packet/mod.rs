@@ -28,12 +28,12 @@ pub use subscribe::{Subscribe, Subscription, SubscriptionOptions};
 pub use unsuback::UnsubAck;
 pub use unsubscribe::Unsubscribe;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, ProtocolVersion};
-use crate::wire::{Counter, Reader, Sink, VARINT_MAX, VarInt, read_varint, varint_len};
+use crate::wire::{Counter, Reader, Sink, VARINT_MAX, VarInt, read_varint};
 
 /// The control packet types of §2.1.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,6 +163,9 @@ impl Packet {
 
     /// Appends the packet, encoded for `version`, to `buf`.
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        if let Self::Publish(publish) = self {
+            return publish.encode(version, buf);
+        }
         let len = self.encoded_len(version)?;
         buf.reserve(len);
         self.encode_to(version, buf)
@@ -250,7 +253,8 @@ pub fn decode_packet(frame: Bytes, version: ProtocolVersion) -> Result<Packet, D
     if frame.len() != header.packet_len() {
         return Err(DecodeError::Truncated { field: "packet" });
     }
-    let body = frame.slice(header.header_len..);
+    let mut body = frame;
+    body.advance(header.header_len);
     decode_body(header.first_byte, body, version)
 }
 
@@ -309,17 +313,6 @@ pub(crate) fn write_packet<P: Encode, S: Sink>(
 ) -> Result<(), EncodeError> {
     let body_len = body_len(packet, version)?;
     write_framed(packet, body_len, version, sink)
-}
-
-/// Appends a packet to `buf`, reserving its whole size first.
-pub(crate) fn encode<P: Encode>(
-    packet: &P,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
-    let body_len = body_len(packet, version)?;
-    buf.reserve(1 + varint_len(body_len) + body_len as usize);
-    write_framed(packet, body_len, version, buf)
 }
 
 fn write_framed<P: Encode, S: Sink>(

@@ -40,7 +40,10 @@ impl Connection {
                 out,
             );
         }
-        if let Some(alias) = publish.properties.topic_alias.take() {
+        // Read before writing: a write through `properties` would allocate the (usually
+        // absent) property set.
+        if let Some(alias) = publish.properties.topic_alias {
+            publish.properties.topic_alias = None;
             if alias.get() > config.max_topic_alias {
                 return self.violation(
                     ReasonCode::TopicAliasInvalid,
@@ -140,7 +143,7 @@ impl Connection {
 
     /// Turns an accepted PUBLISH into the shared message routed to subscribers.
     fn accept(&self, publish: Publish, now: Instant) -> Arc<Message> {
-        let mut properties = publish.properties;
+        let mut properties = publish.properties.into_inner();
         let expires_at = properties
             .message_expiry_interval
             .map(|seconds| now + Duration::from_secs(u64::from(seconds)));

@@ -22,6 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A running broker process, killed when dropped.
 pub struct Midge {
     child: Child,
+    readers: Vec<std::thread::JoinHandle<()>>,
     port: u16,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
     _dir: tempfile::TempDir,
@@ -49,12 +50,13 @@ impl Midge {
             .spawn()
             .expect("spawn midge");
         let log: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     if std::env::var_os("MIDGE_TEST_LOG").is_some() {
@@ -63,10 +65,11 @@ impl Midge {
                     log.0.lock().expect("log lock").push(line);
                     log.1.notify_all();
                 }
-            });
+            }));
         }
         let mut midge = Self {
             child,
+            readers,
             port: 0,
             log,
             _dir: dir,
@@ -128,11 +131,15 @@ impl Midge {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit and returns its exit code.
+    /// Waits for the process to exit and returns its exit code, once every line it wrote has
+    /// been read into the log.
     pub fn wait_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             assert!(Instant::now() < deadline, "midge did not exit");
