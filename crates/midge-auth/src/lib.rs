@@ -16,10 +16,13 @@
 //! ```
 //! use midge_auth::{Access, AclFile, ClientIdentity, PasswordFile};
 //!
+//! // A legacy `$6$` line: SHA-512("secret" followed by 12 zero bytes of salt).
 //! let passwords = PasswordFile::parse(
-//!     "alice:$6$AAAAAAAAAAAAAAAA$ybdJzxKSCbS7w0z/cXNFgsyN1pZFYhS7fD3bVOK1Sb24ZZGzOoRSz7NEpcv6DBjhIqxtx01xHvOXxP6oj9F9Fw==\n",
+//!     "alice:$6$AAAAAAAAAAAAAAAA$O1kgGurTtnitxs7bM2OwFEKK6NAoMCFsepMX4CULB8/W9bSpZLcrQQNQvGCmrPK2aitSZt4gQukxvVcciQD5bw==\n",
 //!     "passwd",
 //! );
+//! assert!(passwords.check("alice", Some(b"secret")));
+//! assert!(!passwords.check("alice", Some(b"Secret")));
 //! assert!(passwords.warnings().is_empty());
 //!
 //! let acl = AclFile::parse("user alice\ntopic readwrite home/#\npattern read devices/%c/in\n", "acl")?;

@@ -95,14 +95,16 @@ impl PasswordFile {
         }
     }
 
-    /// Whether `username` is in the file and `password` is its password. A missing password
-    /// is refused (as in Mosquitto).
+    /// Whether `username` is in the file and `password` is its password. A missing or empty
+    /// password is refused, as in Mosquitto 2.0.
     ///
     /// Timing: the hash comparison is constant-time, and an unknown user's password is hashed
     /// against a decoy of the file's most common format and cost, so the answer takes about as
     /// long whether or not the user exists. Slow on purpose: run it off the network threads.
     pub fn check(&self, username: &str, password: Option<&[u8]>) -> bool {
-        let Some(password) = password else {
+        // Mosquitto 2.0 reads an empty password field as no password at all, so it never
+        // matches, not even a hash of "" (recorded in testdata/passwd_quirks.tsv).
+        let Some(password) = password.filter(|password| !password.is_empty()) else {
             // The client knows it sent no password: answering fast reveals nothing.
             return false;
         };
@@ -230,6 +232,7 @@ mod tests {
         assert!(file.check("bob", Some(b"builder")));
         assert!(!file.check("alice", Some(b"builder")));
         assert!(!file.check("alice", None));
+        assert!(!file.check("alice", Some(b"")));
         assert!(!file.check("carol", Some(b"wonderland")));
         assert!(!file.check("Alice", Some(b"wonderland")));
         assert!(file.warnings().is_empty());

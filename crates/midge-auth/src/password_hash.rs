@@ -48,6 +48,8 @@ pub const MOSQUITTO_PBKDF2_ITERATIONS: u32 = 101;
 const ARGON2_M_COST: u32 = 47104;
 const ARGON2_T_COST: u32 = 1;
 const ARGON2_P_COST: u32 = 1;
+/// The most memory (KiB) an argon2id hash from a file may ask for per check.
+const ARGON2_MAX_M_COST: u32 = 1024 * 1024;
 
 /// OpenSSL's base64 reader accepts input with or without padding; so do we.
 const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -336,6 +338,11 @@ fn parse_argon2id(rest: &str) -> Result<StoredHash, HashError> {
     }
     if salt.len() < argon2::MIN_SALT_LEN {
         return Err(HashError::SaltLength(salt.len()));
+    }
+    // libargon2 fails cleanly when it cannot allocate; Rust would abort the broker. A file
+    // asking for more than 1 GiB per login is refused instead.
+    if m > ARGON2_MAX_M_COST {
+        return Err(HashError::BadArgon2("memory cost above 1 GiB"));
     }
     // Range-check the costs and the output length now, so verification cannot fail later.
     Params::new(m, t, p, Some(hash.len()))
