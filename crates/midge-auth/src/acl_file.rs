@@ -75,7 +75,9 @@ pub enum Access {
 pub struct ClientIdentity<'a> {
     /// Its client identifier.
     pub client_id: &'a str,
-    /// Its user name, if it gave one. `Some("")` (an empty user name) is not anonymous.
+    /// Its user name, if it gave one. `Some("")` is treated as a user named "" (not
+    /// anonymous). Mosquitto 2.0 reads a zero-length password as absent; whether it does the
+    /// same for a zero-length user name is not recorded yet, so the caller decides.
     pub username: Option<&'a str>,
 }
 
