@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use crate::config::BrokerConfig;
 use crate::link::Link;
 use crate::message::{Delivery, Message};
+use crate::ratelimit::DropReports;
 use crate::stats::{DropReason, Stats};
 
 /// A session and the lock around it.
@@ -106,6 +107,8 @@ pub(crate) struct Session {
     pub(crate) expiry: Option<Duration>,
     /// When the last connection ended, while none is attached.
     pub(crate) disconnected_at: Option<Instant>,
+    /// Rate limiting of the warnings about messages dropped for this session.
+    pub(crate) drop_reports: DropReports,
 }
 
 impl Session {
@@ -135,7 +138,7 @@ impl Session {
             stats.dropped(reason);
             // Offline QoS 0 is Mosquitto's normal behaviour, not a warning.
             if reason != DropReason::Qos0Offline {
-                crate::ratelimit::warn_dropped(client_id, reason, now);
+                self.drop_reports.note(client_id, reason, now);
             }
             return false;
         }

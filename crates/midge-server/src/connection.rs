@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
+use crate::security::Authenticator;
 use crate::transport::Transport;
 
 /// How long a new socket may take to send CONNECT.
@@ -67,6 +68,7 @@ pub(crate) async fn serve<S: Transport>(
     stream: S,
     peer: &str,
     broker: Arc<Broker>,
+    authenticator: Arc<Authenticator>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_packet_size = broker.config().max_packet_size;
@@ -82,7 +84,16 @@ pub(crate) async fn serve<S: Transport>(
     let username = connect.username.clone();
     let link = Arc::new(ConnectionLink::default());
     let mut out = Outbox::new(version);
-    let mut connection = match broker.connect(*connect, link.clone(), Instant::now().into_std(), &mut out) {
+    let credentials = authenticator
+        .verdict(connect.username.as_ref(), connect.password.as_ref())
+        .await;
+    let mut connection = match broker.connect_with(
+        *connect,
+        credentials,
+        link.clone(),
+        Instant::now().into_std(),
+        &mut out,
+    ) {
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(%peer, "Client refused from {peer}: {}.", refusal.detail);

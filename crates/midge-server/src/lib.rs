@@ -4,9 +4,12 @@
 //! - [`config`]: reading `mosquitto.conf` (with `include_dir`) into a typed [`config::Config`].
 //! - [`server`]: binding listeners, accepting connections, driving the core's timers, shutdown.
 //! - `connection`: one task per client connection, moving bytes between a socket and the core.
+//! - [`security`]: the password file (checked at CONNECT, off the network threads) and the ACL
+//!   file (installed in the core).
 
 pub mod config;
 mod connection;
+pub mod security;
 pub mod server;
 mod transport;
 

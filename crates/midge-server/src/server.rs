@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::connection;
+use crate::security::Authenticator;
 
 /// How often the core's deadlines are checked at the latest.
 const TICK: Duration = Duration::from_millis(250);
@@ -67,6 +68,7 @@ enum Bound {
 #[derive(Debug)]
 pub struct Server {
     broker: Arc<Broker>,
+    authenticator: Arc<Authenticator>,
     listeners: Vec<(Bound, ListenerSpec)>,
 }
 
@@ -91,7 +93,11 @@ impl Server {
                 }
             }
         }
-        Ok(Self { broker, listeners })
+        Ok(Self {
+            broker,
+            authenticator: Arc::new(Authenticator::new(None)),
+            listeners,
+        })
     }
 
     /// The TCP addresses actually bound (with the ports the system chose for port 0).
@@ -105,6 +111,12 @@ impl Server {
             .collect()
     }
 
+    /// Checks CONNECT credentials with `authenticator` (by default nothing is checked).
+    pub fn with_authenticator(mut self, authenticator: Arc<Authenticator>) -> Self {
+        self.authenticator = authenticator;
+        self
+    }
+
     /// The broker, for inspection.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -116,7 +128,13 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for (listener, spec) in self.listeners {
-            tasks.spawn(accept_loop(listener, spec, self.broker.clone(), stop_rx.clone()));
+            tasks.spawn(accept_loop(
+                listener,
+                spec,
+                self.broker.clone(),
+                self.authenticator.clone(),
+                stop_rx.clone(),
+            ));
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
         shutdown.await;
@@ -195,6 +213,7 @@ async fn accept_loop(
     listener: Bound,
     spec: ListenerSpec,
     broker: Arc<Broker>,
+    authenticator: Arc<Authenticator>,
     mut stop: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
@@ -214,11 +233,11 @@ async fn accept_loop(
                         None => tracing::info!(target: "midge_server::connection", "New connection on a unix socket."),
                     }
                     open.fetch_add(1, Ordering::Relaxed);
-                    let (broker, stop, open) = (broker.clone(), stop.clone(), open.clone());
+                    let (broker, authenticator, stop, open) = (broker.clone(), authenticator.clone(), stop.clone(), open.clone());
                     connections.spawn(async move {
                         match stream {
-                            Accepted::Tcp(stream, peer) => connection::serve(stream, &peer.to_string(), broker, stop).await,
-                            Accepted::Unix(stream) => connection::serve(stream, "unix socket", broker, stop).await,
+                            Accepted::Tcp(stream, peer) => connection::serve(stream, &peer.to_string(), broker, authenticator, stop).await,
+                            Accepted::Unix(stream) => connection::serve(stream, "unix socket", broker, authenticator, stop).await,
                         }
                         open.fetch_sub(1, Ordering::Relaxed);
                     });

@@ -11,8 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
+use std::sync::Arc;
+
 use midge_server::Server;
 use midge_server::config::Config;
+use midge_server::security::Authenticator;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -65,7 +68,10 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         // Handlers first: a SIGTERM that arrives once "running" is logged must stop the broker
         // cleanly, not kill it.
         let shutdown = shutdown_signal()?;
-        let server = Server::bind(settings.broker, settings.listeners, id_seed()).await?;
+        let server = Server::bind(settings.broker, settings.listeners, id_seed())
+            .await?
+            .with_authenticator(Arc::new(Authenticator::new(settings.passwords)));
+        server.broker().set_access_control(Some(settings.access));
         tracing::info!("midge version {VERSION} running");
         server.run(shutdown).await;
         anyhow::Ok(())

@@ -8,11 +8,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
 use anyhow::bail;
-use midge_core::BrokerConfig;
+use std::sync::Arc;
+
+use midge_auth::PasswordFile;
+use midge_core::{AccessControl, BrokerConfig};
 use midge_server::ListenerSpec;
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, NoticeKind, Protocol, SocketDomain,
 };
+use midge_server::security::{self, DollarRules};
 use midge_server::server::Endpoint;
 
 /// What the runtime starts from.
@@ -20,6 +24,10 @@ use midge_server::server::Endpoint;
 pub(crate) struct Settings {
     pub(crate) broker: BrokerConfig,
     pub(crate) listeners: Vec<ListenerSpec>,
+    /// The password file in force, if any.
+    pub(crate) passwords: Option<PasswordFile>,
+    /// The topic rules: the ACL file's, or the `$`-topic rules every broker applies.
+    pub(crate) access: Arc<dyn AccessControl>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -125,9 +133,27 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         receive_maximum: if max_inflight == 0 { u16::MAX } else { max_inflight },
         ..defaults
     };
+    let passwords = match &first.security.password_file {
+        Some(path) => {
+            let (file, skipped) = security::load_password_file(path)?;
+            warnings.extend(skipped);
+            Some(file)
+        }
+        None => None,
+    };
+    let access: Arc<dyn AccessControl> = match &first.security.acl_file {
+        Some(path) => {
+            let (rules, notes) = security::load_acl_file(path)?;
+            warnings.extend(notes);
+            rules
+        }
+        None => Arc::new(DollarRules),
+    };
     Ok(Settings {
         broker,
         listeners,
+        passwords,
+        access,
         warnings,
     })
 }

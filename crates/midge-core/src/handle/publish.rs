@@ -100,7 +100,11 @@ impl Connection {
             ReasonCode::NotAuthorized
         } else if oversize {
             self.broker.stats().dropped(DropReason::MessageSizeLimit);
-            crate::ratelimit::warn_dropped(&self.client_id, DropReason::MessageSizeLimit, now);
+            self.session
+                .state
+                .lock()
+                .drop_reports
+                .note(&self.client_id, DropReason::MessageSizeLimit, now);
             ReasonCode::QuotaExceeded
         } else {
             let message = self.accept(publish, now);

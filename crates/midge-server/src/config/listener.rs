@@ -186,6 +186,11 @@ pub struct SecurityOptions {
     pub allow_zero_length_clientid: bool,
     /// `auto_id_prefix`: the prefix of the identifiers the broker gives. Default: `auto-`.
     pub auto_id_prefix: String,
+    /// `password_file`: user names and password hashes, as `mosquitto_passwd` writes them.
+    /// Default: none (any user name is accepted; `allow_anonymous` decides for clients without).
+    pub password_file: Option<PathBuf>,
+    /// `acl_file`: topic access rules in Mosquitto's format. Default: none (no topic rules).
+    pub acl_file: Option<PathBuf>,
 }
 
 impl Default for SecurityOptions {
@@ -195,6 +200,8 @@ impl Default for SecurityOptions {
             allow_anonymous: false,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_owned(),
+            password_file: None,
+            acl_file: None,
         }
     }
 }

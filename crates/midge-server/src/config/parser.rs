@@ -176,6 +176,8 @@ pub(in crate::config) struct SecurityDraft {
     pub(in crate::config) allow_anonymous: Option<bool>,
     pub(in crate::config) allow_zero_length_clientid: Option<bool>,
     pub(in crate::config) auto_id_prefix: Option<String>,
+    pub(in crate::config) password_file: Option<PathBuf>,
+    pub(in crate::config) acl_file: Option<PathBuf>,
 }
 
 impl SecurityDraft {
@@ -189,6 +191,8 @@ impl SecurityDraft {
                 .allow_zero_length_clientid
                 .unwrap_or(defaults.allow_zero_length_clientid),
             auto_id_prefix: self.auto_id_prefix.clone().unwrap_or(defaults.auto_id_prefix),
+            password_file: self.password_file.clone(),
+            acl_file: self.acl_file.clone(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Authentication and access-control directives, and plugins. Their scope is the broker, or the
 //! current listener with `per_listener_settings true` (see `Parser::security`).
 
+use std::path::PathBuf;
+
 use super::{Area, Directive, Scope, flag, not_yet, supported, text};
 use crate::config::parser::{Failure, Parser};
 use crate::config::value::{self, Args};
@@ -14,8 +16,8 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("auto_id_prefix", Security, auto_id_prefix),
     supported("listener_allow_anonymous", Listener, listener_allow_anonymous),
     supported("listener_auto_id_prefix", Listener, listener_auto_id_prefix),
-    not_yet("password_file", Security, Area::Security, security_file),
-    not_yet("acl_file", Security, Area::Security, security_file),
+    supported("password_file", Security, password_file),
+    supported("acl_file", Security, acl_file),
     not_yet("psk_file", Security, Area::Tls, security_file),
     not_yet("plugin", Security, Area::Security, plugin),
     not_yet("auth_plugin", Security, Area::Security, plugin),
@@ -64,7 +66,25 @@ fn listener_auto_id_prefix(parser: &mut Parser, args: &mut Args<'_>) -> Result<(
     Ok(())
 }
 
-/// `password_file`, `acl_file`, `psk_file`: a path, in the security scope.
+/// `password_file`: a path, in the security scope.
+fn password_file(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let path = PathBuf::from(parser.string_value(args)?);
+    let target = parser.security_target();
+    parser.set_once(target);
+    parser.security().password_file = Some(path);
+    Ok(())
+}
+
+/// `acl_file`: a path, in the security scope.
+fn acl_file(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let path = PathBuf::from(parser.string_value(args)?);
+    let target = parser.security_target();
+    parser.set_once(target);
+    parser.security().acl_file = Some(path);
+    Ok(())
+}
+
+/// `psk_file`: a path, in the security scope.
 fn security_file(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     parser.string_value(args)?;
     let target = parser.security_target();

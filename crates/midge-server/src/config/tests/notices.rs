@@ -77,8 +77,6 @@ fn security_and_other_areas() {
              listener 1883\n"
         ),
         [
-            "test.conf:1: password_file: not supported yet (security)",
-            "test.conf:2: acl_file: not supported yet (security)",
             "test.conf:3: plugin: not supported yet (security)",
             "test.conf:4: plugin_opt_config_file: not supported yet (security)",
             "test.conf:5: user: not supported yet (unplanned)",

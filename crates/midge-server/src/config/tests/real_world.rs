@@ -166,6 +166,8 @@ fn production_file_with_includes() {
         allow_anonymous: false,
         allow_zero_length_clientid: false,
         auto_id_prefix: "gw-".to_owned(),
+        password_file: Some(PathBuf::from("/etc/mosquitto/passwd")),
+        acl_file: None,
     };
     let addresses: Vec<String> = config.listeners.iter().map(|l| l.address.to_string()).collect();
     assert_eq!(
@@ -263,7 +265,6 @@ fn production_file_with_includes() {
             format!("{m}:44: keyfile: not supported yet (TLS)"),
             format!("{m}:45: require_certificate: not supported yet (TLS)"),
             format!("{m}:49: protocol: not supported yet (websockets)"),
-            format!("{m}:53: password_file: not supported yet (security)"),
             format!("{s}:6: sys_interval: not supported yet ($SYS)"),
             format!("{b}:2: connection: not supported yet (bridges)"),
             format!("{b}:3: address: not supported yet (bridges)"),

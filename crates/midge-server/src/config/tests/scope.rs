@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use midge_codec::ProtocolVersion;
 
@@ -72,16 +72,19 @@ fn tls_applies_to_its_listener_only() {
 }
 
 #[test]
-fn per_listener_password_file_marks_the_listener() {
+fn password_file_is_per_listener_only_with_per_listener_settings() {
     let config = parse("per_listener_settings true\nlistener 1883\npassword_file /etc/pw\nlistener 1884\n");
-    let areas: Vec<usize> = config
+    let files: Vec<_> = config
         .listeners
         .iter()
-        .map(|l| l.not_supported_yet.len())
+        .map(|l| l.security.password_file.clone())
         .collect();
-    assert_eq!(areas, [1, 0]);
-    let config = parse("listener 1883\npassword_file /etc/pw\nlistener 1884\n");
-    assert!(config.listeners.iter().all(|l| l.not_supported_yet.is_empty()));
+    assert_eq!(files, [Some(PathBuf::from("/etc/pw")), None]);
+    let config = parse("listener 1883\npassword_file /etc/pw\nacl_file /etc/acl\nlistener 1884\n");
+    assert!(config.listeners.iter().all(|l| {
+        l.security.password_file.as_deref() == Some(Path::new("/etc/pw"))
+            && l.security.acl_file.as_deref() == Some(Path::new("/etc/acl"))
+    }));
 }
 
 #[test]

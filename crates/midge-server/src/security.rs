@@ -1,0 +1,122 @@
+//! Authentication and topic rules from Mosquitto's files: the password file checked at CONNECT
+//! and the ACL file installed in the core (see `midge_core::access`).
+//!
+//! Password hashes are slow on purpose (PBKDF2, argon2). They are checked on tokio's blocking
+//! pool, never on the threads that move packets, and at most one check per core runs at once:
+//! a storm of CONNECTs with wrong passwords queues behind that limit and slows only the clients
+//! sending them, while connected clients keep their latency.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use midge_auth::{AclFile, AuthFileError, ClientIdentity, PasswordFile};
+use midge_core::{Access, AccessControl, Credentials, Identity};
+use parking_lot::RwLock;
+use tokio::sync::Semaphore;
+
+/// Checks CONNECT credentials against the password file in force.
+#[derive(Debug)]
+pub struct Authenticator {
+    passwords: RwLock<Option<Arc<PasswordFile>>>,
+    checks: Semaphore,
+}
+
+impl Authenticator {
+    /// An authenticator for `passwords` (`None`: no password file, nothing to check).
+    pub fn new(passwords: Option<PasswordFile>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            passwords: RwLock::new(passwords.map(Arc::new)),
+            checks: Semaphore::new(cores),
+        }
+    }
+
+    /// Replaces the password file (a reload); connections check against it from now on.
+    pub fn replace(&self, passwords: Option<PasswordFile>) {
+        *self.passwords.write() = passwords.map(Arc::new);
+    }
+
+    /// The verdict on a CONNECT's user name and password.
+    pub(crate) async fn verdict(
+        &self,
+        username: Option<&ByteString>,
+        password: Option<&Bytes>,
+    ) -> Credentials {
+        let Some(passwords) = self.passwords.read().clone() else {
+            return Credentials::Unchecked;
+        };
+        // No user name: `allow_anonymous` decides, in the core.
+        let Some(username) = username.cloned() else {
+            return Credentials::Unchecked;
+        };
+        let password = password.cloned();
+        let Ok(_permit) = self.checks.acquire().await else {
+            return Credentials::Invalid;
+        };
+        let valid = tokio::task::spawn_blocking(move || passwords.check(&username, password.as_deref()))
+            .await
+            .unwrap_or(false);
+        if valid {
+            Credentials::Valid
+        } else {
+            Credentials::Invalid
+        }
+    }
+}
+
+/// An ACL file as the core's [`AccessControl`].
+#[derive(Debug)]
+pub struct AclRules(AclFile);
+
+impl AclRules {
+    /// Rules from a parsed ACL file.
+    pub fn new(file: AclFile) -> Self {
+        Self(file)
+    }
+}
+
+impl AccessControl for AclRules {
+    fn allows(&self, who: &Identity<'_>, topic: &str, access: Access) -> bool {
+        let client = ClientIdentity {
+            client_id: who.client_id,
+            username: who.username,
+        };
+        self.0.check(&client, topic, acl_access(access))
+    }
+}
+
+/// The rules every broker applies without an ACL file, as Mosquitto does: no publishing to
+/// `$SYS` (but `$SYS/broker/connection/+/state`, which bridges use), and `$share/...` is not a
+/// topic anyone may publish to or receive.
+#[derive(Debug)]
+pub struct DollarRules;
+
+impl AccessControl for DollarRules {
+    fn allows(&self, _: &Identity<'_>, topic: &str, access: Access) -> bool {
+        !topic.starts_with('$') || midge_auth::dollar_topic_allows(topic, acl_access(access))
+    }
+}
+
+fn acl_access(access: Access) -> midge_auth::Access {
+    match access {
+        Access::Read => midge_auth::Access::Read,
+        Access::Write => midge_auth::Access::Write,
+        Access::Subscribe => midge_auth::Access::Subscribe,
+    }
+}
+
+/// Reads a password file; lines Mosquitto would skip come back as warnings (`FILE:LINE: ...`).
+pub fn load_password_file(path: &Path) -> Result<(PasswordFile, Vec<String>), AuthFileError> {
+    let file = PasswordFile::load(path)?;
+    let warnings = file.warnings().iter().map(ToString::to_string).collect();
+    Ok((file, warnings))
+}
+
+/// Reads an ACL file into the core's rules.
+pub fn load_acl_file(path: &Path) -> Result<(Arc<dyn AccessControl>, Vec<String>), AuthFileError> {
+    let file = AclFile::load(path)?;
+    let warnings = file.warnings().iter().map(ToString::to_string).collect();
+    Ok((Arc::new(AclRules::new(file)), warnings))
+}

@@ -1,0 +1,205 @@
+//! `password_file` and `acl_file` on the running broker: the password file is one written by
+//! Debian's `mosquitto_passwd` (checked in by midge-auth), the ACL rules are Mosquitto's. Each
+//! test asserts what the client sees: its CONNACK, its acknowledgements, what it receives.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use midge_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+use support::packets::*;
+use support::{Midge, RawClient};
+
+const V311: ProtocolVersion = ProtocolVersion::V311;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+fn password_file() -> String {
+    format!(
+        "{}/../midge-auth/testdata/passwd_mosquitto.txt",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn login(version: ProtocolVersion, id: &str, user: &str, password: &str) -> Packet {
+    let (user, password) = (user.to_owned(), Bytes::from(password.to_owned()));
+    connect_with(version, id, move |c| {
+        c.username = Some(user.into());
+        c.password = Some(password);
+    })
+}
+
+#[test]
+fn a_mosquitto_passwd_file_admits_its_users_and_refuses_others() {
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+        password_file()
+    ));
+    for version in [V311, V5] {
+        let (_c, ack) = RawClient::connected(midge.addr(), login(version, "a", "alice", "wonderland"));
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+        let (_c, ack) = RawClient::connected(midge.addr(), login(version, "j", "jürgen", "pässwörd"));
+        assert_eq!(ack.reason_code, ReasonCode::Success, "UTF-8 user and password");
+        // Wrong password, unknown user, no password: "not authorized", as Mosquitto answers.
+        for (user, password) in [("alice", "wrong"), ("mallory", "wonderland"), ("alice", "")] {
+            let (mut c, ack) = RawClient::connected(midge.addr(), login(version, "x", user, password));
+            assert_eq!(ack.reason_code, ReasonCode::NotAuthorized, "{user}/{password}");
+            assert!(c.expect_close().is_empty());
+        }
+        // No user name at all: allow_anonymous false.
+        let (_c, ack) = RawClient::connected(midge.addr(), connect(version, "anon"));
+        assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+    }
+    midge.wait_for_log("bad user name or password");
+}
+
+#[test]
+fn mosquitto_pub_logs_in_with_u_and_capital_p() {
+    if std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("mosquitto_pub not installed (scripts/install-test-deps installs it); skipped");
+        return;
+    }
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+        password_file()
+    ));
+    let mut sub = RawClient::connected(midge.addr(), login(V311, "watch", "alice", "wonderland")).0;
+    sub.subscribe(&[("t", QoS::AtMostOnce)]);
+    let port = midge.port().to_string();
+    let run = |user: &str, password: &str| {
+        std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                "t",
+                "-m",
+                user,
+                "-u",
+                user,
+                "-P",
+                password,
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(run("john smith", "pw with spaces").status.success());
+    assert_eq!(&sub.recv_publish().payload[..], b"john smith");
+    let refused = run("alice", "nope");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not authori"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn acl_rules_are_enforced_on_publish_delivery_retained_and_wills() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "# anonymous clients\ntopic read public/#\n\nuser alice\ntopic readwrite public/#\ntopic write alice/#\n\npattern readwrite clients/%c/#\n",
+    )
+    .unwrap();
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\npassword_file {}\nacl_file {}\n",
+        password_file(),
+        acl.display()
+    ));
+    let mut anon = RawClient::session(midge.addr(), V5, "anon");
+    // Mosquitto 2.0 never refuses the SUBSCRIBE itself; what is delivered is checked.
+    anon.subscribe(&[("#", QoS::AtLeastOnce)]);
+    let (mut alice, _) = RawClient::connected(midge.addr(), login(V5, "alice-1", "alice", "wonderland"));
+    alice.subscribe(&[("alice/#", QoS::AtMostOnce)]);
+
+    // Alice may write public/ and alice/; anonymous may read public/ only.
+    alice.send(&publish("public/news", "hello", QoS::AtLeastOnce, 1));
+    assert!(matches!(alice.recv(), Packet::PubAck(a) if a.reason_code == ReasonCode::Success));
+    assert_eq!(&anon.recv_publish().payload[..], b"hello");
+    alice.send(&publish("alice/diary", "secret", QoS::AtLeastOnce, 2));
+    // Alice may write alice/ but nobody may read it, herself included: the publish is accepted
+    // and reaches no one (MQTT 5 says so with 0x10).
+    match alice.recv() {
+        Packet::PubAck(a) => assert_eq!(a.reason_code, ReasonCode::NoMatchingSubscribers),
+        other => panic!("delivered without read access, or no ack: {other:?}"),
+    }
+    alice.expect_nothing(Duration::from_millis(300));
+    anon.expect_nothing(Duration::from_millis(300));
+
+    // An MQTT 5 publish without write access is acknowledged with 0x87.
+    anon.send(&publish("public/news", "forged", QoS::AtLeastOnce, 3));
+    let ack = loop {
+        match anon.recv() {
+            Packet::PubAck(a) => break a,
+            Packet::Publish(_) => panic!("anonymous may not write public/"),
+            _ => {}
+        }
+    };
+    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+
+    // The %c pattern: every client may use clients/<its id>/.
+    anon.send(&publish("clients/anon/state", "mine", QoS::AtLeastOnce, 4));
+    let mut saw_ack = false;
+    let mut saw_msg = false;
+    while !(saw_ack && saw_msg) {
+        match anon.recv() {
+            Packet::PubAck(a) => {
+                assert_eq!(a.reason_code, ReasonCode::Success);
+                saw_ack = true;
+            }
+            Packet::Publish(p) => {
+                assert_eq!(&p.payload[..], b"mine");
+                anon.send(&puback(p.packet_id.unwrap()));
+                saw_msg = true;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A will to a topic its client may not write is never published.
+    let (mut willer, _) = RawClient::connected(
+        midge.addr(),
+        connect_with(V311, "willer", |c| {
+            c.will = Some(will("public/will", "forged will", QoS::AtMostOnce, false))
+        }),
+    );
+    willer.shutdown();
+    midge.wait_for_log("Will of willer to public/will not published: not authorized.");
+    anon.expect_nothing(Duration::from_millis(300));
+}
+
+#[test]
+fn a_bad_acl_line_stops_the_start_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user alice\ntopic raed public/#\n").unwrap();
+    let conf = dir.path().join("midge.conf");
+    std::fs::write(
+        &conf,
+        format!("listener 0 127.0.0.1\nacl_file {}\n", acl.display()),
+    )
+    .unwrap();
+    let (code, output) = support::run_midge(&["-c", conf.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains(&format!("{}:2:", acl.display())), "{output}");
+    assert!(output.contains("raed"), "{output}");
+}
+
+#[test]
+fn without_an_acl_file_sys_topics_cannot_be_published_to() {
+    let midge = Midge::start("");
+    let mut watcher = RawClient::session(midge.addr(), V311, "watcher");
+    watcher.subscribe(&[("$SYS/#", QoS::AtMostOnce)]);
+    let mut c = RawClient::session(midge.addr(), V5, "forger");
+    c.send(&publish("$SYS/broker/version", "fake", QoS::AtLeastOnce, 1));
+    assert!(matches!(c.recv(), Packet::PubAck(a) if a.reason_code == ReasonCode::NotAuthorized));
+    watcher.expect_nothing(Duration::from_millis(300));
+}
