@@ -227,6 +227,24 @@ impl Sink for BytesMut {
     fn put_u16(&mut self, value: u16) {
         bytes::BufMut::put_u16(self, value);
     }
+
+    fn put_u32(&mut self, value: u32) {
+        bytes::BufMut::put_u32(self, value);
+    }
+
+    /// Byte by byte: fixed-size stores instead of a variable-length copy.
+    #[inline]
+    fn put_varint(&mut self, mut value: u32) {
+        loop {
+            let byte = (value & 0x7F) as u8;
+            value >>= 7;
+            if value == 0 {
+                bytes::BufMut::put_u8(self, byte);
+                return;
+            }
+            bytes::BufMut::put_u8(self, byte | 0x80);
+        }
+    }
 }
 
 /// A [`Sink`] that counts the bytes it would have written.

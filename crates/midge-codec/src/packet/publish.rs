@@ -89,36 +89,19 @@ impl Publish {
     ///
     /// The hot path of a broker: the size is computed from the parts (the properties are
     /// measured once), the buffer reserved once, and each part written once.
+    #[inline]
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
         let layout = self.layout(version)?;
-        let head_len = 1 + varint_len(layout.body_len);
-        buf.reserve(head_len + layout.body_len as usize);
-        // Fixed header and the topic's length in one write: at most 7 bytes.
-        let mut head = [0u8; 7];
-        head[0] = self.first_byte();
-        let mut at = 1;
-        let mut remaining = layout.body_len;
-        loop {
-            let mut byte = (remaining & 0x7F) as u8;
-            remaining >>= 7;
-            if remaining > 0 {
-                byte |= 0x80;
-            }
-            if let Some(slot) = head.get_mut(at) {
-                *slot = byte;
-            }
-            at += 1;
-            if remaining == 0 || at >= 5 {
-                break;
-            }
-        }
-        let topic_len = (self.topic.len() as u16).to_be_bytes();
-        head[at..at + 2].copy_from_slice(&topic_len);
-        buf.extend_from_slice(&head[..at + 2]);
+        buf.reserve(1 + varint_len(layout.body_len) + layout.body_len as usize);
+        // Fixed-size pieces go in with BufMut's typed writes, which compile to plain stores;
+        // only the topic and the payload are copied with memcpy.
+        bytes::BufMut::put_u8(buf, self.first_byte());
+        Sink::put_varint(buf, layout.body_len);
+        bytes::BufMut::put_u16(buf, self.topic.len() as u16);
         buf.extend_from_slice(self.topic.as_bytes());
         if self.qos != QoS::AtMostOnce {
             let packet_id = self.packet_id.ok_or(EncodeError::MissingPacketId)?;
-            buf.extend_from_slice(&packet_id.get().to_be_bytes());
+            bytes::BufMut::put_u16(buf, packet_id.get());
         }
         if version.is_v5() {
             self.properties
