@@ -27,8 +27,18 @@ fn max_connections_closes_connections_beyond_the_limit() {
     );
     midge.wait_for_log("denied: max_connections reached");
     drop(_a);
-    midge.wait_for_log("Client a closed its connection");
-    let _c = RawClient::session(midge.addr(), V311, "c");
+    // The slot frees once a's connection task has ended, just after its log line.
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let mut c = RawClient::connect(midge.addr(), V311);
+        c.send(&connect(V311, "c"));
+        if let Ok(Some(Packet::ConnAck(ack))) = c.recv_timeout(Duration::from_secs(1)) {
+            assert_eq!(ack.reason_code, ReasonCode::Success);
+            break;
+        }
+        assert!(Instant::now() < deadline, "a's slot was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -188,4 +198,77 @@ fn include_dir_adds_listeners_and_settings() {
         publisher.recv();
     }
     midge.wait_for_log("dropped messages for client one: queue_full");
+}
+
+#[test]
+fn deprecated_port_and_bind_address_open_the_default_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("old.conf");
+    std::fs::write(
+        &conf,
+        format!("port {port}\nbind_address 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_midge"))
+        .args(["-c", conf.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + support::WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "no listener on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _c = RawClient::session(([127, 0, 0, 1], port).into(), V311, "old-style");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn log_type_selects_the_lines() {
+    // Errors and warnings only: the unknown-directive warning, but no connection lines. (The
+    // harness runs with -v, which overrides log_type, so this test starts midge itself.)
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("quiet.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\nlog_type warning\nlog_type error\nno_such_directive 1\n"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_midge"))
+        .args(["-c", conf.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + support::WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "no listener on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = RawClient::session(([127, 0, 0, 1], port).into(), V311, "quiet");
+    c.send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+    c.expect_close();
+    let status = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("no_such_directive"), "{log}");
+    assert!(
+        !log.contains("New client connected"),
+        "log_type warning hides notices:\n{log}"
+    );
+    assert!(!log.contains("Opening ipv4"), "{log}");
 }
