@@ -5,7 +5,7 @@
 //! the receiver accepts. Given a partial buffer it answers "not yet" and consumes nothing; a
 //! packet whose fixed header declares more than the maximum is refused before its body arrives.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use crate::error::DecodeError;
 use crate::packet::{FixedHeader, Packet, decode_body};
@@ -67,8 +67,10 @@ impl Decoder {
         if buf.len() < header.packet_len() {
             return Ok(None);
         }
-        let frame = buf.split_to(header.packet_len()).freeze();
-        decode_body(header.first_byte, frame.slice(header.header_len..), self.version).map(Some)
+        let mut body = buf.split_to(header.packet_len()).freeze();
+        // `advance`, not `slice`: a slice would take a second reference and drop the first.
+        body.advance(header.header_len);
+        decode_body(header.first_byte, body, self.version).map(Some)
     }
 }
 

@@ -70,8 +70,28 @@ impl TopicName {
     }
 }
 
-/// The checks shared by [`TopicName::new`] and the decoder (which already knows the string is
-/// well-formed UTF-8 without U+0000).
+/// What one pass over a topic's bytes found: the characters a Topic Name may not hold.
+#[derive(Debug, Clone, Copy)]
+struct NameScan {
+    /// U+0000 [MQTT-4.7.3-2].
+    null: bool,
+    /// `+` or `#` [MQTT-3.3.2-2].
+    wildcard: bool,
+}
+
+/// Looks for U+0000, `+` and `#` in one branch-free pass, which the compiler turns into vector
+/// compares: this runs on every PUBLISH received.
+fn scan_topic_name(bytes: &[u8]) -> NameScan {
+    let mut null = false;
+    let mut wildcard = false;
+    for &byte in bytes {
+        null |= byte == 0;
+        wildcard |= (byte == b'+') | (byte == b'#');
+    }
+    NameScan { null, wildcard }
+}
+
+/// The checks of [`TopicName::new`] (the string is already known to be UTF-8).
 fn check_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.is_empty() {
         return Err(TopicNameError::Empty);
@@ -79,10 +99,11 @@ fn check_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.len() > usize::from(u16::MAX) {
         return Err(TopicNameError::TooLong);
     }
-    if name.bytes().any(|b| b == b'+' || b == b'#') {
+    let scan = scan_topic_name(name.as_bytes());
+    if scan.wildcard {
         return Err(TopicNameError::Wildcard);
     }
-    if name.as_bytes().contains(&0) {
+    if scan.null {
         return Err(TopicNameError::NullCharacter);
     }
     Ok(())
@@ -98,13 +119,20 @@ pub(crate) fn read_topic_name(reader: &mut Reader, field: &'static str) -> Resul
 }
 
 /// Reads a Topic Name that may be empty, as an MQTT 5 PUBLISH with a Topic Alias may send it.
-/// The string is checked once, here: the decoder's hot path.
+/// The string is checked once, here: the decoder's hot path. One pass looks for U+0000 and the
+/// wildcards, then the UTF-8 check runs; the errors keep the precedence of a plain string read
+/// followed by the wildcard check (U+0000, then UTF-8, then wildcards).
 pub(crate) fn read_topic_name_allowing_empty(
     reader: &mut Reader,
     field: &'static str,
 ) -> Result<TopicName, DecodeError> {
-    let name = reader.string(field)?;
-    if name.bytes().any(|b| b == b'+' || b == b'#') {
+    let raw = reader.binary(field)?;
+    let scan = scan_topic_name(&raw);
+    if scan.null {
+        return Err(DecodeError::NullCharacter { field });
+    }
+    let name = ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8 { field })?;
+    if scan.wildcard {
         return Err(DecodeError::WildcardInTopicName);
     }
     Ok(TopicName(name))

@@ -6,7 +6,7 @@
 //! error and never a panic. A packet's layout is written once, generic over [`Sink`]: run with a
 //! [`Counter`] it measures the packet, run with `BytesMut` it writes it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::{DecodeError, EncodeError};
@@ -54,60 +54,57 @@ pub(crate) fn varint_len(value: u32) -> usize {
 }
 
 /// A cursor over the bytes of one packet (after its fixed header).
+///
+/// It consumes its `Bytes` from the front: fixed-size fields advance a pointer, variable ones
+/// split off a shared slice (one reference-count increment each), and [`Reader::rest`] hands over
+/// what is left without touching the count at all.
 #[derive(Debug)]
 pub(crate) struct Reader {
     buf: Bytes,
-    pos: usize,
 }
 
 impl Reader {
     pub(crate) fn new(buf: Bytes) -> Self {
-        Self { buf, pos: 0 }
+        Self { buf }
     }
 
     /// Bytes not yet read.
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.remaining() == 0
+        self.buf.is_empty()
     }
 
-    fn slice(&mut self, len: usize, field: &'static str) -> Result<&[u8], DecodeError> {
-        let start = self.pos;
-        let end = start
-            .checked_add(len)
-            .filter(|end| *end <= self.buf.len())
+    /// The next `N` bytes, consumed.
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+        let array = self
+            .buf
+            .first_chunk::<N>()
+            .copied()
             .ok_or(DecodeError::Truncated { field })?;
-        self.pos = end;
-        self.buf.get(start..end).ok_or(DecodeError::Truncated { field })
+        self.buf.advance(N);
+        Ok(array)
     }
 
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        let bytes = self.slice(1, field)?;
-        Ok(bytes.first().copied().unwrap_or_default())
+        let [byte] = self.array::<1>(field)?;
+        Ok(byte)
     }
 
     pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        let bytes = self.slice(2, field)?;
-        let mut array = [0u8; 2];
-        array.copy_from_slice(bytes);
-        Ok(u16::from_be_bytes(array))
+        self.array(field).map(u16::from_be_bytes)
     }
 
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        let bytes = self.slice(4, field)?;
-        let mut array = [0u8; 4];
-        array.copy_from_slice(bytes);
-        Ok(u32::from_be_bytes(array))
+        self.array(field).map(u32::from_be_bytes)
     }
 
     pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        let rest = self.buf.get(self.pos..).unwrap_or_default();
-        match read_varint(rest)? {
+        match read_varint(&self.buf)? {
             VarInt::Complete(value, len) => {
-                self.pos += len;
+                self.buf.advance(len);
                 Ok(value)
             }
             VarInt::Incomplete => Err(DecodeError::Truncated { field }),
@@ -116,9 +113,10 @@ impl Reader {
 
     /// `len` bytes as a shared slice of the packet: no copy.
     pub(crate) fn bytes(&mut self, len: usize, field: &'static str) -> Result<Bytes, DecodeError> {
-        let start = self.pos;
-        self.slice(len, field)?;
-        Ok(self.buf.slice(start..self.pos))
+        if len > self.buf.len() {
+            return Err(DecodeError::Truncated { field });
+        }
+        Ok(self.buf.split_to(len))
     }
 
     /// Binary Data (§1.5.6): a two-byte length and that many bytes.
@@ -134,11 +132,9 @@ impl Reader {
         to_mqtt_string(raw, field)
     }
 
-    /// Everything left, as one slice.
+    /// Everything left, handed over whole: no reference-count traffic.
     pub(crate) fn rest(&mut self) -> Bytes {
-        let rest = self.buf.slice(self.pos..);
-        self.pos = self.buf.len();
-        rest
+        std::mem::take(&mut self.buf)
     }
 
     /// A reader over the next `len` bytes, which this reader skips.

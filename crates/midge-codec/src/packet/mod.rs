@@ -28,7 +28,7 @@ pub use subscribe::{Subscribe, Subscription, SubscriptionOptions};
 pub use unsuback::UnsubAck;
 pub use unsubscribe::Unsubscribe;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::reason::ReasonCode;
@@ -250,7 +250,8 @@ pub fn decode_packet(frame: Bytes, version: ProtocolVersion) -> Result<Packet, D
     if frame.len() != header.packet_len() {
         return Err(DecodeError::Truncated { field: "packet" });
     }
-    let body = frame.slice(header.header_len..);
+    let mut body = frame;
+    body.advance(header.header_len);
     decode_body(header.first_byte, body, version)
 }
 
