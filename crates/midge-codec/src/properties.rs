@@ -237,13 +237,26 @@ macro_rules! property_set {
             }
 
             /// Writes the Property Length and the properties.
+            #[allow(dead_code, reason = "PUBLISH measures its properties first and writes them with encode_with_len")]
             pub(crate) fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
+                let len = self.encoded_items_len()?;
+                self.encode_with_len(len, sink)
+            }
+
+            /// The Property Length: what the properties take, without the length itself.
+            pub(crate) fn encoded_items_len(&self) -> Result<u32, EncodeError> {
                 let mut counter = Counter::default();
                 self.encode_items(&mut counter)?;
                 if counter.0 > VARINT_MAX as usize {
                     return Err(EncodeError::PacketTooLarge { len: counter.0 });
                 }
-                sink.put_varint(counter.0 as u32);
+                Ok(counter.0 as u32)
+            }
+
+            /// Writes the Property Length, already measured by
+            /// [`encoded_items_len`](Self::encoded_items_len), and the properties.
+            pub(crate) fn encode_with_len<S: Sink>(&self, len: u32, sink: &mut S) -> Result<(), EncodeError> {
+                sink.put_varint(len);
                 self.encode_items(sink)
             }
 

@@ -53,6 +53,19 @@ pub(crate) fn varint_len(value: u32) -> usize {
     }
 }
 
+/// `value` as a Variable Byte Integer (callers keep it within [`VARINT_MAX`]), computed in a
+/// register: the encoded bytes in little-endian order (first on the wire in the lowest byte,
+/// zeros above the last), and how many there are. No loop, and no byte-by-byte stores to read
+/// back as a word.
+pub(crate) fn encode_varint(value: u32) -> (u32, usize) {
+    let len = varint_len(value);
+    let groups =
+        (value & 0x7F) | ((value << 1) & 0x7F00) | ((value << 2) & 0x7F_0000) | ((value << 3) & 0x7F00_0000);
+    // The continuation bit on every byte but the last.
+    let continuation = 0x0080_8080 & ((1u32 << (8 * (len - 1))) - 1);
+    (groups | continuation, len)
+}
+
 /// A cursor over the bytes of one packet (after its fixed header).
 ///
 /// It consumes its `Bytes` from the front: fixed-size fields advance a pointer, variable ones
@@ -177,22 +190,9 @@ pub(crate) trait Sink {
     }
 
     /// A Variable Byte Integer; callers keep `value` within [`VARINT_MAX`].
-    fn put_varint(&mut self, mut value: u32) {
-        let mut out = [0u8; 4];
-        let mut len = 0;
-        for slot in out.iter_mut() {
-            let mut byte = (value & 0x7F) as u8;
-            value >>= 7;
-            if value > 0 {
-                byte |= 0x80;
-            }
-            *slot = byte;
-            len += 1;
-            if value == 0 {
-                break;
-            }
-        }
-        self.put(out.get(..len).unwrap_or_default());
+    fn put_varint(&mut self, value: u32) {
+        let (bytes, len) = encode_varint(value);
+        self.put(bytes.to_le_bytes().get(..len).unwrap_or_default());
     }
 
     /// Binary Data with its two-byte length.

@@ -609,9 +609,17 @@ proptest! {
         let mut expected = BytesMut::new();
         publish.encode(version, &mut expected).unwrap();
         let mut patched = BytesMut::new();
-        template.write_to(Some(id), dup && publish.qos != QoS::AtMostOnce, &mut patched);
+        let dup = dup && publish.qos != QoS::AtMostOnce;
+        template.write_to(Some(id), dup, &mut patched);
         prop_assert_eq!(&patched[..], &expected[..]);
         prop_assert_eq!(template.len(), expected.len());
+        // The head alone, as a shared buffer and appended after bytes already queued.
+        let head = template.head(Some(id), dup);
+        prop_assert_eq!(&head[..], &expected[..expected.len() - publish.payload.len()]);
+        let mut queued = BytesMut::from(&b"queued"[..]);
+        template.write_head_to(Some(id), dup, &mut queued);
+        queued.extend_from_slice(template.payload());
+        prop_assert_eq!(&queued[b"queued".len()..], &expected[..]);
     }
 }
 

@@ -163,35 +163,43 @@ impl Packet {
 
     /// Appends the packet, encoded for `version`, to `buf`.
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        let len = self.encoded_len(version)?;
-        buf.reserve(len);
-        self.encode_to(version, buf)
+        match self {
+            Self::Connect(p) => encode(p.as_ref(), version, buf),
+            Self::ConnAck(p) => encode(p, version, buf),
+            Self::Publish(p) => p.encode(version, buf),
+            Self::PubAck(p) => encode(&(PacketType::PubAck, p), version, buf),
+            Self::PubRec(p) => encode(&(PacketType::PubRec, p), version, buf),
+            Self::PubRel(p) => encode(&(PacketType::PubRel, p), version, buf),
+            Self::PubComp(p) => encode(&(PacketType::PubComp, p), version, buf),
+            Self::Subscribe(p) => encode(p, version, buf),
+            Self::SubAck(p) => encode(p, version, buf),
+            Self::Unsubscribe(p) => encode(p, version, buf),
+            Self::UnsubAck(p) => encode(p, version, buf),
+            Self::PingReq => encode(&PacketType::PingReq, version, buf),
+            Self::PingResp => encode(&PacketType::PingResp, version, buf),
+            Self::Disconnect(p) => encode(p, version, buf),
+            Self::Auth(p) => encode(p, version, buf),
+        }
     }
 
     /// The packet's size on the wire for `version`, fixed header included.
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        let mut counter = Counter::default();
-        self.encode_to(version, &mut counter)?;
-        Ok(counter.0)
-    }
-
-    fn encode_to<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError> {
         match self {
-            Self::Connect(p) => write_packet(p.as_ref(), version, sink),
-            Self::ConnAck(p) => write_packet(p, version, sink),
-            Self::Publish(p) => write_packet(p, version, sink),
-            Self::PubAck(p) => write_packet(&(PacketType::PubAck, p), version, sink),
-            Self::PubRec(p) => write_packet(&(PacketType::PubRec, p), version, sink),
-            Self::PubRel(p) => write_packet(&(PacketType::PubRel, p), version, sink),
-            Self::PubComp(p) => write_packet(&(PacketType::PubComp, p), version, sink),
-            Self::Subscribe(p) => write_packet(p, version, sink),
-            Self::SubAck(p) => write_packet(p, version, sink),
-            Self::Unsubscribe(p) => write_packet(p, version, sink),
-            Self::UnsubAck(p) => write_packet(p, version, sink),
-            Self::PingReq => write_packet(&PacketType::PingReq, version, sink),
-            Self::PingResp => write_packet(&PacketType::PingResp, version, sink),
-            Self::Disconnect(p) => write_packet(p, version, sink),
-            Self::Auth(p) => write_packet(p, version, sink),
+            Self::Connect(p) => encoded_len(p.as_ref(), version),
+            Self::ConnAck(p) => encoded_len(p, version),
+            Self::Publish(p) => p.encoded_len(version),
+            Self::PubAck(p) => encoded_len(&(PacketType::PubAck, p), version),
+            Self::PubRec(p) => encoded_len(&(PacketType::PubRec, p), version),
+            Self::PubRel(p) => encoded_len(&(PacketType::PubRel, p), version),
+            Self::PubComp(p) => encoded_len(&(PacketType::PubComp, p), version),
+            Self::Subscribe(p) => encoded_len(p, version),
+            Self::SubAck(p) => encoded_len(p, version),
+            Self::Unsubscribe(p) => encoded_len(p, version),
+            Self::UnsubAck(p) => encoded_len(p, version),
+            Self::PingReq => encoded_len(&PacketType::PingReq, version),
+            Self::PingResp => encoded_len(&PacketType::PingResp, version),
+            Self::Disconnect(p) => encoded_len(p, version),
+            Self::Auth(p) => encoded_len(p, version),
         }
     }
 }
@@ -302,17 +310,8 @@ pub(crate) trait Encode {
     fn write_body<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError>;
 }
 
-/// Writes a whole packet: fixed header, then body.
-pub(crate) fn write_packet<P: Encode, S: Sink>(
-    packet: &P,
-    version: ProtocolVersion,
-    sink: &mut S,
-) -> Result<(), EncodeError> {
-    let body_len = body_len(packet, version)?;
-    write_framed(packet, body_len, version, sink)
-}
-
-/// Appends a packet to `buf`, reserving its whole size first.
+/// Appends a packet to `buf`: one dry run measures the body, `buf` grows once, then the packet
+/// is written. (PUBLISH, the hot path, adds its sizes up instead: [`Publish::encode`].)
 pub(crate) fn encode<P: Encode>(
     packet: &P,
     version: ProtocolVersion,
@@ -320,22 +319,19 @@ pub(crate) fn encode<P: Encode>(
 ) -> Result<(), EncodeError> {
     let body_len = body_len(packet, version)?;
     buf.reserve(1 + varint_len(body_len) + body_len as usize);
-    write_framed(packet, body_len, version, buf)
+    buf.put_u8(packet.first_byte());
+    buf.put_varint(body_len);
+    packet.write_body(version, buf)
 }
 
-fn write_framed<P: Encode, S: Sink>(
-    packet: &P,
-    body_len: u32,
-    version: ProtocolVersion,
-    sink: &mut S,
-) -> Result<(), EncodeError> {
-    sink.put_u8(packet.first_byte());
-    sink.put_varint(body_len);
-    packet.write_body(version, sink)
+/// A packet's size on the wire, fixed header included.
+fn encoded_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    let body_len = body_len(packet, version)?;
+    Ok(1 + varint_len(body_len) + body_len as usize)
 }
 
 /// The Remaining Length of a packet, checked against the protocol maximum.
-pub(crate) fn body_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<u32, EncodeError> {
+fn body_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<u32, EncodeError> {
     let mut counter = Counter::default();
     packet.write_body(version, &mut counter)?;
     if counter.0 > VARINT_MAX as usize {

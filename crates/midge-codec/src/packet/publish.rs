@@ -7,12 +7,12 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Encode, PacketType, body_len, read_packet_id};
+use super::{PacketType, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::PublishProperties;
 use crate::topic::{TopicName, read_topic_name_allowing_empty};
 use crate::types::{PacketId, ProtocolVersion, QoS};
-use crate::wire::{Reader, Sink};
+use crate::wire::{Reader, VARINT_MAX, encode_varint, varint_len};
 
 const DUP: u8 = 0b1000;
 const RETAIN: u8 = 0b0001;
@@ -86,37 +86,35 @@ impl Publish {
     }
 
     /// Appends this PUBLISH, encoded for `version`, to `buf`.
+    ///
+    /// The sizes are added up rather than counted by a dry run, `buf` grows once, and the fixed
+    /// header and topic length go out in one copy.
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        super::encode(self, version, buf)
+        let layout = self.layout(version)?;
+        buf.reserve(layout.packet_len());
+        self.write_head(&layout, buf)?;
+        buf.extend_from_slice(&self.payload);
+        Ok(())
+    }
+
+    /// The packet's size on the wire for `version`, fixed header included.
+    pub(crate) fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        Ok(self.layout(version)?.packet_len())
     }
 
     /// Encodes everything but the payload once, for sending the same message to many receivers.
     pub fn template(&self, version: ProtocolVersion) -> Result<PublishTemplate, EncodeError> {
-        let body_len = body_len(self, version)?;
-        let mut head = BytesMut::with_capacity(5 + body_len as usize - self.payload.len());
-        head.put_u8(self.first_byte());
-        head.put_varint(body_len);
-        head.put_str("topic name", &self.topic)?;
-        let packet_id_at = match self.qos {
-            QoS::AtMostOnce => None,
-            _ => {
-                let at = head.len();
-                head.put_u16(self.packet_id.map_or(1, PacketId::get));
-                Some(at)
-            }
-        };
-        if version.is_v5() {
-            self.properties.encode(&mut head)?;
-        }
+        let layout = self.layout(version)?;
+        let mut head = BytesMut::with_capacity(layout.packet_len() - self.payload.len());
+        self.write_head(&layout, &mut head)?;
         Ok(PublishTemplate {
             head: head.freeze(),
-            packet_id_at,
+            packet_id_at: layout.packet_id_at(),
             payload: self.payload.clone(),
         })
     }
-}
 
-impl Encode for Publish {
+    /// The first byte: type, DUP, QoS and RETAIN.
     fn first_byte(&self) -> u8 {
         let mut byte = (PacketType::Publish as u8) << 4 | self.qos.as_u8() << 1;
         if self.dup {
@@ -128,17 +126,97 @@ impl Encode for Publish {
         byte
     }
 
-    fn write_body<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError> {
-        sink.put_str("topic name", &self.topic)?;
-        if self.qos != QoS::AtMostOnce {
-            let packet_id = self.packet_id.ok_or(EncodeError::MissingPacketId)?;
-            sink.put_u16(packet_id.get());
+    /// Checks the fields that can fail to encode, in wire order, and adds up the sizes.
+    /// Inlined so that the layout stays in registers: returned through memory, reading it back
+    /// stalled on store forwarding and cost more than the rest of a small encode.
+    #[inline(always)]
+    fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
+        let topic_len = u16::try_from(self.topic.len()).map_err(|_| EncodeError::FieldTooLong {
+            field: "topic name",
+            len: self.topic.len(),
+        })?;
+        let packet_id = match self.qos {
+            QoS::AtMostOnce => None,
+            _ => Some(self.packet_id.ok_or(EncodeError::MissingPacketId)?),
+        };
+        let v5 = version.is_v5();
+        let properties_len = if v5 {
+            self.properties.encoded_items_len()?
+        } else {
+            0
+        };
+        let body_len = 2
+            + usize::from(topic_len)
+            + packet_id.map_or(0, |_| 2)
+            + if v5 {
+                varint_len(properties_len) + properties_len as usize
+            } else {
+                0
+            }
+            + self.payload.len();
+        if body_len > VARINT_MAX as usize {
+            return Err(EncodeError::PacketTooLarge { len: body_len });
         }
-        if version.is_v5() {
-            self.properties.encode(sink)?;
+        Ok(Layout {
+            body_len: body_len as u32,
+            topic_len,
+            packet_id,
+            v5,
+            properties_len,
+        })
+    }
+
+    /// Writes the fixed header, topic, packet identifier and properties: all but the payload.
+    /// Inlined for the same reason as [`layout`](Self::layout).
+    #[inline(always)]
+    fn write_head(&self, layout: &Layout, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        // First byte, Remaining Length and the topic's length prefix: put together in a
+        // register, written with one fixed-size copy.
+        let (remaining, remaining_len) = encode_varint(layout.body_len);
+        let fixed = u64::from(self.first_byte())
+            | u64::from(remaining) << 8
+            | u64::from(layout.topic_len.swap_bytes()) << (8 * (1 + remaining_len));
+        let [b0, b1, b2, b3, b4, b5, b6, _] = fixed.to_le_bytes();
+        match remaining_len {
+            1 => buf.extend_from_slice(&[b0, b1, b2, b3]),
+            2 => buf.extend_from_slice(&[b0, b1, b2, b3, b4]),
+            3 => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5]),
+            _ => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5, b6]),
         }
-        sink.put(&self.payload);
+        buf.extend_from_slice(self.topic.as_bytes());
+        if let Some(packet_id) = layout.packet_id {
+            buf.extend_from_slice(&packet_id.get().to_be_bytes());
+        }
+        if layout.v5 {
+            self.properties.encode_with_len(layout.properties_len, buf)?;
+        }
         Ok(())
+    }
+}
+
+/// The sizes of one PUBLISH's encoding, worked out before anything is written.
+#[derive(Debug)]
+struct Layout {
+    /// The Remaining Length.
+    body_len: u32,
+    topic_len: u16,
+    packet_id: Option<PacketId>,
+    /// MQTT 5: the properties are written.
+    v5: bool,
+    /// The Property Length, when `v5`. (Not an `Option<u32>`: its two halves were stored
+    /// separately and read back as one word, a store-forwarding stall on every encode.)
+    properties_len: u32,
+}
+
+impl Layout {
+    fn packet_len(&self) -> usize {
+        1 + varint_len(self.body_len) + self.body_len as usize
+    }
+
+    /// Where the packet identifier sits in the head, if there is one.
+    fn packet_id_at(&self) -> Option<usize> {
+        self.packet_id
+            .map(|_| 1 + varint_len(self.body_len) + 2 + usize::from(self.topic_len))
     }
 }
 
@@ -156,18 +234,35 @@ pub struct PublishTemplate {
 
 impl PublishTemplate {
     /// The head for one receiver. `packet_id` is ignored at QoS 0; DUP is never set at QoS 0.
+    /// At QoS 1 and 2 this copies the head into a new buffer: a sender that has a write buffer
+    /// at hand avoids the allocation with [`write_head_to`](Self::write_head_to).
     pub fn head(&self, packet_id: Option<PacketId>, dup: bool) -> Bytes {
-        let Some(at) = self.packet_id_at else {
+        if self.packet_id_at.is_none() {
             return self.head.clone();
+        }
+        let mut head = BytesMut::with_capacity(self.head.len());
+        self.write_head_to(packet_id, dup, &mut head);
+        head.freeze()
+    }
+
+    /// Appends the head for one receiver to `buf`, with its packet identifier and DUP patched in:
+    /// no allocation beyond `buf` growing. `packet_id` is ignored at QoS 0; DUP is never set at
+    /// QoS 0.
+    pub fn write_head_to(&self, packet_id: Option<PacketId>, dup: bool, buf: &mut BytesMut) {
+        let start = buf.len();
+        buf.extend_from_slice(&self.head);
+        let Some(at) = self.packet_id_at else {
+            return;
         };
-        let mut head = BytesMut::from(&self.head[..]);
+        let Some(head) = buf.get_mut(start..) else {
+            return;
+        };
         if let Some(first) = head.first_mut() {
             *first = if dup { *first | DUP } else { *first & !DUP };
         }
         if let (Some(id), Some(slot)) = (packet_id, head.get_mut(at..at + 2)) {
             slot.copy_from_slice(&id.get().to_be_bytes());
         }
-        head.freeze()
     }
 
     /// The payload, shared with every receiver.
@@ -178,7 +273,7 @@ impl PublishTemplate {
     /// Appends the whole packet for one receiver to `buf` (copying the payload).
     pub fn write_to(&self, packet_id: Option<PacketId>, dup: bool, buf: &mut BytesMut) {
         buf.reserve(self.len());
-        buf.extend_from_slice(&self.head(packet_id, dup));
+        self.write_head_to(packet_id, dup, buf);
         buf.extend_from_slice(&self.payload);
     }
 
