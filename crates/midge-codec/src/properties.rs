@@ -7,7 +7,9 @@
 //! that may appear once (Protocol Error), and values the specification forbids (0 for Receive
 //! Maximum, 2 for a boolean, ...). User Properties keep their order and may repeat [MQTT-3.1.3-10].
 
+use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::ops::{Deref, DerefMut};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -37,6 +39,77 @@ impl UserProperty {
             name: name.into(),
             value: value.into(),
         }
+    }
+}
+
+/// A property struct the packet types defined here can keep behind a [`PropertyBox`]: it has a
+/// shared empty value to read when nothing is set.
+pub trait PropertySet: Default + 'static {
+    /// The empty set, shared.
+    fn empty() -> &'static Self;
+    /// True when no property is set.
+    fn is_empty(&self) -> bool;
+}
+
+/// MQTT 5 properties behind one pointer, allocated only when a property is set.
+///
+/// The property structs of PUBLISH, CONNACK, DISCONNECT and AUTH are large (up to 248 bytes), and
+/// most packets carry none (no packet before MQTT 5 does): kept inline they made every
+/// [`Packet`](crate::Packet) 256 bytes, copied each time a packet value moves. Boxed, a packet
+/// is under 100 bytes, and an empty box allocates nothing.
+///
+/// Reading goes through `Deref` and never allocates: an empty box reads as the empty set.
+/// Writing through `DerefMut` allocates the set the first time; to clear the properties, assign
+/// `PropertyBox::default()`. Equality, `Debug` and `Default` are those of the set itself.
+#[derive(Clone, Default)]
+pub struct PropertyBox<T>(Option<Box<T>>);
+
+impl<T: PropertySet> PropertyBox<T> {
+    /// Boxes `properties`, unless there are none.
+    pub fn new(properties: T) -> Self {
+        if properties.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Box::new(properties)))
+        }
+    }
+
+    /// The properties, moved out of the box.
+    pub fn into_inner(self) -> T {
+        self.0.map_or_else(T::default, |properties| *properties)
+    }
+}
+
+impl<T: PropertySet> From<T> for PropertyBox<T> {
+    fn from(properties: T) -> Self {
+        Self::new(properties)
+    }
+}
+
+impl<T: PropertySet> Deref for PropertyBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or_else(|| T::empty())
+    }
+}
+
+impl<T: PropertySet> DerefMut for PropertyBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<T: PropertySet + PartialEq> PartialEq for PropertyBox<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: PropertySet + Eq> Eq for PropertyBox<T> {}
+
+impl<T: PropertySet + fmt::Debug> fmt::Debug for PropertyBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
     }
 }
 
@@ -197,6 +270,21 @@ macro_rules! property_set {
             $( $( $(#[$rep_meta])* pub $rep_field: Vec<$rep_ty>, )* )?
             /// User Properties (0x26), in the order they were sent.
             pub user_properties: Vec<UserProperty>,
+        }
+
+        impl PropertySet for $name {
+            fn empty() -> &'static Self {
+                static EMPTY: $name = $name {
+                    $( $field: None, )*
+                    $( $( $rep_field: Vec::new(), )* )?
+                    user_properties: Vec::new(),
+                };
+                &EMPTY
+            }
+
+            fn is_empty(&self) -> bool {
+                $name::is_empty(self)
+            }
         }
 
         impl $name {
@@ -450,6 +538,25 @@ mod tests {
         props.encode(&mut buf).unwrap();
         let back = PublishProperties::decode(&mut Reader::new(buf.freeze()), PacketType::Publish).unwrap();
         assert_eq!(back, props);
+    }
+
+    #[test]
+    fn property_box_allocates_only_when_set() {
+        let mut props = PropertyBox::<PublishProperties>::default();
+        assert!(props.topic_alias.is_none() && props.is_empty());
+        assert!(props.0.is_none(), "reading allocated");
+        assert!(PropertyBox::new(PublishProperties::default()).0.is_none());
+        assert_eq!(
+            format!("{props:?}"),
+            format!("{:?}", PublishProperties::default())
+        );
+
+        props.message_expiry_interval = Some(5);
+        assert!(props.0.is_some());
+        assert_eq!(props.clone().into_inner().message_expiry_interval, Some(5));
+        // Emptied again, it equals a box that never held anything.
+        props.message_expiry_interval = None;
+        assert_eq!(props, PropertyBox::default());
     }
 
     #[test]

@@ -347,7 +347,7 @@ fn publish(version: ProtocolVersion) -> BoxedStrategy<Publish> {
                 retain,
                 topic: if alias_only { TopicName::empty() } else { topic },
                 packet_id: queued.then_some(id),
-                properties,
+                properties: properties.into(),
                 payload,
             }
         })
@@ -1502,7 +1502,7 @@ mod v5 {
             &Packet::PubRec(refused),
         );
         let mut publish = Publish::new(topic("t"), "p");
-        publish.properties = PublishProperties::default();
+        publish.properties = PublishProperties::default().into();
         check_from_theirs(
             &r::Packet::Publish(r::Publish {
                 dup: false,

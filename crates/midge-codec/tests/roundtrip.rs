@@ -272,7 +272,7 @@ fn connack(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
             let mut ack = ConnAck::new(if version.is_v5() { v5_code } else { v3_code });
             ack.session_present = session_present;
             if version.is_v5() {
-                ack.properties = properties;
+                ack.properties = properties.into();
             }
             Packet::ConnAck(ack)
         })
@@ -325,7 +325,7 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     if alias_only && properties.topic_alias.is_some() {
                         publish.topic = TopicName::empty();
                     }
-                    publish.properties = properties;
+                    publish.properties = properties.into();
                 }
                 Packet::Publish(publish)
             },
@@ -490,7 +490,7 @@ fn disconnect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 properties.user_properties = users;
                 disconnect = Disconnect {
                     reason_code: reason,
-                    properties,
+                    properties: properties.into(),
                 };
             }
             Packet::Disconnect(disconnect)
@@ -513,7 +513,7 @@ fn auth() -> impl Strategy<Value = Packet> {
             properties.user_properties = users;
             Packet::Auth(Auth {
                 reason_code,
-                properties,
+                properties: properties.into(),
             })
         })
 }
@@ -596,7 +596,7 @@ proptest! {
     fn publish_template_matches_full_encode(packet in publish(ProtocolVersion::V5), version in proptest::sample::select(VERSIONS.to_vec()), id in packet_id(), dup in any::<bool>()) {
         let Packet::Publish(mut publish) = packet else { unreachable!() };
         if !version.is_v5() {
-            publish.properties = PublishProperties::default();
+            publish.properties = PublishProperties::default().into();
             if publish.topic.is_empty() {
                 publish.topic = TopicName::try_from("t").unwrap();
             }

@@ -163,7 +163,7 @@ impl Broker {
         let mut connack = ConnAck::new(ReasonCode::Success);
         connack.session_present = session_present;
         if version.is_v5() {
-            connack.properties = self.connack_properties(&connect, &checked);
+            connack.properties = self.connack_properties(&connect, &checked).into();
         }
         out.send(&Packet::ConnAck(connack));
 

@@ -70,7 +70,7 @@ impl Message {
         let mut publish = Publish::new(self.topic.clone(), self.payload.clone());
         publish.qos = qos;
         publish.retain = retain;
-        publish.properties = self.properties.clone();
+        publish.properties = self.properties.clone().into();
         publish.properties.subscription_identifiers = subscription_ids.to_vec();
         if let Some(deadline) = self.expires_at {
             let left = deadline.saturating_duration_since(now).as_secs();

@@ -391,3 +391,24 @@ pub(crate) fn write_reason_and_properties<S: Sink>(
     }
     write_properties(sink)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packets move by value through the decoder and into queues: every move copies the whole
+    /// enum. The large MQTT 5 property sets are boxed so that it stays small (it was 256 bytes).
+    #[test]
+    fn packet_values_stay_small() {
+        assert!(
+            size_of::<Packet>() <= 96,
+            "Packet is {} bytes",
+            size_of::<Packet>()
+        );
+        assert!(
+            size_of::<Publish>() <= 80,
+            "Publish is {} bytes",
+            size_of::<Publish>()
+        );
+    }
+}

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{PacketType, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::PublishProperties;
+use crate::properties::{PropertyBox, PublishProperties};
 use crate::topic::{TopicName, read_topic_name_allowing_empty};
 use crate::types::{PacketId, ProtocolVersion, QoS};
 use crate::wire::{Reader, VARINT_MAX, encode_varint, varint_len};
@@ -30,8 +30,8 @@ pub struct Publish {
     pub topic: TopicName,
     /// Packet Identifier, present exactly when QoS is 1 or 2.
     pub packet_id: Option<PacketId>,
-    /// MQTT 5 properties; empty for earlier versions.
-    pub properties: PublishProperties,
+    /// MQTT 5 properties; empty for earlier versions. Boxed, and allocated only when set.
+    pub properties: PropertyBox<PublishProperties>,
     /// The application message.
     pub payload: Bytes,
 }
@@ -45,7 +45,7 @@ impl Publish {
             retain: false,
             topic,
             packet_id: None,
-            properties: PublishProperties::default(),
+            properties: PropertyBox::default(),
             payload: payload.into(),
         }
     }
@@ -67,9 +67,9 @@ impl Publish {
             _ => Some(read_packet_id(reader, PacketType::Publish)?),
         };
         let properties = if version.is_v5() {
-            PublishProperties::decode(reader, PacketType::Publish)?
+            PropertyBox::new(PublishProperties::decode(reader, PacketType::Publish)?)
         } else {
-            PublishProperties::default()
+            PropertyBox::default()
         };
         if topic.is_empty() && properties.topic_alias.is_none() {
             return Err(DecodeError::EmptyTopicName);

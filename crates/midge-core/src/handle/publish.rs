@@ -123,7 +123,7 @@ impl Connection {
 
     /// Turns an accepted PUBLISH into the shared message routed to subscribers.
     fn accept(&self, publish: Publish, now: Instant) -> Arc<Message> {
-        let mut properties = publish.properties;
+        let mut properties = publish.properties.into_inner();
         let expires_at = properties
             .message_expiry_interval
             .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
