@@ -295,10 +295,17 @@ macro_rules! property_set {
                     && self.user_properties.is_empty()
             }
 
-            /// Reads the Property Length and the properties it covers.
+            /// Reads the Property Length and the properties it covers. The properties are
+            /// parsed from a reader of their own, so the packet's reader is not shared with
+            /// (and can stay in registers around) the out-of-line parsing.
+            #[inline]
             pub(crate) fn decode(reader: &mut Reader, packet: PacketType) -> Result<Self, DecodeError> {
                 let len = reader.varint("property length")?;
-                let mut reader = reader.sub_reader(len as usize, "properties")?;
+                let reader = reader.sub_reader(len as usize, "properties")?;
+                Self::decode_items(reader, packet)
+            }
+
+            fn decode_items(mut reader: Reader, packet: PacketType) -> Result<Self, DecodeError> {
                 let mut props = Self::default();
                 while !reader.is_empty() {
                     let id = reader.varint("property identifier")?;

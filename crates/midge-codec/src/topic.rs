@@ -122,6 +122,7 @@ pub(crate) fn read_topic_name(reader: &mut Reader, field: &'static str) -> Resul
 /// The string is checked once, here: the decoder's hot path. One pass looks for U+0000 and the
 /// wildcards, then the UTF-8 check runs; the errors keep the precedence of a plain string read
 /// followed by the wildcard check (U+0000, then UTF-8, then wildcards).
+#[inline]
 pub(crate) fn read_topic_name_allowing_empty(
     reader: &mut Reader,
     field: &'static str,

@@ -280,26 +280,61 @@ pub(crate) fn decode_body(
             flags,
         });
     }
+    Ok(match packet_type {
+        PacketType::Connect => Packet::Connect(Box::new(read_body(body, packet_type, Connect::decode)?)),
+        PacketType::ConnAck => {
+            Packet::ConnAck(read_body(body, packet_type, |r| ConnAck::decode(r, version))?)
+        }
+        PacketType::Publish => Packet::Publish(read_body(body, packet_type, |r| {
+            Publish::decode(flags, r, version)
+        })?),
+        PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+            let ack = read_body(body, packet_type, |r| Ack::decode(packet_type, r, version))?;
+            match packet_type {
+                PacketType::PubAck => Packet::PubAck(ack),
+                PacketType::PubRec => Packet::PubRec(ack),
+                PacketType::PubRel => Packet::PubRel(ack),
+                _ => Packet::PubComp(ack),
+            }
+        }
+        PacketType::Subscribe => {
+            Packet::Subscribe(read_body(body, packet_type, |r| Subscribe::decode(r, version))?)
+        }
+        PacketType::SubAck => Packet::SubAck(read_body(body, packet_type, |r| SubAck::decode(r, version))?),
+        PacketType::Unsubscribe => {
+            Packet::Unsubscribe(read_body(body, packet_type, |r| Unsubscribe::decode(r, version))?)
+        }
+        PacketType::UnsubAck => {
+            Packet::UnsubAck(read_body(body, packet_type, |r| UnsubAck::decode(r, version))?)
+        }
+        PacketType::PingReq => {
+            read_body(body, packet_type, |_| Ok(()))?;
+            Packet::PingReq
+        }
+        PacketType::PingResp => {
+            read_body(body, packet_type, |_| Ok(()))?;
+            Packet::PingResp
+        }
+        PacketType::Disconnect => {
+            Packet::Disconnect(read_body(body, packet_type, |r| Disconnect::decode(r, version))?)
+        }
+        PacketType::Auth => Packet::Auth(read_body(body, packet_type, Auth::decode)?),
+    })
+}
+
+/// Decodes one packet's body with `decode` and checks that nothing is left over. Each packet
+/// type gets a reader of its own: PUBLISH's, with everything it calls inlined, then lives in
+/// registers rather than in memory shared with the other packet types' decoders.
+#[inline(always)]
+fn read_body<P>(
+    body: Bytes,
+    packet: PacketType,
+    decode: impl FnOnce(&mut Reader) -> Result<P, DecodeError>,
+) -> Result<P, DecodeError> {
     let mut reader = Reader::new(body);
-    let packet = match packet_type {
-        PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut reader)?)),
-        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(&mut reader, version)?),
-        PacketType::Publish => Packet::Publish(Publish::decode(flags, &mut reader, version)?),
-        PacketType::PubAck => Packet::PubAck(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::PubRec => Packet::PubRec(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::PubRel => Packet::PubRel(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::PubComp => Packet::PubComp(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(&mut reader, version)?),
-        PacketType::SubAck => Packet::SubAck(SubAck::decode(&mut reader, version)?),
-        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(&mut reader, version)?),
-        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(&mut reader, version)?),
-        PacketType::PingReq => Packet::PingReq,
-        PacketType::PingResp => Packet::PingResp,
-        PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(&mut reader, version)?),
-        PacketType::Auth => Packet::Auth(Auth::decode(&mut reader)?),
-    };
-    reader.finish(packet_type)?;
-    Ok(packet)
+    let value = decode(&mut reader)?;
+    reader.finish(packet)?;
+    Ok(value)
 }
 
 /// What each packet type knows about its own wire form; the fixed header is written here.

@@ -50,6 +50,7 @@ impl Publish {
         }
     }
 
+    #[inline]
     pub(crate) fn decode(
         flags: u8,
         reader: &mut Reader,
