@@ -116,7 +116,9 @@ impl<T: PropertySet + fmt::Debug> fmt::Debug for PropertyBox<T> {
 /// The wire form of a property's value.
 pub(crate) trait PropertyValue: Sized {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError>;
-    fn encode<S: Sink>(&self, sink: &mut S, name: &'static str) -> Result<(), EncodeError>;
+    /// Writes the property: identifier `id`, then the value, in as few writes as the value
+    /// allows (one for fixed-size values, two for strings and binary data).
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, name: &'static str) -> Result<(), EncodeError>;
 }
 
 impl PropertyValue for bool {
@@ -130,8 +132,8 @@ impl PropertyValue for bool {
             }),
         }
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u8(u8::from(*self));
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        sink.put(&[id, u8::from(*self)]);
         Ok(())
     }
 }
@@ -148,8 +150,8 @@ impl PropertyValue for QoS {
             }),
         }
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u8(self.as_u8());
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        sink.put(&[id, self.as_u8()]);
         Ok(())
     }
 }
@@ -165,8 +167,8 @@ impl PropertyValue for PayloadFormat {
             }),
         }
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u8(*self as u8);
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        sink.put(&[id, *self as u8]);
         Ok(())
     }
 }
@@ -175,8 +177,9 @@ impl PropertyValue for u16 {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         reader.u16(name)
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u16(*self);
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        let [b0, b1] = self.to_be_bytes();
+        sink.put(&[id, b0, b1]);
         Ok(())
     }
 }
@@ -185,8 +188,9 @@ impl PropertyValue for NonZeroU16 {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         Self::new(reader.u16(name)?).ok_or(DecodeError::InvalidPropertyValue { name, value: 0 })
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u16(self.get());
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        let [b0, b1] = self.get().to_be_bytes();
+        sink.put(&[id, b0, b1]);
         Ok(())
     }
 }
@@ -195,8 +199,9 @@ impl PropertyValue for u32 {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         reader.u32(name)
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u32(*self);
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        let [b0, b1, b2, b3] = self.to_be_bytes();
+        sink.put(&[id, b0, b1, b2, b3]);
         Ok(())
     }
 }
@@ -205,8 +210,9 @@ impl PropertyValue for NonZeroU32 {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         Self::new(reader.u32(name)?).ok_or(DecodeError::InvalidPropertyValue { name, value: 0 })
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
-        sink.put_u32(self.get());
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        let [b0, b1, b2, b3] = self.get().to_be_bytes();
+        sink.put(&[id, b0, b1, b2, b3]);
         Ok(())
     }
 }
@@ -216,7 +222,8 @@ impl PropertyValue for SubscriptionId {
         let value = reader.varint(name)?;
         Self::new(value).ok_or(DecodeError::InvalidPropertyValue { name, value })
     }
-    fn encode<S: Sink>(&self, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, _: &'static str) -> Result<(), EncodeError> {
+        sink.put_u8(id);
         sink.put_varint(self.get());
         Ok(())
     }
@@ -226,8 +233,8 @@ impl PropertyValue for ByteString {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         reader.string(name)
     }
-    fn encode<S: Sink>(&self, sink: &mut S, name: &'static str) -> Result<(), EncodeError> {
-        sink.put_str(name, self)
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, name: &'static str) -> Result<(), EncodeError> {
+        sink.put_tagged_binary(id, name, self.as_bytes())
     }
 }
 
@@ -235,8 +242,8 @@ impl PropertyValue for Bytes {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         reader.binary(name)
     }
-    fn encode<S: Sink>(&self, sink: &mut S, name: &'static str) -> Result<(), EncodeError> {
-        sink.put_binary(name, self)
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, name: &'static str) -> Result<(), EncodeError> {
+        sink.put_tagged_binary(id, name, self)
     }
 }
 
@@ -245,8 +252,8 @@ impl PropertyValue for TopicName {
     fn decode(reader: &mut Reader, name: &'static str) -> Result<Self, DecodeError> {
         read_topic_name(reader, name)
     }
-    fn encode<S: Sink>(&self, sink: &mut S, name: &'static str) -> Result<(), EncodeError> {
-        sink.put_str(name, self)
+    fn encode<S: Sink>(&self, id: u8, sink: &mut S, name: &'static str) -> Result<(), EncodeError> {
+        sink.put_tagged_binary(id, name, self.as_bytes())
     }
 }
 
@@ -357,16 +364,13 @@ macro_rules! property_set {
 
             fn encode_items<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
                 $( if let Some(value) = &self.$field {
-                    sink.put_u8($id);
-                    value.encode(sink, $label)?;
+                    value.encode($id, sink, $label)?;
                 } )*
                 $( $( for value in &self.$rep_field {
-                    sink.put_u8($rep_id);
-                    value.encode(sink, $rep_label)?;
+                    value.encode($rep_id, sink, $rep_label)?;
                 } )* )?
                 for pair in &self.user_properties {
-                    sink.put_u8(USER_PROPERTY);
-                    sink.put_str("user property name", &pair.name)?;
+                    sink.put_tagged_binary(USER_PROPERTY, "user property name", pair.name.as_bytes())?;
                     sink.put_str("user property value", &pair.value)?;
                 }
                 Ok(())

@@ -185,10 +185,6 @@ pub(crate) trait Sink {
         self.put(&value.to_be_bytes());
     }
 
-    fn put_u32(&mut self, value: u32) {
-        self.put(&value.to_be_bytes());
-    }
-
     /// A Variable Byte Integer; callers keep `value` within [`VARINT_MAX`].
     fn put_varint(&mut self, value: u32) {
         let (bytes, len) = encode_varint(value);
@@ -202,6 +198,19 @@ pub(crate) trait Sink {
             len: bytes.len(),
         })?;
         self.put_u16(len);
+        self.put(bytes);
+        Ok(())
+    }
+
+    /// A one-byte tag (a property identifier), then Binary Data or a string with its two-byte
+    /// length: the tag and the length go out in one write.
+    fn put_tagged_binary(&mut self, tag: u8, field: &'static str, bytes: &[u8]) -> Result<(), EncodeError> {
+        let len = u16::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong {
+            field,
+            len: bytes.len(),
+        })?;
+        let [hi, lo] = len.to_be_bytes();
+        self.put(&[tag, hi, lo]);
         self.put(bytes);
         Ok(())
     }
@@ -233,10 +242,6 @@ impl Sink for Counter {
 
     fn put_u16(&mut self, _: u16) {
         self.0 += 2;
-    }
-
-    fn put_u32(&mut self, _: u32) {
-        self.0 += 4;
     }
 
     fn put_varint(&mut self, value: u32) {

@@ -158,8 +158,11 @@ impl Publish {
         if body_len > VARINT_MAX as usize {
             return Err(EncodeError::PacketTooLarge { len: body_len });
         }
+        let (remaining, remaining_len) = encode_varint(body_len as u32);
         Ok(Layout {
             body_len: body_len as u32,
+            remaining,
+            remaining_len,
             topic_len,
             packet_id,
             v5,
@@ -173,12 +176,11 @@ impl Publish {
     fn write_head(&self, layout: &Layout, buf: &mut BytesMut) -> Result<(), EncodeError> {
         // First byte, Remaining Length and the topic's length prefix: put together in a
         // register, written with one fixed-size copy.
-        let (remaining, remaining_len) = encode_varint(layout.body_len);
         let fixed = u64::from(self.first_byte())
-            | u64::from(remaining) << 8
-            | u64::from(layout.topic_len.swap_bytes()) << (8 * (1 + remaining_len));
+            | u64::from(layout.remaining) << 8
+            | u64::from(layout.topic_len.swap_bytes()) << (8 * (1 + layout.remaining_len));
         let [b0, b1, b2, b3, b4, b5, b6, _] = fixed.to_le_bytes();
-        match remaining_len {
+        match layout.remaining_len {
             1 => buf.extend_from_slice(&[b0, b1, b2, b3]),
             2 => buf.extend_from_slice(&[b0, b1, b2, b3, b4]),
             3 => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5]),
@@ -198,8 +200,10 @@ impl Publish {
 /// The sizes of one PUBLISH's encoding, worked out before anything is written.
 #[derive(Debug)]
 struct Layout {
-    /// The Remaining Length.
+    /// The Remaining Length, and its encoding and size as a Variable Byte Integer.
     body_len: u32,
+    remaining: u32,
+    remaining_len: usize,
     topic_len: u16,
     packet_id: Option<PacketId>,
     /// MQTT 5: the properties are written.
@@ -211,13 +215,13 @@ struct Layout {
 
 impl Layout {
     fn packet_len(&self) -> usize {
-        1 + varint_len(self.body_len) + self.body_len as usize
+        1 + self.remaining_len + self.body_len as usize
     }
 
     /// Where the packet identifier sits in the head, if there is one.
     fn packet_id_at(&self) -> Option<usize> {
         self.packet_id
-            .map(|_| 1 + varint_len(self.body_len) + 2 + usize::from(self.topic_len))
+            .map(|_| 1 + self.remaining_len + 2 + usize::from(self.topic_len))
     }
 }
 
