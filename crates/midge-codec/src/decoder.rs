@@ -67,9 +67,10 @@ impl Decoder {
         if buf.len() < header.packet_len() {
             return Ok(None);
         }
-        let mut frame = buf.split_to(header.packet_len()).freeze();
-        frame.advance(header.header_len);
-        decode_body(header.first_byte, frame, self.version).map(Some)
+        let mut body = buf.split_to(header.packet_len()).freeze();
+        // `advance`, not `slice`: a slice would take a second reference and drop the first.
+        body.advance(header.header_len);
+        decode_body(header.first_byte, body, self.version).map(Some)
     }
 }
 

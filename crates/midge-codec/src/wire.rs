@@ -53,9 +53,24 @@ pub(crate) fn varint_len(value: u32) -> usize {
     }
 }
 
-/// A cursor over the bytes of one packet (after its fixed header). It consumes its `Bytes` as it
-/// reads: a slice handed out (a topic, a payload) is split off the front, and the rest of the
-/// packet is taken whole, so a PUBLISH costs one reference count per slice and no more.
+/// `value` as a Variable Byte Integer (callers keep it within [`VARINT_MAX`]), computed in a
+/// register: the encoded bytes in little-endian order (first on the wire in the lowest byte,
+/// zeros above the last), and how many there are. No loop, and no byte-by-byte stores to read
+/// back as a word.
+pub(crate) fn encode_varint(value: u32) -> (u32, usize) {
+    let len = varint_len(value);
+    let groups =
+        (value & 0x7F) | ((value << 1) & 0x7F00) | ((value << 2) & 0x7F_0000) | ((value << 3) & 0x7F00_0000);
+    // The continuation bit on every byte but the last.
+    let continuation = 0x0080_8080 & ((1u32 << (8 * (len - 1))) - 1);
+    (groups | continuation, len)
+}
+
+/// A cursor over the bytes of one packet (after its fixed header).
+///
+/// It consumes its `Bytes` from the front: fixed-size fields advance a pointer, variable ones
+/// split off a shared slice (one reference-count increment each), and [`Reader::rest`] hands over
+/// what is left without touching the count at all.
 #[derive(Debug)]
 pub(crate) struct Reader {
     buf: Bytes,
@@ -77,10 +92,10 @@ impl Reader {
 
     /// The next `N` bytes, consumed.
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        let array: [u8; N] = self
+        let array = self
             .buf
-            .get(..N)
-            .and_then(|bytes| bytes.try_into().ok())
+            .first_chunk::<N>()
+            .copied()
             .ok_or(DecodeError::Truncated { field })?;
         self.buf.advance(N);
         Ok(array)
@@ -92,11 +107,11 @@ impl Reader {
     }
 
     pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.array(field)?))
+        self.array(field).map(u16::from_be_bytes)
     }
 
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array(field)?))
+        self.array(field).map(u32::from_be_bytes)
     }
 
     pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32, DecodeError> {
@@ -130,7 +145,7 @@ impl Reader {
         to_mqtt_string(raw, field)
     }
 
-    /// Everything left, as one slice.
+    /// Everything left, handed over whole: no reference-count traffic.
     pub(crate) fn rest(&mut self) -> Bytes {
         std::mem::take(&mut self.buf)
     }
@@ -170,32 +185,10 @@ pub(crate) trait Sink {
         self.put(&value.to_be_bytes());
     }
 
-    fn put_u32(&mut self, value: u32) {
-        self.put(&value.to_be_bytes());
-    }
-
     /// A Variable Byte Integer; callers keep `value` within [`VARINT_MAX`].
-    #[inline]
-    fn put_varint(&mut self, mut value: u32) {
-        if value < 0x80 {
-            self.put_u8(value as u8);
-            return;
-        }
-        let mut out = [0u8; 4];
-        let mut len = 0;
-        for slot in out.iter_mut() {
-            let mut byte = (value & 0x7F) as u8;
-            value >>= 7;
-            if value > 0 {
-                byte |= 0x80;
-            }
-            *slot = byte;
-            len += 1;
-            if value == 0 {
-                break;
-            }
-        }
-        self.put(out.get(..len).unwrap_or_default());
+    fn put_varint(&mut self, value: u32) {
+        let (bytes, len) = encode_varint(value);
+        self.put(bytes.to_le_bytes().get(..len).unwrap_or_default());
     }
 
     /// Binary Data with its two-byte length.
@@ -209,6 +202,19 @@ pub(crate) trait Sink {
         Ok(())
     }
 
+    /// A one-byte tag (a property identifier), then Binary Data or a string with its two-byte
+    /// length: the tag and the length go out in one write.
+    fn put_tagged_binary(&mut self, tag: u8, field: &'static str, bytes: &[u8]) -> Result<(), EncodeError> {
+        let len = u16::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong {
+            field,
+            len: bytes.len(),
+        })?;
+        let [hi, lo] = len.to_be_bytes();
+        self.put(&[tag, hi, lo]);
+        self.put(bytes);
+        Ok(())
+    }
+
     /// A UTF-8 Encoded String with its two-byte length.
     fn put_str(&mut self, field: &'static str, text: &str) -> Result<(), EncodeError> {
         self.put_binary(field, text.as_bytes())
@@ -218,32 +224,6 @@ pub(crate) trait Sink {
 impl Sink for BytesMut {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
-    }
-
-    fn put_u8(&mut self, value: u8) {
-        bytes::BufMut::put_u8(self, value);
-    }
-
-    fn put_u16(&mut self, value: u16) {
-        bytes::BufMut::put_u16(self, value);
-    }
-
-    fn put_u32(&mut self, value: u32) {
-        bytes::BufMut::put_u32(self, value);
-    }
-
-    /// Byte by byte: fixed-size stores instead of a variable-length copy.
-    #[inline]
-    fn put_varint(&mut self, mut value: u32) {
-        loop {
-            let byte = (value & 0x7F) as u8;
-            value >>= 7;
-            if value == 0 {
-                bytes::BufMut::put_u8(self, byte);
-                return;
-            }
-            bytes::BufMut::put_u8(self, byte | 0x80);
-        }
     }
 }
 
@@ -262,10 +242,6 @@ impl Sink for Counter {
 
     fn put_u16(&mut self, _: u16) {
         self.0 += 2;
-    }
-
-    fn put_u32(&mut self, _: u32) {
-        self.0 += 4;
     }
 
     fn put_varint(&mut self, value: u32) {

@@ -1502,7 +1502,7 @@ mod v5 {
             &Packet::PubRec(refused),
         );
         let mut publish = Publish::new(topic("t"), "p");
-        publish.properties = Default::default();
+        publish.properties = PublishProperties::default().into();
         check_from_theirs(
             &r::Packet::Publish(r::Publish {
                 dup: false,

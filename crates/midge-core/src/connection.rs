@@ -252,8 +252,7 @@ impl Connection {
             if template.len() > limit {
                 return self.too_large();
             }
-            out.extend(&template.head(packet_id, dup));
-            out.extend(template.payload());
+            out.send_template(template, packet_id, dup);
         } else {
             let mut publish =
                 message.to_publish(delivery.qos, delivery.retain, &delivery.subscription_ids, now);

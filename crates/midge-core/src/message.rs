@@ -70,14 +70,12 @@ impl Message {
         let mut publish = Publish::new(self.topic.clone(), self.payload.clone());
         publish.qos = qos;
         publish.retain = retain;
-        let mut properties = self.properties.clone();
-        properties.subscription_identifiers = subscription_ids.to_vec();
+        publish.properties = self.properties.clone().into();
+        publish.properties.subscription_identifiers = subscription_ids.to_vec();
         if let Some(deadline) = self.expires_at {
             let left = deadline.saturating_duration_since(now).as_secs();
-            properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX).max(1));
+            publish.properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX).max(1));
         }
-        // Empty properties stay unallocated.
-        publish.properties = properties.into();
         if qos != QoS::AtMostOnce {
             publish.packet_id = midge_codec::PacketId::new(1);
         }

@@ -4,7 +4,7 @@
 //! capacity once it is empty, so an idle connection holds no buffer.
 
 use bytes::BytesMut;
-use midge_codec::{Packet, ProtocolVersion};
+use midge_codec::{Packet, PacketId, ProtocolVersion, PublishTemplate};
 
 /// Encoded packets waiting for one connection's socket.
 #[derive(Debug)]
@@ -39,8 +39,15 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn extend(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    /// Appends a pre-encoded PUBLISH for this receiver: its packet identifier and DUP are
+    /// patched in as the head is copied, with no intermediate buffer.
+    pub(crate) fn send_template(
+        &mut self,
+        template: &PublishTemplate,
+        packet_id: Option<PacketId>,
+        dup: bool,
+    ) {
+        template.write_to(packet_id, dup, &mut self.buf);
     }
 
     /// Bytes waiting.

@@ -913,7 +913,7 @@ fn client_packet(rng: &mut Rng, version: ProtocolVersion) -> Packet {
                 if rng.chance(30) {
                     props.reason_string = Some("bye".into());
                 }
-                d.properties = props;
+                d.properties = props.into();
             }
             Packet::Disconnect(d)
         }
@@ -924,7 +924,7 @@ fn client_packet(rng: &mut Rng, version: ProtocolVersion) -> Packet {
                 properties.authentication_data = Some(Bytes::from_static(b"data"));
                 Packet::Auth(Auth {
                     reason_code: ReasonCode::ContinueAuthentication,
-                    properties,
+                    properties: properties.into(),
                 })
             } else {
                 Packet::PingReq
@@ -959,7 +959,7 @@ fn forbidden_packet(rng: &mut Rng, version: ProtocolVersion, id: &str) -> Packet
         // AUTH although CONNECT named no authentication method.
         5 => Packet::Auth(Auth {
             reason_code: ReasonCode::ReAuthenticate,
-            properties: AuthProperties::default(),
+            properties: Default::default(),
         }),
         // A topic alias beyond the broker's Topic Alias Maximum (10 by default).
         6 => {

@@ -5,7 +5,7 @@
 
 use super::{Encode, PacketType, read_reason_and_properties, write_reason_and_properties};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::AuthProperties;
+use crate::properties::{AuthProperties, PropertyBox};
 use crate::reason::ReasonCode;
 use crate::types::ProtocolVersion;
 use crate::wire::{Reader, Sink};
@@ -16,7 +16,7 @@ pub struct Auth {
     /// Success, Continue authentication, or Re-authenticate.
     pub reason_code: ReasonCode,
     /// The method and data of this step.
-    pub properties: AuthProperties,
+    pub properties: PropertyBox<AuthProperties>,
 }
 
 impl Auth {
@@ -33,7 +33,7 @@ impl Auth {
         }
         Ok(Self {
             reason_code,
-            properties,
+            properties: PropertyBox::new(properties),
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use super::{Encode, PacketType};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{ConnAckProperties, OutOfLine};
+use crate::properties::{ConnAckProperties, PropertyBox};
 use crate::reason::{ConnectReturnCode, ReasonCode};
 use crate::types::ProtocolVersion;
 use crate::wire::{Reader, Sink};
@@ -18,7 +18,7 @@ pub struct ConnAck {
     /// The outcome. For 3.1/3.1.1 it travels as the nearest return code.
     pub reason_code: ReasonCode,
     /// MQTT 5 properties; empty for earlier versions.
-    pub properties: OutOfLine<ConnAckProperties>,
+    pub properties: PropertyBox<ConnAckProperties>,
 }
 
 impl ConnAck {
@@ -27,7 +27,7 @@ impl ConnAck {
         Self {
             session_present: false,
             reason_code,
-            properties: OutOfLine::default(),
+            properties: PropertyBox::default(),
         }
     }
 
@@ -63,7 +63,7 @@ impl ConnAck {
         Ok(Self {
             session_present: flags & 1 != 0,
             reason_code,
-            properties: properties.into(),
+            properties: PropertyBox::new(properties),
         })
     }
 }

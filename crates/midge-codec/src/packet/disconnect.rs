@@ -2,7 +2,7 @@
 
 use super::{Encode, PacketType, read_reason_and_properties, write_reason_and_properties};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::DisconnectProperties;
+use crate::properties::{DisconnectProperties, PropertyBox};
 use crate::reason::ReasonCode;
 use crate::types::ProtocolVersion;
 use crate::wire::{Reader, Sink};
@@ -13,7 +13,7 @@ pub struct Disconnect {
     /// Why; Success (normal disconnection) before MQTT 5.
     pub reason_code: ReasonCode,
     /// MQTT 5 properties.
-    pub properties: DisconnectProperties,
+    pub properties: PropertyBox<DisconnectProperties>,
 }
 
 impl Disconnect {
@@ -21,7 +21,7 @@ impl Disconnect {
     pub fn new(reason_code: ReasonCode) -> Self {
         Self {
             reason_code,
-            properties: DisconnectProperties::default(),
+            properties: PropertyBox::default(),
         }
     }
 
@@ -34,7 +34,7 @@ impl Disconnect {
         })?;
         Ok(Self {
             reason_code,
-            properties,
+            properties: PropertyBox::new(properties),
         })
     }
 }

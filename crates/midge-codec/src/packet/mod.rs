@@ -33,7 +33,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::error::{DecodeError, EncodeError};
 use crate::reason::ReasonCode;
 use crate::types::{PacketId, ProtocolVersion};
-use crate::wire::{Counter, Reader, Sink, VARINT_MAX, VarInt, read_varint};
+use crate::wire::{Counter, Reader, Sink, VARINT_MAX, VarInt, read_varint, varint_len};
 
 /// The control packet types of §2.1.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,38 +163,43 @@ impl Packet {
 
     /// Appends the packet, encoded for `version`, to `buf`.
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        if let Self::Publish(publish) = self {
-            return publish.encode(version, buf);
+        match self {
+            Self::Connect(p) => encode(p.as_ref(), version, buf),
+            Self::ConnAck(p) => encode(p, version, buf),
+            Self::Publish(p) => p.encode(version, buf),
+            Self::PubAck(p) => encode(&(PacketType::PubAck, p), version, buf),
+            Self::PubRec(p) => encode(&(PacketType::PubRec, p), version, buf),
+            Self::PubRel(p) => encode(&(PacketType::PubRel, p), version, buf),
+            Self::PubComp(p) => encode(&(PacketType::PubComp, p), version, buf),
+            Self::Subscribe(p) => encode(p, version, buf),
+            Self::SubAck(p) => encode(p, version, buf),
+            Self::Unsubscribe(p) => encode(p, version, buf),
+            Self::UnsubAck(p) => encode(p, version, buf),
+            Self::PingReq => encode(&PacketType::PingReq, version, buf),
+            Self::PingResp => encode(&PacketType::PingResp, version, buf),
+            Self::Disconnect(p) => encode(p, version, buf),
+            Self::Auth(p) => encode(p, version, buf),
         }
-        let len = self.encoded_len(version)?;
-        buf.reserve(len);
-        self.encode_to(version, buf)
     }
 
     /// The packet's size on the wire for `version`, fixed header included.
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        let mut counter = Counter::default();
-        self.encode_to(version, &mut counter)?;
-        Ok(counter.0)
-    }
-
-    fn encode_to<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError> {
         match self {
-            Self::Connect(p) => write_packet(p.as_ref(), version, sink),
-            Self::ConnAck(p) => write_packet(p, version, sink),
-            Self::Publish(p) => write_packet(p, version, sink),
-            Self::PubAck(p) => write_packet(&(PacketType::PubAck, p), version, sink),
-            Self::PubRec(p) => write_packet(&(PacketType::PubRec, p), version, sink),
-            Self::PubRel(p) => write_packet(&(PacketType::PubRel, p), version, sink),
-            Self::PubComp(p) => write_packet(&(PacketType::PubComp, p), version, sink),
-            Self::Subscribe(p) => write_packet(p, version, sink),
-            Self::SubAck(p) => write_packet(p, version, sink),
-            Self::Unsubscribe(p) => write_packet(p, version, sink),
-            Self::UnsubAck(p) => write_packet(p, version, sink),
-            Self::PingReq => write_packet(&PacketType::PingReq, version, sink),
-            Self::PingResp => write_packet(&PacketType::PingResp, version, sink),
-            Self::Disconnect(p) => write_packet(p, version, sink),
-            Self::Auth(p) => write_packet(p, version, sink),
+            Self::Connect(p) => encoded_len(p.as_ref(), version),
+            Self::ConnAck(p) => encoded_len(p, version),
+            Self::Publish(p) => p.encoded_len(version),
+            Self::PubAck(p) => encoded_len(&(PacketType::PubAck, p), version),
+            Self::PubRec(p) => encoded_len(&(PacketType::PubRec, p), version),
+            Self::PubRel(p) => encoded_len(&(PacketType::PubRel, p), version),
+            Self::PubComp(p) => encoded_len(&(PacketType::PubComp, p), version),
+            Self::Subscribe(p) => encoded_len(p, version),
+            Self::SubAck(p) => encoded_len(p, version),
+            Self::Unsubscribe(p) => encoded_len(p, version),
+            Self::UnsubAck(p) => encoded_len(p, version),
+            Self::PingReq => encoded_len(&PacketType::PingReq, version),
+            Self::PingResp => encoded_len(&PacketType::PingResp, version),
+            Self::Disconnect(p) => encoded_len(p, version),
+            Self::Auth(p) => encoded_len(p, version),
         }
     }
 }
@@ -275,26 +280,61 @@ pub(crate) fn decode_body(
             flags,
         });
     }
+    Ok(match packet_type {
+        PacketType::Connect => Packet::Connect(Box::new(read_body(body, packet_type, Connect::decode)?)),
+        PacketType::ConnAck => {
+            Packet::ConnAck(read_body(body, packet_type, |r| ConnAck::decode(r, version))?)
+        }
+        PacketType::Publish => Packet::Publish(read_body(body, packet_type, |r| {
+            Publish::decode(flags, r, version)
+        })?),
+        PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+            let ack = read_body(body, packet_type, |r| Ack::decode(packet_type, r, version))?;
+            match packet_type {
+                PacketType::PubAck => Packet::PubAck(ack),
+                PacketType::PubRec => Packet::PubRec(ack),
+                PacketType::PubRel => Packet::PubRel(ack),
+                _ => Packet::PubComp(ack),
+            }
+        }
+        PacketType::Subscribe => {
+            Packet::Subscribe(read_body(body, packet_type, |r| Subscribe::decode(r, version))?)
+        }
+        PacketType::SubAck => Packet::SubAck(read_body(body, packet_type, |r| SubAck::decode(r, version))?),
+        PacketType::Unsubscribe => {
+            Packet::Unsubscribe(read_body(body, packet_type, |r| Unsubscribe::decode(r, version))?)
+        }
+        PacketType::UnsubAck => {
+            Packet::UnsubAck(read_body(body, packet_type, |r| UnsubAck::decode(r, version))?)
+        }
+        PacketType::PingReq => {
+            read_body(body, packet_type, |_| Ok(()))?;
+            Packet::PingReq
+        }
+        PacketType::PingResp => {
+            read_body(body, packet_type, |_| Ok(()))?;
+            Packet::PingResp
+        }
+        PacketType::Disconnect => {
+            Packet::Disconnect(read_body(body, packet_type, |r| Disconnect::decode(r, version))?)
+        }
+        PacketType::Auth => Packet::Auth(read_body(body, packet_type, Auth::decode)?),
+    })
+}
+
+/// Decodes one packet's body with `decode` and checks that nothing is left over. Each packet
+/// type gets a reader of its own: PUBLISH's, with everything it calls inlined, then lives in
+/// registers rather than in memory shared with the other packet types' decoders.
+#[inline(always)]
+fn read_body<P>(
+    body: Bytes,
+    packet: PacketType,
+    decode: impl FnOnce(&mut Reader) -> Result<P, DecodeError>,
+) -> Result<P, DecodeError> {
     let mut reader = Reader::new(body);
-    let packet = match packet_type {
-        PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut reader)?)),
-        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(&mut reader, version)?),
-        PacketType::Publish => Packet::Publish(Publish::decode(flags, &mut reader, version)?),
-        PacketType::PubAck => Packet::PubAck(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::PubRec => Packet::PubRec(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::PubRel => Packet::PubRel(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::PubComp => Packet::PubComp(Ack::decode(packet_type, &mut reader, version)?),
-        PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(&mut reader, version)?),
-        PacketType::SubAck => Packet::SubAck(SubAck::decode(&mut reader, version)?),
-        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(&mut reader, version)?),
-        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(&mut reader, version)?),
-        PacketType::PingReq => Packet::PingReq,
-        PacketType::PingResp => Packet::PingResp,
-        PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(&mut reader, version)?),
-        PacketType::Auth => Packet::Auth(Auth::decode(&mut reader)?),
-    };
-    reader.finish(packet_type)?;
-    Ok(packet)
+    let value = decode(&mut reader)?;
+    reader.finish(packet)?;
+    Ok(value)
 }
 
 /// What each packet type knows about its own wire form; the fixed header is written here.
@@ -305,29 +345,28 @@ pub(crate) trait Encode {
     fn write_body<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError>;
 }
 
-/// Writes a whole packet: fixed header, then body.
-pub(crate) fn write_packet<P: Encode, S: Sink>(
+/// Appends a packet to `buf`: one dry run measures the body, `buf` grows once, then the packet
+/// is written. (PUBLISH, the hot path, adds its sizes up instead: [`Publish::encode`].)
+pub(crate) fn encode<P: Encode>(
     packet: &P,
     version: ProtocolVersion,
-    sink: &mut S,
+    buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let body_len = body_len(packet, version)?;
-    write_framed(packet, body_len, version, sink)
+    buf.reserve(1 + varint_len(body_len) + body_len as usize);
+    buf.put_u8(packet.first_byte());
+    buf.put_varint(body_len);
+    packet.write_body(version, buf)
 }
 
-fn write_framed<P: Encode, S: Sink>(
-    packet: &P,
-    body_len: u32,
-    version: ProtocolVersion,
-    sink: &mut S,
-) -> Result<(), EncodeError> {
-    sink.put_u8(packet.first_byte());
-    sink.put_varint(body_len);
-    packet.write_body(version, sink)
+/// A packet's size on the wire, fixed header included.
+fn encoded_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    let body_len = body_len(packet, version)?;
+    Ok(1 + varint_len(body_len) + body_len as usize)
 }
 
 /// The Remaining Length of a packet, checked against the protocol maximum.
-pub(crate) fn body_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<u32, EncodeError> {
+fn body_len<P: Encode>(packet: &P, version: ProtocolVersion) -> Result<u32, EncodeError> {
     let mut counter = Counter::default();
     packet.write_body(version, &mut counter)?;
     if counter.0 > VARINT_MAX as usize {
@@ -386,4 +425,25 @@ pub(crate) fn write_reason_and_properties<S: Sink>(
         return Ok(());
     }
     write_properties(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packets move by value through the decoder and into queues: every move copies the whole
+    /// enum. The large MQTT 5 property sets are boxed so that it stays small (it was 256 bytes).
+    #[test]
+    fn packet_values_stay_small() {
+        assert!(
+            size_of::<Packet>() <= 96,
+            "Packet is {} bytes",
+            size_of::<Packet>()
+        );
+        assert!(
+            size_of::<Publish>() <= 80,
+            "Publish is {} bytes",
+            size_of::<Publish>()
+        );
+    }
 }

@@ -7,12 +7,12 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Encode, PacketType, body_len, read_packet_id};
+use super::{PacketType, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{OutOfLine, PublishProperties};
+use crate::properties::{PropertyBox, PublishProperties};
 use crate::topic::{TopicName, read_topic_name_allowing_empty};
 use crate::types::{PacketId, ProtocolVersion, QoS};
-use crate::wire::{Reader, Sink, VARINT_MAX, varint_len};
+use crate::wire::{Reader, VARINT_MAX, encode_varint, varint_len};
 
 const DUP: u8 = 0b1000;
 const RETAIN: u8 = 0b0001;
@@ -30,8 +30,8 @@ pub struct Publish {
     pub topic: TopicName,
     /// Packet Identifier, present exactly when QoS is 1 or 2.
     pub packet_id: Option<PacketId>,
-    /// MQTT 5 properties; empty for earlier versions.
-    pub properties: OutOfLine<PublishProperties>,
+    /// MQTT 5 properties; empty for earlier versions. Boxed, and allocated only when set.
+    pub properties: PropertyBox<PublishProperties>,
     /// The application message.
     pub payload: Bytes,
 }
@@ -45,11 +45,12 @@ impl Publish {
             retain: false,
             topic,
             packet_id: None,
-            properties: OutOfLine::default(),
+            properties: PropertyBox::default(),
             payload: payload.into(),
         }
     }
 
+    #[inline]
     pub(crate) fn decode(
         flags: u8,
         reader: &mut Reader,
@@ -67,9 +68,9 @@ impl Publish {
             _ => Some(read_packet_id(reader, PacketType::Publish)?),
         };
         let properties = if version.is_v5() {
-            PublishProperties::decode(reader, PacketType::Publish)?.into()
+            PropertyBox::new(PublishProperties::decode(reader, PacketType::Publish)?)
         } else {
-            OutOfLine::default()
+            PropertyBox::default()
         };
         if topic.is_empty() && properties.topic_alias.is_none() {
             return Err(DecodeError::EmptyTopicName);
@@ -87,105 +88,34 @@ impl Publish {
 
     /// Appends this PUBLISH, encoded for `version`, to `buf`.
     ///
-    /// The hot path of a broker: the size is computed from the parts (the properties are
-    /// measured once), the buffer reserved once, and each part written once.
-    #[inline]
+    /// The sizes are added up rather than counted by a dry run, `buf` grows once, and the fixed
+    /// header and topic length go out in one copy.
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
         let layout = self.layout(version)?;
-        buf.reserve(1 + varint_len(layout.body_len) + layout.body_len as usize);
-        // Fixed-size pieces go in with BufMut's typed writes, which compile to plain stores;
-        // only the topic and the payload are copied with memcpy.
-        bytes::BufMut::put_u8(buf, self.first_byte());
-        Sink::put_varint(buf, layout.body_len);
-        bytes::BufMut::put_u16(buf, self.topic.len() as u16);
-        buf.extend_from_slice(self.topic.as_bytes());
-        if self.qos != QoS::AtMostOnce {
-            let packet_id = self.packet_id.ok_or(EncodeError::MissingPacketId)?;
-            bytes::BufMut::put_u16(buf, packet_id.get());
-        }
-        if version.is_v5() {
-            self.properties
-                .encode_with_items_len(layout.properties_len, buf)?;
-        }
+        buf.reserve(layout.packet_len());
+        self.write_head(&layout, buf)?;
         buf.extend_from_slice(&self.payload);
         Ok(())
     }
 
-    /// The Remaining Length, and the Property Length for MQTT 5.
-    #[inline]
-    fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
-        let too_long = || EncodeError::FieldTooLong {
-            field: "topic name",
-            len: self.topic.len(),
-        };
-        if self.topic.len() > usize::from(u16::MAX) {
-            return Err(too_long());
-        }
-        let mut body = 2 + self.topic.len() + self.payload.len();
-        if self.qos != QoS::AtMostOnce {
-            body += 2;
-        }
-        let properties_len = if version.is_v5() {
-            let len = self.properties.items_len()?;
-            body += varint_len(len as u32) + len;
-            len
-        } else {
-            0
-        };
-        if body > VARINT_MAX as usize {
-            return Err(EncodeError::PacketTooLarge { len: body });
-        }
-        Ok(Layout {
-            body_len: body as u32,
-            properties_len,
-        })
-    }
-
-    fn write_body_with<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        properties_len: usize,
-        sink: &mut S,
-    ) -> Result<(), EncodeError> {
-        sink.put_str("topic name", &self.topic)?;
-        if self.qos != QoS::AtMostOnce {
-            let packet_id = self.packet_id.ok_or(EncodeError::MissingPacketId)?;
-            sink.put_u16(packet_id.get());
-        }
-        if version.is_v5() {
-            self.properties.encode_with_items_len(properties_len, sink)?;
-        }
-        sink.put(&self.payload);
-        Ok(())
+    /// The packet's size on the wire for `version`, fixed header included.
+    pub(crate) fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        Ok(self.layout(version)?.packet_len())
     }
 
     /// Encodes everything but the payload once, for sending the same message to many receivers.
     pub fn template(&self, version: ProtocolVersion) -> Result<PublishTemplate, EncodeError> {
-        let body_len = body_len(self, version)?;
-        let mut head = BytesMut::with_capacity(5 + body_len as usize - self.payload.len());
-        head.put_u8(self.first_byte());
-        head.put_varint(body_len);
-        head.put_str("topic name", &self.topic)?;
-        let packet_id_at = match self.qos {
-            QoS::AtMostOnce => None,
-            _ => {
-                let at = head.len();
-                head.put_u16(self.packet_id.map_or(1, PacketId::get));
-                Some(at)
-            }
-        };
-        if version.is_v5() {
-            self.properties.encode(&mut head)?;
-        }
+        let layout = self.layout(version)?;
+        let mut head = BytesMut::with_capacity(layout.packet_len() - self.payload.len());
+        self.write_head(&layout, &mut head)?;
         Ok(PublishTemplate {
             head: head.freeze(),
-            packet_id_at,
+            packet_id_at: layout.packet_id_at(),
             payload: self.payload.clone(),
         })
     }
-}
 
-impl Encode for Publish {
+    /// The first byte: type, DUP, QoS and RETAIN.
     fn first_byte(&self) -> u8 {
         let mut byte = (PacketType::Publish as u8) << 4 | self.qos.as_u8() << 1;
         if self.dup {
@@ -197,20 +127,102 @@ impl Encode for Publish {
         byte
     }
 
-    fn write_body<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) -> Result<(), EncodeError> {
-        let properties_len = if version.is_v5() {
-            self.properties.items_len()?
+    /// Checks the fields that can fail to encode, in wire order, and adds up the sizes.
+    /// Inlined so that the layout stays in registers: returned through memory, reading it back
+    /// stalled on store forwarding and cost more than the rest of a small encode.
+    #[inline(always)]
+    fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
+        let topic_len = u16::try_from(self.topic.len()).map_err(|_| EncodeError::FieldTooLong {
+            field: "topic name",
+            len: self.topic.len(),
+        })?;
+        let packet_id = match self.qos {
+            QoS::AtMostOnce => None,
+            _ => Some(self.packet_id.ok_or(EncodeError::MissingPacketId)?),
+        };
+        let v5 = version.is_v5();
+        let properties_len = if v5 {
+            self.properties.encoded_items_len()?
         } else {
             0
         };
-        self.write_body_with(version, properties_len, sink)
+        let body_len = 2
+            + usize::from(topic_len)
+            + packet_id.map_or(0, |_| 2)
+            + if v5 {
+                varint_len(properties_len) + properties_len as usize
+            } else {
+                0
+            }
+            + self.payload.len();
+        if body_len > VARINT_MAX as usize {
+            return Err(EncodeError::PacketTooLarge { len: body_len });
+        }
+        let (remaining, remaining_len) = encode_varint(body_len as u32);
+        Ok(Layout {
+            body_len: body_len as u32,
+            remaining,
+            remaining_len,
+            topic_len,
+            packet_id,
+            v5,
+            properties_len,
+        })
+    }
+
+    /// Writes the fixed header, topic, packet identifier and properties: all but the payload.
+    /// Inlined for the same reason as [`layout`](Self::layout).
+    #[inline(always)]
+    fn write_head(&self, layout: &Layout, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        // First byte, Remaining Length and the topic's length prefix: put together in a
+        // register, written with one fixed-size copy.
+        let fixed = u64::from(self.first_byte())
+            | u64::from(layout.remaining) << 8
+            | u64::from(layout.topic_len.swap_bytes()) << (8 * (1 + layout.remaining_len));
+        let [b0, b1, b2, b3, b4, b5, b6, _] = fixed.to_le_bytes();
+        match layout.remaining_len {
+            1 => buf.extend_from_slice(&[b0, b1, b2, b3]),
+            2 => buf.extend_from_slice(&[b0, b1, b2, b3, b4]),
+            3 => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5]),
+            _ => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5, b6]),
+        }
+        buf.extend_from_slice(self.topic.as_bytes());
+        if let Some(packet_id) = layout.packet_id {
+            buf.extend_from_slice(&packet_id.get().to_be_bytes());
+        }
+        if layout.v5 {
+            self.properties.encode_with_len(layout.properties_len, buf)?;
+        }
+        Ok(())
     }
 }
 
-/// The sizes a PUBLISH's encoding needs before it is written.
+/// The sizes of one PUBLISH's encoding, worked out before anything is written.
+#[derive(Debug)]
 struct Layout {
+    /// The Remaining Length, and its encoding and size as a Variable Byte Integer.
     body_len: u32,
-    properties_len: usize,
+    remaining: u32,
+    remaining_len: usize,
+    topic_len: u16,
+    packet_id: Option<PacketId>,
+    /// MQTT 5: the properties are written.
+    v5: bool,
+    /// The Property Length, when `v5`. (Not an `Option<u32>`: its two halves were stored
+    /// separately and read back as one word, a store-forwarding stall on every encode.)
+    properties_len: u32,
+}
+
+impl Layout {
+    fn packet_len(&self) -> usize {
+        1 + self.remaining_len + self.body_len as usize
+    }
+
+    /// Where the packet identifier sits in the head, if there is one.
+    fn packet_id_at(&self) -> Option<usize> {
+        self.packet_id
+            .map(|_| 1 + self.remaining_len + 2 + usize::from(self.topic_len))
+    }
 }
 
 /// A PUBLISH encoded once for many receivers: the head (fixed header, topic, packet identifier,
@@ -227,18 +239,35 @@ pub struct PublishTemplate {
 
 impl PublishTemplate {
     /// The head for one receiver. `packet_id` is ignored at QoS 0; DUP is never set at QoS 0.
+    /// At QoS 1 and 2 this copies the head into a new buffer: a sender that has a write buffer
+    /// at hand avoids the allocation with [`write_head_to`](Self::write_head_to).
     pub fn head(&self, packet_id: Option<PacketId>, dup: bool) -> Bytes {
-        let Some(at) = self.packet_id_at else {
+        if self.packet_id_at.is_none() {
             return self.head.clone();
+        }
+        let mut head = BytesMut::with_capacity(self.head.len());
+        self.write_head_to(packet_id, dup, &mut head);
+        head.freeze()
+    }
+
+    /// Appends the head for one receiver to `buf`, with its packet identifier and DUP patched in:
+    /// no allocation beyond `buf` growing. `packet_id` is ignored at QoS 0; DUP is never set at
+    /// QoS 0.
+    pub fn write_head_to(&self, packet_id: Option<PacketId>, dup: bool, buf: &mut BytesMut) {
+        let start = buf.len();
+        buf.extend_from_slice(&self.head);
+        let Some(at) = self.packet_id_at else {
+            return;
         };
-        let mut head = BytesMut::from(&self.head[..]);
+        let Some(head) = buf.get_mut(start..) else {
+            return;
+        };
         if let Some(first) = head.first_mut() {
             *first = if dup { *first | DUP } else { *first & !DUP };
         }
         if let (Some(id), Some(slot)) = (packet_id, head.get_mut(at..at + 2)) {
             slot.copy_from_slice(&id.get().to_be_bytes());
         }
-        head.freeze()
     }
 
     /// The payload, shared with every receiver.
@@ -249,7 +278,7 @@ impl PublishTemplate {
     /// Appends the whole packet for one receiver to `buf` (copying the payload).
     pub fn write_to(&self, packet_id: Option<PacketId>, dup: bool, buf: &mut BytesMut) {
         buf.reserve(self.len());
-        buf.extend_from_slice(&self.head(packet_id, dup));
+        self.write_head_to(packet_id, dup, buf);
         buf.extend_from_slice(&self.payload);
     }
 
