@@ -1,0 +1,76 @@
+"""Starts the real `midge` binary for the interoperability tests.
+
+Each `Broker` is a midge process on a free port of 127.0.0.1 (mosquitto.conf `listener 0
+127.0.0.1`), with the extra configuration lines a test asks for. Its log is collected in the
+background so tests can wait for lines such as "New client connected from ...".
+The binary is $MIDGE_BIN, or target/debug/midge (built with `cargo build -p midge` if missing).
+"""
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WAIT = 10.0
+
+
+def midge_binary():
+    path = os.environ.get("MIDGE_BIN") or os.path.join(ROOT, "target", "debug", "midge")
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "build", "-p", "midge"], cwd=ROOT, check=True)
+    return path
+
+
+class Broker:
+    def __init__(self, extra=""):
+        self._dir = tempfile.TemporaryDirectory()
+        conf = os.path.join(self._dir.name, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener 0 127.0.0.1\nallow_anonymous true\n{extra}\n")
+        self.proc = subprocess.Popen(
+            [midge_binary(), "-c", conf, "-v"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        line = self.wait_for_log("listen socket on port")
+        self.port = int(re.search(r"port (\d+)\.", line).group(1))
+        self.wait_for_log("running")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for_log(self, needle, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if needle in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no log line with {needle!r}:\n" + "\n".join(self.lines))
+                self._changed.wait(left)
+
+    def terminate(self):
+        self.proc.terminate()
+        code = self.proc.wait(timeout=WAIT)
+        self._reader.join(timeout=WAIT)
+        return code
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT)
+        self._reader.join(timeout=WAIT)
+        self.proc.stdout.close()
+        self._dir.cleanup()
