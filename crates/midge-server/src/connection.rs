@@ -307,8 +307,14 @@ async fn run<S: Transport>(
     if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
         return ending;
     }
+    // One timer and one wake-up registration for the connection's life, not one per packet:
+    // the keep-alive timer fires at the deadline as it was when armed, and only then looks at
+    // the last packet's time and re-arms if the client has been heard from since.
+    let keep_alive_timer = sleep_until(keep_alive.map_or_else(far_future, |k| last_packet + k));
+    tokio::pin!(keep_alive_timer);
+    let woken = link.notify.notified();
+    tokio::pin!(woken);
     loop {
-        let deadline = keep_alive.map(|k| last_packet + k);
         if input.is_empty() {
             input = BytesMut::new();
         }
@@ -338,14 +344,19 @@ async fn run<S: Transport>(
                     connection.drain(Instant::now().into_std(), out);
                 }
             }
-            () = link.notify.notified() => {
+            () = &mut woken => {
+                woken.set(link.notify.notified());
                 if let Some(reason) = link.close.lock().take() {
                     return Ending::ClosedByBroker(reason);
                 }
                 connection.drain(Instant::now().into_std(), out);
             }
-            () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                return Ending::Timeout;
+            () = &mut keep_alive_timer, if keep_alive.is_some() => {
+                let deadline = keep_alive.map_or_else(far_future, |k| last_packet + k);
+                if Instant::now() >= deadline {
+                    return Ending::Timeout;
+                }
+                keep_alive_timer.as_mut().reset(deadline);
             }
             _ = shutdown.changed() => return Ending::Shutdown,
         }
