@@ -117,14 +117,11 @@ impl Publish {
 
     /// The first byte: type, DUP, QoS and RETAIN.
     fn first_byte(&self) -> u8 {
-        let mut byte = (PacketType::Publish as u8) << 4 | self.qos.as_u8() << 1;
-        if self.dup {
-            byte |= DUP;
-        }
-        if self.retain {
-            byte |= RETAIN;
-        }
-        byte
+        // Branch-free: DUP is bit 3 and RETAIN bit 0 (§3.3.1).
+        (PacketType::Publish as u8) << 4
+            | u8::from(self.dup) << 3
+            | self.qos.as_u8() << 1
+            | u8::from(self.retain)
     }
 
     /// Checks the fields that can fail to encode, in wire order, and adds up the sizes.
