@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use bytestring::ByteString;
 use midge_codec::properties::ConnAckProperties;
 use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
@@ -65,7 +66,9 @@ pub struct Broker {
     stats: Stats,
     id_counter: AtomicU64,
     id_seed: u64,
-    access: RwLock<Option<Arc<dyn AccessControl>>>,
+    /// Read on every publish and delivery, replaced on reload: a snapshot that readers load
+    /// without a lock or a shared counter.
+    access: ArcSwapOption<Rules>,
 }
 
 impl Broker {
@@ -80,7 +83,7 @@ impl Broker {
             stats: Stats::default(),
             id_counter: AtomicU64::new(0),
             id_seed,
-            access: RwLock::new(None),
+            access: ArcSwapOption::empty(),
         })
     }
 
@@ -112,12 +115,12 @@ impl Broker {
     /// Installs (or with `None` removes) the topic access rules. Every connection's next
     /// publish, subscribe and delivery is judged by the new rules.
     pub fn set_access_control(&self, access: Option<Arc<dyn AccessControl>>) {
-        *self.access.write() = access;
+        self.access.store(access.map(|rules| Arc::new(Rules(rules))));
     }
 
-    /// The topic access rules in force, if any.
-    pub(crate) fn access_control(&self) -> Option<Arc<dyn AccessControl>> {
-        self.access.read().clone()
+    /// The topic access rules in force, if any, for the length of one decision.
+    pub(crate) fn access_control(&self) -> AccessGuard {
+        AccessGuard(self.access.load())
     }
 
     /// Accepts or refuses a CONNECT whose credentials need no checking (no password file).
@@ -393,8 +396,8 @@ impl Broker {
     /// Sends `message` to every session with a matching subscription. Returns how many
     /// sessions it was queued for.
     pub fn route(&self, message: Arc<Message>, now: Instant) -> usize {
-        let access = self.access_control();
-        let access = access.as_deref();
+        let guard = self.access_control();
+        let access = guard.rules();
         let mut matches = Matches::default();
         self.index.read().matches(&message.topic, &mut matches);
         let mut delivered = 0;
@@ -479,7 +482,7 @@ impl Broker {
     /// Publishes a will as if its client had sent it, if the rules in force still let that
     /// client write to the will's topic.
     fn publish_will(&self, will: PendingWill, now: Instant) {
-        if let Some(access) = self.access_control() {
+        if let Some(access) = self.access_control().rules() {
             let client_id = will.message.publisher.as_deref().unwrap_or_default();
             let who = Identity {
                 client_id,
@@ -616,6 +619,20 @@ impl Broker {
         let next_will = timers.wills.first_key_value().map(|(k, _)| k.0);
         let next_expiry = timers.expiries.first_key_value().map(|(k, _)| k.0);
         next_will.into_iter().chain(next_expiry).min()
+    }
+}
+
+/// The access rules as stored: `ArcSwap` needs a sized type.
+#[derive(Debug)]
+struct Rules(Arc<dyn AccessControl>);
+
+/// A loaded snapshot of the access rules.
+pub(crate) struct AccessGuard(arc_swap::Guard<Option<Arc<Rules>>>);
+
+impl AccessGuard {
+    /// The rules, if any are installed.
+    pub(crate) fn rules(&self) -> Option<&dyn AccessControl> {
+        self.0.as_deref().map(|rules| &*rules.0)
     }
 }
 

@@ -136,7 +136,7 @@ impl Connection {
 
     /// Whether the access rules in force (if any) let this client use `topic` for `access`.
     pub(crate) fn may(&self, topic: &str, access: Access) -> bool {
-        self.broker.access_control().is_none_or(|rules| {
+        self.broker.access_control().rules().is_none_or(|rules| {
             let who = Identity {
                 client_id: &self.client_id,
                 username: self.username.as_deref(),

@@ -94,8 +94,7 @@ impl Connection {
         }));
         let access = self.broker.access_control();
         for delivery in retained {
-            self.broker
-                .deliver(&self.session, delivery, access.as_deref(), now);
+            self.broker.deliver(&self.session, delivery, access.rules(), now);
         }
         After::Continue
     }
