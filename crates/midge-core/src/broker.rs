@@ -21,7 +21,7 @@ use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use parking_lot::{Mutex, RwLock};
 
 use crate::access::{Access, AccessControl, Credentials, Identity};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ClientRules};
 use crate::connection::Connection;
 use crate::link::Link;
 use crate::message::{Delivery, Message};
@@ -146,9 +146,24 @@ impl Broker {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Connection, Refusal> {
+        let rules = self.config.client_rules();
+        self.connect_on(connect, credentials, &rules, link, now, out)
+    }
+
+    /// [`Broker::connect_with`] under the client rules of the listener the connection came in
+    /// on (`per_listener_settings`).
+    pub fn connect_on(
+        self: &Arc<Self>,
+        connect: Connect,
+        credentials: Credentials,
+        rules: &ClientRules,
+        link: Arc<dyn Link>,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Connection, Refusal> {
         let version = connect.protocol;
         out.set_version(version);
-        let checked = match self.check_connect(&connect, credentials) {
+        let checked = match self.check_connect(&connect, credentials, rules) {
             Ok(checked) => checked,
             Err(refusal) => {
                 Stats::bump(&self.stats.connects_refused);
@@ -208,7 +223,12 @@ impl Broker {
     }
 
     /// The checks a CONNECT must pass before any session is touched.
-    fn check_connect(&self, connect: &Connect, credentials: Credentials) -> Result<CheckedConnect, Refusal> {
+    fn check_connect(
+        &self,
+        connect: &Connect,
+        credentials: Credentials,
+        rules: &ClientRules,
+    ) -> Result<CheckedConnect, Refusal> {
         let refuse = |reason, detail: &str| {
             Err(Refusal {
                 reason,
@@ -231,14 +251,14 @@ impl Broker {
                     "zero-length client identifier with clean session 0",
                 );
             }
-            if !self.config.allow_zero_length_clientid {
+            if !rules.allow_zero_length_clientid {
                 return refuse(
                     ReasonCode::ClientIdentifierNotValid,
                     "zero-length client identifier and allow_zero_length_clientid is false",
                 );
             }
             assigned = true;
-            self.assign_client_id()
+            self.assign_client_id(&rules.auto_id_prefix)
         } else {
             connect.client_id.clone()
         };
@@ -257,7 +277,7 @@ impl Broker {
             }
         }
 
-        if connect.username.is_none() && !self.config.allow_anonymous {
+        if connect.username.is_none() && !rules.allow_anonymous {
             return refuse(ReasonCode::NotAuthorized, "anonymous clients are not allowed");
         }
         if credentials == Credentials::Invalid {
@@ -287,14 +307,14 @@ impl Broker {
         })
     }
 
-    fn assign_client_id(&self) -> ByteString {
+    fn assign_client_id(&self, prefix: &str) -> ByteString {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         // splitmix64: distinct for every n, and not guessable from the count alone.
         let mut z = self.id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        ByteString::from(format!("{}{z:016X}", self.config.auto_id_prefix))
+        ByteString::from(format!("{prefix}{z:016X}"))
     }
 
     /// How long the session outlives the connection: MQTT 5 says so itself; 3.x persistent

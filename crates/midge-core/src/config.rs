@@ -77,7 +77,28 @@ impl Default for BrokerConfig {
     }
 }
 
+/// How a listener admits clients: the security options Mosquitto keeps per listener with
+/// `per_listener_settings true` (and broker-wide otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRules {
+    /// `allow_anonymous`: accept clients that send no user name.
+    pub allow_anonymous: bool,
+    /// `allow_zero_length_clientid`: assign an identifier to clients that send none.
+    pub allow_zero_length_clientid: bool,
+    /// `auto_id_prefix`: the prefix of assigned client identifiers.
+    pub auto_id_prefix: String,
+}
+
 impl BrokerConfig {
+    /// The broker-wide client rules, for connections whose listener has none of its own.
+    pub fn client_rules(&self) -> ClientRules {
+        ClientRules {
+            allow_anonymous: self.allow_anonymous,
+            allow_zero_length_clientid: self.allow_zero_length_clientid,
+            auto_id_prefix: self.auto_id_prefix.clone(),
+        }
+    }
+
     /// The inflight window for a client whose own Receive Maximum is `client_receive_maximum`.
     pub(crate) fn inflight_window(&self, client_receive_maximum: u16) -> u16 {
         let ours = match self.max_inflight_messages {

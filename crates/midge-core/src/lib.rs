@@ -33,7 +33,7 @@ mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
 pub use broker::{Broker, Refusal};
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};
 pub use link::Link;
 pub use message::{Delivery, Message};

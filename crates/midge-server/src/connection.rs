@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
-use midge_core::{After, Broker, Connection, Link, Outbox};
+use midge_core::{After, Broker, ClientRules, Connection, Link, Outbox};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
@@ -69,6 +69,7 @@ pub(crate) async fn serve<S: Transport>(
     peer: &str,
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
+    rules: Arc<ClientRules>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_packet_size = broker.config().max_packet_size;
@@ -87,9 +88,10 @@ pub(crate) async fn serve<S: Transport>(
     let credentials = authenticator
         .verdict(connect.username.as_ref(), connect.password.as_ref())
         .await;
-    let mut connection = match broker.connect_with(
+    let mut connection = match broker.connect_on(
         *connect,
         credentials,
+        &rules,
         link.clone(),
         Instant::now().into_std(),
         &mut out,

@@ -13,4 +13,4 @@ pub mod security;
 pub mod server;
 mod transport;
 
-pub use server::{ListenerSpec, Server};
+pub use server::{ListenerSecurity, ListenerSpec, Server};

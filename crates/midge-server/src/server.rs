@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use midge_core::{Broker, BrokerConfig};
+use midge_core::{Broker, BrokerConfig, ClientRules};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -55,6 +55,18 @@ pub struct ListenerSpec {
     pub max_connections: Option<usize>,
     /// `set_tcp_nodelay`.
     pub tcp_nodelay: bool,
+    /// The listener's own client rules and password file (`per_listener_settings true`);
+    /// `None`: the broker's.
+    pub security: Option<ListenerSecurity>,
+}
+
+/// How one listener admits clients.
+#[derive(Debug, Clone)]
+pub struct ListenerSecurity {
+    /// `allow_anonymous`, `allow_zero_length_clientid`, `auto_id_prefix`.
+    pub rules: ClientRules,
+    /// The listener's password file.
+    pub authenticator: Arc<Authenticator>,
 }
 
 /// A bound listening socket.
@@ -216,6 +228,10 @@ async fn accept_loop(
     authenticator: Arc<Authenticator>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let (rules, authenticator) = match &spec.security {
+        Some(security) => (Arc::new(security.rules.clone()), security.authenticator.clone()),
+        None => (Arc::new(broker.config().client_rules()), authenticator),
+    };
     let open = Arc::new(AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     loop {
@@ -233,11 +249,12 @@ async fn accept_loop(
                         None => tracing::info!(target: "midge_server::connection", "New connection on a unix socket."),
                     }
                     open.fetch_add(1, Ordering::Relaxed);
-                    let (broker, authenticator, stop, open) = (broker.clone(), authenticator.clone(), stop.clone(), open.clone());
+                    let (broker, authenticator, rules, stop, open) =
+                        (broker.clone(), authenticator.clone(), rules.clone(), stop.clone(), open.clone());
                     connections.spawn(async move {
                         match stream {
-                            Accepted::Tcp(stream, peer) => connection::serve(stream, &peer.to_string(), broker, authenticator, stop).await,
-                            Accepted::Unix(stream) => connection::serve(stream, "unix socket", broker, authenticator, stop).await,
+                            Accepted::Tcp(stream, peer) => connection::serve(stream, &peer.to_string(), broker, authenticator, rules, stop).await,
+                            Accepted::Unix(stream) => connection::serve(stream, "unix socket", broker, authenticator, rules, stop).await,
                         }
                         open.fetch_sub(1, Ordering::Relaxed);
                     });

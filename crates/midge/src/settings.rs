@@ -8,16 +8,18 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
 use anyhow::bail;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use midge_auth::PasswordFile;
-use midge_core::{AccessControl, BrokerConfig};
-use midge_server::ListenerSpec;
+use midge_core::{AccessControl, BrokerConfig, ClientRules};
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, NoticeKind, Protocol, SocketDomain,
 };
-use midge_server::security::{self, DollarRules};
+use midge_server::security::{self, Authenticator, DollarRules};
 use midge_server::server::Endpoint;
+use midge_server::{ListenerSecurity, ListenerSpec};
 
 /// What the runtime starts from.
 #[derive(Debug)]
@@ -76,10 +78,42 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         warnings.push(notice.to_string());
     }
 
+    // With per_listener_settings each listener admits clients by its own rules and password
+    // file (files named twice are read once).
+    let mut authenticators: HashMap<Option<PathBuf>, Arc<Authenticator>> = HashMap::new();
     let mut listeners = Vec::new();
     for listener in &config.listeners {
         match listener_spec(listener, config.set_tcp_nodelay) {
-            Ok(Some(spec)) => listeners.push(spec),
+            Ok(Some(mut spec)) => {
+                if config.per_listener_settings {
+                    let path = listener.security.password_file.clone();
+                    let authenticator = match authenticators.get(&path) {
+                        Some(existing) => existing.clone(),
+                        None => {
+                            let passwords = match &path {
+                                Some(path) => {
+                                    let (file, skipped) = security::load_password_file(path)?;
+                                    warnings.extend(skipped);
+                                    Some(file)
+                                }
+                                None => None,
+                            };
+                            let made = Arc::new(Authenticator::new(passwords));
+                            authenticators.insert(path, made.clone());
+                            made
+                        }
+                    };
+                    spec.security = Some(ListenerSecurity {
+                        rules: ClientRules {
+                            allow_anonymous: listener.security.allow_anonymous,
+                            allow_zero_length_clientid: listener.security.allow_zero_length_clientid,
+                            auto_id_prefix: listener.security.auto_id_prefix.clone(),
+                        },
+                        authenticator,
+                    });
+                }
+                listeners.push(spec);
+            }
             Ok(None) => warnings.push(format!(
                 "listener {} ({:?}) is not supported yet and is not opened",
                 listener.address, listener.protocol
@@ -91,18 +125,17 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         bail!("no listener that Midge can open is configured");
     }
 
-    // The core has one set of client rules; with per_listener_settings they come from the first
-    // listener and a warning says so.
+    // Topic rules, max_qos and max_topic_alias are still broker-wide: those of the first
+    // listener, with a warning when listeners differ.
     let first = &config.listeners[0];
-    if config.listeners.iter().any(|l| l.security != first.security)
-        || config
-            .listeners
-            .iter()
-            .any(|l| l.max_qos != first.max_qos || l.max_topic_alias != first.max_topic_alias)
-    {
+    if config.listeners.iter().any(|l| {
+        l.security.acl_file != first.security.acl_file
+            || l.max_qos != first.max_qos
+            || l.max_topic_alias != first.max_topic_alias
+    }) {
         warnings.push(format!(
-            "listeners differ in their client settings; Midge applies those of listener {} to \
-             all of them for now",
+            "listeners differ in acl_file, max_qos or max_topic_alias; Midge applies those of \
+             listener {} to all of them for now",
             first.address
         ));
     }
@@ -173,6 +206,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
                 endpoint: Endpoint::Unix { path: path.clone() },
                 max_connections,
                 tcp_nodelay,
+                security: None,
             }));
         }
     };
@@ -206,5 +240,6 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
         endpoint: Endpoint::Tcp { addrs, port: *port },
         max_connections,
         tcp_nodelay,
+        security: None,
     }))
 }

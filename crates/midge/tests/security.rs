@@ -203,3 +203,43 @@ fn without_an_acl_file_sys_topics_cannot_be_published_to() {
     assert!(matches!(c.recv(), Packet::PubAck(a) if a.reason_code == ReasonCode::NotAuthorized));
     watcher.expect_nothing(Duration::from_millis(300));
 }
+
+#[test]
+fn per_listener_settings_give_each_listener_its_own_rules_and_password_file() {
+    let midge = Midge::start_with_config(&format!(
+        "per_listener_settings true\n\
+         listener 0 127.0.0.1\nallow_anonymous true\nauto_id_prefix open-\n\
+         listener 0 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+        password_file()
+    ));
+    midge.wait_for_log("running");
+    let ports: Vec<u16> = midge
+        .logs()
+        .iter()
+        .filter_map(|l| l.split("listen socket on port ").nth(1))
+        .filter_map(|p| p.trim_end_matches('.').parse().ok())
+        .collect();
+    let [open, closed] = ports[..] else {
+        panic!("two listeners: {ports:?}")
+    };
+    let open_addr = ([127, 0, 0, 1], open).into();
+    let closed_addr = ([127, 0, 0, 1], closed).into();
+    // The first listener takes anonymous clients and names them with its prefix.
+    let (_c, ack) = RawClient::connected(open_addr, connect(V5, ""));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert!(
+        ack.properties
+            .assigned_client_identifier
+            .as_deref()
+            .unwrap()
+            .starts_with("open-")
+    );
+    // The second wants a user from its password file.
+    let (_c, ack) = RawClient::connected(closed_addr, connect(V311, "anon"));
+    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+    let (_c, ack) = RawClient::connected(closed_addr, login(V311, "alice", "alice", "wonderland"));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    // The first listener has no password file: any user name is accepted there.
+    let (_c, ack) = RawClient::connected(open_addr, login(V311, "who", "mallory", "anything"));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+}
