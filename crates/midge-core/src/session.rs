@@ -107,8 +107,9 @@ pub(crate) struct Session {
     pub(crate) expiry: Option<Duration>,
     /// When the last connection ended, while none is attached.
     pub(crate) disconnected_at: Option<Instant>,
-    /// Rate limiting of the warnings about messages dropped for this session.
-    pub(crate) drop_reports: DropReports,
+    /// Rate limiting of the warnings about messages dropped for this session; allocated at the
+    /// first drop, since most sessions never drop anything.
+    pub(crate) drop_reports: Option<Box<DropReports>>,
 }
 
 impl Session {
@@ -138,7 +139,9 @@ impl Session {
             stats.dropped(reason);
             // Offline QoS 0 is Mosquitto's normal behaviour, not a warning.
             if reason != DropReason::Qos0Offline {
-                self.drop_reports.note(client_id, reason, now);
+                self.drop_reports
+                    .get_or_insert_with(Box::default)
+                    .note(client_id, reason, now);
             }
             return false;
         }

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::security::Authenticator;
+use crate::server::OpenSlot;
 use crate::transport::Transport;
 
 /// How long a new socket may take to send CONNECT.
@@ -64,14 +65,18 @@ enum Ending {
 }
 
 /// Serves one client until its connection ends.
+/// `slot` is held for the connection's life: dropping it frees the listener's place.
 pub(crate) async fn serve<S: Transport>(
     stream: S,
-    peer: &str,
+    peer: String,
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
     rules: Arc<ClientRules>,
     mut shutdown: watch::Receiver<bool>,
+    slot: OpenSlot,
 ) {
+    let _slot = slot;
+    let peer = peer.as_str();
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();

@@ -249,15 +249,18 @@ async fn accept_loop(
                         None => tracing::info!(target: "midge_server::connection", "New connection on a unix socket."),
                     }
                     open.fetch_add(1, Ordering::Relaxed);
-                    let (broker, authenticator, rules, stop, open) =
-                        (broker.clone(), authenticator.clone(), rules.clone(), stop.clone(), open.clone());
-                    connections.spawn(async move {
-                        match stream {
-                            Accepted::Tcp(stream, peer) => connection::serve(stream, &peer.to_string(), broker, authenticator, rules, stop).await,
-                            Accepted::Unix(stream) => connection::serve(stream, "unix socket", broker, authenticator, rules, stop).await,
+                    let slot = OpenSlot(open.clone());
+                    let (broker, authenticator, rules, stop) = (broker.clone(), authenticator.clone(), rules.clone(), stop.clone());
+                    // Spawned directly, not inside a wrapping block: a wrapper would keep its own
+                    // copies of everything moved into the connection's future, for its whole life.
+                    match stream {
+                        Accepted::Tcp(stream, peer) => {
+                            connections.spawn(connection::serve(stream, peer.to_string(), broker, authenticator, rules, stop, slot));
                         }
-                        open.fetch_sub(1, Ordering::Relaxed);
-                    });
+                        Accepted::Unix(stream) => {
+                            connections.spawn(connection::serve(stream, "unix socket".to_owned(), broker, authenticator, rules, stop, slot));
+                        }
+                    }
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -279,6 +282,16 @@ impl Bound {
             Self::Tcp(listener) => listener.local_addr().ok().map(|a| a.port()),
             Self::Unix(_) => None,
         }
+    }
+}
+
+/// A connection counted against its listener's `max_connections` until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenSlot(Arc<AtomicUsize>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

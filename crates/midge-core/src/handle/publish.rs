@@ -104,6 +104,7 @@ impl Connection {
                 .state
                 .lock()
                 .drop_reports
+                .get_or_insert_with(Box::default)
                 .note(&self.client_id, DropReason::MessageSizeLimit, now);
             ReasonCode::QuotaExceeded
         } else {
