@@ -3,6 +3,7 @@
 
 mod cli;
 mod logging;
+mod reload;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -11,11 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
-use std::sync::Arc;
 
 use midge_server::Server;
 use midge_server::config::Config;
-use midge_server::security::Authenticator;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -70,8 +69,13 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         let server = Server::bind(settings.broker, settings.listeners, id_seed())
             .await?
-            .with_authenticator(Arc::new(Authenticator::new(settings.passwords)));
+            .with_authenticator(settings.authenticator);
         server.broker().set_access_control(Some(settings.access));
+        reload::on_sighup(
+            server.broker().clone(),
+            settings.password_files,
+            settings.acl_file,
+        )?;
         tracing::info!("midge version {VERSION} running");
         server.run(shutdown).await;
         anyhow::Ok(())

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use midge_auth::PasswordFile;
 use midge_core::{AccessControl, BrokerConfig, ClientRules};
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, NoticeKind, Protocol, SocketDomain,
@@ -26,10 +25,14 @@ use midge_server::{ListenerSecurity, ListenerSpec};
 pub(crate) struct Settings {
     pub(crate) broker: BrokerConfig,
     pub(crate) listeners: Vec<ListenerSpec>,
-    /// The password file in force, if any.
-    pub(crate) passwords: Option<PasswordFile>,
+    /// The broker-wide password check (for listeners without rules of their own).
+    pub(crate) authenticator: Arc<Authenticator>,
+    /// Every password file in use and the authenticator it feeds, for SIGHUP.
+    pub(crate) password_files: Vec<(PathBuf, Arc<Authenticator>)>,
     /// The topic rules: the ACL file's, or the `$`-topic rules every broker applies.
     pub(crate) access: Arc<dyn AccessControl>,
+    /// The ACL file, for SIGHUP.
+    pub(crate) acl_file: Option<PathBuf>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -166,13 +169,26 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         receive_maximum: if max_inflight == 0 { u16::MAX } else { max_inflight },
         ..defaults
     };
-    let passwords = match &first.security.password_file {
-        Some(path) => {
-            let (file, skipped) = security::load_password_file(path)?;
-            warnings.extend(skipped);
-            Some(file)
+    let mut password_files: Vec<(PathBuf, Arc<Authenticator>)> = authenticators
+        .into_iter()
+        .filter_map(|(path, authenticator)| path.map(|path| (path, authenticator)))
+        .collect();
+    let authenticator = if config.per_listener_settings {
+        Arc::new(Authenticator::new(None))
+    } else {
+        let passwords = match &first.security.password_file {
+            Some(path) => {
+                let (file, skipped) = security::load_password_file(path)?;
+                warnings.extend(skipped);
+                Some(file)
+            }
+            None => None,
+        };
+        let authenticator = Arc::new(Authenticator::new(passwords));
+        if let Some(path) = &first.security.password_file {
+            password_files.push((path.clone(), authenticator.clone()));
         }
-        None => None,
+        authenticator
     };
     let access: Arc<dyn AccessControl> = match &first.security.acl_file {
         Some(path) => {
@@ -185,8 +201,10 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     Ok(Settings {
         broker,
         listeners,
-        passwords,
+        authenticator,
+        password_files,
         access,
+        acl_file: first.security.acl_file.clone(),
         warnings,
     })
 }

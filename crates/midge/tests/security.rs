@@ -243,3 +243,66 @@ fn per_listener_settings_give_each_listener_its_own_rules_and_password_file() {
     let (_c, ack) = RawClient::connected(open_addr, login(V311, "who", "mallory", "anything"));
     assert_eq!(ack.reason_code, ReasonCode::Success);
 }
+
+/// The password-file line for `user` in the checked-in mosquitto_passwd file.
+fn passwd_line(user: &str) -> String {
+    std::fs::read_to_string(password_file())
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn sighup_reloads_the_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, format!("{}\n", passwd_line("alice"))).unwrap();
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+        passwd.display()
+    ));
+    let (_c, ack) = RawClient::connected(midge.addr(), login(V311, "j1", "john smith", "pw with spaces"));
+    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized, "not in the file yet");
+
+    std::fs::write(
+        &passwd,
+        format!("{}\n{}\n", passwd_line("alice"), passwd_line("john smith")),
+    )
+    .unwrap();
+    midge.signal("HUP");
+    midge.wait_for_log("(2 users)");
+    let (_c, ack) = RawClient::connected(midge.addr(), login(V311, "j2", "john smith", "pw with spaces"));
+    assert_eq!(ack.reason_code, ReasonCode::Success, "added by the reload");
+    let (_c, ack) = RawClient::connected(midge.addr(), login(V311, "a", "alice", "wonderland"));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+}
+
+#[test]
+fn a_broken_acl_file_on_sighup_keeps_the_old_rules_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic readwrite open/#\n").unwrap();
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nacl_file {}\n",
+        acl.display()
+    ));
+    std::fs::write(&acl, "topic readwrite open/#\ntopic raed closed/#\n").unwrap();
+    midge.signal("HUP");
+    let line = midge.wait_for_log("previous rules stay in force");
+    assert!(line.contains(&format!("{}:2:", acl.display())), "{line}");
+    // The old rules still apply: open/ is writable, other topics are not.
+    let mut c = RawClient::session(midge.addr(), V5, "c");
+    c.send(&publish("open/x", "ok", QoS::AtLeastOnce, 1));
+    assert!(matches!(c.recv(), Packet::PubAck(a) if !a.reason_code.is_error()));
+    c.send(&publish("closed/x", "no", QoS::AtLeastOnce, 2));
+    assert!(matches!(c.recv(), Packet::PubAck(a) if a.reason_code == ReasonCode::NotAuthorized));
+
+    // A good file is taken, and applies to the existing connection at once.
+    std::fs::write(&acl, "topic readwrite open/#\ntopic write closed/#\n").unwrap();
+    midge.signal("HUP");
+    midge.wait_for_log("Reloaded ACL file");
+    c.send(&publish("closed/x", "now yes", QoS::AtLeastOnce, 3));
+    assert!(matches!(c.recv(), Packet::PubAck(a) if !a.reason_code.is_error()));
+}
