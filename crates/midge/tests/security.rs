@@ -306,3 +306,80 @@ fn a_broken_acl_file_on_sighup_keeps_the_old_rules_and_says_where() {
     c.send(&publish("closed/x", "now yes", QoS::AtLeastOnce, 3));
     assert!(matches!(c.recv(), Packet::PubAck(a) if !a.reason_code.is_error()));
 }
+
+#[test]
+fn a_storm_of_wrong_passwords_does_not_starve_connected_clients() {
+    use std::num::NonZeroU32;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    // A deliberately slow hash (tens of milliseconds per check), so the storm is real work.
+    let hash = midge_auth::hash_password(
+        b"right",
+        midge_auth::HashKind::Sha512Pbkdf2 {
+            iterations: NonZeroU32::new(100_000).unwrap(),
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, format!("victim:{hash}\n")).unwrap();
+    let midge = Midge::start_with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\npassword_file {}\n",
+        passwd.display()
+    ));
+    let addr = midge.addr();
+
+    // The storm: 4 attackers, each trying wrong passwords back to back for 3 seconds.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let attackers: Vec<_> = (0..4)
+        .map(|n| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut tries = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let (_c, ack) =
+                        RawClient::connected(addr, login(V311, &format!("x{n}-{tries}"), "victim", "wrong"));
+                    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+                    tries += 1;
+                }
+                tries
+            })
+        })
+        .collect();
+
+    // Meanwhile a connected pair keeps exchanging messages; and new anonymous clients (no
+    // hash to check) get in at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sub = RawClient::session(addr, V311, "sub");
+    sub.subscribe(&[("ping", QoS::AtMostOnce)]);
+    let mut publisher = RawClient::session(addr, V311, "pub");
+    let mut worst = Duration::ZERO;
+    let started = Instant::now();
+    let mut exchanged = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let sent = Instant::now();
+        publisher.send(&publish("ping", "x", QoS::AtMostOnce, 0));
+        sub.recv_publish();
+        worst = worst.max(sent.elapsed());
+        exchanged += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let connect_started = Instant::now();
+    let _late = RawClient::session(addr, V5, "late-anonymous");
+    let connect_time = connect_started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let tries: u32 = attackers.into_iter().map(|a| a.join().unwrap()).sum();
+    eprintln!(
+        "password storm: {tries} wrong logins refused in 3 s; {exchanged} round trips, worst {worst:?}; \
+         anonymous connect during the storm {connect_time:?}"
+    );
+    assert!(tries >= 4, "the storm ran");
+    assert!(
+        worst < Duration::from_millis(250),
+        "a connected client waited {worst:?}"
+    );
+    assert!(
+        connect_time < Duration::from_millis(500),
+        "an anonymous client waited {connect_time:?}"
+    );
+}
