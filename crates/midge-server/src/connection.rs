@@ -16,6 +16,7 @@ use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use midge_core::{After, Broker, ClientRules, Connection, Link, Outbox};
 use parking_lot::Mutex;
+use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
@@ -326,29 +327,37 @@ async fn run<S: Transport>(
             input = BytesMut::new();
         }
         out.release_if_empty();
+        let interest = if out.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
         tokio::select! {
-            ready = stream.readable() => {
-                if let Err(error) = ready {
-                    return Ending::SocketError(error);
-                }
-                match read_into(stream, decoder, &mut input) {
-                    Ok(0) => return Ending::Eof,
-                    Ok(_) => {
-                        if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
-                            return ending;
-                        }
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            ready = stream.ready(interest) => {
+                let ready = match ready {
+                    Ok(ready) => ready,
                     Err(error) => return Ending::SocketError(error),
+                };
+                if ready.is_writable() && !out.is_empty() {
+                    if let Err(error) = write_some(stream, out) {
+                        return Ending::SocketError(error);
+                    }
+                    if out.is_empty() {
+                        // Room in the outbox: pull more of what the session has queued.
+                        connection.drain(Instant::now().into_std(), out);
+                    }
                 }
-            }
-            ready = stream.writable(), if !out.is_empty() => {
-                if let Err(error) = ready.and_then(|()| write_some(stream, out)) {
-                    return Ending::SocketError(error);
-                }
-                if out.is_empty() {
-                    // Room in the outbox: pull more of what the session has queued.
-                    connection.drain(Instant::now().into_std(), out);
+                if ready.is_readable() || ready.is_read_closed() {
+                    match read_into(stream, decoder, &mut input) {
+                        Ok(0) => return Ending::Eof,
+                        Ok(_) => {
+                            if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
+                                return ending;
+                            }
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(error) => return Ending::SocketError(error),
+                    }
                 }
             }
             () = &mut woken => {

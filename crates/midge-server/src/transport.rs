@@ -10,12 +10,17 @@ use std::future::Future;
 use std::io;
 
 use bytes::BytesMut;
+use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A connected stream socket.
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Completes when a read may make progress (it can still find nothing: then retry).
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Completes when any of `interest` may make progress: one registration where waiting for
+    /// reading and writing separately would take two (and twice the room in the connection's
+    /// future).
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
     /// Completes when a write may make progress.
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Reads what is there into `buf`'s spare capacity; `WouldBlock` if nothing is.
@@ -34,6 +39,9 @@ macro_rules! socket_transport {
             }
             fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
                 <$socket>::writable(self)
+            }
+            fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
+                <$socket>::ready(self, interest)
             }
             fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
                 <$socket>::try_read_buf(self, buf)
