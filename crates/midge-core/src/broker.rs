@@ -413,6 +413,19 @@ impl Broker {
         }
     }
 
+    /// Tells every connected client's connection to close with `reason` (a shutdown). Each
+    /// connection sends its MQTT 5 clients a DISCONNECT with it; no will is published.
+    pub fn close_all(&self, reason: ReasonCode) {
+        // The map's lock is released before any session's is taken.
+        let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
+        for cell in sessions {
+            let link = cell.state.lock().link.clone();
+            if let Some(link) = link {
+                link.close(reason);
+            }
+        }
+    }
+
     /// Sends `message` to every session with a matching subscription. Returns how many
     /// sessions it was queued for.
     pub fn route(&self, message: Arc<Message>, now: Instant) -> usize {

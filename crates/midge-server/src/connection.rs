@@ -17,7 +17,7 @@ use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, Reason
 use midge_core::{After, Broker, ClientRules, Connection, Link, Outbox};
 use parking_lot::Mutex;
 use tokio::io::Interest;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use crate::security::Authenticator;
@@ -61,8 +61,6 @@ enum Ending {
     Malformed(DecodeError),
     /// The broker ended the connection (takeover).
     ClosedByBroker(ReasonCode),
-    /// The broker is shutting down.
-    Shutdown,
 }
 
 /// Serves one client until its connection ends.
@@ -73,7 +71,6 @@ pub(crate) async fn serve<S: Transport>(
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
     rules: Arc<ClientRules>,
-    mut shutdown: watch::Receiver<bool>,
     slot: OpenSlot,
 ) {
     let _slot = slot;
@@ -121,16 +118,7 @@ pub(crate) async fn serve<S: Transport>(
         username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
     );
 
-    let ending = run(
-        &stream,
-        &mut connection,
-        &link,
-        &mut decoder,
-        input,
-        &mut out,
-        &mut shutdown,
-    )
-    .await;
+    let ending = run(&stream, &mut connection, &link, &mut decoder, input, &mut out).await;
     // The session is detached before the disconnect is logged, so that anyone reading the log
     // line (a user, or a test) can rely on the client being offline already.
     let publish_will = match &ending {
@@ -146,10 +134,6 @@ pub(crate) async fn serve<S: Transport>(
         }
         Ending::ClosedByBroker(reason) => {
             connection.send_disconnect(*reason, &mut out);
-            false
-        }
-        Ending::Shutdown => {
-            connection.send_disconnect(ReasonCode::ServerShuttingDown, &mut out);
             false
         }
     };
@@ -172,7 +156,7 @@ pub(crate) async fn serve<S: Transport>(
         Ending::Malformed(error) => {
             tracing::info!(client_id = %client_id, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
         }
-        Ending::ClosedByBroker(_) | Ending::Shutdown => {}
+        Ending::ClosedByBroker(_) => {}
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
     flush(&stream, &mut out).await;
@@ -303,7 +287,6 @@ async fn run<S: Transport>(
     decoder: &mut Decoder,
     mut input: BytesMut,
     out: &mut Outbox,
-    shutdown: &mut watch::Receiver<bool>,
 ) -> Ending {
     let keep_alive = match connection.keep_alive() {
         0 => None,
@@ -374,7 +357,6 @@ async fn run<S: Transport>(
                 }
                 keep_alive_timer.as_mut().reset(deadline);
             }
-            _ = shutdown.changed() => return Ending::Shutdown,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use midge_codec::ReasonCode;
 use midge_core::{Broker, BrokerConfig, ClientRules};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -151,6 +152,9 @@ impl Server {
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
         shutdown.await;
         let _ = stop_tx.send(true);
+        // Connections hear of it through their links (no per-connection shutdown future): MQTT
+        // 5 clients get DISCONNECT 0x8B, and no will is published.
+        self.broker.close_all(ReasonCode::ServerShuttingDown);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -250,15 +254,15 @@ async fn accept_loop(
                     }
                     open.fetch_add(1, Ordering::Relaxed);
                     let slot = OpenSlot(open.clone());
-                    let (broker, authenticator, rules, stop) = (broker.clone(), authenticator.clone(), rules.clone(), stop.clone());
+                    let (broker, authenticator, rules) = (broker.clone(), authenticator.clone(), rules.clone());
                     // Spawned directly, not inside a wrapping block: a wrapper would keep its own
                     // copies of everything moved into the connection's future, for its whole life.
                     match stream {
                         Accepted::Tcp(stream, peer) => {
-                            connections.spawn(connection::serve(stream, peer.to_string(), broker, authenticator, rules, stop, slot));
+                            connections.spawn(connection::serve(stream, peer.to_string(), broker, authenticator, rules, slot));
                         }
                         Accepted::Unix(stream) => {
-                            connections.spawn(connection::serve(stream, "unix socket".to_owned(), broker, authenticator, rules, stop, slot));
+                            connections.spawn(connection::serve(stream, "unix socket".to_owned(), broker, authenticator, rules, slot));
                         }
                     }
                 }
