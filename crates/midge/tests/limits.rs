@@ -202,11 +202,7 @@ fn include_dir_adds_listeners_and_settings() {
 
 #[test]
 fn deprecated_port_and_bind_address_open_the_default_listener() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("old.conf");
     std::fs::write(
@@ -219,12 +215,7 @@ fn deprecated_port_and_bind_address_open_the_default_listener() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + support::WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "no listener on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _c = RawClient::session(([127, 0, 0, 1], port).into(), V311, "old-style");
+    let _c = RawClient::session(support::wait_for_port(port), V311, "old-style");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -233,11 +224,7 @@ fn deprecated_port_and_bind_address_open_the_default_listener() {
 fn log_type_selects_the_lines() {
     // Errors and warnings only: the unknown-directive warning, but no connection lines. (The
     // harness runs with -v, which overrides log_type, so this test starts midge itself.)
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("quiet.conf");
     std::fs::write(
@@ -250,12 +237,7 @@ fn log_type_selects_the_lines() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + support::WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "no listener on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut c = RawClient::session(([127, 0, 0, 1], port).into(), V311, "quiet");
+    let mut c = RawClient::session(support::wait_for_port(port), V311, "quiet");
     c.send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
     c.expect_close();
     let status = std::process::Command::new("kill")

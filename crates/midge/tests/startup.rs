@@ -4,19 +4,10 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use midge_codec::{Connect, Packet, ProtocolVersion, ReasonCode};
 use support::{Midge, RawClient, run_midge};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn help_lists_mosquittos_flags() {
@@ -34,25 +25,13 @@ fn help_lists_mosquittos_flags() {
 
 #[test]
 fn local_only_mode_serves_loopback_with_anonymous_clients() {
-    let port = free_port();
+    let port = support::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_midge"))
         .args(["-p", &port.to_string()])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the listener, then connect anonymously.
-    let deadline = std::time::Instant::now() + support::WAIT;
-    let mut client = loop {
-        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            drop(stream);
-            break RawClient::connect(([127, 0, 0, 1], port).into(), ProtocolVersion::V311);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "midge -p {port} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut client = RawClient::connect(support::wait_for_port(port), ProtocolVersion::V311);
     client.send(&Packet::Connect(Box::new(Connect::new(
         ProtocolVersion::V311,
         "local",
@@ -158,7 +137,7 @@ fn pid_file_is_written_and_removed() {
 fn daemon_mode_detaches_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let pid_path = dir.path().join("midge.pid");
-    let port = free_port();
+    let port = support::free_port();
     let conf = dir.path().join("d.conf");
     std::fs::write(
         &conf,
@@ -185,13 +164,7 @@ fn daemon_mode_detaches_and_keeps_serving() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut client = loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break RawClient::connect(([127, 0, 0, 1], port).into(), ProtocolVersion::V311);
-        }
-        assert!(std::time::Instant::now() < deadline, "daemon never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut client = RawClient::connect(support::wait_for_port(port), ProtocolVersion::V311);
     client.send(&Packet::Connect(Box::new(Connect::new(
         ProtocolVersion::V311,
         "d",
@@ -234,4 +207,21 @@ fn unix_socket_listeners_serve_mqtt_and_replace_a_stale_socket() {
     stream.read_exact(&mut connack).unwrap();
     assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
     midge.wait_for_log("New client connected from unix socket as over-unix");
+}
+
+#[test]
+fn a_bad_port_on_the_command_line_is_refused_with_usage() {
+    let (code, output) = run_midge(&["-p", "notaport"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("notaport"), "{output}");
+}
+
+#[test]
+fn a_missing_password_file_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("midge.conf");
+    std::fs::write(&conf, "listener 0 127.0.0.1\npassword_file /nonexistent/passwd\n").unwrap();
+    let (code, output) = run_midge(&["-c", conf.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("/nonexistent/passwd"), "{output}");
 }

@@ -170,6 +170,24 @@ impl Drop for Midge {
     }
 }
 
+/// A port no one listens on right now, for tests that start midge on a known port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until something listens on 127.0.0.1:`port`; fails the test after [`WAIT`].
+pub fn wait_for_port(port: u16) -> SocketAddr {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// Runs `midge` with `args` to completion (for start-up errors), returning exit code and output.
 pub fn run_midge(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_midge"))
