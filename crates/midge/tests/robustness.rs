@@ -558,10 +558,21 @@ fn a_stalled_subscriber_costs_bounded_memory_and_stalls_no_one() {
         "slow consumer: healthy subscriber {healthy_baseline:.0} msg/s before the stall, {first_half:.0} \
          then {second_half:.0} msg/s during it"
     );
-    // A third: on two shared cores the subscriber competes for CPU with the publisher running
-    // flat out and its rate swings by half without any stalled subscriber; a stall is a collapse.
+    // A fifth: on two shared cores the subscriber competes for CPU with the publisher running
+    // flat out and its rate swings by two thirds without any stalled subscriber (seen in CI:
+    // 11471 msg/s, then 3566); a stall is a collapse, so every half second must also show
+    // progress.
+    let idle_ticks: Vec<f64> = samples
+        .windows(2)
+        .filter(|w| w[0].0 >= STALL_AT && w[1].0 <= FLAT_OUT_UNTIL && w[1].2 == w[0].2)
+        .map(|w| w[0].0.as_secs_f64())
+        .collect();
     assert!(
-        first_half * 3.0 >= healthy_baseline && second_half * 3.0 >= healthy_baseline,
+        idle_ticks.is_empty(),
+        "the healthy subscriber received nothing in the half seconds from {idle_ticks:?} s"
+    );
+    assert!(
+        first_half * 5.0 >= healthy_baseline && second_half * 5.0 >= healthy_baseline,
         "the healthy subscriber slowed down: {healthy_baseline:.0} msg/s, then {first_half:.0} and \
          {second_half:.0}"
     );
