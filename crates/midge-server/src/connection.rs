@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
-use midge_core::{After, Broker, ClientRules, Connection, Link, Outbox};
+use midge_core::{After, Broker, ClientRules, Connection, Credentials, Link, Outbox};
 use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::Notify;
@@ -22,7 +22,8 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::security::Authenticator;
 use crate::server::OpenSlot;
-use crate::transport::Transport;
+use crate::tls::{CertificateUsername, TlsListener, certificate_username};
+use crate::transport::{TlsStream, Transport};
 
 /// How long a new socket may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,34 +64,75 @@ enum Ending {
     ClosedByBroker(ReasonCode),
 }
 
+/// Where the username of a connection comes from.
+#[derive(Debug)]
+pub(crate) enum Username {
+    /// CONNECT's, checked against the password file.
+    FromConnect,
+    /// A verified client certificate's (`use_identity_as_username`,
+    /// `use_subject_as_username`): CONNECT's username and password are ignored, as Mosquitto
+    /// does. `None`: the client gave no certificate with such a name, and is refused.
+    FromCertificate(Option<String>),
+}
+
+/// What a connection is admitted by: the listener's rules and password file, and where the
+/// username comes from.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub(crate) authenticator: Arc<Authenticator>,
+    pub(crate) rules: Arc<ClientRules>,
+    pub(crate) username: Username,
+}
+
 /// Serves one client until its connection ends.
 /// `slot` is held for the connection's life: dropping it frees the listener's place.
 pub(crate) async fn serve<S: Transport>(
     stream: S,
     peer: String,
     broker: Arc<Broker>,
-    authenticator: Arc<Authenticator>,
-    rules: Arc<ClientRules>,
+    admission: Admission,
     slot: OpenSlot,
 ) {
     let _slot = slot;
+    let Admission {
+        authenticator,
+        rules,
+        username: username_source,
+    } = admission;
     let peer = peer.as_str();
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();
 
-    let connect = match read_connect(&stream, &mut decoder, &mut input, peer).await {
+    let mut connect = match read_connect(&stream, &mut decoder, &mut input, peer).await {
         Some(connect) => connect,
         None => return,
+    };
+    let credentials = match username_source {
+        Username::FromConnect => {
+            authenticator
+                .verdict(connect.username.as_ref(), connect.password.as_ref())
+                .await
+        }
+        Username::FromCertificate(name) => {
+            connect.password = None;
+            match name {
+                Some(name) => {
+                    connect.username = Some(name.into());
+                    Credentials::Valid
+                }
+                None => {
+                    connect.username = None;
+                    Credentials::Invalid
+                }
+            }
+        }
     };
     let version = connect.protocol;
     let (keep_alive_asked, clean_start) = (connect.keep_alive, connect.clean_start);
     let username = connect.username.clone();
     let link = Arc::new(ConnectionLink::default());
     let mut out = Outbox::new(version);
-    let credentials = authenticator
-        .verdict(connect.username.as_ref(), connect.password.as_ref())
-        .await;
     let mut connection = match broker.connect_on(
         *connect,
         credentials,
@@ -160,6 +202,45 @@ pub(crate) async fn serve<S: Transport>(
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
     flush(&stream, &mut out).await;
+}
+
+/// Runs the TLS handshake on a new TCP connection (within the CONNECT timeout), then serves it.
+/// A failed handshake is logged with rustls's reason and closes the socket.
+pub(crate) async fn serve_tls(
+    tcp: tokio::net::TcpStream,
+    peer: String,
+    tls: Arc<TlsListener>,
+    broker: Arc<Broker>,
+    mut admission: Admission,
+    slot: OpenSlot,
+) {
+    let stream = match TlsStream::new(tcp, tls.config()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "Cannot start TLS with {peer}: {error}.");
+            return;
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, stream.handshake()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "TLS handshake with {peer} failed: {error}.");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "Connection from {peer} did not complete the TLS handshake in {}s, closing.", CONNECT_TIMEOUT.as_secs());
+            return;
+        }
+    }
+    tracing::debug!(%peer, "TLS connection from {peer}: {}.", stream.describe());
+    let source = tls.username_source();
+    if source != CertificateUsername::FromConnect {
+        let name = stream
+            .peer_certificate()
+            .and_then(|certificate| certificate_username(source, &certificate));
+        admission.username = Username::FromCertificate(name);
+    }
+    serve(stream, peer, broker, admission, slot).await;
 }
 
 /// Mosquitto's log numbering of protocol versions: p1 is 3.1, p2 is 3.1.1, p5 is 5.0.

@@ -19,8 +19,9 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::connection;
+use crate::connection::{self, Admission, Username};
 use crate::security::Authenticator;
+use crate::tls::TlsListener;
 
 /// How often the core's deadlines are checked at the latest.
 const TICK: Duration = Duration::from_millis(250);
@@ -59,6 +60,8 @@ pub struct ListenerSpec {
     /// The listener's own client rules and password file (`per_listener_settings true`);
     /// `None`: the broker's.
     pub security: Option<ListenerSecurity>,
+    /// TLS: `Some` on a listener with `certfile` and `keyfile` (TCP only).
+    pub tls: Option<Arc<TlsListener>>,
 }
 
 /// How one listener admits clients.
@@ -254,15 +257,23 @@ async fn accept_loop(
                     }
                     open.fetch_add(1, Ordering::Relaxed);
                     let slot = OpenSlot(open.clone());
-                    let (broker, authenticator, rules) = (broker.clone(), authenticator.clone(), rules.clone());
+                    let broker = broker.clone();
+                    let admission = Admission {
+                        authenticator: authenticator.clone(),
+                        rules: rules.clone(),
+                        username: Username::FromConnect,
+                    };
                     // Spawned directly, not inside a wrapping block: a wrapper would keep its own
                     // copies of everything moved into the connection's future, for its whole life.
-                    match stream {
-                        Accepted::Tcp(stream, peer) => {
-                            connections.spawn(connection::serve(stream, peer.to_string(), broker, authenticator, rules, slot));
+                    match (stream, &spec.tls) {
+                        (Accepted::Tcp(stream, peer), Some(tls)) => {
+                            connections.spawn(connection::serve_tls(stream, peer.to_string(), tls.clone(), broker, admission, slot));
                         }
-                        Accepted::Unix(stream) => {
-                            connections.spawn(connection::serve(stream, "unix socket".to_owned(), broker, authenticator, rules, slot));
+                        (Accepted::Tcp(stream, peer), None) => {
+                            connections.spawn(connection::serve(stream, peer.to_string(), broker, admission, slot));
+                        }
+                        (Accepted::Unix(stream), _) => {
+                            connections.spawn(connection::serve(stream, "unix socket".to_owned(), broker, admission, slot));
                         }
                     }
                 }

@@ -75,6 +75,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             server.broker().clone(),
             settings.password_files,
             settings.acl_file,
+            settings.tls,
         )?;
         tracing::info!("midge version {VERSION} running");
         server.run(shutdown).await;

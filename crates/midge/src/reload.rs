@@ -1,4 +1,6 @@
-//! SIGHUP: re-read the password and ACL files, as Mosquitto does, but never silently.
+//! SIGHUP: re-read the password and ACL files and the TLS certificates, as Mosquitto does, but
+//! never silently. Certificate files are also watched, so a renewal (certbot replacing the
+//! files) reaches new connections without a signal.
 //!
 //! Each file is read whole before anything changes. A file that fails to read or parse leaves
 //! the rules in force untouched and is reported as an error naming the file and line; a file
@@ -11,22 +13,64 @@ use std::sync::Arc;
 use anyhow::Context;
 use midge_core::Broker;
 use midge_server::security::{self, Authenticator};
+use midge_server::tls::TlsListener;
 use tokio::signal::unix::{SignalKind, signal};
+
+/// How often certificate files are looked at for changes.
+const CERTIFICATE_WATCH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Installs the SIGHUP handler and starts the task that reloads on each signal.
 pub(crate) fn on_sighup(
     broker: Arc<Broker>,
     password_files: Vec<(PathBuf, Arc<Authenticator>)>,
     acl_file: Option<PathBuf>,
+    tls: Vec<Arc<TlsListener>>,
 ) -> anyhow::Result<()> {
     let mut hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    if !tls.is_empty() {
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CERTIFICATE_WATCH);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                for listener in &tls {
+                    match listener.reload_if_changed() {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            tracing::info!("{} changed: reloaded the TLS certificates.", name(listener))
+                        }
+                        Err(error) => tracing::error!(
+                            "Error: {} changed but cannot be loaded, the previous certificates stay in force: {error}",
+                            name(listener)
+                        ),
+                    }
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("Reloading config.");
             reload(&broker, &password_files, acl_file.as_ref());
+            for listener in &tls {
+                match listener.reload() {
+                    Ok(()) => tracing::info!("Reloaded TLS certificates from {}.", name(listener)),
+                    Err(error) => tracing::error!(
+                        "Error: reloading TLS certificates from {} failed, the previous ones stay in force: {error}",
+                        name(listener)
+                    ),
+                }
+            }
         }
     });
     Ok(())
+}
+
+fn name(listener: &TlsListener) -> String {
+    listener
+        .certfile()
+        .map_or_else(|| "a TLS listener".to_owned(), |path| path.display().to_string())
 }
 
 fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl_file: Option<&PathBuf>) {

@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use midge_core::{AccessControl, BrokerConfig, ClientRules};
 use midge_server::config::{
-    Area, BindAddress, Config, Listener, ListenerAddress, NoticeKind, Protocol, SocketDomain,
+    Area, BindAddress, Config, Listener, ListenerAddress, ListenerOrigin, NoticeKind, Protocol, SocketDomain,
 };
 use midge_server::security::{self, Authenticator, DollarRules};
 use midge_server::server::Endpoint;
+use midge_server::tls::TlsListener;
 use midge_server::{ListenerSecurity, ListenerSpec};
 
 /// What the runtime starts from.
@@ -33,6 +34,8 @@ pub(crate) struct Settings {
     pub(crate) access: Arc<dyn AccessControl>,
     /// The ACL file, for SIGHUP.
     pub(crate) acl_file: Option<PathBuf>,
+    /// The TLS listeners' configurations, for SIGHUP and the certificate watch.
+    pub(crate) tls: Vec<Arc<TlsListener>>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -69,6 +72,9 @@ pub(crate) fn apply_ports(config: &mut Config, ports: &[u16]) {
 pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     let mut warnings = Vec::new();
     for notice in &config.notices {
+        if let NoticeKind::CannotHonour { .. } = notice.kind {
+            bail!("{notice}: refusing to start rather than run without it");
+        }
         if let NoticeKind::NotSupportedYet {
             area: area @ (Area::Security | Area::Tls),
         } = notice.kind
@@ -85,9 +91,19 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     // file (files named twice are read once).
     let mut authenticators: HashMap<Option<PathBuf>, Arc<Authenticator>> = HashMap::new();
     let mut listeners = Vec::new();
+    let mut tls = Vec::new();
     for listener in &config.listeners {
         match listener_spec(listener, config.set_tcp_nodelay) {
             Ok(Some(mut spec)) => {
+                if let Some(listener_tls) = &spec.tls {
+                    warnings.extend(
+                        listener_tls
+                            .notes()
+                            .iter()
+                            .map(|note| format!("listener {}: {note}", listener.address)),
+                    );
+                    tls.push(listener_tls.clone());
+                }
                 if config.per_listener_settings {
                     let path = listener.security.password_file.clone();
                     let authenticator = match authenticators.get(&path) {
@@ -205,6 +221,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         password_files,
         access,
         acl_file: first.security.acl_file.clone(),
+        tls,
         warnings,
     })
 }
@@ -220,13 +237,27 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
     let (port, bind) = match &listener.address {
         ListenerAddress::Tcp { port, bind } => (port, bind),
         ListenerAddress::Unix { path } => {
+            if listener.tls.enabled() {
+                bail!(
+                    "{}: TLS on a Unix socket is not supported; use a TCP listener",
+                    describe(listener)
+                );
+            }
             return Ok(Some(ListenerSpec {
                 endpoint: Endpoint::Unix { path: path.clone() },
                 max_connections,
                 tcp_nodelay,
                 security: None,
+                tls: None,
             }));
         }
+    };
+    let tls = if listener.tls.enabled() {
+        let loaded = TlsListener::load(&listener.tls)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", describe(listener)))?;
+        Some(Arc::new(loaded))
+    } else {
+        None
     };
     let mut addrs: Vec<IpAddr> = match bind {
         None => vec![
@@ -259,5 +290,16 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
         max_connections,
         tcp_nodelay,
         security: None,
+        tls,
     }))
+}
+
+/// `listener 8883 (FILE:LINE)`, for messages about a listener.
+fn describe(listener: &Listener) -> String {
+    match &listener.origin {
+        ListenerOrigin::Declared(at) | ListenerOrigin::Default(at) => {
+            format!("listener {} ({at})", listener.address)
+        }
+        ListenerOrigin::LocalOnly => format!("listener {}", listener.address),
+    }
 }

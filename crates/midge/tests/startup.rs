@@ -76,17 +76,6 @@ fn unknown_directives_warn_with_file_and_line() {
 }
 
 #[test]
-fn tls_settings_refuse_to_start_rather_than_serve_plaintext() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tls.conf");
-    std::fs::write(&path, "listener 0 127.0.0.1\ncertfile /etc/ssl/server.pem\n").unwrap();
-    let (code, output) = run_midge(&["-c", path.to_str().unwrap()], Duration::from_secs(10));
-    assert_eq!(code, Some(1), "{output}");
-    assert!(output.contains(":2: certfile"), "{output}");
-    assert!(output.contains("refusing to start"), "{output}");
-}
-
-#[test]
 fn sigterm_disconnects_v5_clients_with_0x8b_and_exits_cleanly() {
     let mut midge = Midge::start("");
     let mut v5 = RawClient::connect(midge.addr(), ProtocolVersion::V5);

@@ -48,6 +48,8 @@ pub struct Listener {
     /// `per_listener_settings true`, otherwise the broker-wide ones; then `listener_allow_anonymous`
     /// and `listener_auto_id_prefix` (Mosquitto 2.1) override them.
     pub security: SecurityOptions,
+    /// The TLS options: the listener speaks TLS when it has a `certfile` and `keyfile`.
+    pub tls: TlsOptions,
     /// Feature areas that this listener's options need and Midge does not support yet (TLS
     /// options, `protocol websockets`, per-listener `password_file`, ...), in order, without
     /// repeats. The runtime must not open a listener whose needs it cannot meet, above all TLS:
@@ -72,6 +74,7 @@ impl Listener {
             use_username_as_clientid: false,
             accept_protocol_versions: vec![ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5],
             security: SecurityOptions::default(),
+            tls: TlsOptions::default(),
             not_supported_yet: Vec::new(),
         }
     }
@@ -163,6 +166,55 @@ pub enum Protocol {
     Websockets,
     /// Mosquitto 2.1's HTTP API. Not supported yet.
     HttpApi,
+}
+
+/// A listener's TLS options, as mosquitto.conf names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// `cafile`: the certificate authorities that client certificates must chain to.
+    pub cafile: Option<PathBuf>,
+    /// `capath`: a directory of such certificates (every PEM file in it is read).
+    pub capath: Option<PathBuf>,
+    /// `certfile`: the server's certificate chain (PEM).
+    pub certfile: Option<PathBuf>,
+    /// `keyfile`: the server's private key (PEM).
+    pub keyfile: Option<PathBuf>,
+    /// `crlfile`: revoked client certificates (PEM).
+    pub crlfile: Option<PathBuf>,
+    /// `ciphers`: the TLS 1.2 cipher suites, in OpenSSL's names separated by colons.
+    pub ciphers: Option<String>,
+    /// `ciphers_tls1.3`: the TLS 1.3 cipher suites, separated by colons.
+    pub ciphers_tls13: Option<String>,
+    /// `tls_version`: the lowest TLS version accepted. Default (`None`): TLS 1.2.
+    pub min_version: Option<TlsVersion>,
+    /// `require_certificate`: clients must present a certificate signed by `cafile`/`capath`.
+    pub require_certificate: bool,
+    /// `use_identity_as_username`: the client certificate's Common Name is the username.
+    pub use_identity_as_username: bool,
+    /// `use_subject_as_username`: the client certificate's whole subject (RFC 2253) is the
+    /// username.
+    pub use_subject_as_username: bool,
+}
+
+impl TlsOptions {
+    /// True when the listener speaks TLS, which Mosquitto decides by `certfile` and `keyfile`
+    /// (either one is enough to try, and a missing other is an error at start).
+    pub fn enabled(&self) -> bool {
+        self.certfile.is_some() || self.keyfile.is_some()
+    }
+}
+
+/// A TLS protocol version, for `tls_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// `tlsv1`: TLS 1.0 (rustls offers 1.2 at the lowest).
+    V1_0,
+    /// `tlsv1.1`: TLS 1.1 (rustls offers 1.2 at the lowest).
+    V1_1,
+    /// `tlsv1.2`.
+    V1_2,
+    /// `tlsv1.3`.
+    V1_3,
 }
 
 /// `socket_domain`: restrict a listener to one IP version.

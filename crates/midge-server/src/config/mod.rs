@@ -89,6 +89,7 @@ mod tests;
 pub use error::{ConfigError, Location, Problem};
 pub use listener::{
     BindAddress, Listener, ListenerAddress, ListenerOrigin, Protocol, SecurityOptions, SocketDomain,
+    TlsOptions, TlsVersion,
 };
 pub use logging::{LogConfig, LogDestinations, LogType, LogTypes};
 pub use notice::{Area, Notice, NoticeKind};

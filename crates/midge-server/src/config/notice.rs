@@ -52,6 +52,12 @@ pub enum NoticeKind {
         /// Why.
         reason: &'static str,
     },
+    /// A directive (or value) Midge will never act on, for this reason; the broker refuses to
+    /// start with it rather than run less protected than the file asks.
+    CannotHonour {
+        /// Why.
+        reason: &'static str,
+    },
     /// Text after the value that Mosquitto ignores silently (and so does Midge).
     ExtraText {
         /// The text.
@@ -83,6 +89,7 @@ impl fmt::Display for NoticeKind {
             Self::NotSupportedYet { area } => write!(f, "not supported yet ({area})"),
             Self::Deprecated { advice } => write!(f, "deprecated: {advice}"),
             Self::Ignored { reason } => write!(f, "ignored: {reason}"),
+            Self::CannotHonour { reason } => write!(f, "cannot be honoured: {reason}"),
             Self::ExtraText { text } => write!(f, "extra text \"{text}\" ignored"),
             Self::Repeated { first } => write!(f, "already set at {first}; the last value wins"),
             Self::DefaultListenerCreated => f.write_str(

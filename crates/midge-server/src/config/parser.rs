@@ -298,6 +298,7 @@ impl Parser {
                 self.mark_unsupported(directive.scope, area);
             }
             Support::NoEffect(reason) => self.notice(NoticeKind::Ignored { reason }),
+            Support::Never(reason) => self.notice(NoticeKind::CannotHonour { reason }),
         }
         Ok(())
     }

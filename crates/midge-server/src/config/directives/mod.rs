@@ -59,6 +59,9 @@ pub(super) enum Support {
     NotYet(Area),
     /// Checked and ignored, for this reason (deprecated or removed in Mosquitto, or moot in Midge).
     NoEffect(&'static str),
+    /// Checked and refused at start, for this reason: Midge cannot do what it asks, and running
+    /// without it would be less safe than the file says (TLS-PSK, OpenSSL engines).
+    Never(&'static str),
 }
 
 /// The groups, in the order of `docs/configuration.md`.
@@ -143,6 +146,16 @@ const fn not_yet(name: &'static str, scope: Scope, area: Area, apply: Apply) -> 
         name,
         scope,
         support: Support::NotYet(area),
+        apply,
+    }
+}
+
+/// A directive Midge checks and refuses to start with, for `reason`.
+const fn never(name: &'static str, scope: Scope, reason: &'static str, apply: Apply) -> Directive {
+    Directive {
+        name,
+        scope,
+        support: Support::Never(reason),
         apply,
     }
 }

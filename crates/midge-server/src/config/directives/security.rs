@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Area, Directive, Scope, flag, not_yet, supported, text};
+use super::{Area, Directive, Scope, flag, never, not_yet, supported, text};
 use crate::config::parser::{Failure, Parser};
 use crate::config::value::{self, Args};
 
@@ -18,7 +18,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("listener_auto_id_prefix", Listener, listener_auto_id_prefix),
     supported("password_file", Security, password_file),
     supported("acl_file", Security, acl_file),
-    not_yet("psk_file", Security, Area::Tls, security_file),
+    never("psk_file", Security, super::tls::NO_PSK, security_file),
     not_yet("plugin", Security, Area::Security, plugin),
     not_yet("auth_plugin", Security, Area::Security, plugin),
     not_yet("global_plugin", Broker, Area::Security, global_plugin),

@@ -14,6 +14,7 @@ fn label(support: Support) -> String {
         Support::Supported => "supported".to_owned(),
         Support::NotYet(area) => format!("not supported yet ({area})"),
         Support::NoEffect(_) => "no effect".to_owned(),
+        Support::Never(_) => "refused".to_owned(),
     }
 }
 

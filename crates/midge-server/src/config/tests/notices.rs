@@ -4,7 +4,7 @@
 use std::fs;
 
 use super::{notices, parse};
-use crate::config::{Area, Location, Notice, NoticeKind};
+use crate::config::{Location, Notice, NoticeKind};
 
 #[test]
 fn unknown_directive_is_a_warning_with_its_line() {
@@ -39,7 +39,7 @@ fn unknown_directive_close_to_a_known_one() {
 }
 
 #[test]
-fn tls_persistence_and_bridge_directives_are_not_supported_yet() {
+fn persistence_and_bridge_directives_are_not_supported_yet() {
     let text = "\
 listener 8883
 certfile /etc/mosquitto/certs/server.crt
@@ -52,7 +52,6 @@ topic # both 2
     assert_eq!(
         notices(text),
         [
-            "test.conf:2: certfile: not supported yet (TLS)",
             "test.conf:3: persistence: not supported yet (persistence)",
             "test.conf:4: autosave_interval: not supported yet (persistence)",
             "test.conf:5: connection: not supported yet (bridges)",
@@ -61,11 +60,46 @@ topic # both 2
         ]
     );
     let config = parse(text);
+    assert!(config.listeners[0].not_supported_yet.is_empty());
     assert_eq!(
-        config.notices[0].kind,
-        NoticeKind::NotSupportedYet { area: Area::Tls }
+        config.listeners[0].tls.certfile.as_deref(),
+        Some(std::path::Path::new("/etc/mosquitto/certs/server.crt"))
     );
-    assert_eq!(config.listeners[0].not_supported_yet, [Area::Tls]);
+}
+
+#[test]
+fn what_rustls_cannot_do_is_marked_to_be_refused() {
+    assert_eq!(
+        notices(
+            "listener 8883\npsk_hint midge\ntls_keyform engine\ntls_keyform pem\ndhparamfile /etc/dh.pem\n"
+        ),
+        [
+            "test.conf:2: psk_hint: cannot be honoured: rustls, Midge's TLS library, has no TLS-PSK; use certificates",
+            "test.conf:3: tls_keyform: cannot be honoured: rustls, Midge's TLS library, has no OpenSSL engines; keep \
+             keys in PEM files",
+            "test.conf:5: dhparamfile: ignored: rustls uses only named (EC)DHE groups; DH parameters are not needed",
+        ]
+    );
+}
+
+#[test]
+fn tls_options_are_read_into_their_listener() {
+    let config = parse(
+        "listener 8883\ncafile /ca.pem\ncapath /certs\ncertfile /s.pem\nkeyfile /s.key\ncrlfile /crl.pem\n\
+         tls_version tlsv1.3\nciphers HIGH:!aNULL\nciphers_tls1.3 TLS_AES_128_GCM_SHA256\nrequire_certificate true\n\
+         use_identity_as_username true\nuse_subject_as_username false\n",
+    );
+    let tls = &config.listeners[0].tls;
+    assert!(tls.enabled());
+    assert_eq!(tls.cafile.as_deref(), Some(std::path::Path::new("/ca.pem")));
+    assert_eq!(tls.capath.as_deref(), Some(std::path::Path::new("/certs")));
+    assert_eq!(tls.keyfile.as_deref(), Some(std::path::Path::new("/s.key")));
+    assert_eq!(tls.crlfile.as_deref(), Some(std::path::Path::new("/crl.pem")));
+    assert_eq!(tls.min_version, Some(crate::config::TlsVersion::V1_3));
+    assert_eq!(tls.ciphers.as_deref(), Some("HIGH:!aNULL"));
+    assert_eq!(tls.ciphers_tls13.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+    assert!(tls.require_certificate && tls.use_identity_as_username && !tls.use_subject_as_username);
+    assert!(config.notices.is_empty(), "{:?}", config.notices);
 }
 
 #[test]

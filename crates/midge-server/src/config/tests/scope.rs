@@ -63,12 +63,8 @@ fn listener_overrides_of_mosquitto_2_1() {
 #[test]
 fn tls_applies_to_its_listener_only() {
     let config = parse("listener 1883\nlistener 8883\ncertfile /etc/ssl/server.crt\nlistener 1884\n");
-    let areas: Vec<usize> = config
-        .listeners
-        .iter()
-        .map(|l| l.not_supported_yet.len())
-        .collect();
-    assert_eq!(areas, [0, 1, 0]);
+    let tls: Vec<bool> = config.listeners.iter().map(|l| l.tls.enabled()).collect();
+    assert_eq!(tls, [false, true, false]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! Waiting for readability first and allocating a read buffer only when bytes are there is what
 //! keeps an idle connection near a kilobyte: a connection blocked in `read_buf` must own a
 //! buffer for the whole wait. Both halves work on `&self`, so no split (and no lock around the
-//! stream) is needed. TLS will sit on top of this through rustls's sans-I/O API.
+//! stream) is needed. TLS sits on top of this through rustls's sans-I/O API (`tls`).
 
 use std::future::Future;
 use std::io;
@@ -12,6 +12,10 @@ use std::io;
 use bytes::BytesMut;
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
+
+mod tls;
+
+pub(crate) use tls::TlsStream;
 
 /// A connected stream socket.
 pub(crate) trait Transport: Send + Sync + 'static {
