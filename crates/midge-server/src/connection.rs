@@ -23,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::security::Authenticator;
 use crate::server::OpenSlot;
 use crate::tls::{CertificateUsername, TlsListener, certificate_username};
-use crate::transport::{TlsStream, Transport};
+use crate::transport::{TlsStream, Transport, WebSocketStream};
 
 /// How long a new socket may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,12 +204,43 @@ pub(crate) async fn serve<S: Transport>(
     flush(&stream, &mut out).await;
 }
 
-/// Runs the TLS handshake on a new TCP connection (within the CONNECT timeout), then serves it.
+/// Upgrades a new connection to a WebSocket (within the CONNECT timeout), then serves MQTT in
+/// its binary frames. A failed upgrade is logged and closes the socket.
+pub(crate) async fn serve_websocket<T: Transport>(
+    inner: T,
+    peer: String,
+    broker: Arc<Broker>,
+    admission: Admission,
+    slot: OpenSlot,
+) {
+    // A whole MQTT packet fits one message, with room for the frame.
+    let max_message = usize::try_from(broker.config().max_packet_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(16);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, WebSocketStream::accept(inner, max_message))
+        .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "WebSocket upgrade from {peer} failed: {error}.");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "Connection from {peer} did not complete the WebSocket upgrade in {}s, closing.", CONNECT_TIMEOUT.as_secs());
+            return;
+        }
+    };
+    serve(stream, peer, broker, admission, slot).await;
+}
+
+/// Runs the TLS handshake on a new TCP connection (within the CONNECT timeout), then serves it,
+/// as MQTT or, with `websockets`, as MQTT over WebSockets.
 /// A failed handshake is logged with rustls's reason and closes the socket.
 pub(crate) async fn serve_tls(
     tcp: tokio::net::TcpStream,
     peer: String,
     tls: Arc<TlsListener>,
+    websockets: bool,
     broker: Arc<Broker>,
     mut admission: Admission,
     slot: OpenSlot,
@@ -240,7 +271,11 @@ pub(crate) async fn serve_tls(
             .and_then(|certificate| certificate_username(source, &certificate));
         admission.username = Username::FromCertificate(name);
     }
-    serve(stream, peer, broker, admission, slot).await;
+    if websockets {
+        Box::pin(serve_websocket(stream, peer, broker, admission, slot)).await;
+    } else {
+        serve(stream, peer, broker, admission, slot).await;
+    }
 }
 
 /// Mosquitto's log numbering of protocol versions: p1 is 3.1, p2 is 3.1.1, p5 is 5.0.

@@ -62,6 +62,8 @@ pub struct ListenerSpec {
     pub security: Option<ListenerSecurity>,
     /// TLS: `Some` on a listener with `certfile` and `keyfile` (TCP only).
     pub tls: Option<Arc<TlsListener>>,
+    /// `protocol websockets`: MQTT inside WebSocket binary frames (TCP only).
+    pub websockets: bool,
 }
 
 /// How one listener admits clients.
@@ -98,7 +100,7 @@ impl Server {
         for spec in specs {
             match &spec.endpoint {
                 Endpoint::Tcp { addrs, port } => {
-                    for listener in bind_tcp(addrs, *port)? {
+                    for listener in bind_tcp(addrs, *port, spec.websockets)? {
                         listeners.push((Bound::Tcp(listener), spec.clone()));
                     }
                 }
@@ -167,7 +169,7 @@ impl Server {
 
 /// Binds `port` on each of `addrs`. Fails only if none can be bound (a machine without IPv6
 /// still serves `listener 1883` on IPv4).
-fn bind_tcp(addrs: &[IpAddr], mut port: u16) -> std::io::Result<Vec<TcpListener>> {
+fn bind_tcp(addrs: &[IpAddr], mut port: u16, websockets: bool) -> std::io::Result<Vec<TcpListener>> {
     let mut bound = Vec::new();
     let mut last_error = None;
     for ip in addrs {
@@ -176,7 +178,12 @@ fn bind_tcp(addrs: &[IpAddr], mut port: u16) -> std::io::Result<Vec<TcpListener>
             Ok(listener) => {
                 let local = listener.local_addr()?;
                 port = local.port();
-                let family = if local.is_ipv4() { "ipv4" } else { "ipv6" };
+                // Mosquitto's words: "websockets" for a WebSocket listener, else the family.
+                let family = match (websockets, local.is_ipv4()) {
+                    (true, _) => "websockets",
+                    (false, true) => "ipv4",
+                    (false, false) => "ipv6",
+                };
                 tracing::info!(port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
                 bound.push(listener);
             }
@@ -267,7 +274,10 @@ async fn accept_loop(
                     // copies of everything moved into the connection's future, for its whole life.
                     match (stream, &spec.tls) {
                         (Accepted::Tcp(stream, peer), Some(tls)) => {
-                            connections.spawn(connection::serve_tls(stream, peer.to_string(), tls.clone(), broker, admission, slot));
+                            connections.spawn(connection::serve_tls(stream, peer.to_string(), tls.clone(), spec.websockets, broker, admission, slot));
+                        }
+                        (Accepted::Tcp(stream, peer), None) if spec.websockets => {
+                            connections.spawn(connection::serve_websocket(stream, peer.to_string(), broker, admission, slot));
                         }
                         (Accepted::Tcp(stream, peer), None) => {
                             connections.spawn(connection::serve(stream, peer.to_string(), broker, admission, slot));

@@ -228,18 +228,20 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
 
 /// The listener to open for `listener`, `None` for kinds not supported yet.
 fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Option<ListenerSpec>> {
-    if listener.protocol != Protocol::Mqtt {
-        return Ok(None);
-    }
+    let websockets = match listener.protocol {
+        Protocol::Mqtt => false,
+        Protocol::Websockets => true,
+        Protocol::HttpApi => return Ok(None),
+    };
     let max_connections = listener
         .max_connections
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let (port, bind) = match &listener.address {
         ListenerAddress::Tcp { port, bind } => (port, bind),
         ListenerAddress::Unix { path } => {
-            if listener.tls.enabled() {
+            if listener.tls.enabled() || websockets {
                 bail!(
-                    "{}: TLS on a Unix socket is not supported; use a TCP listener",
+                    "{}: TLS and WebSockets on a Unix socket are not supported; use a TCP listener",
                     describe(listener)
                 );
             }
@@ -249,6 +251,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
                 tcp_nodelay,
                 security: None,
                 tls: None,
+                websockets: false,
             }));
         }
     };
@@ -291,6 +294,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
         tcp_nodelay,
         security: None,
         tls,
+        websockets,
     }))
 }
 

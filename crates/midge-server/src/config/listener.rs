@@ -162,7 +162,7 @@ pub enum Protocol {
     /// MQTT over TCP or a Unix socket.
     #[default]
     Mqtt,
-    /// MQTT over WebSockets. Not supported yet.
+    /// MQTT over WebSockets.
     Websockets,
     /// Mosquitto 2.1's HTTP API. Not supported yet.
     HttpApi,

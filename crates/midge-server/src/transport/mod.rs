@@ -14,8 +14,10 @@ use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
 
 mod tls;
+mod websocket;
 
 pub(crate) use tls::TlsStream;
+pub(crate) use websocket::WebSocketStream;
 
 /// A connected stream socket.
 pub(crate) trait Transport: Send + Sync + 'static {

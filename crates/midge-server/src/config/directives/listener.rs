@@ -107,7 +107,7 @@ fn protocol(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     parser.listener_option(false);
     let not_yet = match protocol {
         Protocol::Mqtt => None,
-        Protocol::Websockets => Some(Area::Websockets),
+        Protocol::Websockets => None,
         Protocol::HttpApi => Some(Area::Other),
     };
     let draft = parser.current_listener();

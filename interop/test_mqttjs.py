@@ -1,0 +1,108 @@
+"""MQTT.js (npm `mqtt`, the client browsers use) against midge over WebSockets, plain and TLS.
+
+Each test runs interop/mqttjs/client.mjs under Node: it subscribes, publishes, and must see
+its own message and one published by a paho client over plain TCP on the same broker; the
+paho client must see MQTT.js's. The npm package is installed by scripts/install-test-deps.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import unittest
+
+import paho.mqtt.client as paho
+
+from interop.harness import WAIT, Broker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT = os.path.join(HERE, "mqttjs", "client.mjs")
+MQTTJS = os.path.join(HERE, "mqttjs", "node_modules", "mqtt")
+
+
+def websocket_port(broker):
+    line = broker.wait_for_log("Opening websockets listen socket on port")
+    return int(line.rstrip(".").rsplit(" ", 1)[1])
+
+
+def make_certificates(directory):
+    """A CA and a server certificate for 127.0.0.1 and localhost, by the openssl CLI."""
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=Midge interop CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")
+    with open(os.path.join(directory, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+
+
+@unittest.skipUnless(shutil.which("node") and os.path.isdir(MQTTJS), "node and npm mqtt are needed")
+class MqttJsOverWebSockets(unittest.TestCase):
+    def exchange(self, broker, url, version, ca=None):
+        prefix = f"js{version}"
+        tcp = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"tcp-{prefix}")
+        seen = []
+        got = threading.Event()
+
+        def on_message(_client, _userdata, message):
+            seen.append((message.topic, message.payload))
+            got.set()
+
+        tcp.on_message = on_message
+        tcp.connect("127.0.0.1", broker.port)
+        tcp.subscribe(f"{prefix}/from-js", qos=1)
+        tcp.loop_start()
+        try:
+            args = ["node", CLIENT, url, f"mqttjs-{prefix}", prefix, str(version), "2"]
+            if ca:
+                args.append(ca)
+            node = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            first = json.loads(node.stdout.readline() or '{"event":"eof"}')
+            self.assertEqual(first["event"], "subscribed", first)
+            self.assertEqual(first["granted"], [1])
+            tcp.publish(f"{prefix}/from-tcp", b"hello from paho over tcp", qos=1).wait_for_publish(WAIT)
+            out, err = node.communicate(timeout=20)
+            self.assertEqual(node.returncode, 0, f"stdout: {out}\nstderr: {err}")
+            messages = sorted((e["topic"], e["payload"]) for e in map(json.loads, out.splitlines()))
+            self.assertEqual(messages, [
+                (f"{prefix}/from-js", "hello from mqtt.js"),
+                (f"{prefix}/from-tcp", "hello from paho over tcp"),
+            ])
+            self.assertTrue(got.wait(WAIT))
+            self.assertEqual(seen, [(f"{prefix}/from-js", b"hello from mqtt.js")])
+        finally:
+            tcp.loop_stop()
+            tcp.disconnect()
+
+    def test_ws_mqtt_311_and_5(self):
+        broker = Broker("listener 0 127.0.0.1\nprotocol websockets")
+        try:
+            port = websocket_port(broker)
+            for version in (4, 5):
+                with self.subTest(version=version):
+                    self.exchange(broker, f"ws://127.0.0.1:{port}/mqtt", version)
+            broker.wait_for_log("as mqttjs-js5 (p5")
+        finally:
+            broker.close()
+
+    @unittest.skipUnless(shutil.which("openssl"), "openssl is needed to make certificates")
+    def test_wss_with_the_servers_ca(self):
+        with tempfile.TemporaryDirectory() as certs:
+            make_certificates(certs)
+            broker = Broker(
+                "listener 0 127.0.0.1\nprotocol websockets\n"
+                f"certfile {certs}/server.pem\nkeyfile {certs}/server.key"
+            )
+            try:
+                port = websocket_port(broker)
+                self.exchange(broker, f"wss://localhost:{port}/mqtt", 5, ca=f"{certs}/ca.pem")
+                broker.wait_for_log("TLS connection from")
+            finally:
+                broker.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
