@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytestring::ByteString;
 use midge_codec::properties::ConnAckProperties;
-use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 use parking_lot::{Mutex, RwLock};
 
 use crate::access::{Access, AccessControl, Credentials, Identity};
@@ -182,7 +182,8 @@ impl Broker {
             username: connect.username.clone(),
             delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
             message: Arc::new(Message::new(
-                will.topic.clone(),
+                mounted_topic(checked.mount_point.as_ref(), &will.topic)
+                    .unwrap_or_else(|| will.topic.clone()),
                 will.payload.clone(),
                 will.qos,
                 will.retain,
@@ -236,8 +237,14 @@ impl Broker {
             })
         };
         let version = connect.protocol;
+        if !rules.accepted_versions.is_empty() && !rules.accepted_versions.contains(&version) {
+            return refuse(
+                ReasonCode::UnsupportedProtocolVersion,
+                "protocol version not accepted on this listener (accept_protocol_versions)",
+            );
+        }
         let mut assigned = false;
-        let client_id = if connect.client_id.is_empty() {
+        let mut client_id = if connect.client_id.is_empty() {
             if version == ProtocolVersion::V31 {
                 return refuse(
                     ReasonCode::ClientIdentifierNotValid,
@@ -283,6 +290,21 @@ impl Broker {
         if credentials == Credentials::Invalid {
             return refuse(ReasonCode::NotAuthorized, "bad user name or password");
         }
+        if rules.use_username_as_clientid {
+            // After authentication, as Mosquitto does; the identifier is then the user's.
+            match &connect.username {
+                Some(username) => {
+                    client_id = username.clone();
+                    assigned = false;
+                }
+                None => {
+                    return refuse(
+                        ReasonCode::NotAuthorized,
+                        "use_username_as_clientid and no user name",
+                    );
+                }
+            }
+        }
         if version.is_v5() && connect.properties.authentication_method.is_some() {
             return refuse(
                 ReasonCode::BadAuthenticationMethod,
@@ -304,6 +326,7 @@ impl Broker {
             client_id,
             assigned,
             keep_alive,
+            mount_point: rules.mount_point.clone(),
         })
     }
 
@@ -675,6 +698,24 @@ pub(crate) struct CheckedConnect {
     pub(crate) client_id: ByteString,
     pub(crate) assigned: bool,
     pub(crate) keep_alive: u16,
+    pub(crate) mount_point: Option<ByteString>,
+}
+
+/// `topic` under a listener's `mount_point`; `None` without one, or if the result would not
+/// be a valid topic name (too long).
+pub(crate) fn mounted_topic(mount_point: Option<&ByteString>, topic: &TopicName) -> Option<TopicName> {
+    let mount = mount_point?;
+    TopicName::new(format!("{mount}{topic}")).ok()
+}
+
+/// `filter` under a listener's `mount_point`, inside `$share/{group}/` for a shared one.
+pub(crate) fn mounted_filter(mount_point: Option<&ByteString>, filter: &TopicFilter) -> Option<TopicFilter> {
+    let mount = mount_point?;
+    let text = match filter.shared() {
+        Some(shared) => format!("$share/{}/{mount}{}", shared.group, shared.filter),
+        None => format!("{mount}{filter}"),
+    };
+    TopicFilter::new(text).ok()
 }
 
 /// Will properties carried over to the PUBLISH the will becomes (§3.1.3.2).

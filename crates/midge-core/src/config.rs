@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use bytestring::ByteString;
+use midge_codec::ProtocolVersion;
+
 use midge_codec::QoS;
 
 /// Everything the core needs to decide.
@@ -87,6 +90,14 @@ pub struct ClientRules {
     pub allow_zero_length_clientid: bool,
     /// `auto_id_prefix`: the prefix of assigned client identifiers.
     pub auto_id_prefix: String,
+    /// `mount_point`: a prefix put before every topic and filter of the listener's clients
+    /// (and taken off what they receive), which keeps them apart from other listeners'.
+    pub mount_point: Option<ByteString>,
+    /// `use_username_as_clientid`: the user name replaces the client identifier; clients
+    /// without one are refused.
+    pub use_username_as_clientid: bool,
+    /// `accept_protocol_versions`: the MQTT versions the listener admits (empty: all).
+    pub accepted_versions: Vec<ProtocolVersion>,
 }
 
 impl BrokerConfig {
@@ -96,6 +107,9 @@ impl BrokerConfig {
             allow_anonymous: self.allow_anonymous,
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             auto_id_prefix: self.auto_id_prefix.clone(),
+            mount_point: None,
+            use_username_as_clientid: false,
+            accepted_versions: Vec::new(),
         }
     }
 

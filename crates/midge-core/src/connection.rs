@@ -51,6 +51,9 @@ pub struct Connection {
     pub(crate) client_max_packet_size: Option<u32>,
     /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change [MQTT-3.14.2-2].
     pub(crate) connect_expiry_was_zero: bool,
+    /// The listener's `mount_point`: put before the client's topics and filters, taken off
+    /// what it receives.
+    pub(crate) mount_point: Option<ByteString>,
 }
 
 impl Connection {
@@ -67,6 +70,7 @@ impl Connection {
             session,
             generation,
             version: connect.protocol,
+            mount_point: checked.mount_point,
             client_id: checked.client_id,
             username: connect.username.clone(),
             clean_start: connect.clean_start,
@@ -243,7 +247,16 @@ impl Connection {
     ) -> bool {
         let message = &delivery.message;
         let limit = self.client_max_packet_size.unwrap_or(u32::MAX) as usize;
-        let shared = if delivery.subscription_ids.is_empty() {
+        // A mounted client sees topics without the mount point: no shared encoding.
+        let unmounted = match &self.mount_point {
+            None => None,
+            Some(mount) => match message.topic.as_str().strip_prefix(mount.as_ref() as &str) {
+                Some(rest) if !rest.is_empty() => Some(rest),
+                // Not under the mount point: never for this client (as Mosquitto, silently).
+                _ => return false,
+            },
+        };
+        let shared = if delivery.subscription_ids.is_empty() && unmounted.is_none() {
             message.template(self.version, delivery.qos, delivery.retain, now)
         } else {
             None
@@ -258,6 +271,12 @@ impl Connection {
                 message.to_publish(delivery.qos, delivery.retain, &delivery.subscription_ids, now);
             publish.packet_id = packet_id;
             publish.dup = dup;
+            if let Some(topic) = unmounted {
+                match TopicName::new(topic) {
+                    Ok(topic) => publish.topic = topic,
+                    Err(_) => return false,
+                }
+            }
             if !self.version.is_v5() {
                 publish.properties = Default::default();
             }

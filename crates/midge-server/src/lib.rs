@@ -16,4 +16,4 @@ pub mod server;
 pub mod tls;
 mod transport;
 
-pub use server::{ListenerSecurity, ListenerSpec, Server};
+pub use server::{ListenerClientOptions, ListenerSecurity, ListenerSpec, Server};

@@ -64,6 +64,23 @@ pub struct ListenerSpec {
     pub tls: Option<Arc<TlsListener>>,
     /// `protocol websockets`: MQTT inside WebSocket binary frames (TCP only).
     pub websockets: bool,
+    /// `bind_interface`: bind to this network device (`SO_BINDTODEVICE`, needs root or
+    /// CAP_NET_RAW, as in Mosquitto).
+    pub bind_interface: Option<String>,
+    /// `mount_point`, `use_username_as_clientid` and `accept_protocol_versions`: the listener's
+    /// own, laid over the client rules in force.
+    pub client: ListenerClientOptions,
+}
+
+/// The client rules a listener has whatever `per_listener_settings` says.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerClientOptions {
+    /// `mount_point`.
+    pub mount_point: Option<bytestring::ByteString>,
+    /// `use_username_as_clientid`.
+    pub use_username_as_clientid: bool,
+    /// `accept_protocol_versions` (empty: all).
+    pub accepted_versions: Vec<midge_codec::ProtocolVersion>,
 }
 
 /// How one listener admits clients.
@@ -100,7 +117,7 @@ impl Server {
         for spec in specs {
             match &spec.endpoint {
                 Endpoint::Tcp { addrs, port } => {
-                    for listener in bind_tcp(addrs, *port, spec.websockets)? {
+                    for listener in bind_tcp(addrs, *port, spec.websockets, spec.bind_interface.as_deref())? {
                         listeners.push((Bound::Tcp(listener), spec.clone()));
                     }
                 }
@@ -169,12 +186,17 @@ impl Server {
 
 /// Binds `port` on each of `addrs`. Fails only if none can be bound (a machine without IPv6
 /// still serves `listener 1883` on IPv4).
-fn bind_tcp(addrs: &[IpAddr], mut port: u16, websockets: bool) -> std::io::Result<Vec<TcpListener>> {
+fn bind_tcp(
+    addrs: &[IpAddr],
+    mut port: u16,
+    websockets: bool,
+    interface: Option<&str>,
+) -> std::io::Result<Vec<TcpListener>> {
     let mut bound = Vec::new();
     let mut last_error = None;
     for ip in addrs {
         let addr = SocketAddr::new(*ip, port);
-        match bind_one(addr) {
+        match bind_one(addr, interface) {
             Ok(listener) => {
                 let local = listener.local_addr()?;
                 port = local.port();
@@ -218,7 +240,7 @@ fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Binds one address. IPv6 sockets are IPv6-only, so that `0.0.0.0` and `::` on the same port
 /// can both be bound, as Mosquitto does.
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpListener> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -229,6 +251,11 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if let Some(interface) = interface {
+        socket.bind_device(Some(interface.as_bytes())).map_err(|error| {
+            std::io::Error::new(error.kind(), format!("bind_interface {interface}: {error}"))
+        })?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -243,9 +270,15 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let (rules, authenticator) = match &spec.security {
-        Some(security) => (Arc::new(security.rules.clone()), security.authenticator.clone()),
-        None => (Arc::new(broker.config().client_rules()), authenticator),
+        Some(security) => (security.rules.clone(), security.authenticator.clone()),
+        None => (broker.config().client_rules(), authenticator),
     };
+    let rules = Arc::new(ClientRules {
+        mount_point: spec.client.mount_point.clone(),
+        use_username_as_clientid: spec.client.use_username_as_clientid,
+        accepted_versions: spec.client.accepted_versions.clone(),
+        ..rules
+    });
     let open = Arc::new(AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     loop {

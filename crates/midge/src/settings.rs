@@ -19,7 +19,7 @@ use midge_server::config::{
 use midge_server::security::{self, Authenticator, DollarRules};
 use midge_server::server::Endpoint;
 use midge_server::tls::TlsListener;
-use midge_server::{ListenerSecurity, ListenerSpec};
+use midge_server::{ListenerClientOptions, ListenerSecurity, ListenerSpec};
 
 /// What the runtime starts from.
 #[derive(Debug)]
@@ -127,6 +127,10 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
                             allow_anonymous: listener.security.allow_anonymous,
                             allow_zero_length_clientid: listener.security.allow_zero_length_clientid,
                             auto_id_prefix: listener.security.auto_id_prefix.clone(),
+                            // The listener's own options are laid over these by the server.
+                            mount_point: None,
+                            use_username_as_clientid: false,
+                            accepted_versions: Vec::new(),
                         },
                         authenticator,
                     });
@@ -252,6 +256,8 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
                 security: None,
                 tls: None,
                 websockets: false,
+                bind_interface: None,
+                client: client_options(listener),
             }));
         }
     };
@@ -295,7 +301,18 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
         security: None,
         tls,
         websockets,
+        bind_interface: listener.bind_interface.clone(),
+        client: client_options(listener),
     }))
+}
+
+/// The options of `listener` that shape its clients' sessions.
+fn client_options(listener: &Listener) -> ListenerClientOptions {
+    ListenerClientOptions {
+        mount_point: listener.mount_point.as_ref().map(|m| m.as_byte_string().clone()),
+        use_username_as_clientid: listener.use_username_as_clientid,
+        accepted_versions: listener.accept_protocol_versions.clone(),
+    }
 }
 
 /// `listener 8883 (FILE:LINE)`, for messages about a listener.

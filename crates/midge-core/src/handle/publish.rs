@@ -67,6 +67,19 @@ impl Connection {
             }
         }
 
+        if self.mount_point.is_some() {
+            match crate::broker::mounted_topic(self.mount_point.as_ref(), &publish.topic) {
+                Some(topic) => publish.topic = topic,
+                None => {
+                    return self.violation(
+                        ReasonCode::TopicNameInvalid,
+                        "topic too long under the listener's mount_point",
+                        out,
+                    );
+                }
+            }
+        }
+
         let packet_id = publish.packet_id;
         let qos = publish.qos;
         if qos == QoS::ExactlyOnce

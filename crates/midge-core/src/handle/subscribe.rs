@@ -26,7 +26,22 @@ impl Connection {
         for subscription in subscribe.subscriptions {
             let mut options = subscription.options;
             options.qos = options.qos.min(config.max_qos);
-            let filter = subscription.filter;
+            let filter = match &self.mount_point {
+                None => subscription.filter,
+                Some(_) => {
+                    match crate::broker::mounted_filter(self.mount_point.as_ref(), &subscription.filter) {
+                        Some(filter) => filter,
+                        None => {
+                            reason_codes.push(if self.version.is_v5() {
+                                ReasonCode::TopicFilterInvalid
+                            } else {
+                                ReasonCode::UnspecifiedError
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
             if !self.may(filter.as_str(), Access::Subscribe) {
                 Stats::bump(&self.broker.stats().denied_subscribe);
                 tracing::debug!(client_id = %self.client_id, filter = %filter, "SUBSCRIBE denied by the access rules");
@@ -102,6 +117,8 @@ impl Connection {
     pub(crate) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Outbox) -> After {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            let mounted = crate::broker::mounted_filter(self.mount_point.as_ref(), filter);
+            let filter = mounted.as_ref().unwrap_or(filter);
             let existed = self.broker.index.write().unsubscribe(filter, &self.session);
             self.session
                 .state

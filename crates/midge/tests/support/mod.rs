@@ -90,6 +90,15 @@ impl Midge {
         self.port
     }
 
+    /// The port of every listener opened, in the order of the log (the configuration's).
+    pub fn listen_ports(&self) -> Vec<u16> {
+        self.logs()
+            .iter()
+            .filter(|l| l.contains("listen socket on port"))
+            .filter_map(|l| l.rsplit(' ').next()?.trim_end_matches('.').parse().ok())
+            .collect()
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
