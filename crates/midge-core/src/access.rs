@@ -37,6 +37,10 @@ pub struct Identity<'a> {
     pub client_id: &'a str,
     /// Its user name, if it gave one.
     pub username: Option<&'a str>,
+    /// The listener it connected through (its place in the configuration, from
+    /// [`ClientRules::listener`](crate::ClientRules::listener)), for rules that differ by
+    /// listener (`per_listener_settings`).
+    pub listener: usize,
 }
 
 /// Topic access rules. Implementations must be cheap: they run on the publish path.

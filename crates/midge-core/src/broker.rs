@@ -180,6 +180,7 @@ impl Broker {
         let expiry = self.session_expiry(&connect);
         let will = connect.will.as_ref().map(|will| PendingWill {
             username: connect.username.clone(),
+            listener: rules.listener,
             delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
             message: Arc::new(Message::new(
                 mounted_topic(checked.mount_point.as_ref(), &will.topic)
@@ -200,6 +201,7 @@ impl Broker {
             session.version = Some(version);
             session.window = self.config.inflight_window(client_receive_maximum);
             session.username = connect.username.clone();
+            session.listener = rules.listener;
             session.will = will;
             session.expiry = expiry;
             session.disconnected_at = None;
@@ -327,6 +329,7 @@ impl Broker {
             assigned,
             keep_alive,
             mount_point: rules.mount_point.clone(),
+            listener: rules.listener,
         })
     }
 
@@ -521,6 +524,7 @@ impl Broker {
             let who = Identity {
                 client_id: &cell.client_id,
                 username: session.username.as_deref(),
+                listener: session.listener,
             };
             if !access.allows(&who, &delivery.message.topic, Access::Read) {
                 Stats::bump(&self.stats.denied_read);
@@ -543,6 +547,7 @@ impl Broker {
             let who = Identity {
                 client_id,
                 username: will.username.as_deref(),
+                listener: will.listener,
             };
             if !access.allows(&who, &will.message.topic, Access::Write) {
                 Stats::bump(&self.stats.denied_write);
@@ -699,6 +704,7 @@ pub(crate) struct CheckedConnect {
     pub(crate) assigned: bool,
     pub(crate) keep_alive: u16,
     pub(crate) mount_point: Option<ByteString>,
+    pub(crate) listener: usize,
 }
 
 /// `topic` under a listener's `mount_point`; `None` without one, or if the result would not

@@ -98,6 +98,9 @@ pub struct ClientRules {
     pub use_username_as_clientid: bool,
     /// `accept_protocol_versions`: the MQTT versions the listener admits (empty: all).
     pub accepted_versions: Vec<ProtocolVersion>,
+    /// Which listener this is (its place among the configuration's listeners), passed to
+    /// [`AccessControl`](crate::AccessControl) in every [`Identity`](crate::Identity).
+    pub listener: usize,
 }
 
 impl BrokerConfig {
@@ -110,6 +113,7 @@ impl BrokerConfig {
             mount_point: None,
             use_username_as_clientid: false,
             accepted_versions: Vec::new(),
+            listener: 0,
         }
     }
 

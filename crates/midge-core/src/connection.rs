@@ -54,6 +54,8 @@ pub struct Connection {
     /// The listener's `mount_point`: put before the client's topics and filters, taken off
     /// what it receives.
     pub(crate) mount_point: Option<ByteString>,
+    /// The listener it came through, for the access rules.
+    pub(crate) listener: usize,
 }
 
 impl Connection {
@@ -71,6 +73,7 @@ impl Connection {
             generation,
             version: connect.protocol,
             mount_point: checked.mount_point,
+            listener: checked.listener,
             client_id: checked.client_id,
             username: connect.username.clone(),
             clean_start: connect.clean_start,

@@ -78,6 +78,8 @@ pub(crate) struct PendingWill {
     /// The user name of the connection that set the will, for the access check when it is
     /// published.
     pub(crate) username: Option<ByteString>,
+    /// The listener of that connection, likewise.
+    pub(crate) listener: usize,
     pub(crate) delay: Duration,
 }
 
@@ -91,6 +93,8 @@ pub(crate) struct Session {
     pub(crate) version: Option<ProtocolVersion>,
     /// The user name of the last connection, for access decisions on delivery.
     pub(crate) username: Option<ByteString>,
+    /// The listener of the last connection, likewise.
+    pub(crate) listener: usize,
     /// The session's subscriptions by filter, so they can be removed when it ends.
     pub(crate) subscriptions: HashMap<ByteString, TopicFilter>,
     pub(crate) queue: VecDeque<Delivery>,

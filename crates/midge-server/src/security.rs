@@ -7,7 +7,8 @@
 //! clients sending them, while connected clients keep their latency (a test in
 //! `crates/midge/tests/security.rs` shows it).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -115,6 +116,55 @@ pub fn load_password_file(path: &Path) -> Result<(PasswordFile, Vec<String>), Au
     let file = PasswordFile::load(path)?;
     let warnings = file.warnings().iter().map(ToString::to_string).collect();
     Ok((file, warnings))
+}
+
+/// Topic rules chosen by the listener a client came through: `per_listener_settings true`
+/// with a different `acl_file` (or none) on each listener. A listener without a file gets the
+/// `$`-topic rules every broker applies.
+#[derive(Debug)]
+pub struct ListenerRules(Vec<Arc<dyn AccessControl>>);
+
+impl AccessControl for ListenerRules {
+    fn allows(&self, who: &Identity<'_>, topic: &str, access: Access) -> bool {
+        match self.0.get(who.listener) {
+            Some(rules) => rules.allows(who, topic, access),
+            None => DollarRules.allows(who, topic, access),
+        }
+    }
+}
+
+/// The topic rules for listeners whose ACL files are `files` (in listener order; `None`: no
+/// file). Each file is read once however many listeners name it; when every listener has the
+/// same file the rules are that file's, with no choosing per client. Fails on the first file
+/// that does not read, naming it and the line.
+pub fn load_listener_rules(
+    files: &[Option<PathBuf>],
+) -> Result<(Arc<dyn AccessControl>, Vec<String>), AuthFileError> {
+    let mut loaded: HashMap<&PathBuf, Arc<dyn AccessControl>> = HashMap::new();
+    let mut warnings = Vec::new();
+    let mut per_listener: Vec<Arc<dyn AccessControl>> = Vec::with_capacity(files.len());
+    for file in files {
+        let rules = match file {
+            None => Arc::new(DollarRules) as Arc<dyn AccessControl>,
+            Some(path) => match loaded.get(path) {
+                Some(rules) => rules.clone(),
+                None => {
+                    let (rules, notes) = load_acl_file(path)?;
+                    warnings.extend(notes);
+                    loaded.insert(path, rules.clone());
+                    rules
+                }
+            },
+        };
+        per_listener.push(rules);
+    }
+    let all_same = files.windows(2).all(|pair| pair[0] == pair[1]);
+    let rules: Arc<dyn AccessControl> = match (all_same, per_listener.first()) {
+        (true, Some(first)) => first.clone(),
+        (true, None) => Arc::new(DollarRules),
+        (false, _) => Arc::new(ListenerRules(per_listener)),
+    };
+    Ok((rules, warnings))
 }
 
 /// Reads an ACL file into the core's rules.

@@ -104,7 +104,8 @@ enum Bound {
 pub struct Server {
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
-    listeners: Vec<(Bound, ListenerSpec)>,
+    /// Each bound socket with its listener and the listener's place in the configuration.
+    listeners: Vec<(Bound, ListenerSpec, usize)>,
 }
 
 impl Server {
@@ -114,17 +115,17 @@ impl Server {
     pub async fn bind(config: BrokerConfig, specs: Vec<ListenerSpec>, id_seed: u64) -> std::io::Result<Self> {
         let broker = Broker::new(config, id_seed);
         let mut listeners = Vec::with_capacity(specs.len());
-        for spec in specs {
+        for (index, spec) in specs.into_iter().enumerate() {
             match &spec.endpoint {
                 Endpoint::Tcp { addrs, port } => {
                     for listener in bind_tcp(addrs, *port, spec.websockets, spec.bind_interface.as_deref())? {
-                        listeners.push((Bound::Tcp(listener), spec.clone()));
+                        listeners.push((Bound::Tcp(listener), spec.clone(), index));
                     }
                 }
                 Endpoint::Unix { path } => {
                     let listener = bind_unix(path)?;
                     tracing::info!(path = %path.display(), "Opening unix listen socket on path {}.", path.display());
-                    listeners.push((Bound::Unix(listener), spec.clone()));
+                    listeners.push((Bound::Unix(listener), spec.clone(), index));
                 }
             }
         }
@@ -139,7 +140,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _)| match l {
+            .filter_map(|(l, _, _)| match l {
                 Bound::Tcp(l) => l.local_addr().ok(),
                 Bound::Unix(_) => None,
             })
@@ -162,10 +163,11 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (listener, spec) in self.listeners {
+        for (listener, spec, index) in self.listeners {
             tasks.spawn(accept_loop(
                 listener,
                 spec,
+                index,
                 self.broker.clone(),
                 self.authenticator.clone(),
                 stop_rx.clone(),
@@ -265,6 +267,7 @@ fn bind_one(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpLis
 async fn accept_loop(
     listener: Bound,
     spec: ListenerSpec,
+    index: usize,
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
     mut stop: watch::Receiver<bool>,
@@ -277,6 +280,7 @@ async fn accept_loop(
         mount_point: spec.client.mount_point.clone(),
         use_username_as_clientid: spec.client.use_username_as_clientid,
         accepted_versions: spec.client.accepted_versions.clone(),
+        listener: index,
         ..rules
     });
     let open = Arc::new(AtomicUsize::new(0));

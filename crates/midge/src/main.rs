@@ -74,7 +74,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         reload::on_sighup(
             server.broker().clone(),
             settings.password_files,
-            settings.acl_file,
+            settings.acl_files,
             settings.tls,
         )?;
         tracing::info!("midge version {VERSION} running");

@@ -23,7 +23,7 @@ const CERTIFICATE_WATCH: std::time::Duration = std::time::Duration::from_secs(5)
 pub(crate) fn on_sighup(
     broker: Arc<Broker>,
     password_files: Vec<(PathBuf, Arc<Authenticator>)>,
-    acl_file: Option<PathBuf>,
+    acl_files: Vec<Option<PathBuf>>,
     tls: Vec<Arc<TlsListener>>,
 ) -> anyhow::Result<()> {
     let mut hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -52,7 +52,7 @@ pub(crate) fn on_sighup(
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("Reloading config.");
-            reload(&broker, &password_files, acl_file.as_ref());
+            reload(&broker, &password_files, &acl_files);
             for listener in &tls {
                 match listener.reload() {
                     Ok(()) => tracing::info!("Reloaded TLS certificates from {}.", name(listener)),
@@ -73,7 +73,7 @@ fn name(listener: &TlsListener) -> String {
         .map_or_else(|| "a TLS listener".to_owned(), |path| path.display().to_string())
 }
 
-fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl_file: Option<&PathBuf>) {
+fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl_files: &[Option<PathBuf>]) {
     for (path, authenticator) in password_files {
         match security::load_password_file(path) {
             Ok((file, skipped)) => {
@@ -90,19 +90,25 @@ fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl
             ),
         }
     }
-    if let Some(path) = acl_file {
-        match security::load_acl_file(path) {
-            Ok((rules, notes)) => {
-                for line in notes {
-                    tracing::warn!("Warning: {line}");
-                }
-                broker.set_access_control(Some(rules));
+    let mut named: Vec<&PathBuf> = acl_files.iter().flatten().collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        return;
+    }
+    match security::load_listener_rules(acl_files) {
+        Ok((rules, notes)) => {
+            for line in notes {
+                tracing::warn!("Warning: {line}");
+            }
+            broker.set_access_control(Some(rules));
+            for path in named {
                 tracing::info!("Reloaded ACL file {}.", path.display());
             }
-            Err(error) => tracing::error!(
-                "Error: reloading {} failed, the previous rules stay in force: {error}",
-                path.display()
-            ),
+        }
+        // The error names the file and line; every listener keeps its rules.
+        Err(error) => {
+            tracing::error!("Error: reloading ACL files failed, the previous rules stay in force: {error}")
         }
     }
 }

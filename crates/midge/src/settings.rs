@@ -16,7 +16,7 @@ use midge_core::{AccessControl, BrokerConfig, ClientRules};
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, ListenerOrigin, NoticeKind, Protocol, SocketDomain,
 };
-use midge_server::security::{self, Authenticator, DollarRules};
+use midge_server::security::{self, Authenticator};
 use midge_server::server::Endpoint;
 use midge_server::tls::TlsListener;
 use midge_server::{ListenerClientOptions, ListenerSecurity, ListenerSpec};
@@ -32,8 +32,8 @@ pub(crate) struct Settings {
     pub(crate) password_files: Vec<(PathBuf, Arc<Authenticator>)>,
     /// The topic rules: the ACL file's, or the `$`-topic rules every broker applies.
     pub(crate) access: Arc<dyn AccessControl>,
-    /// The ACL file, for SIGHUP.
-    pub(crate) acl_file: Option<PathBuf>,
+    /// Each listener's ACL file, in the order of `listeners`, for SIGHUP.
+    pub(crate) acl_files: Vec<Option<PathBuf>>,
     /// The TLS listeners' configurations, for SIGHUP and the certificate watch.
     pub(crate) tls: Vec<Arc<TlsListener>>,
     /// Lines to log as warnings once logging is set up.
@@ -91,6 +91,8 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     // file (files named twice are read once).
     let mut authenticators: HashMap<Option<PathBuf>, Arc<Authenticator>> = HashMap::new();
     let mut listeners = Vec::new();
+    // The ACL file of each listener opened, in the same order (the core's listener index).
+    let mut acl_files = Vec::new();
     let mut tls = Vec::new();
     for listener in &config.listeners {
         match listener_spec(listener, config.set_tcp_nodelay) {
@@ -131,11 +133,13 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
                             mount_point: None,
                             use_username_as_clientid: false,
                             accepted_versions: Vec::new(),
+                            listener: 0,
                         },
                         authenticator,
                     });
                 }
                 listeners.push(spec);
+                acl_files.push(listener.security.acl_file.clone());
             }
             Ok(None) => warnings.push(format!(
                 "listener {} ({:?}) is not supported yet and is not opened",
@@ -148,17 +152,17 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         bail!("no listener that Midge can open is configured");
     }
 
-    // Topic rules, max_qos and max_topic_alias are still broker-wide: those of the first
-    // listener, with a warning when listeners differ.
+    // max_qos and max_topic_alias are still broker-wide: those of the first listener, with a
+    // warning when listeners differ.
     let first = &config.listeners[0];
-    if config.listeners.iter().any(|l| {
-        l.security.acl_file != first.security.acl_file
-            || l.max_qos != first.max_qos
-            || l.max_topic_alias != first.max_topic_alias
-    }) {
+    if config
+        .listeners
+        .iter()
+        .any(|l| l.max_qos != first.max_qos || l.max_topic_alias != first.max_topic_alias)
+    {
         warnings.push(format!(
-            "listeners differ in acl_file, max_qos or max_topic_alias; Midge applies those of \
-             listener {} to all of them for now",
+            "listeners differ in max_qos or max_topic_alias; Midge applies those of listener {} \
+             to all of them for now",
             first.address
         ));
     }
@@ -210,21 +214,15 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         }
         authenticator
     };
-    let access: Arc<dyn AccessControl> = match &first.security.acl_file {
-        Some(path) => {
-            let (rules, notes) = security::load_acl_file(path)?;
-            warnings.extend(notes);
-            rules
-        }
-        None => Arc::new(DollarRules),
-    };
+    let (access, notes) = security::load_listener_rules(&acl_files)?;
+    warnings.extend(notes);
     Ok(Settings {
         broker,
         listeners,
         authenticator,
         password_files,
         access,
-        acl_file: first.security.acl_file.clone(),
+        acl_files,
         tls,
         warnings,
     })

@@ -383,3 +383,41 @@ fn a_storm_of_wrong_passwords_does_not_starve_connected_clients() {
         "an anonymous client waited {connect_time:?}"
     );
 }
+
+#[test]
+fn per_listener_settings_gives_each_listener_its_own_acl_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let strict = dir.path().join("strict.acl");
+    std::fs::write(&strict, "topic readwrite a/#\n").unwrap();
+    let midge = Midge::start_with_config(&format!(
+        "per_listener_settings true\nlistener 0 127.0.0.1\nallow_anonymous true\nacl_file {}\n\
+         listener 0 127.0.0.1\nallow_anonymous true\n",
+        strict.display()
+    ));
+    let ports = midge.listen_ports();
+    let open_addr = std::net::SocketAddr::from(([127, 0, 0, 1], ports[1]));
+
+    let mut strict_client = RawClient::session(midge.addr(), V5, "strict");
+    let mut open_client = RawClient::session(open_addr, V5, "open");
+    // Writes: the strict listener's file decides for its clients only.
+    strict_client.send(&publish("b/x", "no", QoS::AtLeastOnce, 1));
+    assert!(matches!(strict_client.recv(), Packet::PubAck(a) if a.reason_code == ReasonCode::NotAuthorized));
+    open_client.send(&publish("b/x", "yes", QoS::AtLeastOnce, 1));
+    assert!(matches!(open_client.recv(), Packet::PubAck(a) if !a.reason_code.is_error()));
+
+    // Reads: a strict subscriber to everything gets only a/#; an open one gets both.
+    strict_client.subscribe(&[("#", QoS::AtMostOnce)]);
+    open_client.subscribe(&[("#", QoS::AtMostOnce)]);
+    open_client.send(&publish("b/y", "hidden from strict", QoS::AtMostOnce, 0));
+    open_client.send(&publish("a/y", "for everyone", QoS::AtMostOnce, 0));
+    assert_eq!(strict_client.recv_publish().topic.as_str(), "a/y");
+    assert_eq!(open_client.recv_publish().topic.as_str(), "b/y");
+    assert_eq!(open_client.recv_publish().topic.as_str(), "a/y");
+
+    // A reload re-reads it, for that listener only.
+    std::fs::write(&strict, "topic readwrite a/#\ntopic readwrite b/#\n").unwrap();
+    midge.signal("HUP");
+    midge.wait_for_log("Reloaded ACL file");
+    strict_client.send(&publish("b/x", "now yes", QoS::AtLeastOnce, 2));
+    assert!(matches!(strict_client.recv(), Packet::PubAck(a) if !a.reason_code.is_error()));
+}

@@ -154,6 +154,7 @@ impl Connection {
             let who = Identity {
                 client_id: &self.client_id,
                 username: self.username.as_deref(),
+                listener: self.listener,
             };
             rules.allows(&who, topic, access)
         })
