@@ -172,7 +172,16 @@ impl Broker {
             }
         };
         let client_id = checked.client_id.clone();
-        let (cell, session_present, will_to_publish) = self.take_session(&client_id, connect.clean_start);
+        let Some((cell, session_present, will_to_publish)) =
+            self.take_session(&client_id, connect.clean_start)
+        else {
+            Stats::bump(&self.stats.connects_refused);
+            out.send(&Packet::ConnAck(ConnAck::new(ReasonCode::QuotaExceeded)));
+            return Err(Refusal {
+                reason: ReasonCode::QuotaExceeded,
+                detail: "global_max_clients reached".to_owned(),
+            });
+        };
         if let Some(will) = will_to_publish {
             self.publish_will(will, now);
         }
@@ -385,17 +394,21 @@ impl Broker {
 
     /// Finds or makes the session for `client_id` and detaches whatever connection had it
     /// (takeover, §3.1.4). Returns the session, whether it is resumed, and a will the old
-    /// connection leaves to publish now.
+    /// connection leaves to publish now. `None` when a new session would exceed
+    /// `global_max_clients`.
     fn take_session(
         &self,
         client_id: &ByteString,
         clean_start: bool,
-    ) -> (Arc<SessionCell>, bool, Option<PendingWill>) {
+    ) -> Option<(Arc<SessionCell>, bool, Option<PendingWill>)> {
         let mut sessions = self.sessions.lock();
         let Some(existing) = sessions.get(client_id).cloned() else {
+            if self.config.max_clients.is_some_and(|max| sessions.len() >= max) {
+                return None;
+            }
             let cell = Arc::new(SessionCell::new(client_id.clone()));
             sessions.insert(client_id.clone(), cell.clone());
-            return (cell, false, None);
+            return Some((cell, false, None));
         };
         let mut will_now = None;
         {
@@ -414,7 +427,7 @@ impl Broker {
             }
             session.disconnected_at = None;
             if !clean_start {
-                return (existing.clone(), true, will_now);
+                return Some((existing.clone(), true, will_now));
             }
         }
         // Clean start: a fresh session replaces the old one, whose subscriptions go.
@@ -422,7 +435,7 @@ impl Broker {
         sessions.insert(client_id.clone(), cell.clone());
         drop(sessions);
         self.forget_subscriptions(&existing);
-        (cell, false, will_now)
+        Some((cell, false, will_now))
     }
 
     /// Removes every subscription of a session that is going away.

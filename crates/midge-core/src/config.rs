@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     pub message_size_limit: u32,
     /// `max_keepalive`: the longest keep alive a client may ask for.
     pub max_keepalive: u16,
+    /// `global_max_clients`: sessions, connected or not, kept at most; a CONNECT that would
+    /// make one more is refused (`None`: no limit).
+    pub max_clients: Option<usize>,
     /// `persistent_client_expiration`: how long an MQTT 3.x persistent session outlives its
     /// connection (`None`: forever).
     pub persistent_client_expiration: Option<Duration>,
@@ -69,6 +72,7 @@ impl Default for BrokerConfig {
             max_packet_size: midge_codec::PROTOCOL_MAX_PACKET_SIZE,
             message_size_limit: 0,
             max_keepalive: 65535,
+            max_clients: None,
             persistent_client_expiration: None,
             retain_available: true,
             upgrade_outgoing_qos: false,

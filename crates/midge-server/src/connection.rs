@@ -20,8 +20,8 @@ use tokio::io::Interest;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
+use crate::limits::{ConnectionCounters, OpenSlot};
 use crate::security::Authenticator;
-use crate::server::OpenSlot;
 use crate::tls::{CertificateUsername, TlsListener, certificate_username};
 use crate::transport::{TlsStream, Transport, WebSocketStream};
 
@@ -82,6 +82,8 @@ pub(crate) struct Admission {
     pub(crate) authenticator: Arc<Authenticator>,
     pub(crate) rules: Arc<ClientRules>,
     pub(crate) username: Username,
+    /// Where refusals and timeouts are counted.
+    pub(crate) counters: Arc<ConnectionCounters>,
 }
 
 /// Serves one client until its connection ends.
@@ -98,13 +100,14 @@ pub(crate) async fn serve<S: Transport>(
         authenticator,
         rules,
         username: username_source,
+        counters,
     } = admission;
     let peer = peer.as_str();
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();
 
-    let mut connect = match read_connect(&stream, &mut decoder, &mut input, peer).await {
+    let mut connect = match read_connect(&stream, &mut decoder, &mut input, peer, &counters).await {
         Some(connect) => connect,
         None => return,
     };
@@ -222,10 +225,12 @@ pub(crate) async fn serve_websocket<T: Transport>(
     {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
+            ConnectionCounters::bump(&admission.counters.websocket_failures);
             tracing::info!(%peer, %error, "WebSocket upgrade from {peer} failed: {error}.");
             return;
         }
         Err(_) => {
+            ConnectionCounters::bump(&admission.counters.connect_timeouts);
             tracing::info!(%peer, "Connection from {peer} did not complete the WebSocket upgrade in {}s, closing.", CONNECT_TIMEOUT.as_secs());
             return;
         }
@@ -255,10 +260,12 @@ pub(crate) async fn serve_tls(
     match tokio::time::timeout(CONNECT_TIMEOUT, stream.handshake()).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
+            ConnectionCounters::bump(&admission.counters.tls_failures);
             tracing::info!(%peer, %error, "TLS handshake with {peer} failed: {error}.");
             return;
         }
         Err(_) => {
+            ConnectionCounters::bump(&admission.counters.connect_timeouts);
             tracing::info!(%peer, "Connection from {peer} did not complete the TLS handshake in {}s, closing.", CONNECT_TIMEOUT.as_secs());
             return;
         }
@@ -295,6 +302,7 @@ async fn read_connect<S: Transport>(
     decoder: &mut Decoder,
     input: &mut BytesMut,
     peer: &str,
+    counters: &ConnectionCounters,
 ) -> Option<Box<midge_codec::Connect>> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
@@ -324,6 +332,7 @@ async fn read_connect<S: Transport>(
             Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(_)) => {}
             Err(_) => {
+                ConnectionCounters::bump(&counters.connect_timeouts);
                 tracing::info!(%peer, "Connection from {peer} sent no CONNECT in {}s, closing.", CONNECT_TIMEOUT.as_secs());
                 return None;
             }

@@ -4,6 +4,8 @@
 //! - [`config`]: reading `mosquitto.conf` (with `include_dir`) into a typed [`config::Config`].
 //! - [`server`]: binding listeners, accepting connections, driving the core's timers, shutdown.
 //! - `connection`: one task per client connection, moving bytes between a socket and the core.
+//! - [`limits`]: connection limits (`max_connections`, `global_max_connections`,
+//!   `max_connection_rate`) and the counts of refusals.
 //! - [`tls`]: TLS listener configuration from mosquitto.conf options, reloads, certificate
 //!   usernames; `transport` moves the bytes.
 //! - [`security`]: the password file (checked at CONNECT, off the network threads) and the ACL
@@ -11,6 +13,7 @@
 
 pub mod config;
 mod connection;
+pub mod limits;
 pub mod security;
 pub mod server;
 pub mod tls;

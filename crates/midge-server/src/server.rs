@@ -9,7 +9,6 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use midge_codec::ReasonCode;
@@ -20,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::connection::{self, Admission, Username};
+use crate::limits::{ConnectionCounters, LogThrottle, OpenCount, OpenSlot, RateLimit};
 use crate::security::Authenticator;
 use crate::tls::TlsListener;
 
@@ -55,6 +55,9 @@ pub struct ListenerSpec {
     pub endpoint: Endpoint,
     /// `max_connections`: connections beyond this are closed at once (`None`: no limit).
     pub max_connections: Option<usize>,
+    /// `max_connection_rate` (Midge): new connections per second from one address beyond this
+    /// are closed at once (`None`: no limit).
+    pub max_connection_rate: Option<u32>,
     /// `set_tcp_nodelay`.
     pub tcp_nodelay: bool,
     /// The listener's own client rules and password file (`per_listener_settings true`);
@@ -104,8 +107,12 @@ enum Bound {
 pub struct Server {
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
-    /// Each bound socket with its listener and the listener's place in the configuration.
-    listeners: Vec<(Bound, ListenerSpec, usize)>,
+    /// Each bound socket with its listener, the listener's place in the configuration, and
+    /// its count of open connections (shared by its sockets: IPv4 and IPv6 are one listener).
+    listeners: Vec<(Bound, ListenerSpec, usize, Arc<OpenCount>)>,
+    /// `global_max_connections`.
+    global_max_connections: Option<usize>,
+    counters: Arc<ConnectionCounters>,
 }
 
 impl Server {
@@ -116,16 +123,17 @@ impl Server {
         let broker = Broker::new(config, id_seed);
         let mut listeners = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
+            let open = Arc::new(OpenCount::default());
             match &spec.endpoint {
                 Endpoint::Tcp { addrs, port } => {
                     for listener in bind_tcp(addrs, *port, spec.websockets, spec.bind_interface.as_deref())? {
-                        listeners.push((Bound::Tcp(listener), spec.clone(), index));
+                        listeners.push((Bound::Tcp(listener), spec.clone(), index, open.clone()));
                     }
                 }
                 Endpoint::Unix { path } => {
                     let listener = bind_unix(path)?;
                     tracing::info!(path = %path.display(), "Opening unix listen socket on path {}.", path.display());
-                    listeners.push((Bound::Unix(listener), spec.clone(), index));
+                    listeners.push((Bound::Unix(listener), spec.clone(), index, open.clone()));
                 }
             }
         }
@@ -133,6 +141,8 @@ impl Server {
             broker,
             authenticator: Arc::new(Authenticator::new(None)),
             listeners,
+            global_max_connections: None,
+            counters: Arc::default(),
         })
     }
 
@@ -140,7 +150,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _, _)| match l {
+            .filter_map(|(l, ..)| match l {
                 Bound::Tcp(l) => l.local_addr().ok(),
                 Bound::Unix(_) => None,
             })
@@ -153,6 +163,18 @@ impl Server {
         self
     }
 
+    /// `global_max_connections`: connections beyond this many, on all listeners together, are
+    /// closed at once.
+    pub fn with_global_max_connections(mut self, max: Option<usize>) -> Self {
+        self.global_max_connections = max;
+        self
+    }
+
+    /// How often each connection limit was hit.
+    pub fn counters(&self) -> &Arc<ConnectionCounters> {
+        &self.counters
+    }
+
     /// The broker, for inspection.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -163,11 +185,18 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (listener, spec, index) in self.listeners {
+        let everywhere = Limits {
+            open: Arc::default(),
+            max: self.global_max_connections,
+            counters: self.counters.clone(),
+        };
+        for (listener, spec, index, open) in self.listeners {
             tasks.spawn(accept_loop(
                 listener,
                 spec,
                 index,
+                open,
+                everywhere.clone(),
                 self.broker.clone(),
                 self.authenticator.clone(),
                 stop_rx.clone(),
@@ -264,10 +293,24 @@ fn bind_one(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpLis
     TcpListener::from_std(socket.into())
 }
 
+/// The broker-wide limit and counters every listener shares.
+#[derive(Debug, Clone)]
+struct Limits {
+    open: Arc<OpenCount>,
+    max: Option<usize>,
+    counters: Arc<ConnectionCounters>,
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one accept loop per socket, started once"
+)]
 async fn accept_loop(
     listener: Bound,
     spec: ListenerSpec,
     index: usize,
+    open: Arc<OpenCount>,
+    everywhere: Limits,
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
     mut stop: watch::Receiver<bool>,
@@ -283,15 +326,37 @@ async fn accept_loop(
         listener: index,
         ..rules
     });
-    let open = Arc::new(AtomicUsize::new(0));
+    let counters = &everywhere.counters;
+    let mut rate = spec.max_connection_rate.map(RateLimit::new);
+    let (mut full_log, mut broker_full_log, mut rate_log) = (
+        LogThrottle::default(),
+        LogThrottle::default(),
+        LogThrottle::default(),
+    );
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = accept(&listener, spec.tcp_nodelay) => match accepted {
                 Ok(stream) => {
                     let peer = stream.peer();
-                    if spec.max_connections.is_some_and(|max| open.load(Ordering::Relaxed) >= max) {
-                        tracing::info!(%peer, "Client connection from {peer} denied: max_connections reached.");
+                    let now = std::time::Instant::now();
+                    let refusal = if open.is_full(spec.max_connections) {
+                        Some((&counters.refused_listener_full, &mut full_log, "max_connections reached"))
+                    } else if everywhere.open.is_full(everywhere.max) {
+                        Some((&counters.refused_broker_full, &mut broker_full_log, "global_max_connections reached"))
+                    } else if let (Some(rate), Some(ip)) = (rate.as_mut(), stream.ip())
+                        && !rate.admit(ip, now)
+                    {
+                        Some((&counters.refused_rate, &mut rate_log, "max_connection_rate exceeded"))
+                    } else {
+                        None
+                    };
+                    if let Some((counter, log, why)) = refusal {
+                        ConnectionCounters::bump(counter);
+                        if let Some(more) = log.should_log(now) {
+                            let more = if more > 0 { format!(" ({more} more refused since the last such line)") } else { String::new() };
+                            tracing::info!(%peer, "Client connection from {peer} denied: {why}.{more}");
+                        }
                         drop(stream);
                         continue;
                     }
@@ -299,13 +364,13 @@ async fn accept_loop(
                         Some(port) => tracing::info!(target: "midge_server::connection", %peer, "New connection from {peer} on port {port}."),
                         None => tracing::info!(target: "midge_server::connection", "New connection on a unix socket."),
                     }
-                    open.fetch_add(1, Ordering::Relaxed);
-                    let slot = OpenSlot(open.clone());
+                    let slot = OpenSlot::take(&open, &everywhere.open);
                     let broker = broker.clone();
                     let admission = Admission {
                         authenticator: authenticator.clone(),
                         rules: rules.clone(),
                         username: Username::FromConnect,
+                        counters: counters.clone(),
                     };
                     // Spawned directly, not inside a wrapping block: a wrapper would keep its own
                     // copies of everything moved into the connection's future, for its whole life.
@@ -347,16 +412,6 @@ impl Bound {
     }
 }
 
-/// A connection counted against its listener's `max_connections` until dropped.
-#[derive(Debug)]
-pub(crate) struct OpenSlot(Arc<AtomicUsize>);
-
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// A connection just accepted.
 enum Accepted {
     Tcp(TcpStream, SocketAddr),
@@ -364,6 +419,13 @@ enum Accepted {
 }
 
 impl Accepted {
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Tcp(_, peer) => Some(peer.ip()),
+            Self::Unix(_) => None,
+        }
+    }
+
     fn peer(&self) -> String {
         match self {
             Self::Tcp(_, peer) => peer.to_string(),

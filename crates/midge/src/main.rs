@@ -69,7 +69,8 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         let server = Server::bind(settings.broker, settings.listeners, id_seed())
             .await?
-            .with_authenticator(settings.authenticator);
+            .with_authenticator(settings.authenticator)
+            .with_global_max_connections(settings.global_max_connections);
         server.broker().set_access_control(Some(settings.access));
         reload::on_sighup(
             server.broker().clone(),

@@ -36,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) acl_files: Vec<Option<PathBuf>>,
     /// The TLS listeners' configurations, for SIGHUP and the certificate watch.
     pub(crate) tls: Vec<Arc<TlsListener>>,
+    /// `global_max_connections`.
+    pub(crate) global_max_connections: Option<usize>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -185,6 +187,9 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
             .map_or(midge_codec::PROTOCOL_MAX_PACKET_SIZE, |n| n.get()),
         message_size_limit: config.message_size_limit.map_or(0, |n| n.get()),
         max_keepalive: config.max_keepalive.map_or(u16::MAX, |n| n.get()),
+        max_clients: config
+            .global_max_clients
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         persistent_client_expiration: config.persistent_client_expiration,
         retain_available: config.retain_available,
         upgrade_outgoing_qos: config.upgrade_outgoing_qos,
@@ -224,6 +229,9 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         access,
         acl_files,
         tls,
+        global_max_connections: config
+            .global_max_connections
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         warnings,
     })
 }
@@ -250,6 +258,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
             return Ok(Some(ListenerSpec {
                 endpoint: Endpoint::Unix { path: path.clone() },
                 max_connections,
+                max_connection_rate: listener.max_connection_rate,
                 tcp_nodelay,
                 security: None,
                 tls: None,
@@ -295,6 +304,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
     Ok(Some(ListenerSpec {
         endpoint: Endpoint::Tcp { addrs, port: *port },
         max_connections,
+        max_connection_rate: listener.max_connection_rate,
         tcp_nodelay,
         security: None,
         tls,

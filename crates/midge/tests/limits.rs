@@ -42,6 +42,86 @@ fn max_connections_closes_connections_beyond_the_limit() {
 }
 
 #[test]
+fn max_connection_rate_refuses_an_address_opening_too_many_in_a_second() {
+    let midge =
+        Midge::start_with_config("listener 0 127.0.0.1\nmax_connection_rate 3\nallow_anonymous true\n");
+    // A burst of 20: three in the first second are served, the rest closed without CONNACK.
+    let start = Instant::now();
+    let mut served = 0;
+    for i in 0..20 {
+        let mut c = RawClient::connect(midge.addr(), V311);
+        c.send(&connect(V311, &format!("burst-{i}")));
+        if let Ok(Some(Packet::ConnAck(_))) = c.recv_timeout(Duration::from_secs(2)) {
+            served += 1;
+        }
+    }
+    if start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(served, 3, "served in the first second");
+    } else {
+        assert!(
+            served < 20,
+            "a slow machine spread the burst, but some were refused"
+        );
+    }
+    // One log line for the burst, with the count of the others, not one line each.
+    let line = midge.wait_for_log("denied: max_connection_rate exceeded");
+    let lines = midge
+        .logs()
+        .iter()
+        .filter(|l| l.contains("max_connection_rate"))
+        .count();
+    assert!(lines <= 2, "{lines} lines for one burst: {line}");
+    // The next second, the address may connect again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_c, ack) = RawClient::connected(midge.addr(), connect(V311, "later"));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+}
+
+#[test]
+fn global_max_connections_counts_every_listener_and_global_max_clients_counts_sessions() {
+    let midge = Midge::start_with_config(
+        "global_max_connections 2\nglobal_max_clients 3\nlistener 0 127.0.0.1\nallow_anonymous true\n\
+         listener 0 127.0.0.1\n",
+    );
+    let ports = midge.listen_ports();
+    let other = std::net::SocketAddr::from(([127, 0, 0, 1], ports[1]));
+    let _a = RawClient::connected(midge.addr(), connect_persistent(V5, "a"));
+    let _b = RawClient::connected(other, connect_persistent(V5, "b"));
+    let mut c = RawClient::connect(other, V5);
+    c.send(&connect(V5, "c"));
+    assert!(
+        c.expect_close().is_empty(),
+        "a third connection, on either listener, is refused"
+    );
+    midge.wait_for_log("denied: global_max_connections reached");
+    drop(_a);
+    drop(_b);
+    midge.wait_for_log("Client b closed its connection");
+    midge.wait_for_log("Client a closed its connection");
+
+    // Sessions a and b live on; one more session fits, a fourth does not.
+    let (third, ack) = RawClient::connected(midge.addr(), connect_persistent(V5, "third"));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    drop(third);
+    midge.wait_for_log("Client third closed its connection");
+    let (_d, ack) = RawClient::connected(midge.addr(), connect_persistent(V5, "fourth"));
+    assert_eq!(
+        ack.reason_code,
+        ReasonCode::QuotaExceeded,
+        "MQTT 5: quota exceeded"
+    );
+    let (_d, ack) = RawClient::connected(midge.addr(), connect(V311, "fourth"));
+    assert_eq!(
+        ack.reason_code,
+        ReasonCode::ServerUnavailable,
+        "3.1.1: server unavailable"
+    );
+    // An existing session may always come back.
+    let (_a, ack) = RawClient::connected(midge.addr(), connect_persistent(V5, "a"));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+}
+
+#[test]
 fn max_queued_bytes_bounds_the_queue_by_payload_size() {
     let midge = Midge::start("max_queued_bytes 1000\nmax_queued_messages 0");
     let (mut sub, _) = RawClient::connected(midge.addr(), connect_persistent(V311, "bytes"));

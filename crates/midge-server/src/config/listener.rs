@@ -28,6 +28,9 @@ pub struct Listener {
     pub bind_interface: Option<String>,
     /// `max_connections`: at most this many clients at once; `None` (`-1`, the default): no limit.
     pub max_connections: Option<u32>,
+    /// `max_connection_rate` (Midge): at most this many new connections per second from one
+    /// address; `None` (the default): no limit.
+    pub max_connection_rate: Option<u32>,
     /// `mount_point`: a prefix added to every topic of the clients of this listener, which
     /// isolates them from the other listeners' clients.
     pub mount_point: Option<TopicName>,
@@ -67,6 +70,7 @@ impl Listener {
             socket_domain: None,
             bind_interface: None,
             max_connections: None,
+            max_connection_rate: None,
             mount_point: None,
             max_qos: QoS::ExactlyOnce,
             max_topic_alias: 10,

@@ -23,6 +23,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("bind_interface", ListenerScope, bind_interface),
     supported("socket_domain", ListenerScope, socket_domain),
     supported("max_connections", ListenerScope, max_connections),
+    supported("max_connection_rate", ListenerScope, max_connection_rate),
     supported("mount_point", ListenerScope, mount_point),
     supported("max_qos", ListenerScope, max_qos),
     supported("maximum_qos", ListenerScope, max_qos),
@@ -142,6 +143,15 @@ fn max_connections(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failu
     let max = optional_count(args)?;
     parser.listener_option(false);
     parser.current_listener().listener.max_connections = max;
+    Ok(())
+}
+
+/// `max_connection_rate N` (Midge): new connections per second from one address; 0 or -1: no
+/// limit.
+fn max_connection_rate(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let rate = optional_count(args)?.filter(|n| *n > 0);
+    parser.listener_option(false);
+    parser.current_listener().listener.max_connection_rate = rate;
     Ok(())
 }
 
