@@ -1,8 +1,10 @@
-"""MQTT.js (npm `mqtt`, the client browsers use) against midge over WebSockets, plain and TLS.
+"""MQTT.js (npm `mqtt`, the client browsers use) against midge over WebSockets, plain and TLS,
+from Node and from a page in headless Chromium.
 
-Each test runs interop/mqttjs/client.mjs under Node: it subscribes, publishes, and must see
-its own message and one published by a paho client over plain TCP on the same broker; the
-paho client must see MQTT.js's. The npm package is installed by scripts/install-test-deps.
+Each test runs interop/mqttjs/client.mjs under Node (or browser.mjs, which runs the same
+client inside Chromium): it subscribes, publishes, and must see its own message and one
+published by a paho client over plain TCP on the same broker; the paho client must see
+MQTT.js's. The npm packages and Chromium are installed by scripts/install-test-deps.
 """
 import json
 import os
@@ -18,6 +20,8 @@ from interop.harness import WAIT, Broker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.join(HERE, "mqttjs", "client.mjs")
+BROWSER = os.path.join(HERE, "mqttjs", "browser.mjs")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 MQTTJS = os.path.join(HERE, "mqttjs", "node_modules", "mqtt")
 
 
@@ -41,8 +45,8 @@ def make_certificates(directory):
 
 @unittest.skipUnless(shutil.which("node") and os.path.isdir(MQTTJS), "node and npm mqtt are needed")
 class MqttJsOverWebSockets(unittest.TestCase):
-    def exchange(self, broker, url, version, ca=None):
-        prefix = f"js{version}"
+    def exchange(self, broker, url, version, ca=None, script=CLIENT, prefix=None):
+        prefix = prefix or f"js{version}"
         tcp = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"tcp-{prefix}")
         seen = []
         got = threading.Event()
@@ -56,7 +60,7 @@ class MqttJsOverWebSockets(unittest.TestCase):
         tcp.subscribe(f"{prefix}/from-js", qos=1)
         tcp.loop_start()
         try:
-            args = ["node", CLIENT, url, f"mqttjs-{prefix}", prefix, str(version), "2"]
+            args = ["node", script, url, f"mqttjs-{prefix}", prefix, str(version), "2"]
             if ca:
                 args.append(ca)
             node = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -64,13 +68,14 @@ class MqttJsOverWebSockets(unittest.TestCase):
             self.assertEqual(first["event"], "subscribed", first)
             self.assertEqual(first["granted"], [1])
             tcp.publish(f"{prefix}/from-tcp", b"hello from paho over tcp", qos=1).wait_for_publish(WAIT)
-            out, err = node.communicate(timeout=20)
+            out, err = node.communicate(timeout=30)
             self.assertEqual(node.returncode, 0, f"stdout: {out}\nstderr: {err}")
-            messages = sorted((e["topic"], e["payload"]) for e in map(json.loads, out.splitlines()))
+            events = [json.loads(line) for line in out.splitlines()]
+            messages = sorted((e["topic"], e["payload"]) for e in events if e["event"] == "message")
             self.assertEqual(messages, [
                 (f"{prefix}/from-js", "hello from mqtt.js"),
                 (f"{prefix}/from-tcp", "hello from paho over tcp"),
-            ])
+            ], f"stdout: {out}\nstderr: {err}")
             self.assertTrue(got.wait(WAIT))
             self.assertEqual(seen, [(f"{prefix}/from-js", b"hello from mqtt.js")])
         finally:
@@ -85,6 +90,16 @@ class MqttJsOverWebSockets(unittest.TestCase):
                 with self.subTest(version=version):
                     self.exchange(broker, f"ws://127.0.0.1:{port}/mqtt", version)
             broker.wait_for_log("as mqttjs-js5 (p5")
+        finally:
+            broker.close()
+
+    @unittest.skipUnless(os.path.exists(CHROMIUM), "Debian's chromium is needed")
+    def test_a_page_in_headless_chromium(self):
+        broker = Broker("listener 0 127.0.0.1\nprotocol websockets")
+        try:
+            port = websocket_port(broker)
+            self.exchange(broker, f"ws://127.0.0.1:{port}/mqtt", 5, script=BROWSER, prefix="page")
+            broker.wait_for_log("as mqttjs-page (p5")
         finally:
             broker.close()
 

@@ -27,7 +27,9 @@ const timer = setTimeout(() => {
 
 const client = mqtt.connect(url, options);
 let received = 0;
+let finishing = false;
 client.on("error", (error) => {
+  if (finishing) return;
   print({ event: "error", message: String(error && error.message) });
   process.exit(1);
 });
@@ -44,8 +46,10 @@ client.on("connect", () => {
 client.on("message", (topic, payload, packet) => {
   print({ event: "message", topic, payload: payload.toString(), length: payload.length, qos: packet.qos });
   received += 1;
-  if (received >= Number(expect)) {
+  if (received >= Number(expect) && !finishing) {
+    finishing = true;
     clearTimeout(timer);
-    client.end(false, {}, () => process.exit(0));
+    // After this handler MQTT.js acknowledges the message; disconnect once that is out.
+    setTimeout(() => client.end(false, {}, () => process.exit(0)), 200);
   }
 });
