@@ -83,7 +83,8 @@ try {
   clearTimeout(timer);
   await browser.close();
   site.close();
-  process.exit(code);
+  // Not process.exit(): it may drop output not yet written to the pipe.
+  process.exitCode = code;
 } catch (error) {
   print({ event: "error", message: String(error && error.message) });
   await browser.close();

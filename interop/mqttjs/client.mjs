@@ -50,6 +50,7 @@ client.on("message", (topic, payload, packet) => {
     finishing = true;
     clearTimeout(timer);
     // After this handler MQTT.js acknowledges the message; disconnect once that is out.
-    setTimeout(() => client.end(false, {}, () => process.exit(0)), 200);
+    // Not process.exit(): it may drop output not yet written to the pipe.
+    setTimeout(() => client.end(false, {}, () => (process.exitCode = 0)), 200);
   }
 });
