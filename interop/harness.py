@@ -74,3 +74,42 @@ class Broker:
         self._reader.join(timeout=WAIT)
         self.proc.stdout.close()
         self._dir.cleanup()
+
+
+def listen_port(broker, kind):
+    """The port of the listener logged as "Opening KIND listen socket" (`websockets`, `ipv4`),
+    the last one of that kind."""
+    ports = [int(line.rstrip(".").rsplit(" ", 1)[1]) for line in broker.lines
+             if f"Opening {kind} listen socket on port" in line]
+    if not ports:
+        raise AssertionError(f"no {kind} listener:\n" + "\n".join(broker.lines))
+    return ports[-1]
+
+
+def make_certificates(directory, clients=()):
+    """With the openssl CLI: a CA (ca.pem), a server certificate for 127.0.0.1 and localhost
+    (server.pem, server.key), a server certificate that expired (expired.pem, expired.key), and
+    a client certificate NAME.pem/NAME.key with Common Name NAME for each of `clients`."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=Midge interop CA")
+    with open(os.path.join(directory, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+
+    def issue(name, subject, extra=()):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", subject)
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", *extra)
+
+    issue("server", "/CN=localhost", ("-days", "2", "-extfile", "san.ext"))
+    # Valid from now until a second ago: expired as soon as it exists.
+    issue("expired", "/CN=localhost", ("-days", "-1", "-extfile", "san.ext"))
+    # X.509 v3 with the client-authentication purpose: rustls (webpki) accepts no v1
+    # certificates, which `openssl x509 -req` makes without an extension file.
+    with open(os.path.join(directory, "client.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    for client in clients:
+        issue(client, f"/CN={client}", ("-days", "2", "-extfile", "client.ext"))

@@ -16,7 +16,7 @@ import unittest
 
 import paho.mqtt.client as paho
 
-from interop.harness import WAIT, Broker
+from interop.harness import WAIT, Broker, listen_port, make_certificates
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.join(HERE, "mqttjs", "client.mjs")
@@ -26,21 +26,8 @@ MQTTJS = os.path.join(HERE, "mqttjs", "node_modules", "mqtt")
 
 
 def websocket_port(broker):
-    line = broker.wait_for_log("Opening websockets listen socket on port")
-    return int(line.rstrip(".").rsplit(" ", 1)[1])
-
-
-def make_certificates(directory):
-    """A CA and a server certificate for 127.0.0.1 and localhost, by the openssl CLI."""
-    run = lambda *args: subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=Midge interop CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost")
-    with open(os.path.join(directory, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    broker.wait_for_log("Opening websockets listen socket on port")
+    return listen_port(broker, "websockets")
 
 
 @unittest.skipUnless(shutil.which("node") and os.path.isdir(MQTTJS), "node and npm mqtt are needed")
