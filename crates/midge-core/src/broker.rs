@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use bytestring::ByteString;
 use midge_codec::properties::ConnAckProperties;
 use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
@@ -100,6 +101,53 @@ impl Broker {
     /// Sessions held, online or not.
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
+    }
+
+    /// What the broker holds now, counted for `$SYS` and metrics: it walks every session, so
+    /// call it once per reporting interval, not per message.
+    pub fn census(&self) -> Census {
+        let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
+        let (retained, retained_bytes) = {
+            let store = self.retained.read();
+            (store.len(), store.bytes())
+        };
+        let mut census = Census {
+            sessions: sessions.len(),
+            retained,
+            retained_bytes,
+            ..Census::default()
+        };
+        for cell in &sessions {
+            census.connected += usize::from(cell.is_online());
+            let session = cell.state.lock();
+            census.subscriptions += session.subscriptions.len();
+            census.shared_subscriptions += session
+                .subscriptions
+                .values()
+                .filter(|f| f.shared().is_some())
+                .count();
+            census.queued += session.queue.len() + session.inflight.len();
+            census.queued_bytes += session.queued_bytes + session.inflight_bytes;
+        }
+        census
+    }
+
+    /// Publishes a message from the broker itself (`$SYS` topics): QoS 0, retained if asked,
+    /// delivered to every subscriber the access rules let read it.
+    pub fn publish_system(&self, topic: TopicName, payload: Bytes, retain: bool, now: Instant) {
+        let message = Arc::new(Message::new(
+            topic,
+            payload,
+            QoS::AtMostOnce,
+            retain,
+            midge_codec::properties::PublishProperties::default(),
+            None,
+            None,
+        ));
+        if retain {
+            self.retained.write().set(message.clone());
+        }
+        self.route(message, now);
     }
 
     /// Subscriptions held across all sessions.
@@ -619,7 +667,9 @@ impl Broker {
             self.publish_will(will, now);
         }
         match expiry {
-            Some(expiry) if expiry.is_zero() => self.end_session(cell, generation, now),
+            Some(expiry) if expiry.is_zero() => {
+                self.end_session(cell, generation, now);
+            }
             Some(expiry) => {
                 let mut timers = self.timers.lock();
                 let key = timers.key(now + expiry);
@@ -630,11 +680,12 @@ impl Broker {
     }
 
     /// Ends a session for good, if it is still the one that expired.
-    fn end_session(&self, cell: &Arc<SessionCell>, generation: u64, now: Instant) {
+    /// True if it ended it.
+    fn end_session(&self, cell: &Arc<SessionCell>, generation: u64, now: Instant) -> bool {
         let will = {
             let mut session = cell.state.lock();
             if session.generation != generation || session.link.is_some() {
-                return;
+                return false;
             }
             session.will.take()
         };
@@ -652,6 +703,7 @@ impl Broker {
             }
         }
         self.forget_subscriptions(cell);
+        true
     }
 
     /// Acts on every deadline that has passed: delayed wills and expired sessions. Returns the
@@ -687,13 +739,36 @@ impl Broker {
                 }
             };
             let Some((cell, generation)) = due else { break };
-            self.end_session(&cell, generation, now);
+            if self.end_session(&cell, generation, now) {
+                Stats::bump(&self.stats.sessions_expired);
+            }
         }
         let timers = self.timers.lock();
         let next_will = timers.wills.first_key_value().map(|(k, _)| k.0);
         let next_expiry = timers.expiries.first_key_value().map(|(k, _)| k.0);
         next_will.into_iter().chain(next_expiry).min()
     }
+}
+
+/// What the broker holds at one moment (see [`Broker::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Sessions, connected or not.
+    pub sessions: usize,
+    /// Sessions with a connection.
+    pub connected: usize,
+    /// Subscriptions, shared ones included.
+    pub subscriptions: usize,
+    /// Shared subscriptions.
+    pub shared_subscriptions: usize,
+    /// Retained messages.
+    pub retained: usize,
+    /// Their topic and payload bytes.
+    pub retained_bytes: u64,
+    /// Messages queued or in flight for sessions.
+    pub queued: usize,
+    /// Their topic and payload bytes.
+    pub queued_bytes: u64,
 }
 
 /// The access rules as stored: `ArcSwap` needs a sized type.

@@ -289,7 +289,9 @@ impl Connection {
             }
             out.send(&packet);
         }
-        Stats::bump(&self.broker.stats().publish_sent);
+        let stats = self.broker.stats();
+        Stats::bump(&stats.publish_sent);
+        Stats::add(&stats.publish_bytes_sent, message.payload.len() as u64);
         true
     }
 

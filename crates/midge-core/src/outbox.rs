@@ -11,6 +11,8 @@ use midge_codec::{Packet, PacketId, ProtocolVersion, PublishTemplate};
 pub struct Outbox {
     buf: BytesMut,
     version: ProtocolVersion,
+    /// Packets encoded since the runtime last took the count.
+    packets: u32,
 }
 
 impl Outbox {
@@ -19,6 +21,7 @@ impl Outbox {
         Self {
             buf: BytesMut::new(),
             version,
+            packets: 0,
         }
     }
 
@@ -34,8 +37,11 @@ impl Outbox {
     /// Encodes `packet` onto the end. A packet the broker built itself always encodes; if one
     /// ever does not, it is logged and skipped rather than taking the connection down.
     pub fn send(&mut self, packet: &Packet) {
-        if let Err(error) = packet.encode(self.version, &mut self.buf) {
-            tracing::error!(%error, packet = ?packet.packet_type(), "could not encode a packet; skipped");
+        match packet.encode(self.version, &mut self.buf) {
+            Ok(()) => self.packets = self.packets.wrapping_add(1),
+            Err(error) => {
+                tracing::error!(%error, packet = ?packet.packet_type(), "could not encode a packet; skipped");
+            }
         }
     }
 
@@ -48,6 +54,12 @@ impl Outbox {
         dup: bool,
     ) {
         template.write_to(packet_id, dup, &mut self.buf);
+        self.packets = self.packets.wrapping_add(1);
+    }
+
+    /// The packets encoded since the last call, for the broker's counters.
+    pub fn take_packet_count(&mut self) -> u64 {
+        u64::from(std::mem::take(&mut self.packets))
     }
 
     /// Bytes waiting.

@@ -27,6 +27,8 @@ impl Node {
 pub(crate) struct Retained {
     root: Node,
     count: usize,
+    /// Topic and payload bytes of the messages stored.
+    bytes: u64,
 }
 
 impl Retained {
@@ -36,8 +38,9 @@ impl Retained {
         let topic = message.topic.as_str().to_owned();
         let levels: Vec<&str> = topic.split('/').collect();
         if message.payload.is_empty() {
-            if remove(&mut self.root, &levels) {
+            if let Some(old) = remove(&mut self.root, &levels) {
                 self.count -= 1;
+                self.bytes = self.bytes.saturating_sub(old.size() as u64);
             }
             return;
         }
@@ -45,9 +48,16 @@ impl Retained {
         for level in levels {
             node = node.children.entry(level.into()).or_default();
         }
-        if node.message.replace(message).is_none() {
-            self.count += 1;
+        self.bytes += message.size() as u64;
+        match node.message.replace(message) {
+            None => self.count += 1,
+            Some(old) => self.bytes = self.bytes.saturating_sub(old.size() as u64),
         }
+    }
+
+    /// Topic and payload bytes of the messages stored.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// How many retained messages are stored.
@@ -62,13 +72,11 @@ impl Retained {
     }
 }
 
-fn remove(node: &mut Node, levels: &[&str]) -> bool {
+fn remove(node: &mut Node, levels: &[&str]) -> Option<Arc<Message>> {
     let Some((level, rest)) = levels.split_first() else {
-        return node.message.take().is_some();
+        return node.message.take();
     };
-    let Some(child) = node.children.get_mut(*level) else {
-        return false;
-    };
+    let child = node.children.get_mut(*level)?;
     let removed = remove(child, rest);
     if child.is_empty() {
         node.children.remove(*level);

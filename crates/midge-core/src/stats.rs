@@ -63,6 +63,20 @@ pub struct Stats {
     pub denied_subscribe: AtomicU64,
     /// Deliveries withheld by the access rules.
     pub denied_read: AtomicU64,
+    /// MQTT packets of any kind received (counted by the runtime as it decodes them).
+    pub packets_received: AtomicU64,
+    /// MQTT packets of any kind sent.
+    pub packets_sent: AtomicU64,
+    /// Bytes read from client sockets (after TLS and WebSocket framing are taken off).
+    pub bytes_received: AtomicU64,
+    /// Bytes written to client sockets.
+    pub bytes_sent: AtomicU64,
+    /// Payload bytes of the PUBLISH packets received.
+    pub publish_bytes_received: AtomicU64,
+    /// Payload bytes of the PUBLISH packets sent.
+    pub publish_bytes_sent: AtomicU64,
+    /// Sessions ended because their expiry interval passed while disconnected.
+    pub sessions_expired: AtomicU64,
     dropped: [AtomicU64; 6],
 }
 
@@ -70,6 +84,18 @@ impl Stats {
     /// Adds one to a counter.
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter (for the runtime, which counts packets and bytes).
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The value of a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
     }
 
     /// Counts a dropped message.

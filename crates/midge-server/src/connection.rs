@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
-use midge_core::{After, Broker, ClientRules, Connection, Credentials, Link, Outbox};
+use midge_core::{After, Broker, ClientRules, Connection, Credentials, Link, Outbox, Stats};
 use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::Notify;
@@ -107,7 +107,8 @@ pub(crate) async fn serve<S: Transport>(
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();
 
-    let mut connect = match read_connect(&stream, &mut decoder, &mut input, peer, &counters).await {
+    let stats = broker.stats();
+    let mut connect = match read_connect(&stream, &mut decoder, &mut input, peer, &counters, stats).await {
         Some(connect) => connect,
         None => return,
     };
@@ -147,7 +148,7 @@ pub(crate) async fn serve<S: Transport>(
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(%peer, "Client refused from {peer}: {}.", refusal.detail);
-            flush(&stream, &mut out).await;
+            flush(&stream, &mut out, broker.stats()).await;
             return;
         }
     };
@@ -163,7 +164,16 @@ pub(crate) async fn serve<S: Transport>(
         username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
     );
 
-    let ending = run(&stream, &mut connection, &link, &mut decoder, input, &mut out).await;
+    let ending = run(
+        &stream,
+        &mut connection,
+        &link,
+        &mut decoder,
+        input,
+        &mut out,
+        broker.stats(),
+    )
+    .await;
     // The session is detached before the disconnect is logged, so that anyone reading the log
     // line (a user, or a test) can rely on the client being offline already.
     let publish_will = match &ending {
@@ -204,7 +214,7 @@ pub(crate) async fn serve<S: Transport>(
         Ending::ClosedByBroker(_) => {}
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
-    flush(&stream, &mut out).await;
+    flush(&stream, &mut out, broker.stats()).await;
 }
 
 /// Upgrades a new connection to a WebSocket (within the CONNECT timeout), then serves MQTT in
@@ -303,11 +313,15 @@ async fn read_connect<S: Transport>(
     input: &mut BytesMut,
     peer: &str,
     counters: &ConnectionCounters,
+    stats: &Stats,
 ) -> Option<Box<midge_codec::Connect>> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         match decoder.decode(input) {
-            Ok(Some(Packet::Connect(connect))) => return Some(connect),
+            Ok(Some(Packet::Connect(connect))) => {
+                Stats::add(&stats.packets_received, 1);
+                return Some(connect);
+            }
             Ok(Some(other)) => {
                 tracing::info!(%peer, "Connection from {peer} sent {:?} before CONNECT, closing [MQTT-3.1.0-1].", other.packet_type());
                 return None;
@@ -321,14 +335,14 @@ async fn read_connect<S: Transport>(
                     out.send(&Packet::ConnAck(ConnAck::new(
                         ReasonCode::UnsupportedProtocolVersion,
                     )));
-                    flush(stream, &mut out).await;
+                    flush(stream, &mut out, stats).await;
                 }
                 tracing::info!(%peer, %error, "Bad CONNECT from {peer}: {error}.");
                 return None;
             }
             Ok(None) => {}
         }
-        match tokio::time::timeout_at(deadline, read_some(stream, decoder, input)).await {
+        match tokio::time::timeout_at(deadline, read_some(stream, decoder, input, stats)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(_)) => {}
             Err(_) => {
@@ -346,10 +360,11 @@ async fn read_some<S: Transport>(
     stream: &S,
     decoder: &Decoder,
     input: &mut BytesMut,
+    stats: &Stats,
 ) -> std::io::Result<usize> {
     loop {
         stream.readable().await?;
-        match read_into(stream, decoder, input) {
+        match read_into(stream, decoder, input, stats) {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
             result => return result,
         }
@@ -358,24 +373,33 @@ async fn read_some<S: Transport>(
 
 /// Writes as much of the outbox as the socket takes now. Errors other than "would block" end
 /// the connection.
-fn write_some<S: Transport>(stream: &S, out: &mut Outbox) -> std::io::Result<()> {
+fn write_some<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats) -> std::io::Result<()> {
+    Stats::add(&stats.packets_sent, out.take_packet_count());
     let buffer = out.buffer();
-    while !buffer.is_empty() {
-        match stream.try_write(buffer) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes::Buf::advance(buffer, n),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(error) => return Err(error),
+    let mut written = 0;
+    let result = loop {
+        if buffer.is_empty() {
+            break Ok(());
         }
-    }
-    Ok(())
+        match stream.try_write(buffer) {
+            Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                bytes::Buf::advance(buffer, n);
+                written += n;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    Stats::add(&stats.bytes_sent, written as u64);
+    result
 }
 
 /// Writes the whole outbox, giving up after a second (the peer may have stopped reading).
-async fn flush<S: Transport>(stream: &S, out: &mut Outbox) {
+async fn flush<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while !out.is_empty() {
-            if stream.writable().await.is_err() || write_some(stream, out).is_err() {
+            if stream.writable().await.is_err() || write_some(stream, out, stats).is_err() {
                 return;
             }
         }
@@ -390,7 +414,24 @@ async fn flush<S: Transport>(stream: &S, out: &mut Outbox) {
 /// a buffer on the thread's stack and `input` grows by exactly what arrived: a 30-byte PINGREQ
 /// or small PUBLISH never makes a connection allocate kilobytes it then keeps (freed read
 /// buffers fragment the heap, which is what an idle connection's cost was made of).
-fn read_into<S: Transport>(stream: &S, decoder: &Decoder, input: &mut BytesMut) -> std::io::Result<usize> {
+fn read_into<S: Transport>(
+    stream: &S,
+    decoder: &Decoder,
+    input: &mut BytesMut,
+    stats: &Stats,
+) -> std::io::Result<usize> {
+    let read = read_into_uncounted(stream, decoder, input);
+    if let Ok(n) = read {
+        Stats::add(&stats.bytes_received, n as u64);
+    }
+    read
+}
+
+fn read_into_uncounted<S: Transport>(
+    stream: &S,
+    decoder: &Decoder,
+    input: &mut BytesMut,
+) -> std::io::Result<usize> {
     if let Ok(Some(len)) = decoder.packet_len(input) {
         let missing = len.saturating_sub(input.len());
         if missing > STACK_READ {
@@ -412,6 +453,7 @@ async fn run<S: Transport>(
     decoder: &mut Decoder,
     mut input: BytesMut,
     out: &mut Outbox,
+    stats: &Stats,
 ) -> Ending {
     let keep_alive = match connection.keep_alive() {
         0 => None,
@@ -420,7 +462,7 @@ async fn run<S: Transport>(
     };
     let mut last_packet = Instant::now();
     // Packets that arrived with CONNECT are handled before the first read.
-    if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
+    if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats) {
         return ending;
     }
     // One timer and one wake-up registration for the connection's life, not one per packet:
@@ -447,7 +489,7 @@ async fn run<S: Transport>(
                     Err(error) => return Ending::SocketError(error),
                 };
                 if ready.is_writable() && !out.is_empty() {
-                    if let Err(error) = write_some(stream, out) {
+                    if let Err(error) = write_some(stream, out, stats) {
                         return Ending::SocketError(error);
                     }
                     if out.is_empty() {
@@ -456,10 +498,10 @@ async fn run<S: Transport>(
                     }
                 }
                 if ready.is_readable() || ready.is_read_closed() {
-                    match read_into(stream, decoder, &mut input) {
+                    match read_into(stream, decoder, &mut input, stats) {
                         Ok(0) => return Ending::Eof,
                         Ok(_) => {
-                            if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet) {
+                            if let Some(ending) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats) {
                                 return ending;
                             }
                         }
@@ -497,19 +539,24 @@ fn handle_input(
     input: &mut BytesMut,
     out: &mut Outbox,
     last_packet: &mut Instant,
+    stats: &Stats,
 ) -> Option<Ending> {
-    loop {
+    let mut packets = 0;
+    let ending = loop {
         match decoder.decode(input) {
             Ok(Some(packet)) => {
+                packets += 1;
                 *last_packet = Instant::now();
                 if let After::Close { publish_will, reason } =
                     connection.handle(packet, last_packet.into_std(), out)
                 {
-                    return Some(Ending::Handled { publish_will, reason });
+                    break Some(Ending::Handled { publish_will, reason });
                 }
             }
-            Ok(None) => return None,
-            Err(error) => return Some(Ending::Malformed(error)),
+            Ok(None) => break None,
+            Err(error) => break Some(Ending::Malformed(error)),
         }
-    }
+    };
+    Stats::add(&stats.packets_received, packets);
+    ending
 }

@@ -6,6 +6,7 @@
 //! - `connection`: one task per client connection, moving bytes between a socket and the core.
 //! - [`limits`]: connection limits (`max_connections`, `global_max_connections`,
 //!   `max_connection_rate`) and the counts of refusals.
+//! - `sys`: the `$SYS/broker/...` topics, published every `sys_interval`.
 //! - [`tls`]: TLS listener configuration from mosquitto.conf options, reloads, certificate
 //!   usernames; `transport` moves the bytes.
 //! - [`security`]: the password file (checked at CONNECT, off the network threads) and the ACL
@@ -16,6 +17,7 @@ mod connection;
 pub mod limits;
 pub mod security;
 pub mod server;
+mod sys;
 pub mod tls;
 mod transport;
 

@@ -22,6 +22,8 @@ const RATE_MEMORY: usize = 16_384;
 /// How many times each limit was hit since the start, broker-wide.
 #[derive(Debug, Default)]
 pub struct ConnectionCounters {
+    /// Sockets accepted, refused ones included.
+    pub accepted: AtomicU64,
     /// Connections closed at once because a listener's `max_connections` was reached.
     pub refused_listener_full: AtomicU64,
     /// Connections closed at once because `global_max_connections` was reached.

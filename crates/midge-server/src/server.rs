@@ -113,6 +113,8 @@ pub struct Server {
     /// `global_max_connections`.
     global_max_connections: Option<usize>,
     counters: Arc<ConnectionCounters>,
+    /// `sys_interval`: how often `$SYS` is published (`None`: never).
+    sys_interval: Option<Duration>,
 }
 
 impl Server {
@@ -143,6 +145,7 @@ impl Server {
             listeners,
             global_max_connections: None,
             counters: Arc::default(),
+            sys_interval: None,
         })
     }
 
@@ -167,6 +170,12 @@ impl Server {
     /// closed at once.
     pub fn with_global_max_connections(mut self, max: Option<usize>) -> Self {
         self.global_max_connections = max;
+        self
+    }
+
+    /// `sys_interval`: publish the `$SYS/broker/...` topics this often (`None`: not at all).
+    pub fn with_sys_interval(mut self, interval: Option<Duration>) -> Self {
+        self.sys_interval = interval.filter(|i| !i.is_zero());
         self
     }
 
@@ -203,6 +212,15 @@ impl Server {
             ));
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
+        if let Some(interval) = self.sys_interval {
+            tasks.spawn(crate::sys::run(
+                self.broker.clone(),
+                self.counters.clone(),
+                interval,
+                format!("midge version {}", env!("CARGO_PKG_VERSION")),
+                stop_rx.clone(),
+            ));
+        }
         shutdown.await;
         let _ = stop_tx.send(true);
         // Connections hear of it through their links (no per-connection shutdown future): MQTT
@@ -338,6 +356,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = accept(&listener, spec.tcp_nodelay) => match accepted {
                 Ok(stream) => {
+                    ConnectionCounters::bump(&counters.accepted);
                     let peer = stream.peer();
                     let now = std::time::Instant::now();
                     let refusal = if open.is_full(spec.max_connections) {

@@ -70,7 +70,8 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         let server = Server::bind(settings.broker, settings.listeners, id_seed())
             .await?
             .with_authenticator(settings.authenticator)
-            .with_global_max_connections(settings.global_max_connections);
+            .with_global_max_connections(settings.global_max_connections)
+            .with_sys_interval(settings.sys_interval);
         server.broker().set_access_control(Some(settings.access));
         reload::on_sighup(
             server.broker().clone(),

@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     pub(crate) tls: Vec<Arc<TlsListener>>,
     /// `global_max_connections`.
     pub(crate) global_max_connections: Option<usize>,
+    /// `sys_interval`.
+    pub(crate) sys_interval: Option<std::time::Duration>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -232,6 +234,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         global_max_connections: config
             .global_max_connections
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        sys_interval: config.sys_interval,
         warnings,
     })
 }

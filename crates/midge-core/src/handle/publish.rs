@@ -19,6 +19,10 @@ impl Connection {
     pub(crate) fn handle_publish(&mut self, mut publish: Publish, now: Instant, out: &mut Outbox) -> After {
         let config = &self.broker.config;
         Stats::bump(&self.broker.stats().publish_received);
+        Stats::add(
+            &self.broker.stats().publish_bytes_received,
+            publish.payload.len() as u64,
+        );
         if publish.qos > config.max_qos {
             return self.violation(
                 ReasonCode::QosNotSupported,

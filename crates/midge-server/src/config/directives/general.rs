@@ -30,7 +30,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("set_tcp_nodelay", Broker, set_tcp_nodelay),
     supported("global_max_clients", Broker, global_max_clients),
     supported("global_max_connections", Broker, global_max_connections),
-    not_yet("sys_interval", Broker, Area::Sys, sys_interval),
+    supported("sys_interval", Broker, sys_interval),
     not_yet("memory_limit", Broker, Area::Other, count),
     not_yet("retain_expiry_interval", Broker, Area::Other, text),
     not_yet("user", Broker, Area::Other, text),

@@ -254,14 +254,12 @@ fn production_file_with_includes() {
     // What the broker will log: everything Midge does not do yet, with its line.
     let notices: Vec<String> = config.notices.iter().map(ToString::to_string).collect();
     let m = main.display();
-    let s = sensors.display();
     let b = bridge.display();
     assert_eq!(
         notices,
         [
             format!("{m}:6: persistence: not supported yet (persistence)"),
             format!("{m}:7: persistence_location: not supported yet (persistence)"),
-            format!("{s}:6: sys_interval: not supported yet ($SYS)"),
             format!("{b}:2: connection: not supported yet (bridges)"),
             format!("{b}:3: address: not supported yet (bridges)"),
             format!("{b}:4: topic: not supported yet (bridges)"),
