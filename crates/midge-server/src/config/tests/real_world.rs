@@ -242,7 +242,7 @@ fn production_file_with_includes() {
     assert_eq!(
         sensors_listener.origin,
         ListenerOrigin::Declared(Location {
-            file: sensors.clone(),
+            file: sensors,
             line: 2
         })
     );
