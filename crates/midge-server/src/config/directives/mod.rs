@@ -99,10 +99,14 @@ pub(super) fn suggest(name: &str) -> Option<&'static str> {
         return None;
     }
     let lower = name.to_ascii_lowercase();
-    let max_distance = (name.chars().count() / 4).clamp(1, 3);
+    let len = name.chars().count();
+    let max_distance = (len / 4).clamp(1, 3);
     all()
         .map(|directive| directive.name)
         .filter(|known| !known.ends_with('*'))
+        // The distance is at least the difference in length (known names are ASCII): most
+        // names need no comparison, which matters for a file full of unknown lines.
+        .filter(|known| known.len().abs_diff(len) <= max_distance)
         .map(|known| (edit_distance(&lower, known), known))
         .filter(|(distance, _)| *distance <= max_distance)
         .min_by_key(|(distance, _)| *distance)
@@ -226,5 +230,28 @@ mod tests {
         assert_eq!(suggest("frobnicate"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    /// Skipping names of a different length must not change which name is suggested: compare
+    /// with every distance computed, for one-edit typos of every directive.
+    #[test]
+    fn suggestions_are_the_nearest_name_within_reach() {
+        let names: Vec<&str> = all().map(|d| d.name).filter(|n| !n.ends_with('*')).collect();
+        for name in &names {
+            let typos = [
+                name[1..].to_owned(),
+                format!("{name}x"),
+                format!("x{}", &name[1..]),
+                name.replacen('_', "", 1),
+            ];
+            for typo in typos {
+                let reach = (typo.chars().count() / 4).clamp(1, 3);
+                let nearest = names.iter().map(|known| edit_distance(&typo, known)).min();
+                match suggest(&typo) {
+                    Some(found) => assert_eq!(Some(edit_distance(&typo, found)), nearest, "{typo}"),
+                    None => assert!(nearest.is_none_or(|d| d > reach), "{typo}"),
+                }
+            }
+        }
     }
 }
