@@ -156,30 +156,28 @@ fn parse_line(raw: &[u8]) -> Result<Option<(String, StoredHash)>, Problem> {
         }
         return Err(Problem::NoColon);
     }
-    let line = std::str::from_utf8(raw).map_err(|_| Problem::NotUtf8)?;
-    let mut fields = line.split(':').filter(|field| !field.is_empty());
-    let Some(user) = fields.next().map(text::c_trim) else {
+    let (user, hash) = split_line(raw);
+    let Some(user) = user else {
         // Only colons: strtok finds no user name.
         return Ok(None);
     };
+    let user = std::str::from_utf8(user).map_err(|_| Problem::NotUtf8)?;
     if user.len() > MAX_FIELD_LEN {
         return Err(Problem::TooLong { what: "user name" });
     }
-    let Some(hash) = fields.next().map(text::c_trim) else {
-        return Err(Problem::MissingHash {
-            user: user.to_owned(),
-        });
+    let missing = || Problem::MissingHash {
+        user: user.to_owned(),
     };
+    let hash = hash.ok_or_else(missing)?;
     if hash.len() > MAX_FIELD_LEN {
         return Err(Problem::TooLong {
             what: "password hash",
         });
     }
     if hash.is_empty() {
-        return Err(Problem::MissingHash {
-            user: user.to_owned(),
-        });
+        return Err(missing());
     }
+    let hash = std::str::from_utf8(hash).map_err(|_| Problem::NotUtf8)?;
     match StoredHash::parse(hash) {
         Ok(stored) => Ok(Some((user.to_owned(), stored))),
         Err(reason) => Err(Problem::BadHash {
@@ -187,6 +185,21 @@ fn parse_line(raw: &[u8]) -> Result<Option<(String, StoredHash)>, Problem> {
             reason,
         }),
     }
+}
+
+/// The user name and password hash fields of one line (without its `\n`), split as every
+/// Mosquitto reader of the file splits them: the first two fields of `strtok(line, ":")`, so
+/// empty fields are skipped and anything after a third `:` is ignored, each trimmed of C white
+/// space. A field strtok does not find is `None`; a field of white space only is empty.
+///
+/// Shared by the broker's reader ([`PasswordFile::parse`]) and `midge passwd`, which must agree
+/// on which user a line belongs to.
+pub fn split_line(raw: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    let mut fields = raw
+        .split(|&byte| byte == b':')
+        .filter(|field| !field.is_empty())
+        .map(text::c_trim_bytes);
+    (fields.next(), fields.next())
 }
 
 /// The most common format and cost among `hashes` (what an unknown user's decoy should cost);
@@ -335,6 +348,31 @@ mod tests {
         let file = PasswordFile::parse_bytes(&bytes, "pw");
         assert!(file.check("ok", Some(b"b")), "the last line needs no newline");
         assert_eq!(messages(&file), ["pw:1: line is not valid UTF-8"]);
+    }
+
+    #[test]
+    fn lines_split_like_strtok_then_trim() {
+        assert_eq!(
+            split_line(b"alice:$7$x"),
+            (Some(&b"alice"[..]), Some(&b"$7$x"[..]))
+        );
+        assert_eq!(
+            split_line(b"::bob:: h :rest"),
+            (Some(&b"bob"[..]), Some(&b"h"[..]))
+        );
+        assert_eq!(split_line(b" carol \r"), (Some(&b"carol"[..]), None));
+        assert_eq!(split_line(b"dave: \t"), (Some(&b"dave"[..]), Some(&b""[..])));
+        assert_eq!(split_line(b":::"), (None, None));
+        assert_eq!(split_line(b""), (None, None));
+    }
+
+    #[test]
+    fn bytes_after_the_hash_field_need_not_be_utf8() {
+        let mut bytes = format!("alice:{}:", pbkdf2("a")).into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe");
+        let file = PasswordFile::parse_bytes(&bytes, "pw");
+        assert!(file.check("alice", Some(b"a")));
+        assert!(file.warnings().is_empty());
     }
 
     #[test]

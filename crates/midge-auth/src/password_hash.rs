@@ -271,8 +271,9 @@ fn random_bytes(len: usize) -> Result<Vec<u8>, getrandom::Error> {
 
 /// Mosquitto reads the count with C's `atoi` and refuses anything below 1: leading white space
 /// and a sign are allowed and reading stops at the first non-digit (`101abc` is 101). A count
-/// that overflows an `int` (undefined in C) is refused.
-fn parse_iterations(raw: &str) -> Result<u32, HashError> {
+/// that overflows an `int` (undefined in C) is refused. `midge passwd -I` reads its count the
+/// same way.
+pub fn parse_iterations(raw: &str) -> Result<u32, HashError> {
     let bad = || HashError::BadIterations(raw.to_owned());
     let text = raw.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
     let (negative, text) = match text.strip_prefix('-') {

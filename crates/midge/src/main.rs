@@ -1,8 +1,10 @@
 //! `midge`: the broker's executable. Reads the command line and mosquitto.conf, sets up
 //! logging, optionally daemonizes, then runs [`midge_server::Server`] until SIGINT or SIGTERM.
+//! `midge passwd …` is `mosquitto_passwd` instead (the `passwd` module).
 
 mod cli;
 mod logging;
+mod passwd;
 mod reload;
 mod settings;
 
@@ -19,6 +21,9 @@ use midge_server::config::Config;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "passwd") {
+        return passwd::main(std::env::args_os().skip(2).collect());
+    }
     let args = cli::Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,18 +166,21 @@ impl Config {
     /// Reads the configuration file at `path`, and the files its `include_dir` lines name.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = source::read(path)?;
-        Self::parse(path, &text)
+        Self::parse_bytes(&text, path)
     }
 
     /// Reads configuration text; `origin` names it in errors and notices, as a file would be.
     /// `include_dir` lines read real directories.
     pub fn parse_str(text: &str, origin: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Self::parse(origin.as_ref(), text.as_bytes())
+        Self::parse_bytes(text.as_bytes(), origin)
     }
 
-    fn parse(path: &Path, text: &[u8]) -> Result<Self, ConfigError> {
+    /// As [`Config::parse_str`], for the bytes of a file, which may not be UTF-8 (a line that
+    /// is not, outside a comment, is a [`ConfigError::NotUtf8`]). What [`Config::load`] does
+    /// once it has read the file.
+    pub fn parse_bytes(text: &[u8], origin: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let mut parser = parser::Parser::new();
-        parser.parse_file(path, text, false)?;
+        parser.parse_file(origin.as_ref(), text, false)?;
         parser.finish()
     }
 

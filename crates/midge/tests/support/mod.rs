@@ -321,6 +321,9 @@ impl RawClient {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                // A read with a timeout is not restarted after an interruption (seen under
+                // load as EINTR with no signal handler installed): read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),

@@ -102,32 +102,50 @@ pub(super) fn suggest(name: &str) -> Option<&'static str> {
         return None;
     }
     let lower = name.to_ascii_lowercase();
-    let max_distance = (name.chars().count() / 4).clamp(1, 3);
+    let len = name.chars().count();
+    let max_distance = (len / 4).clamp(1, 3);
     all()
         .map(|directive| directive.name)
         .filter(|known| !known.ends_with('*'))
-        .map(|known| (edit_distance(&lower, known), known))
-        .filter(|(distance, _)| *distance <= max_distance)
+        // The distance is at least the difference in length (known names are ASCII): most
+        // names need no comparison, which matters for a file full of unknown lines.
+        .filter(|known| known.len().abs_diff(len) <= max_distance)
+        .filter_map(|known| Some((edit_distance_within(&lower, known, max_distance)?, known)))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, known)| known)
 }
 
 /// The Levenshtein distance between two strings, by characters.
+#[cfg(test)]
 fn edit_distance(a: &str, b: &str) -> usize {
+    edit_distance_within(a, b, usize::MAX).unwrap_or(usize::MAX)
+}
+
+/// The Levenshtein distance between two strings, by characters, or `None` once it is sure to be
+/// more than `limit`. Two rows for the whole comparison, and it stops at the first row whose
+/// every entry is past the limit, so dissimilar names cost a few rows.
+fn edit_distance_within(a: &str, b: &str, limit: usize) -> Option<usize> {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
     for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous.get(j).map_or(usize::MAX, |d| d + usize::from(ca != *cb));
-            let deletion = previous.get(j + 1).map_or(usize::MAX, |d| d + 1);
-            let insertion = current.get(j).map_or(usize::MAX, |d| d + 1);
-            current.push(substitution.min(deletion).min(insertion));
+        let mut left = i + 1;
+        if let Some(first) = current.first_mut() {
+            *first = left;
         }
-        previous = current;
+        let mut row_min = left;
+        for ((above, cb), cell) in previous.windows(2).zip(&b).zip(current.iter_mut().skip(1)) {
+            let (diagonal, up) = (above[0], above[1]);
+            left = (diagonal + usize::from(ca != *cb)).min(up + 1).min(left + 1);
+            *cell = left;
+            row_min = row_min.min(left);
+        }
+        if row_min > limit {
+            return None;
+        }
+        std::mem::swap(&mut previous, &mut current);
     }
-    previous.last().copied().unwrap_or(0)
+    previous.last().copied().filter(|&distance| distance <= limit)
 }
 
 /// A directive Midge acts on.
@@ -239,5 +257,32 @@ mod tests {
         assert_eq!(suggest("frobnicate"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance_within("kitten", "sitting", 3), Some(3));
+        assert_eq!(edit_distance_within("kitten", "sitting", 2), None);
+        assert_eq!(edit_distance_within("zzzzzzzz", "listener", 3), None);
+    }
+
+    /// Skipping names of a different length must not change which name is suggested: compare
+    /// with every distance computed, for one-edit typos of every directive.
+    #[test]
+    fn suggestions_are_the_nearest_name_within_reach() {
+        let names: Vec<&str> = all().map(|d| d.name).filter(|n| !n.ends_with('*')).collect();
+        for name in &names {
+            let typos = [
+                name[1..].to_owned(),
+                format!("{name}x"),
+                format!("x{}", &name[1..]),
+                name.replacen('_', "", 1),
+            ];
+            for typo in typos {
+                let reach = (typo.chars().count() / 4).clamp(1, 3);
+                let nearest = names.iter().map(|known| edit_distance(&typo, known)).min();
+                match suggest(&typo) {
+                    Some(found) => assert_eq!(Some(edit_distance(&typo, found)), nearest, "{typo}"),
+                    None => assert!(nearest.is_none_or(|d| d > reach), "{typo}"),
+                }
+            }
+        }
     }
 }
