@@ -362,15 +362,8 @@ impl<'t, C: Connector> Connection<'t, C> {
             let can_write = !self.out.is_empty() || self.needs_flush;
             let wake = tokio::select! {
                 read = reader.read_buf(input), if can_read => Wake::Read(read),
-                permit = self.task.events.reserve(), if self.pending_event.is_some() => {
-                    // A dropped event receiver means nobody wants events: they are discarded.
-                    match (permit, self.pending_event.take()) {
-                        (Ok(permit), Some((event, ack))) => {
-                            permit.send(event);
-                            Wake::Delivered(ack)
-                        }
-                        (_, pending) => Wake::Delivered(pending.and_then(|(_, ack)| ack)),
-                    }
+                permit = self.task.events.clone().reserve_owned(), if self.pending_event.is_some() => {
+                    Wake::Room(permit.ok())
                 }
                 written = write_or_flush(writer, &mut self.out), if can_write => Wake::Written(written),
                 command = self.task.commands.recv(), if can_command => Wake::Command(command),
@@ -382,9 +375,17 @@ impl<'t, C: Connector> Connection<'t, C> {
                         eof = true;
                     }
                 }
-                Wake::Delivered(ack) => {
-                    if let Some(ack) = ack {
-                        self.send(&ack)?;
+                Wake::Room(permit) => {
+                    if let Some((event, ack)) = self.pending_event.take() {
+                        // Acknowledged as it is queued: the acknowledgement goes first so that
+                        // a trace shows it before anything the application does with the event.
+                        if let Some(ack) = ack {
+                            self.send(&ack)?;
+                        }
+                        // No permit: nobody holds the events receiver, and events are discarded.
+                        if let Some(permit) = permit {
+                            permit.send(event);
+                        }
                     }
                 }
                 Wake::Written(Some(written)) => {
@@ -577,8 +578,14 @@ impl<'t, C: Connector> Connection<'t, C> {
             }
             Packet::PubRel(ack) => {
                 let mut comp = Ack::new(ack.packet_id);
-                if !self.task.session.release_inbound(ack.packet_id) && self.version.is_v5() {
-                    comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+                match self.task.session.release_inbound(ack.packet_id) {
+                    Some(Some(publish)) => {
+                        self.pending_event = Some((Event::Publish(publish), Some(Packet::PubComp(comp))));
+                        return Ok(());
+                    }
+                    Some(None) => {}
+                    None if self.version.is_v5() => comp.reason_code = ReasonCode::PacketIdentifierNotFound,
+                    None => {}
                 }
                 self.send(&Packet::PubComp(comp))?;
             }
@@ -633,14 +640,19 @@ impl<'t, C: Connector> Connection<'t, C> {
             (QoS::AtMostOnce, _) => None,
             (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(Ack::new(id))),
             (QoS::ExactlyOnce, Some(id)) => {
-                if !self.task.session.receive_qos2(id) {
-                    // A redelivery of a message already passed on: acknowledge it again only.
+                if self.task.session.has_inbound_qos2(id) {
+                    // A redelivery of a message already received: acknowledge it again only.
                     return self.send(&Packet::PubRec(Ack::new(id)));
                 }
                 let limit = self.task.options.receive_maximum.map_or(u16::MAX, |m| m.get());
-                if self.task.session.inbound_qos2() > usize::from(limit) {
+                if self.task.session.inbound_qos2() >= usize::from(limit) {
                     return Err(ClientError::Protocol("Receive Maximum exceeded"));
                 }
+                if self.task.options.deliver_qos2_on_release {
+                    self.task.session.receive_qos2(id, Some(publish));
+                    return self.send(&Packet::PubRec(Ack::new(id)));
+                }
+                self.task.session.receive_qos2(id, None);
                 Some(Packet::PubRec(Ack::new(id)))
             }
             _ => {
@@ -675,8 +687,8 @@ fn disconnect_reason(error: &ClientError) -> Option<ReasonCode> {
 /// What woke the connection loop.
 enum Wake {
     Read(std::io::Result<usize>),
-    /// A queued event went out; send its acknowledgement.
-    Delivered(Option<Packet>),
+    /// Room in the event queue (`None`: the receiver is gone).
+    Room(Option<mpsc::OwnedPermit<Event>>),
     /// Bytes written (`Some`), or the stream flushed (`None`).
     Written(Option<std::io::Result<usize>>),
     Command(Option<Command>),

@@ -108,6 +108,10 @@ pub struct ClientOptions {
     pub event_capacity: usize,
     /// Disable Nagle's algorithm on the TCP socket.
     pub nodelay: bool,
+    /// Pass inbound QoS 2 messages on at PUBREL instead of at PUBLISH (§4.3.3 method B), as
+    /// libmosquitto does. Each message waiting for its PUBREL is held in memory, up to
+    /// `receive_maximum`.
+    pub deliver_qos2_on_release: bool,
     /// Observer of every packet (for debug output).
     pub trace: Option<PacketTrace>,
 }
@@ -156,6 +160,7 @@ impl Default for ClientOptions {
             reconnect_delay: None,
             event_capacity: 256,
             nodelay: true,
+            deliver_qos2_on_release: false,
             trace: None,
         }
     }

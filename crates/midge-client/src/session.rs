@@ -6,7 +6,7 @@
 //! publications by the in-flight window, inbound QoS 2 by our Receive Maximum, and everything
 //! by the 65,535 packet identifiers. It never touches a socket.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use midge_codec::properties::AckProperties;
 use midge_codec::{PacketId, Publish, QoS, ReasonCode, SubAck, UnsubAck};
@@ -68,8 +68,9 @@ pub(crate) struct Session {
     outstanding: HashMap<u16, Outstanding>,
     /// Outbound QoS 1 and 2 publications in `outstanding`.
     publishes: usize,
-    /// Inbound QoS 2 packet identifiers for which PUBREC was sent and PUBREL not yet received.
-    inbound_qos2: HashSet<u16>,
+    /// Inbound QoS 2 packet identifiers for which PUBREC was sent and PUBREL not yet received,
+    /// with the message itself when it is passed on only at PUBREL (§4.3.3 method B).
+    inbound_qos2: HashMap<u16, Option<Publish>>,
 }
 
 impl Session {
@@ -158,9 +159,15 @@ impl Session {
         }
     }
 
-    /// Records an inbound QoS 2 PUBLISH; false if it is a redelivery of one already recorded.
-    pub(crate) fn receive_qos2(&mut self, id: PacketId) -> bool {
-        self.inbound_qos2.insert(id.get())
+    /// True if an inbound QoS 2 PUBLISH with this identifier awaits PUBREL: a PUBLISH with it
+    /// now is a redelivery.
+    pub(crate) fn has_inbound_qos2(&self, id: PacketId) -> bool {
+        self.inbound_qos2.contains_key(&id.get())
+    }
+
+    /// Records an inbound QoS 2 PUBLISH, holding the message if it is to be passed on at PUBREL.
+    pub(crate) fn receive_qos2(&mut self, id: PacketId, held: Option<Publish>) {
+        self.inbound_qos2.insert(id.get(), held);
     }
 
     /// Inbound QoS 2 messages awaiting PUBREL.
@@ -168,8 +175,9 @@ impl Session {
         self.inbound_qos2.len()
     }
 
-    /// Forgets an inbound QoS 2 packet identifier on PUBREL; false if it was unknown.
-    pub(crate) fn release_inbound(&mut self, id: PacketId) -> bool {
+    /// Forgets an inbound QoS 2 packet identifier on PUBREL: `None` if it was unknown, else the
+    /// message held for delivery now, if any.
+    pub(crate) fn release_inbound(&mut self, id: PacketId) -> Option<Option<Publish>> {
         self.inbound_qos2.remove(&id.get())
     }
 
@@ -298,9 +306,10 @@ mod tests {
     fn inbound_qos2_redelivery_is_recognised() {
         let mut s = Session::default();
         let id = PacketId::new(5).unwrap();
-        assert!(s.receive_qos2(id));
-        assert!(!s.receive_qos2(id));
-        assert!(s.release_inbound(id));
-        assert!(!s.release_inbound(id));
+        assert!(!s.has_inbound_qos2(id));
+        s.receive_qos2(id, Some(publish(5, QoS::ExactlyOnce)));
+        assert!(s.has_inbound_qos2(id));
+        assert!(matches!(s.release_inbound(id), Some(Some(_))));
+        assert!(s.release_inbound(id).is_none());
     }
 }

@@ -302,3 +302,36 @@ async fn server_disconnect_is_an_event_then_the_connection_ends() {
         Err(ClientError::Disconnected)
     ));
 }
+
+#[tokio::test]
+async fn inbound_qos2_can_be_passed_on_at_pubrel_as_libmosquitto_does() {
+    let (listener, port) = fake_server().await;
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let mut peer = Peer::accept(&listener, ProtocolVersion::V311).await;
+        peer.handshake(accepted(false)).await;
+        let mut publish = midge_codec::Publish::new("q2".try_into().unwrap(), "held");
+        publish.qos = QoS::ExactlyOnce;
+        publish.packet_id = midge_codec::PacketId::new(9);
+        peer.send(&Packet::Publish(publish.clone())).await;
+        assert_eq!(
+            peer.expect().await,
+            Packet::PubRec(Ack::new(publish.packet_id.unwrap()))
+        );
+        release_rx.await.unwrap();
+        peer.send(&Packet::PubRel(Ack::new(publish.packet_id.unwrap())))
+            .await;
+        assert_eq!(
+            peer.expect().await,
+            Packet::PubComp(Ack::new(publish.packet_id.unwrap()))
+        );
+        peer
+    });
+    let mut options = ClientOptions::new("127.0.0.1", port);
+    options.deliver_qos2_on_release = true;
+    let (_client, mut events) = Client::connect(options).await.unwrap();
+    support::expect_no_event(&mut events, Duration::from_millis(300)).await;
+    release_tx.send(()).unwrap();
+    assert!(matches!(next_event(&mut events).await, Event::Publish(p) if p.payload == "held"));
+    let _peer = server.await.unwrap();
+}
