@@ -85,12 +85,15 @@ pub struct Client {
     connack: Arc<ConnAck>,
 }
 
-/// A publication under way: await it for the outcome.
+/// An operation handed to the connection: await it for the server's answer.
 #[derive(Debug)]
-pub struct PendingPublish(oneshot::Receiver<Result<PublishOutcome, ClientError>>);
+pub struct Pending<T>(oneshot::Receiver<Result<T, ClientError>>);
 
-impl Future for PendingPublish {
-    type Output = Result<PublishOutcome, ClientError>;
+/// A publication under way.
+pub type PendingPublish = Pending<PublishOutcome>;
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0)
@@ -176,7 +179,7 @@ impl Client {
         publish.packet_id = None;
         let (reply, answer) = oneshot::channel();
         self.send(Command::Publish { publish, reply }).await?;
-        Ok(PendingPublish(answer))
+        Ok(Pending(answer))
     }
 
     /// Subscribes to `filters`, each with its options; returns the SUBACK (one reason code per
@@ -186,6 +189,16 @@ impl Client {
         filters: &[(&str, SubscriptionOptions)],
         properties: SubscribeProperties,
     ) -> Result<SubAck, ClientError> {
+        self.start_subscribe(filters, properties).await?.await
+    }
+
+    /// Sends SUBSCRIBE without waiting for the SUBACK: commands are sent in the order they are
+    /// started, so a SUBSCRIBE started before an UNSUBSCRIBE goes out first.
+    pub async fn start_subscribe(
+        &self,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: SubscribeProperties,
+    ) -> Result<Pending<SubAck>, ClientError> {
         let subscriptions = filters
             .iter()
             .map(|(filter, options)| {
@@ -205,7 +218,7 @@ impl Client {
         };
         let (reply, answer) = oneshot::channel();
         self.send(Command::Subscribe { packet, reply }).await?;
-        answer.await.unwrap_or(Err(ClientError::Disconnected))
+        Ok(Pending(answer))
     }
 
     /// Subscribes to one filter at `qos` with default options; returns its reason code.
@@ -230,6 +243,15 @@ impl Client {
         filters: &[&str],
         properties: UnsubscribeProperties,
     ) -> Result<UnsubAck, ClientError> {
+        self.start_unsubscribe(filters, properties).await?.await
+    }
+
+    /// Sends UNSUBSCRIBE without waiting for the UNSUBACK.
+    pub async fn start_unsubscribe(
+        &self,
+        filters: &[&str],
+        properties: UnsubscribeProperties,
+    ) -> Result<Pending<UnsubAck>, ClientError> {
         let filters = filters
             .iter()
             .map(|f| topic_filter(f))
@@ -246,7 +268,7 @@ impl Client {
         };
         let (reply, answer) = oneshot::channel();
         self.send(Command::Unsubscribe { packet, reply }).await?;
-        answer.await.unwrap_or(Err(ClientError::Disconnected))
+        Ok(Pending(answer))
     }
 
     /// Sends DISCONNECT with `disconnect`'s reason and properties (MQTT 5; earlier versions

@@ -250,6 +250,10 @@ struct Connection<'t, C: Connector> {
     parked: Option<Command>,
     /// An event waiting for room in the queue, and the acknowledgement to send once it has it.
     pending_event: Option<(Event, Option<Packet>)>,
+    /// Room reserved in the event queue.
+    permit: Option<mpsc::OwnedPermit<Event>>,
+    /// The events receiver is gone: events are dropped.
+    events_closed: bool,
     /// After the pending event is delivered, end the connection with this.
     end_after_event: Option<ClientError>,
     /// Topic aliases the server has set up (bounded by our Topic Alias Maximum).
@@ -282,6 +286,8 @@ impl<'t, C: Connector> Connection<'t, C> {
             ping_sent: None,
             parked: None,
             pending_event: None,
+            permit: None,
+            events_closed: false,
             end_after_event: None,
             aliases: HashMap::new(),
             closing: None,
@@ -319,9 +325,16 @@ impl<'t, C: Connector> Connection<'t, C> {
     ) -> Result<End, ClientError> {
         self.resume()?;
         let mut eof = false;
+        let lockstep = self.task.options.one_event_at_a_time;
         loop {
-            // Everything already read, as far as the event queue allows.
-            while self.pending_event.is_none() && self.end_after_event.is_none() {
+            // Everything already read, as far as the event queue allows. In lockstep, a packet
+            // is decoded only with room for its event already reserved.
+            loop {
+                self.deliver_pending_event()?;
+                let gated = lockstep && self.permit.is_none() && !self.events_closed;
+                if self.pending_event.is_some() || self.end_after_event.is_some() || gated {
+                    break;
+                }
                 match self.decoder.decode(input)? {
                     Some(packet) => {
                         trace(&self.task.options, Direction::Received, &packet);
@@ -356,15 +369,15 @@ impl<'t, C: Connector> Connection<'t, C> {
             if can_read {
                 input.reserve(READ_CHUNK);
             }
+            let want_room =
+                self.permit.is_none() && !self.events_closed && (self.pending_event.is_some() || lockstep);
             let can_command =
                 self.parked.is_none() && self.closing.is_none() && self.out.len() < WRITE_HIGH_WATER;
             let deadline = self.keep_alive_deadline();
             let can_write = !self.out.is_empty() || self.needs_flush;
             let wake = tokio::select! {
                 read = reader.read_buf(input), if can_read => Wake::Read(read),
-                permit = self.task.events.clone().reserve_owned(), if self.pending_event.is_some() => {
-                    Wake::Room(permit.ok())
-                }
+                permit = self.task.events.clone().reserve_owned(), if want_room => Wake::Room(permit.ok()),
                 written = write_or_flush(writer, &mut self.out), if can_write => Wake::Written(written),
                 command = self.task.commands.recv(), if can_command => Wake::Command(command),
                 () = sleep_until(deadline) => Wake::Timer,
@@ -375,19 +388,9 @@ impl<'t, C: Connector> Connection<'t, C> {
                         eof = true;
                     }
                 }
-                Wake::Room(permit) => {
-                    if let Some((event, ack)) = self.pending_event.take() {
-                        // Acknowledged as it is queued: the acknowledgement goes first so that
-                        // a trace shows it before anything the application does with the event.
-                        if let Some(ack) = ack {
-                            self.send(&ack)?;
-                        }
-                        // No permit: nobody holds the events receiver, and events are discarded.
-                        if let Some(permit) = permit {
-                            permit.send(event);
-                        }
-                    }
-                }
+                Wake::Room(Some(permit)) => self.permit = Some(permit),
+                // Nobody holds the events receiver: events are discarded from now on.
+                Wake::Room(None) => self.events_closed = true,
                 Wake::Written(Some(written)) => {
                     if written? == 0 {
                         return Err(ClientError::Io(std::io::ErrorKind::WriteZero.into()));
@@ -405,6 +408,24 @@ impl<'t, C: Connector> Connection<'t, C> {
                 Wake::Timer => self.keep_alive()?,
             }
         }
+    }
+
+    /// Queues the pending event if there is room reserved for it (or drops it if nobody
+    /// listens), sending its acknowledgement first: a trace then shows the acknowledgement
+    /// before anything the application does with the event.
+    fn deliver_pending_event(&mut self) -> Result<(), ClientError> {
+        if self.pending_event.is_none() || (self.permit.is_none() && !self.events_closed) {
+            return Ok(());
+        }
+        if let Some((event, ack)) = self.pending_event.take() {
+            if let Some(ack) = ack {
+                self.send(&ack)?;
+            }
+            if let Some(permit) = self.permit.take() {
+                permit.send(event);
+            }
+        }
+        Ok(())
     }
 
     /// On a resumed session, sends again what was unacknowledged [MQTT-4.4.0-1].

@@ -32,7 +32,7 @@ pub mod options;
 mod session;
 pub mod transport;
 
-pub use client::{Client, Event, Events, PendingPublish};
+pub use client::{Client, Event, Events, Pending, PendingPublish};
 pub use error::ClientError;
 pub use options::{ClientOptions, Direction, LastWill, PacketTrace};
 pub use session::PublishOutcome;

@@ -112,6 +112,11 @@ pub struct ClientOptions {
     /// libmosquitto does. Each message waiting for its PUBREL is held in memory, up to
     /// `receive_maximum`.
     pub deliver_qos2_on_release: bool,
+    /// Decode the next packet from the server only once the application has taken the
+    /// previous event. With `event_capacity` 1 and a single-threaded runtime, the trace lines
+    /// and the application's handling of each event then interleave in wire order (how
+    /// `midge sub -d` prints like mosquitto_sub). Slower; off by default.
+    pub one_event_at_a_time: bool,
     /// Observer of every packet (for debug output).
     pub trace: Option<PacketTrace>,
 }
@@ -161,6 +166,7 @@ impl Default for ClientOptions {
             event_capacity: 256,
             nodelay: true,
             deliver_qos2_on_release: false,
+            one_event_at_a_time: false,
             trace: None,
         }
     }

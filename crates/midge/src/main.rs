@@ -5,6 +5,7 @@ mod cli;
 mod logging;
 mod reload;
 mod settings;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +20,15 @@ use midge_server::config::Config;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
+    match std::env::args_os()
+        .nth(1)
+        .and_then(|a| a.into_string().ok())
+        .as_deref()
+    {
+        Some("pub") => return tools::run(tools::Tool::Pub),
+        Some("sub") => return tools::run(tools::Tool::Sub),
+        _ => {}
+    }
     let args = cli::Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
