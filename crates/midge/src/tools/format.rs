@@ -441,8 +441,7 @@ fn field(
     }
 }
 
-/// The `%j` / `%J` object: the payload as a string (or byte array when not printable), or as
-/// the parsed JSON it holds.
+/// The `%j` / `%J` object: the payload as a string, or as the parsed JSON it holds.
 fn message_json(message: &Publish, now: &Now, parsed: Option<Json>) -> Json {
     let mut members = vec![
         ("tst".to_owned(), Json::String(now.json_timestamp().into_bytes())),
@@ -512,18 +511,18 @@ fn message_json(message: &Publish, now: &Now, parsed: Option<Json>) -> Json {
         }
         members.push(("properties".to_owned(), Json::Object(p)));
     }
+    // mosquitto_sub 2.0.11 hands the payload to cJSON as a C string: the bytes up to the first
+    // NUL, as they are.
     let payload = match parsed {
         Some(parsed) => parsed,
         None if message.payload.is_empty() => Json::Null,
-        None if message.payload.iter().all(|b| (0x20..0x7F).contains(b)) => {
-            Json::String(message.payload.to_vec())
-        }
-        None => Json::Array(
+        None => Json::String(
             message
                 .payload
-                .iter()
-                .map(|b| Json::Number(f64::from(*b)))
-                .collect(),
+                .split(|b| *b == 0)
+                .next()
+                .unwrap_or_default()
+                .to_vec(),
         ),
     };
     members.push(("payload".to_owned(), payload));
