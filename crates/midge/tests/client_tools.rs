@@ -57,6 +57,8 @@ struct Case {
     witness: &'static str,
     /// A mosquitto_sub run after the tool exits, whose output is compared too.
     after: &'static str,
+    /// The tool's options file (`$XDG_CONFIG_HOME/mosquitto_pub`), expanded like `args`.
+    options_file: &'static str,
     norms: &'static [Norm],
 }
 
@@ -71,6 +73,7 @@ const fn case(name: &'static str, tool: &'static str, args: &'static str) -> Cas
         live: &[],
         witness: "",
         after: "",
+        options_file: "",
         norms: &[],
     }
 }
@@ -98,6 +101,10 @@ impl Case {
     }
     const fn after(mut self, after: &'static str) -> Self {
         self.after = after;
+        self
+    }
+    const fn options_file(mut self, text: &'static str) -> Self {
+        self.options_file = text;
         self
     }
     const fn norms(mut self, norms: &'static [Norm]) -> Self {
@@ -196,6 +203,8 @@ const CASES: &[Case] = &[
     case("sub_unsubscribe", "sub", "-p {port} -t {t}/a -U {t}/b -E"),
     case("sub_v5_user_properties", "sub", "-p {port} -V 5 -t {t}/# -C 1 -v -D subscribe user-property s t").live(&["-t {t}/a -m v5 -D publish user-property k v"]),
     case("sub_v31", "sub", "-p {port} -V mqttv31 -t {t}/# -C 1 -v -q 1").live(&["-t {t}/a -m old-protocol -q 1"]),
+    case("sub_options_file", "sub", "-t {t}/# -C 1").options_file("# defaults\n-p {port}\n-v\n-F %t=%p\n").live(&["-t {t}/a -m from-file"]),
+    case("pub_options_file_bad_flag", "pub", "-t {t}/a -m x").options_file("-p {port}\n--bogus 1\n"),
     case("sub_url", "sub", "-L mqtt://127.0.0.1:{port}/{t}/a -C 1 -v").live(&["-t {t}/a -m via-url"]),
 ];
 
@@ -298,9 +307,9 @@ enum Side {
 }
 
 fn spawn(command: &mut Command, stdin: &str) -> Child {
+    // No options file from the machine running the tests: HOME points where none is.
     let mut child = command
-        .env("HOME", std::env::temp_dir())
-        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", "/nonexistent")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -348,7 +357,8 @@ fn mosquitto_pub(port: u16, line: &str) {
         .arg("-p")
         .arg(port.to_string())
         .args(&args)
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_CONFIG_HOME")
         .status()
         .unwrap();
     assert!(status.success(), "mosquitto_pub {line}");
@@ -398,6 +408,15 @@ fn run(case: &Case, side: Side, brokers: &Brokers) -> Outcome {
         }
         Side::Mosquitto => Command::new(format!("mosquitto_{}", case.tool)),
     };
+    if case.options_file.is_empty() {
+        command.env_remove("XDG_CONFIG_HOME");
+    } else {
+        let config_home = brokers.dir.path().join(&id);
+        std::fs::create_dir_all(&config_home).unwrap();
+        let text = expand(case.options_file);
+        std::fs::write(config_home.join(format!("mosquitto_{}", case.tool)), text).unwrap();
+        command.env("XDG_CONFIG_HOME", &config_home);
+    }
     let tool = spawn(command.args(&args), case.stdin);
     if !case.live.is_empty() {
         std::thread::sleep(Duration::from_millis(500));

@@ -174,9 +174,51 @@ fn valid_filter(filter: &str) -> bool {
     TopicFilter::new(filter).is_ok()
 }
 
-/// Parses the arguments after the tool's name.
+/// Parses the arguments after the tool's name, after the options file Mosquitto's tool reads
+/// first (`$XDG_CONFIG_HOME/mosquitto_pub`, else `~/.config/mosquitto_pub`; `_sub` for sub).
 pub(crate) fn parse(tool: Tool, args: &[String]) -> Result<Config, Stop> {
     let mut cfg = Config::default();
+    if let Some(text) = options_file(tool).and_then(|path| std::fs::read_to_string(path).ok()) {
+        for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            // One flag and, after the first space, its value, as Mosquitto splits the line.
+            let line = line.trim_end_matches(['\r', '\n']);
+            let mut words = line.trim_start_matches(' ').splitn(2, ' ');
+            let Some(flag) = words.next().filter(|f| !f.is_empty()) else {
+                continue;
+            };
+            let mut line_args = vec![flag.to_owned()];
+            if let Some(value) = words
+                .next()
+                .map(|v| v.trim_start_matches(' '))
+                .filter(|v| !v.is_empty())
+            {
+                line_args.push(value.to_owned());
+            }
+            parse_into(&mut cfg, tool, &line_args)?;
+        }
+    }
+    parse_into(&mut cfg, tool, args)?;
+    check(&mut cfg, tool)?;
+    Ok(cfg)
+}
+
+/// The options file of Mosquitto's tool, if the environment names a place for it.
+fn options_file(tool: Tool) -> Option<std::path::PathBuf> {
+    let name = match tool {
+        Tool::Pub => "mosquitto_pub",
+        Tool::Sub => "mosquitto_sub",
+    };
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Some(std::path::PathBuf::from(dir).join(name));
+    }
+    std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".config").join(name))
+}
+
+/// Applies one list of flags to `cfg`.
+fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop> {
     let is_pub = tool == Tool::Pub;
     let is_sub = tool == Tool::Sub;
     let mut i = 0;
@@ -284,7 +326,7 @@ pub(crate) fn parse(tool: Tool, args: &[String]) -> Result<Config, Stop> {
                 i += 1;
             }
             "-L" | "--url" => {
-                parse_url(&mut cfg, tool, value("URL")?)?;
+                parse_url(cfg, tool, value("URL")?)?;
                 i += 1;
             }
             "-l" | "--stdin-line" if is_pub => {
@@ -373,7 +415,7 @@ pub(crate) fn parse(tool: Tool, args: &[String]) -> Result<Config, Stop> {
                 cfg.pub_mode = PubMode::Stdin;
             }
             "-t" | "--topic" => {
-                add_topic(&mut cfg, tool, value("topic")?, "-t")?;
+                add_topic(cfg, tool, value("topic")?, "-t")?;
                 i += 1;
             }
             "-T" | "--filter-out" if is_sub => {
@@ -466,8 +508,7 @@ pub(crate) fn parse(tool: Tool, args: &[String]) -> Result<Config, Stop> {
         }
         i += 1;
     }
-    check(&mut cfg, tool)?;
-    Ok(cfg)
+    Ok(())
 }
 
 /// The name Mosquitto's messages use for a flag: the short one where there is one.
