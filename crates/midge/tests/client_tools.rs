@@ -59,6 +59,8 @@ struct Case {
     after: &'static str,
     /// The tool's options file (`$XDG_CONFIG_HOME/mosquitto_pub`), expanded like `args`.
     options_file: &'static str,
+    /// Send the tool SIGINT once it is up (and the live messages are out).
+    interrupt: bool,
     norms: &'static [Norm],
 }
 
@@ -74,6 +76,7 @@ const fn case(name: &'static str, tool: &'static str, args: &'static str) -> Cas
         witness: "",
         after: "",
         options_file: "",
+        interrupt: false,
         norms: &[],
     }
 }
@@ -105,6 +108,10 @@ impl Case {
     }
     const fn options_file(mut self, text: &'static str) -> Self {
         self.options_file = text;
+        self
+    }
+    const fn interrupt(mut self) -> Self {
+        self.interrupt = true;
         self
     }
     const fn norms(mut self, norms: &'static [Norm]) -> Self {
@@ -205,6 +212,10 @@ const CASES: &[Case] = &[
     case("sub_v31", "sub", "-p {port} -V mqttv31 -t {t}/# -C 1 -v -q 1").live(&["-t {t}/a -m old-protocol -q 1"]),
     case("sub_options_file", "sub", "-t {t}/# -C 1").options_file("# defaults\n-p {port}\n-v\n-F %t=%p\n").live(&["-t {t}/a -m from-file"]),
     case("pub_options_file_bad_flag", "pub", "-t {t}/a -m x").options_file("-p {port}\n--bogus 1\n"),
+    case("sub_interrupted", "sub", "-p {port} -t {t}/a -d -i {id} -V 5").interrupt(),
+    case("sub_interrupted_v5_publishes_will", "sub", "-p {port} -t {t}/a -V 5 --will-topic {t}/will --will-payload gone").interrupt().witness("-t {t}/will -v -C 1 -W 3"),
+    case("sub_interrupted_v311_keeps_will", "sub", "-p {port} -t {t}/a --will-topic {t}/will --will-payload gone").interrupt().witness("-t {t}/will -v -C 1 -W 2"),
+    case("sub_timeout_v5_publishes_will", "sub", "-p {port} -t {t}/a -W 1 -V 5 --will-topic {t}/will --will-payload late").witness("-t {t}/will -v -C 1 -W 4"),
     case("sub_url", "sub", "-L mqtt://127.0.0.1:{port}/{t}/a -C 1 -v").live(&["-t {t}/a -m via-url"]),
 ];
 
@@ -423,6 +434,15 @@ fn run(case: &Case, side: Side, brokers: &Brokers) -> Outcome {
         for line in case.live {
             mosquitto_pub(port, &expand(line));
         }
+    }
+    if case.interrupt {
+        std::thread::sleep(Duration::from_millis(500));
+        let status = Command::new("kill")
+            .arg("-INT")
+            .arg(tool.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
     let (code, stdout, stderr) = finish(tool, Duration::from_secs(10));
     let witness = witness.map_or(String::new(), |w| finish(w, Duration::from_secs(10)).1);

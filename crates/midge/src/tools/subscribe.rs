@@ -14,6 +14,7 @@ use bytes::Bytes;
 use midge_client::{Client, ClientError, Event, PendingPublish};
 use midge_codec::properties::PublishProperties;
 use midge_codec::{Disconnect, QoS, ReasonCode, RetainHandling, SubAck, SubscriptionOptions};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 
 use super::Tool;
@@ -81,6 +82,10 @@ pub(crate) async fn main(args: Vec<String>) -> i32 {
         }
     }
 
+    // As mosquitto_sub: SIGINT and SIGTERM leave with DISCONNECT (reason 0x04 in MQTT 5, so the
+    // will is still published) and exit 0.
+    let mut interrupt = signal(SignalKind::interrupt());
+    let mut terminate = signal(SignalKind::terminate());
     let deadline = (cfg.timeout > 0).then(|| Instant::now() + Duration::from_secs(u64::from(cfg.timeout)));
     let mut printed = 0u32;
     let mut processing = true;
@@ -160,6 +165,13 @@ pub(crate) async fn main(args: Vec<String>) -> i32 {
                 Some(_) => {}
                 None => return 0,
             },
+            () = stopping(&mut interrupt, &mut terminate) => {
+                let _ = stdout.flush();
+                return match disconnect(&cfg, &client, ReasonCode::DisconnectWithWillMessage).await {
+                    Ok(()) => 0,
+                    Err(error) => report(&cfg, &error),
+                };
+            }
             () = sleep_until(deadline) => {
                 // As mosquitto_sub on SIGALRM: leave with the will (MQTT 5), then say so.
                 let _ = stdout.flush();
@@ -168,6 +180,26 @@ pub(crate) async fn main(args: Vec<String>) -> i32 {
                 return MosqError::Timeout as i32;
             }
         }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (never, if the handlers could not be installed).
+async fn stopping(interrupt: &mut std::io::Result<Signal>, terminate: &mut std::io::Result<Signal>) {
+    let interrupted = async {
+        match interrupt {
+            Ok(signal) => signal.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let terminated = async {
+        match terminate {
+            Ok(signal) => signal.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupted => {}
+        _ = terminated => {}
     }
 }
 
