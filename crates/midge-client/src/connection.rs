@@ -105,9 +105,7 @@ pub(crate) async fn establish<C: Connector>(
 }
 
 fn max_packet_size(options: &ClientOptions) -> u32 {
-    options
-        .max_packet_size
-        .map_or(midge_codec::PROTOCOL_MAX_PACKET_SIZE, |m| m.get())
+    options.accepted_packet_size()
 }
 
 fn trace(options: &ClientOptions, direction: Direction, packet: &Packet) {
@@ -644,7 +642,7 @@ impl<'t, C: Connector> Connection<'t, C> {
 
     fn handle_publish(&mut self, mut publish: Publish) -> Result<(), ClientError> {
         if let Some(alias) = publish.properties.topic_alias {
-            if alias.get() > self.task.options.topic_alias_maximum {
+            if alias.get() > self.task.options.announced_topic_alias_maximum() {
                 return Err(ClientError::Protocol("topic alias above our Topic Alias Maximum"));
             }
             if publish.topic.is_empty() {
@@ -665,7 +663,7 @@ impl<'t, C: Connector> Connection<'t, C> {
                     // A redelivery of a message already received: acknowledge it again only.
                     return self.send(&Packet::PubRec(Ack::new(id)));
                 }
-                let limit = self.task.options.receive_maximum.map_or(u16::MAX, |m| m.get());
+                let limit = self.task.options.announced_receive_maximum();
                 if self.task.session.inbound_qos2() >= usize::from(limit) {
                     return Err(ClientError::Protocol("Receive Maximum exceeded"));
                 }

@@ -245,6 +245,33 @@ impl ClientOptions {
         self
     }
 
+    /// The Receive Maximum the server was told (MQTT 5 only; before it, the server was told
+    /// nothing and only the protocol's 65,535 packet identifiers bound it).
+    pub(crate) fn announced_receive_maximum(&self) -> u16 {
+        if !self.protocol.is_v5() {
+            return u16::MAX;
+        }
+        self.receive_maximum
+            .or(self.connect_properties.receive_maximum)
+            .map_or(u16::MAX, NonZeroU16::get)
+    }
+
+    /// The Topic Alias Maximum the server was told (0 before MQTT 5).
+    pub(crate) fn announced_topic_alias_maximum(&self) -> u16 {
+        if !self.protocol.is_v5() {
+            return 0;
+        }
+        self.topic_alias_maximum
+            .max(self.connect_properties.topic_alias_maximum.unwrap_or(0))
+    }
+
+    /// The largest packet we accept: ours, or the one set among the CONNECT properties.
+    pub(crate) fn accepted_packet_size(&self) -> u32 {
+        self.max_packet_size
+            .or(self.connect_properties.maximum_packet_size)
+            .map_or(midge_codec::PROTOCOL_MAX_PACKET_SIZE, NonZeroU32::get)
+    }
+
     /// How long a PINGREQ may go unanswered.
     pub(crate) fn ping_timeout(&self) -> Duration {
         self.ping_timeout
@@ -298,5 +325,58 @@ impl ClientOptions {
             connect.properties = properties;
         }
         Ok(connect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_announced_in_connect_properties_count_and_only_in_mqtt5() {
+        let mut options = ClientOptions::new("localhost", 1883).protocol(ProtocolVersion::V5);
+        options.connect_properties.receive_maximum = NonZeroU16::new(3);
+        options.connect_properties.topic_alias_maximum = Some(5);
+        assert_eq!(options.announced_receive_maximum(), 3);
+        assert_eq!(options.announced_topic_alias_maximum(), 5);
+        let mut v311 = options.protocol(ProtocolVersion::V311);
+        v311.receive_maximum = NonZeroU16::new(1);
+        assert_eq!(
+            v311.announced_receive_maximum(),
+            u16::MAX,
+            "a 3.1.1 server was told nothing"
+        );
+        assert_eq!(v311.announced_topic_alias_maximum(), 0);
+    }
+
+    #[test]
+    fn connect_packet_carries_the_options() {
+        let options = ClientOptions::new("localhost", 1883)
+            .protocol(ProtocolVersion::V5)
+            .client_id("c")
+            .clean_start(false)
+            .keep_alive(5)
+            .credentials("u", "p")
+            .session_expiry_interval(60)
+            .user_property("k", "v")
+            .will(LastWill::new("w", "gone"));
+        let connect = options.connect_packet(false).unwrap();
+        assert_eq!(connect.client_id, "c");
+        assert!(!connect.clean_start);
+        assert_eq!(connect.keep_alive, 5);
+        assert_eq!(connect.properties.session_expiry_interval, Some(60));
+        assert_eq!(
+            connect.properties.user_properties,
+            vec![UserProperty::new("k", "v")]
+        );
+        assert_eq!(connect.will.map(|w| w.payload), Some(Bytes::from_static(b"gone")));
+        let bad = ClientOptions {
+            will: Some(LastWill::new("w/#", "x")),
+            ..ClientOptions::default()
+        };
+        assert!(matches!(
+            bad.connect_packet(true),
+            Err(ClientError::InvalidTopic { .. })
+        ));
     }
 }
