@@ -329,6 +329,9 @@ impl<'t, C: Connector> Connection<'t, C> {
             // is decoded only with room for its event already reserved.
             loop {
                 self.deliver_pending_event()?;
+                if lockstep {
+                    self.try_reserve();
+                }
                 let gated = lockstep && self.permit.is_none() && !self.events_closed;
                 if self.pending_event.is_some() || self.end_after_event.is_some() || gated {
                     break;
@@ -412,6 +415,9 @@ impl<'t, C: Connector> Connection<'t, C> {
     /// listens), sending its acknowledgement first: a trace then shows the acknowledgement
     /// before anything the application does with the event.
     fn deliver_pending_event(&mut self) -> Result<(), ClientError> {
+        if self.pending_event.is_some() {
+            self.try_reserve();
+        }
         if self.pending_event.is_none() || (self.permit.is_none() && !self.events_closed) {
             return Ok(());
         }
@@ -424,6 +430,19 @@ impl<'t, C: Connector> Connection<'t, C> {
             }
         }
         Ok(())
+    }
+
+    /// Reserves room in the event queue without waiting, if there is some: the common case,
+    /// which then needs no trip through the select loop.
+    fn try_reserve(&mut self) {
+        if self.permit.is_some() || self.events_closed {
+            return;
+        }
+        match self.task.events.clone().try_reserve_owned() {
+            Ok(permit) => self.permit = Some(permit),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.events_closed = true,
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+        }
     }
 
     /// On a resumed session, sends again what was unacknowledged [MQTT-4.4.0-1].
