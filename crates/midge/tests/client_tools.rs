@@ -325,7 +325,25 @@ enum Side {
     Mosquitto,
 }
 
-fn spawn(command: &mut Command, stdin: &str) -> Child {
+/// A child process killed if the test panics before waiting for it.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(command: &mut Command, stdin: &str) -> Running {
     // No options file from the machine running the tests: HOME points where none is.
     let mut child = command
         .env("HOME", "/nonexistent")
@@ -337,11 +355,12 @@ fn spawn(command: &mut Command, stdin: &str) -> Child {
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).unwrap();
     drop(input);
-    child
+    Running(Some(child))
 }
 
 /// Waits for a child with a deadline, killing it after; returns code, stdout, stderr.
-fn finish(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
+fn finish(mut running: Running, limit: Duration) -> (Option<i32>, String, String) {
+    let mut child = running.0.take().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
