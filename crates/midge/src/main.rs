@@ -7,6 +7,7 @@ mod logging;
 mod passwd;
 mod reload;
 mod settings;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,8 +22,15 @@ use midge_server::config::Config;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == "passwd") {
-        return passwd::main(std::env::args_os().skip(2).collect());
+    match std::env::args_os()
+        .nth(1)
+        .and_then(|a| a.into_string().ok())
+        .as_deref()
+    {
+        Some("passwd") => return passwd::main(std::env::args_os().skip(2).collect()),
+        Some("pub") => return tools::run(tools::Tool::Pub),
+        Some("sub") => return tools::run(tools::Tool::Sub),
+        _ => {}
     }
     let args = cli::Args::parse();
     match run(args) {
