@@ -8,6 +8,7 @@ MQTT.js's. The npm packages and Chromium are installed by scripts/install-test-d
 """
 import json
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -50,12 +51,25 @@ class MqttJsOverWebSockets(unittest.TestCase):
             args = ["node", script, url, f"mqttjs-{prefix}", prefix, str(version), "2"]
             if ca:
                 args.append(ca)
-            node = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            first = json.loads(node.stdout.readline() or '{"event":"eof"}')
-            self.assertEqual(first["event"], "subscribed", first)
-            self.assertEqual(first["granted"], [1])
-            tcp.publish(f"{prefix}/from-tcp", b"hello from paho over tcp", qos=1).wait_for_publish(WAIT)
-            out, err = node.communicate(timeout=30)
+            with tempfile.TemporaryFile("w+") as errors:
+                node = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True)
+                # Every line through one reader: mixing readline() with communicate() loses
+                # what readline() buffered beyond its line.
+                lines = queue.Queue()
+                reader = threading.Thread(target=lambda: [lines.put(l) for l in node.stdout] + [lines.put(None)])
+                reader.start()
+                first = json.loads(lines.get(timeout=30) or '{"event":"eof"}')
+                self.assertEqual(first["event"], "subscribed", first)
+                self.assertEqual(first["granted"], [1])
+                tcp.publish(f"{prefix}/from-tcp", b"hello from paho over tcp", qos=1).wait_for_publish(WAIT)
+                node.wait(timeout=30)
+                reader.join(timeout=WAIT)
+                rest = []
+                while (line := lines.get(timeout=WAIT)) is not None:
+                    rest.append(line)
+                out = "".join(rest)
+                errors.seek(0)
+                err = errors.read()
             self.assertEqual(node.returncode, 0, f"stdout: {out}\nstderr: {err}")
             events = [json.loads(line) for line in out.splitlines()]
             messages = sorted((e["topic"], e["payload"]) for e in events if e["event"] == "message")
