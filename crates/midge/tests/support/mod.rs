@@ -181,11 +181,22 @@ impl Drop for Midge {
 }
 
 /// A port no one listens on right now, for tests that start midge on a known port.
+///
+/// Taken below Linux's ephemeral range (32768 and up), where brokers started on port 0 by
+/// other tests running at the same time get theirs: a port handed out by the system and freed
+/// again could be given to one of them before this test's broker binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(97)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// Waits until something listens on 127.0.0.1:`port`; fails the test after [`WAIT`].
