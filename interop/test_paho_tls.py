@@ -20,14 +20,17 @@ V5 = mqtt.MQTTv5
 
 
 def client(port, protocol, ca, certfile=None, keyfile=None, user=None, password=None,
-           transport="tcp", client_id=""):
+           transport="tcp", client_id="", tls_version=None):
     """A connected paho client and the reason code of its CONNACK, `None` if the broker closed
     the connection without one (a TLS 1.3 client learns that its certificate was refused only
     when it reads), or the ssl error raised by the handshake."""
     kwargs = {} if protocol == V5 else {"clean_session": True}
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
                     transport=transport, **kwargs)
-    c.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile)
+    if tls_version is None:
+        c.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile)
+    else:
+        c.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile, tls_version=tls_version)
     if user is not None:
         c.username_pw_set(user, password)
     connacks = queue.Queue()
@@ -82,6 +85,16 @@ class PahoOverTls(unittest.TestCase):
         try:
             tls_port = listen_port(broker, "ipv4")
             wss_port = listen_port(broker, "websockets")
+            # TLS 1.2 pinned on the client, for MQTT over TLS 1.2 end to end.
+            c, rc = client(tls_port, V5, self.ca, user="carol", password="right",
+                           tls_version=ssl.PROTOCOL_TLSv1_2)
+            self.assertFalse(rc.is_failure, rc)
+            c.subscribe("t12", qos=1)
+            c.publish("t12", b"over TLS 1.2", qos=1)
+            self.assertEqual(c.messages.get(timeout=WAIT).payload, b"over TLS 1.2")
+            c.disconnect()
+            c.loop_stop()
+            broker.wait_for_log("TLSv1_2")
             for port, transport in ((tls_port, "tcp"), (wss_port, "websockets")):
                 for protocol in (V311, V5):
                     with self.subTest(transport=transport, protocol=protocol):

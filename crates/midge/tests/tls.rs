@@ -48,7 +48,7 @@ fn tls_listener(pki: &Pki, extra: &str) -> String {
 }
 
 #[test]
-fn mosquitto_clients_publish_and_subscribe_over_tls_1_2_and_1_3() {
+fn mosquitto_clients_publish_and_subscribe_over_tls() {
     if !have_mosquitto_clients() {
         return;
     }
@@ -56,6 +56,8 @@ fn mosquitto_clients_publish_and_subscribe_over_tls_1_2_and_1_3() {
     let midge = Midge::start_with_config(&tls_listener(&pki, "allow_anonymous true"));
     let ca = pki.path("ca.pem");
     let ca = ca.to_str().unwrap();
+    // (--tls-version sets the client's lowest version, so both negotiate TLS 1.3; TLS 1.2 is
+    // checked with OpenSSL's s_client below and with paho in interop/.)
     for (version, topic) in [("tlsv1.2", "tls/12"), ("tlsv1.3", "tls/13")] {
         let published = mosquitto(
             "mosquitto_pub",
@@ -351,4 +353,87 @@ fn certificates_are_swapped_on_sighup_and_on_change_and_a_broken_file_keeps_the_
         .try_wait_for_log("changed: reloaded the TLS certificates", Duration::from_secs(15))
         .expect("the change of the files is noticed");
     assert!(trusts("ca.pem"));
+}
+
+#[test]
+fn tls_version_ciphers_and_capath_are_honoured() {
+    if !have_mosquitto_clients() {
+        return;
+    }
+    let pki = Pki::new();
+    let ca = pki.path("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let publish = |port: u16, extra: &[&str]| {
+        let mut args = vec!["--cafile", ca, "-t", "t", "-m", "x"];
+        args.extend_from_slice(extra);
+        mosquitto("mosquitto_pub", port, &args)
+    };
+
+    // tls_version and ciphers, seen by OpenSSL's own client pinned to one version (a
+    // mosquitto_pub --tls-version only sets its minimum).
+    let handshake = |port: u16, args: &[&str]| {
+        let output = Command::new("timeout")
+            .args([
+                "10",
+                "openssl",
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-CAfile",
+                ca,
+            ])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let midge = Midge::start_with_config(&tls_listener(&pki, "allow_anonymous true\ntls_version tlsv1.3"));
+    let (ok, out) = handshake(midge.port(), &["-tls1_3"]);
+    assert!(ok && out.contains("TLSv1.3"), "{out}");
+    let (ok, out) = handshake(midge.port(), &["-tls1_2"]);
+    assert!(!ok, "TLS 1.2 was accepted by a tlsv1.3 listener: {out}");
+    drop(midge);
+
+    // ciphers: only the suite named is offered to TLS 1.2 clients (the test keys are ECDSA).
+    let midge = Midge::start_with_config(&tls_listener(
+        &pki,
+        "allow_anonymous true\nciphers ECDHE-ECDSA-AES128-GCM-SHA256",
+    ));
+    let (ok, out) = handshake(
+        midge.port(),
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+    );
+    assert!(ok && out.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "{out}");
+    let (ok, out) = handshake(
+        midge.port(),
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+    );
+    assert!(!ok, "a suite not in `ciphers` was accepted: {out}");
+    // Without tls_version, TLS 1.2 works too.
+    let (ok, out) = handshake(midge.port(), &["-tls1_2"]);
+    assert!(ok && out.contains("TLSv1.2"), "{out}");
+    drop(midge);
+
+    // capath: a directory of CA certificates (other files in it are skipped).
+    let capath = pki.path("capath");
+    std::fs::create_dir(&capath).unwrap();
+    std::fs::copy(pki.path("ca.pem"), capath.join("5ed36f99.0")).unwrap();
+    std::fs::write(capath.join("README"), "not a certificate\n").unwrap();
+    let midge = Midge::start_with_config(&tls_listener(
+        &pki,
+        &format!(
+            "allow_anonymous true\nrequire_certificate true\ncapath {}",
+            capath.display()
+        ),
+    ));
+    let (cert, key) = (pki.path("alice.pem"), pki.path("alice.key"));
+    let with_cert = ["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()];
+    assert!(publish(midge.port(), &with_cert).status.success());
+    let (cert, key) = (pki.path("rogue-client.pem"), pki.path("rogue-client.key"));
+    let foreign = ["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()];
+    assert!(!publish(midge.port(), &foreign).status.success());
 }
