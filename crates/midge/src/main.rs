@@ -2,6 +2,7 @@
 //! logging, optionally daemonizes, then runs [`midge_server::Server`] until SIGINT or SIGTERM.
 //! `midge passwd …` is `mosquitto_passwd` instead (the `passwd` module).
 
+mod bench;
 mod cli;
 mod logging;
 mod passwd;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         .as_deref()
     {
         Some("passwd") => return passwd::main(std::env::args_os().skip(2).collect()),
+        Some("bench") => return bench::main(std::env::args_os().skip(2).collect()),
         Some("pub") => return tools::run(tools::Tool::Pub),
         Some("sub") => return tools::run(tools::Tool::Sub),
         _ => {}
