@@ -9,6 +9,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::args::Config;
 use super::debug_log;
-use super::mosquitto_text::{MosqError, connection_error};
+use super::mosquitto_text::connection_error;
 
 /// Why no connection came up.
 #[derive(Debug)]
@@ -206,8 +207,12 @@ fn tls_unable(cfg: &Config) -> Failure {
 /// Connects as the flags say, printing Mosquitto's message for any failure but a refusal.
 pub(crate) async fn connect(cfg: &Config, options: ClientOptions) -> Result<(Client, Events), Failure> {
     let tls = tls_config(cfg)?;
+    let stages = Stages::default();
     let result = match &cfg.unix_socket {
-        Some(path) => connect_over(cfg, UnixConnector(path.clone()), tls, "localhost", options).await?,
+        Some(path) => {
+            let unix = UnixConnector(path.clone());
+            connect_over(cfg, unix, tls, "localhost", &stages, options).await?
+        }
         None => {
             let addresses = match tokio::net::lookup_host((options.host.as_str(), options.port)).await {
                 Ok(addresses) => addresses.collect::<Vec<_>>(),
@@ -222,7 +227,7 @@ pub(crate) async fn connect(cfg: &Config, options: ClientOptions) -> Result<(Cli
                 nodelay: options.nodelay,
             };
             let host = options.host.clone();
-            connect_over(cfg, connector, tls, &host, options).await?
+            connect_over(cfg, connector, tls, &host, &stages, options).await?
         }
     };
     result.map_err(|error| match error {
@@ -238,15 +243,19 @@ pub(crate) async fn connect(cfg: &Config, options: ClientOptions) -> Result<(Cli
             }
         }
         ClientError::Tls { handshake: true, .. } => tls_unable(cfg),
-        // The handshake was over and CONNECT sent: libmosquitto's loop reports it.
-        ClientError::Tls { error, .. } => {
-            let mosq = match error {
-                rustls::Error::AlertReceived(_) => MosqError::ConnLost,
-                _ => MosqError::Tls,
-            };
-            err_print(cfg, &format!("Error: {}\n", mosq.message()));
-            Failure::Exit(mosq as i32)
+        // The server refused us after our half of the handshake (a client certificate it
+        // wants): libmosquitto reads the alert while sending CONNECT, as EPROTO.
+        ClientError::Tls {
+            error: rustls::Error::AlertReceived(_),
+            ..
+        } => {
+            err_print(cfg, "Error: Protocol error\n");
+            Failure::Exit(1)
         }
+        ClientError::Tls { .. } => tls_unable(cfg),
+        // The TCP connection was up but the handshake broke off (a server that does not speak
+        // TLS): a TLS failure to libmosquitto.
+        ClientError::Io(_) if stages.tcp_up() && !stages.tls_up() => tls_unable(cfg),
         ClientError::Io(e) => {
             err_print(cfg, &format!("Error: {}\n", strerror(&e)));
             Failure::Exit(1)
@@ -258,21 +267,63 @@ pub(crate) async fn connect(cfg: &Config, options: ClientOptions) -> Result<(Cli
     })
 }
 
+/// How far the connector got: TCP (or the Unix socket) up, TLS handshake done.
+#[derive(Debug, Default, Clone)]
+struct Stages {
+    tcp: Arc<AtomicBool>,
+    tls: Arc<AtomicBool>,
+}
+
+impl Stages {
+    fn tcp_up(&self) -> bool {
+        self.tcp.load(Ordering::Relaxed)
+    }
+
+    fn tls_up(&self) -> bool {
+        self.tls.load(Ordering::Relaxed)
+    }
+}
+
+/// A connector that notes when its inner one succeeds.
+struct Noting<C> {
+    inner: C,
+    reached: Arc<AtomicBool>,
+}
+
+impl<C: Connector> Connector for Noting<C> {
+    type Stream = C::Stream;
+
+    async fn connect(&self) -> io::Result<C::Stream> {
+        let stream = self.inner.connect().await?;
+        self.reached.store(true, Ordering::Relaxed);
+        Ok(stream)
+    }
+}
+
 /// Connects over `inner`'s streams, in TLS if `tls` is set (checking the certificate against
-/// `host`).
+/// `host`), noting in `stages` how far connecting got.
 async fn connect_over<C: Connector>(
     cfg: &Config,
     inner: C,
     tls: Option<Arc<rustls::ClientConfig>>,
     host: &str,
+    stages: &Stages,
     options: ClientOptions,
 ) -> Result<Result<(Client, Events), ClientError>, Failure> {
+    let tcp = Noting {
+        inner,
+        reached: stages.tcp.clone(),
+    };
     Ok(match tls {
         Some(config) => {
-            let connector = TlsConnector::new(inner, config, host).map_err(|_| tls_unable(cfg))?;
+            let tls = TlsConnector::new(tcp, config, host).map_err(|_| tls_unable(cfg))?;
+            let connector = Noting {
+                inner: tls,
+                reached: stages.tls.clone(),
+            };
             Client::connect_with(connector, options).await
         }
-        None => Client::connect_with(inner, options).await,
+        None => Client::connect_with(tcp, options).await,
     })
 }
 
