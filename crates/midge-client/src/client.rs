@@ -23,6 +23,7 @@ use crate::connection::{Task, establish};
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::session::{PublishOutcome, Reply};
+use crate::tls::TlsConnector;
 use crate::transport::{Connector, TcpConnector};
 
 /// Commands in flight from handles to the task at once; senders wait beyond it.
@@ -61,6 +62,9 @@ pub(crate) enum Command {
     },
     Disconnect {
         disconnect: Disconnect,
+        reply: Reply<()>,
+    },
+    Close {
         reply: Reply<()>,
     },
 }
@@ -103,15 +107,23 @@ impl<T> Future for Pending<T> {
 }
 
 impl Client {
-    /// Connects over TCP to `options.host:options.port` and returns once the server has
-    /// accepted the connection (CONNACK with Success).
+    /// Connects over TCP, or TLS when `options.tls` is set, to `options.host:options.port`
+    /// and returns once the server has accepted the connection (CONNACK with Success).
     pub async fn connect(options: ClientOptions) -> Result<(Self, Events), ClientError> {
         let connector = TcpConnector {
             host: options.host.clone(),
             port: options.port,
             nodelay: options.nodelay,
         };
-        Self::connect_with(connector, options).await
+        match options.tls.clone() {
+            Some(config) => {
+                let tls = TlsConnector::new(connector, config, &options.host).map_err(|_| {
+                    ClientError::InvalidOptions("the host is not a name or address TLS can check")
+                })?;
+                Self::connect_with(tls, options).await
+            }
+            None => Self::connect_with(connector, options).await,
+        }
     }
 
     /// Connects over the streams `connector` opens (TLS, WebSocket, a test pipe, ...).
@@ -278,6 +290,15 @@ impl Client {
     pub async fn disconnect(&self, disconnect: Disconnect) -> Result<(), ClientError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Disconnect { disconnect, reply }).await?;
+        answer.await.unwrap_or(Err(ClientError::Disconnected))
+    }
+
+    /// Writes what is already queued (acknowledgements included), then closes the connection
+    /// without DISCONNECT: to the server the connection was lost, so it publishes the will.
+    /// This is how `mosquitto_rr` leaves once it has its response.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Close { reply }).await?;
         answer.await.unwrap_or(Err(ClientError::Disconnected))
     }
 

@@ -61,7 +61,7 @@ pub(crate) async fn establish<C: Connector>(
 ) -> Result<Established<C::Stream>, ClientError> {
     let connect = options.connect_packet(clean_start)?;
     let work = async {
-        let mut stream = connector.connect().await?;
+        let mut stream = connector.connect().await.map_err(ClientError::connecting)?;
         let mut out = BytesMut::new();
         let packet = Packet::Connect(Box::new(connect));
         packet.encode(options.protocol, &mut out)?;
@@ -581,6 +581,7 @@ impl<'t, C: Connector> Connection<'t, C> {
                 }
                 self.closing = Some(Some(reply));
             }
+            Command::Close { reply } => self.closing = Some(Some(reply)),
         }
         Ok(())
     }

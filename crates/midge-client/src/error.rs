@@ -1,6 +1,7 @@
 //! Every way a client operation can fail, as one typed enum.
 //!
-//! The variants say who was at fault: the network ([`ClientError::Io`]), the server refusing
+//! The variants say who was at fault: the network ([`ClientError::Io`]), TLS
+//! ([`ClientError::Tls`]: a certificate not accepted, an alert from the server), the server refusing
 //! us ([`ClientError::ConnectionRefused`]), the server breaking the protocol
 //! ([`ClientError::Decode`], [`ClientError::Protocol`]), or the caller ([`ClientError::InvalidTopic`],
 //! [`ClientError::InvalidOptions`]). The tools map them to Mosquitto's messages; nothing here
@@ -17,7 +18,17 @@ use midge_codec::{ConnectReturnCode, DecodeError, Disconnect, EncodeError, Proto
 pub enum ClientError {
     /// Resolving, connecting, reading or writing the socket failed.
     #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+    /// TLS failed: in the handshake (a server certificate we do not accept, a client
+    /// certificate the server does not, nothing in common) or later (an alert, a bad record).
+    #[error("TLS error{}: {error}", if *.handshake { " in the handshake" } else { "" })]
+    Tls {
+        /// What rustls reported.
+        error: rustls::Error,
+        /// Whether it happened while the connector was opening the stream, before any MQTT
+        /// packet was sent.
+        handshake: bool,
+    },
     /// The server answered CONNECT with a failure reason code.
     #[error("connection refused: {reason:?}")]
     ConnectionRefused {
@@ -82,7 +93,31 @@ pub enum ClientError {
     Disconnected,
 }
 
+impl From<io::Error> for ClientError {
+    /// An I/O error, or the TLS error a TLS stream reported through one.
+    fn from(error: io::Error) -> Self {
+        match crate::tls::rustls_error(&error) {
+            Some(tls) => Self::Tls {
+                error: tls.clone(),
+                handshake: false,
+            },
+            None => Self::Io(error),
+        }
+    }
+}
+
 impl ClientError {
+    /// A connector's failure to open a stream: a TLS error then happened in the handshake.
+    pub(crate) fn connecting(error: io::Error) -> Self {
+        match Self::from(error) {
+            Self::Tls { error, .. } => Self::Tls {
+                error,
+                handshake: true,
+            },
+            other => other,
+        }
+    }
+
     /// For a refused connection, the MQTT 3.1/3.1.1 CONNACK return code the server sent
     /// (or the nearest, for MQTT 5).
     pub fn connack_return_code(&self) -> Option<ConnectReturnCode> {
@@ -96,6 +131,10 @@ impl ClientError {
     pub(crate) fn duplicate(&self) -> Self {
         match self {
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
+            Self::Tls { error, handshake } => Self::Tls {
+                error: error.clone(),
+                handshake: *handshake,
+            },
             Self::ConnectionRefused {
                 reason,
                 protocol,

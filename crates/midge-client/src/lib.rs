@@ -7,7 +7,9 @@
 //!   [`Events`] receiver (incoming PUBLISH, DISCONNECT, connection loss).
 //! - `connection`: the task that owns the stream: framing, QoS flows, keep alive, flow control.
 //! - `session`: packet identifiers and in-flight state, which survive a reconnect.
-//! - [`transport`]: the [`Connector`] seam (plain TCP here; TLS plugs in the same way).
+//! - [`transport`]: the [`Connector`] seam, and plain TCP.
+//! - [`tls`]: TLS options built into a rustls configuration, and [`TlsConnector`], TLS over any
+//!   other connector.
 //! - [`error`]: what can go wrong, as the [`ClientError`] enum.
 //!
 //! # Example
@@ -30,10 +32,12 @@ mod connection;
 pub mod error;
 pub mod options;
 mod session;
+pub mod tls;
 pub mod transport;
 
 pub use client::{Client, Event, Events, Pending, PendingPublish};
 pub use error::ClientError;
 pub use options::{ClientOptions, Direction, LastWill, PacketTrace};
 pub use session::PublishOutcome;
+pub use tls::{TlsConnector, TlsOptions, TlsSetupError, TlsVersion};
 pub use transport::{Connector, TcpConnector, Transport};

@@ -108,6 +108,11 @@ pub struct ClientOptions {
     pub event_capacity: usize,
     /// Disable Nagle's algorithm on the TCP socket.
     pub nodelay: bool,
+    /// TLS for [`Client::connect`](crate::Client::connect), the server's certificate checked
+    /// against `host` (build one with [`TlsOptions::client_config`](crate::TlsOptions::client_config)).
+    /// `None` is plain TCP. [`Client::connect_with`](crate::Client::connect_with) ignores it:
+    /// wrap the connector in a [`TlsConnector`](crate::TlsConnector) instead.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Pass inbound QoS 2 messages on at PUBREL instead of at PUBLISH (§4.3.3 method B), as
     /// libmosquitto does. Each message waiting for its PUBREL is held in memory, up to
     /// `receive_maximum`.
@@ -138,6 +143,7 @@ impl fmt::Debug for ClientOptions {
             .field("max_packet_size", &self.max_packet_size)
             .field("max_inflight", &self.max_inflight)
             .field("reconnect_delay", &self.reconnect_delay)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +171,7 @@ impl Default for ClientOptions {
             reconnect_delay: None,
             event_capacity: 256,
             nodelay: true,
+            tls: None,
             deliver_qos2_on_release: false,
             one_event_at_a_time: false,
             trace: None,

@@ -192,6 +192,21 @@ async fn will_is_published_when_the_connection_drops_without_disconnect() {
 }
 
 #[tokio::test]
+async fn close_ends_the_connection_without_disconnect_so_the_will_is_published() {
+    let broker = Mosquitto::start();
+    let (watcher, mut events) = connect(broker.options("watcher")).await;
+    watcher.subscribe_one("wills/#", QoS::AtLeastOnce).await.unwrap();
+
+    let options = broker
+        .options("closing")
+        .will(LastWill::new("wills/closing", "closed"));
+    let (closing, _) = connect(options).await;
+    closing.close().await.unwrap();
+    assert!(closing.is_closed() || closing.close().await.is_err());
+    assert_eq!(&next_publish(&mut events).await.payload[..], b"closed");
+}
+
+#[tokio::test]
 async fn will_is_not_published_after_a_normal_disconnect_but_is_with_reason_0x04() {
     let broker = Mosquitto::start();
     let (watcher, mut events) = connect(broker.options("watcher")).await;

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Some("bench") => return bench::main(std::env::args_os().skip(2).collect()),
         Some("pub") => return tools::run(tools::Tool::Pub),
         Some("sub") => return tools::run(tools::Tool::Sub),
+        Some("rr") => return tools::run(tools::Tool::Rr),
         _ => {}
     }
     let args = cli::Args::parse();

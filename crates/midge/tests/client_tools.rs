@@ -1,6 +1,12 @@
-//! `midge pub` and `midge sub` beside Debian's `mosquitto_pub` and `mosquitto_sub` 2.0.11:
-//! each case runs both with the same flags against the same Mosquitto broker and compares
-//! stdout, stderr and the exit code (and, for publishers, what a witness subscriber received).
+//! `midge pub`, `midge sub` and `midge rr` beside Debian's `mosquitto_pub`, `mosquitto_sub`
+//! and `mosquitto_rr` 2.0.11: each case runs both with the same flags against the same
+//! Mosquitto broker and compares stdout, stderr and the exit code (and, for publishers, what a
+//! witness subscriber received).
+//!
+//! TLS cases talk to a broker with three TLS listeners (a server certificate for 127.0.0.1 and
+//! localhost; the same requiring a client certificate; one for another host name), with
+//! certificates the `openssl` command makes for the run. `rr` cases get their answers from a
+//! responder on midge-client, which replies to every `…/req` message on its Response Topic.
 //!
 //! One line per case in [`CASES`]. Each run gets its own topic prefix (`{t}`), so the two
 //! tools and all cases run side by side; outputs are compared after [`normalise`], which maps
@@ -17,6 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use midge_client::{Client, ClientOptions, Event};
+use midge_codec::properties::PublishProperties;
+use midge_codec::{ProtocolVersion, QoS};
 use support::{free_port, wait_for_port};
 
 /// Which broker a case talks to.
@@ -26,6 +35,8 @@ enum Broker {
     Open,
     /// A password file with alice:secret, no anonymous clients.
     Auth,
+    /// The broker with the TLS listeners (`{port}` is its plain listener).
+    Tls,
 }
 
 /// Extra normalisation for output that differs from run to run.
@@ -35,6 +46,12 @@ enum Norm {
     Digits,
     /// `auto-<uuid>` and `mosq-<random>` client identifiers become `ID`.
     ClientIds,
+    /// A TLS failure mosquitto reports from its loop reads as the one it reports while
+    /// connecting ("Error: A TLS error occurred.", exit 8, as "Unable to connect (A TLS error
+    /// occurred.).", exit 1; "Error: The connection was lost.", exit 7, as "Error: Protocol
+    /// error", exit 1): which mosquitto prints depends on how far its non-blocking handshake
+    /// got before its first read. Midge always finishes the handshake while connecting.
+    TlsRace,
 }
 
 /// One comparison.
@@ -45,8 +62,8 @@ struct Case {
     broker: Broker,
     /// The flags, split on spaces; single quotes group. `{port}`, `{closed}` (a port nobody
     /// listens on), `{t}` (the run's topic prefix), `{id}` (a client identifier of the run's
-    /// own, since both sides run at once) and `{dir}` (a directory holding `payload.txt`) are
-    /// replaced.
+    /// own, since both sides run at once), `{dir}` (a directory holding `payload.txt` and the
+    /// certificates) and the TLS ports `{tls}`, `{mtls}` and `{elsewhere}` are replaced.
     args: &'static str,
     stdin: &'static str,
     /// mosquitto_pub runs before the tool starts (retained messages).
@@ -84,6 +101,10 @@ const fn case(name: &'static str, tool: &'static str, args: &'static str) -> Cas
 impl Case {
     const fn auth(mut self) -> Self {
         self.broker = Broker::Auth;
+        self
+    }
+    const fn tls(mut self) -> Self {
+        self.broker = Broker::Tls;
         self
     }
     const fn stdin(mut self, stdin: &'static str) -> Self {
@@ -227,14 +248,216 @@ const CASES: &[Case] = &[
     case("sub_interrupted_v311_keeps_will", "sub", "-p {port} -t {t}/a --will-topic {t}/will --will-payload gone").interrupt().witness("-t {t}/will -v -C 1 -W 2"),
     case("sub_timeout_v5_publishes_will", "sub", "-p {port} -t {t}/a -W 1 -V 5 --will-topic {t}/will --will-payload late").witness("-t {t}/will -v -C 1 -W 4"),
     case("sub_url", "sub", "-L mqtt://127.0.0.1:{port}/{t}/a -C 1 -v").live(&["-t {t}/a -m via-url"]),
+    // TLS, mosquitto_pub's flags on a broker with TLS listeners.
+    case("pub_tls_good_ca", "pub", "-p {tls} --cafile {dir}/ca.crt -t {t}/a -m secure -q 1 -d -i {id}").tls().witness(WITNESS),
+    case("pub_tls_host_name", "pub", "-h localhost -p {tls} --cafile {dir}/ca.crt -t {t}/a -m by-name").tls().witness(WITNESS),
+    case("pub_tls_capath", "pub", "-p {tls} --capath {dir}/cadir -t {t}/a -m by-dir -q 2").tls().witness(WITNESS),
+    case("pub_tls_url", "pub", "-L mqtts://127.0.0.1:{tls}/{t}/a -m by-url --cafile {dir}/ca.crt").tls().witness(WITNESS),
+    case("pub_tls_version_13", "pub", "-p {tls} --cafile {dir}/ca.crt --tls-version tlsv1.3 -t {t}/a -m v13").tls().witness(WITNESS),
+    case("pub_tls_ciphers_alpn", "pub", "-p {tls} --cafile {dir}/ca.crt --ciphers ECDHE-RSA-AES128-GCM-SHA256:HIGH --tls-alpn mqtt -t {t}/a -m ciphers").tls().witness(WITNESS),
+    case("pub_tls_wrong_ca", "pub", "-p {tls} --cafile {dir}/other.crt -t {t}/a -m x").tls().norms(&[Norm::TlsRace]),
+    case("sub_tls_wrong_ca", "sub", "-p {tls} --cafile {dir}/other.crt -t {t}/a").tls().norms(&[Norm::TlsRace]),
+    case("pub_tls_plain_server", "pub", "-p {port} --cafile {dir}/ca.crt -t {t}/a -m x").tls().norms(&[Norm::TlsRace]),
+    case("pub_tls_client_cert_required", "pub", "-p {mtls} --cafile {dir}/ca.crt -t {t}/a -m x").tls().norms(&[Norm::TlsRace]),
+    case("pub_tls_client_cert", "pub", "-p {mtls} --cafile {dir}/ca.crt --cert {dir}/client.crt --key {dir}/client.key -t {t}/a -m mutual -d").tls().witness(WITNESS),
+    case("sub_tls_client_cert", "sub", "-p {mtls} --cafile {dir}/ca.crt --cert {dir}/client.crt --key {dir}/client.key --keyform pem -t {t}/# -C 1 -v").tls().live(&["-t {t}/a -m to-mutual"]),
+    case("pub_tls_other_host", "pub", "-p {elsewhere} --cafile {dir}/ca.crt -t {t}/a -m x").tls().norms(&[Norm::TlsRace]),
+    case("pub_tls_other_host_insecure", "pub", "-p {elsewhere} --cafile {dir}/ca.crt --insecure -t {t}/a -m anyway").tls().witness(WITNESS),
+    case("sub_tls_other_host_insecure", "sub", "-p {elsewhere} --cafile {dir}/ca.crt --insecure -t {t}/# -C 1 -v").tls().live(&["-t {t}/a -m insecure"]),
+    case("pub_tls_missing_cafile", "pub", "-p {tls} --cafile {dir}/missing.crt -t {t}/a -m x").tls(),
+    case("pub_tls_missing_key", "pub", "-p {tls} --cafile {dir}/ca.crt --cert {dir}/client.crt --key {dir}/missing.key -t {t}/a -m x").tls(),
+    case("pub_tls_cert_without_key", "pub", "-p {tls} --cafile {dir}/ca.crt --cert {dir}/client.crt -t {t}/a -m x").tls(),
+    case("pub_tls_keyform_without_key", "pub", "-p {tls} --cafile {dir}/ca.crt --keyform pem -t {t}/a -m x").tls(),
+    case("pub_tls_bad_version", "pub", "-p {tls} --cafile {dir}/ca.crt --tls-version tlsv9 -t {t}/a -m x").tls(),
+    case("pub_tls_bad_ciphers", "pub", "-p {tls} --cafile {dir}/ca.crt --ciphers bogus -t {t}/a -m x").tls(),
+    case("pub_tls_cafile_without_value", "pub", "-t {t}/a -m x --cafile"),
+    case("pub_tls_cert_without_ca_is_plain", "pub", "-p {port} --cert {dir}/client.crt --key {dir}/client.key --insecure -t {t}/a -m plain").tls().witness(WITNESS),
+    // midge rr: flags and their mistakes.
+    case("rr_help", "rr", "--help"),
+    case("rr_no_arguments", "rr", ""),
+    case("rr_no_response_topic", "rr", "-p {port} -t {t}/req -m x"),
+    case("rr_no_message", "rr", "-p {port} -t {t}/req -e {t}/resp"),
+    case("rr_bad_response_topic", "rr", "-p {port} -t {t}/req -e {t}/# -m x"),
+    case("rr_response_topic_without_value", "rr", "-p {port} -t {t}/req -m x -e"),
+    case("rr_wildcard_request_topic", "rr", "-p {port} -t {t}/+ -e {t}/resp -m x"),
+    case("rr_sub_only_option", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -C 1"),
+    case("rr_pub_only_option", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -r"),
+    case("rr_two_message_sources", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -n"),
+    case("rr_duplicate_response_topic", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -D publish response-topic {t}/other"),
+    case("rr_bad_timeout", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -W 0"),
+    case("rr_persistent_without_id", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -c"),
+    case("rr_bad_format", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -F %Z"),
+    // midge rr: connections that fail.
+    case("rr_unreachable_broker", "rr", "-p {closed} -t {t}/req -e {t}/resp -m x"),
+    case("rr_refused_v5", "rr", "-p {port} -t {t}/req -e {t}/resp -m x").auth(),
+    case("rr_refused_v311", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -V 311").auth(),
+    case("rr_refused_quiet", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -u alice -P wrong --quiet").auth(),
+    // midge rr: requests and responses.
+    case("rr_response", "rr", "-p {port} -t {t}/req -e {t}/resp -m ping"),
+    case("rr_response_verbose_debug", "rr", "-p {port} -t {t}/req -e {t}/resp -m ping -v -q 1 -d -i {id}"),
+    case("rr_response_qos2_debug", "rr", "-p {port} -t {t}/req -e {t}/resp -m ping -q 2 -d -i {id}"),
+    case("rr_response_v5_debug", "rr", "-p {port} -t {t}/req -e {t}/resp -m ping -d").norms(&[Norm::ClientIds]),
+    case("rr_correlation_data_format", "rr", "-p {port} -t {t}/req -e {t}/resp -m ping -D publish correlation-data c-42 -D publish user-property k v -F '%t|%p|%D|%P|%q'"),
+    case("rr_null_request_no_newline", "rr", "-p {port} -t {t}/req -e {t}/resp -n -N -v"),
+    case("rr_timeout", "rr", "-p {port} -t {t}/unanswered -e {t}/resp -m x -W 1"),
+    case("rr_timeout_v311_debug", "rr", "-p {port} -t {t}/req -e {t}/resp -m x -W 1 -V 311 -d -i {id}"),
+    case("rr_leaves_without_disconnect", "rr", "-p {port} -t {t}/req -e {t}/resp -m bye --will-topic {t}/will --will-payload gone").witness("-t {t}/will -v -C 1 -W 3"),
+    case("rr_tls", "rr", "-p {tls} --cafile {dir}/ca.crt -t {t}/req -e {t}/resp -m over-tls -v").tls(),
 ];
 
 /// Brokers shared by every case.
 struct Brokers {
     open: Mosquitto,
     auth: Mosquitto,
+    tls: TlsBroker,
     closed_port: u16,
     dir: tempfile::TempDir,
+}
+
+/// A broker with a plain listener (for the witnesses and the responder) and three TLS ones.
+struct TlsBroker {
+    broker: Mosquitto,
+    tls: u16,
+    mtls: u16,
+    elsewhere: u16,
+}
+
+impl TlsBroker {
+    /// Certificates from `pki` (see [`make_pki`]).
+    fn start(pki: &Path) -> Self {
+        let (tls, mtls, elsewhere) = (free_port(), free_port(), free_port());
+        let listener = |port: u16, cert: &str, extra: &str| {
+            format!(
+                "listener {port} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/{cert}.crt\nkeyfile {0}/{cert}.key\n{extra}",
+                pki.display()
+            )
+        };
+        let extra = format!(
+            "allow_anonymous true\n{}{}{}",
+            listener(tls, "server", ""),
+            listener(mtls, "server", "require_certificate true\n"),
+            listener(elsewhere, "elsewhere", "")
+        );
+        let broker = Mosquitto::start(&extra, |_| {});
+        for port in [tls, mtls, elsewhere] {
+            wait_for_port(port);
+        }
+        Self {
+            broker,
+            tls,
+            mtls,
+            elsewhere,
+        }
+    }
+}
+
+/// Runs `openssl` with `args` in `dir`, failing the test if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("these tests need the openssl command");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// X.509 v3 certificates made with the `openssl` command: CAs `ca` and `other`; `server` for
+/// 127.0.0.1 and localhost and `elsewhere` for elsewhere.example (server authentication),
+/// `client` (client authentication), all signed by `ca`; and `cadir/`, a hashed directory
+/// holding `ca` for `--capath`.
+#[rustfmt::skip]
+fn make_pki(dir: &Path) {
+    for ca in ["ca", "other"] {
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.crt"),
+                "-subj", &format!("/CN=Midge tools test {ca}"),
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+    for (name, san, usage) in [
+        ("server", "IP:127.0.0.1,DNS:localhost", "serverAuth"),
+        ("elsewhere", "DNS:elsewhere.example", "serverAuth"),
+        ("client", "DNS:client.example", "clientAuth"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"),
+                "-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("basicConstraints=CA:FALSE\nsubjectAltName={san}\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "3650", "-out", &format!("{name}.crt"),
+                "-extfile", &format!("{name}.ext"),
+            ],
+        );
+    }
+    let cadir = dir.join("cadir");
+    std::fs::create_dir(&cadir).unwrap();
+    std::fs::copy(dir.join("ca.crt"), cadir.join("ca.crt")).unwrap();
+    openssl(dir, &["rehash", "cadir"]);
+}
+
+/// Answers every request on `ct/+/+/req` (each case's `{t}/req`) on its Response Topic, with
+/// `reply:` and the request's payload, the request's QoS and correlation data. Returns once
+/// it is subscribed; runs until the broker goes.
+fn start_responder(port: u16) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let options = ClientOptions::new("127.0.0.1", port)
+                .protocol(ProtocolVersion::V5)
+                .client_id(format!("responder-{port}"));
+            let (client, mut events) = Client::connect(options).await.unwrap();
+            client
+                .subscribe_one("ct/+/+/req", QoS::ExactlyOnce)
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            while let Some(event) = events.recv().await {
+                let Event::Publish(request) = event else {
+                    continue;
+                };
+                let Some(response_topic) = request.properties.response_topic.clone() else {
+                    continue;
+                };
+                let mut properties = PublishProperties::default();
+                properties.correlation_data = request.properties.correlation_data.clone();
+                let mut payload = b"reply:".to_vec();
+                payload.extend_from_slice(&request.payload);
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let _ = client
+                        .publish(response_topic.as_str(), payload, request.qos, false, properties)
+                        .await;
+                });
+            }
+        });
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the responder is subscribed");
 }
 
 struct Mosquitto {
@@ -408,6 +631,7 @@ fn run(case: &Case, side: Side, brokers: &Brokers) -> Outcome {
     let port = match case.broker {
         Broker::Open => brokers.open.port,
         Broker::Auth => brokers.auth.port,
+        Broker::Tls => brokers.tls.broker.port,
     };
     let prefix = format!(
         "ct/{}/{}",
@@ -422,6 +646,9 @@ fn run(case: &Case, side: Side, brokers: &Brokers) -> Outcome {
         line.replace("{port}", &port.to_string())
             .replace("{id}", &id)
             .replace("{closed}", &brokers.closed_port.to_string())
+            .replace("{tls}", &brokers.tls.tls.to_string())
+            .replace("{mtls}", &brokers.tls.mtls.to_string())
+            .replace("{elsewhere}", &brokers.tls.elsewhere.to_string())
             .replace("{t}", &prefix)
             .replace("{dir}", &brokers.dir.path().display().to_string())
     };
@@ -489,10 +716,24 @@ fn run(case: &Case, side: Side, brokers: &Brokers) -> Outcome {
         format!("{code:?}|{out}|{err}")
     };
     let norm = |text: String| normalise(&text.replace(&id, "{id}"), &prefix, case, brokers);
+    let (mut code, mut stderr) = (code, norm(stderr));
+    if case.norms.contains(&Norm::TlsRace) {
+        let early = match (code, stderr.as_str()) {
+            (Some(8), "Error: A TLS error occurred.\n") => {
+                Some("Unable to connect (A TLS error occurred.).\n")
+            }
+            (Some(7), "Error: The connection was lost.\n") => Some("Error: Protocol error\n"),
+            _ => None,
+        };
+        if let Some(early) = early {
+            code = Some(1);
+            stderr = early.to_owned();
+        }
+    }
     Outcome {
         code,
         stdout: norm(stdout),
-        stderr: norm(stderr),
+        stderr,
         witness: norm(witness),
         after: norm(after),
     }
@@ -504,11 +745,15 @@ fn normalise(text: &str, prefix: &str, case: &Case, brokers: &Brokers) -> String
         .replace(prefix, "{t}")
         .replace(&brokers.dir.path().display().to_string(), "{dir}")
         .replace("midge pub", "mosquitto_pub")
-        .replace("midge sub", "mosquitto_sub");
+        .replace("midge sub", "mosquitto_sub")
+        .replace("midge rr", "mosquitto_rr");
     text = text
         .lines()
         .map(|line| {
-            if line.starts_with("mosquitto_pub version ") || line.starts_with("mosquitto_sub version ") {
+            if ["mosquitto_pub", "mosquitto_sub", "mosquitto_rr"]
+                .iter()
+                .any(|tool| line.starts_with(&format!("{tool} version ")))
+            {
                 "VERSION".to_owned()
             } else {
                 line.to_owned()
@@ -563,7 +808,9 @@ fn midge_tools_print_what_mosquitto_tools_print() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("payload.txt"), "from a file\n").unwrap();
     std::fs::write(dir.path().join("binary.bin"), b"a\xffb\x00c").unwrap();
+    make_pki(dir.path());
     let brokers = Brokers {
+        tls: TlsBroker::start(dir.path()),
         open: Mosquitto::start("allow_anonymous true\n", |_| {}),
         auth: Mosquitto::start("allow_anonymous false\npassword_file pw\n", |d| {
             let status = Command::new("mosquitto_passwd")
@@ -577,6 +824,8 @@ fn midge_tools_print_what_mosquitto_tools_print() {
         closed_port: free_port(),
         dir,
     };
+    start_responder(brokers.open.port);
+    start_responder(brokers.tls.broker.port);
     let only = std::env::var("CLIENT_TOOLS_CASE").ok();
     let cases: Vec<&Case> = CASES
         .iter()

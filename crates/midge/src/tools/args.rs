@@ -1,9 +1,11 @@
-//! The command line of `midge pub` and `midge sub`: Mosquitto's `client_shared.c` flag for
-//! flag, in any order, with its error messages word for word and numbers read by C's `atoi`.
+//! The command line of `midge pub`, `midge sub` and `midge rr`: Mosquitto's `client_shared.c`
+//! flag for flag, in any order, with its error messages word for word and numbers read by C's
+//! `atoi`. Each tool takes only the flags its Mosquitto namesake takes.
 //!
 //! Parsing only builds a [`Config`]; nothing connects or prints except the error text, which
-//! is returned for the caller to print. Flags Mosquitto has and Midge does not yet (TLS,
-//! SOCKS, `-A`) are refused with a message of their own (docs/client-tools.md).
+//! is returned for the caller to print. Flags Mosquitto has and Midge does not yet (TLS-PSK,
+//! OpenSSL engines, SOCKS, `-A`) are refused with a message of their own
+//! (docs/client-tools.md).
 
 use std::time::Duration;
 
@@ -48,6 +50,19 @@ pub(crate) struct Config {
     pub(crate) max_inflight: u16,
     pub(crate) nodelay: bool,
     pub(crate) properties: ToolProperties,
+    // TLS
+    pub(crate) cafile: Option<String>,
+    pub(crate) capath: Option<String>,
+    pub(crate) certfile: Option<String>,
+    pub(crate) keyfile: Option<String>,
+    pub(crate) keyform: Option<String>,
+    pub(crate) insecure: bool,
+    pub(crate) tls_version: Option<String>,
+    pub(crate) ciphers: Option<String>,
+    pub(crate) tls_alpn: Option<String>,
+    pub(crate) tls_use_os_certs: bool,
+    // midge rr
+    pub(crate) response_topic: Option<String>,
     // midge pub
     pub(crate) topic: Option<String>,
     pub(crate) pub_mode: PubMode,
@@ -95,6 +110,17 @@ impl Default for Config {
             max_inflight: 20,
             nodelay: false,
             properties: ToolProperties::default(),
+            cafile: None,
+            capath: None,
+            certfile: None,
+            keyfile: None,
+            keyform: None,
+            insecure: false,
+            tls_version: None,
+            ciphers: None,
+            tls_alpn: None,
+            tls_use_os_certs: false,
+            response_topic: None,
             topic: None,
             pub_mode: PubMode::None,
             retain: false,
@@ -178,6 +204,10 @@ fn valid_filter(filter: &str) -> bool {
 /// first (`$XDG_CONFIG_HOME/mosquitto_pub`, else `~/.config/mosquitto_pub`; `_sub` for sub).
 pub(crate) fn parse(tool: Tool, args: &[String]) -> Result<Config, Stop> {
     let mut cfg = Config::default();
+    if tool == Tool::Rr {
+        // mosquitto_rr is an MQTT 5 tool first: its request/response properties need it.
+        cfg.protocol = ProtocolVersion::V5;
+    }
     if let Some(text) = options_file(tool).and_then(|path| std::fs::read_to_string(path).ok()) {
         for line in text.lines() {
             if line.starts_with('#') {
@@ -210,6 +240,7 @@ fn options_file(tool: Tool) -> Option<std::path::PathBuf> {
     let name = match tool {
         Tool::Pub => "mosquitto_pub",
         Tool::Sub => "mosquitto_sub",
+        Tool::Rr => "mosquitto_rr",
     };
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
         return Some(std::path::PathBuf::from(dir).join(name));
@@ -221,6 +252,11 @@ fn options_file(tool: Tool) -> Option<std::path::PathBuf> {
 fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop> {
     let is_pub = tool == Tool::Pub;
     let is_sub = tool == Tool::Sub;
+    let is_rr = tool == Tool::Rr;
+    // Flags mosquitto_rr shares with mosquitto_pub (the request) or mosquitto_sub (the
+    // response and how it is printed).
+    let sends = is_pub || is_rr;
+    let prints = is_sub || is_rr;
     let mut i = 0;
     while i < args.len() {
         let flag = args[i].as_str();
@@ -236,24 +272,53 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
         };
         let unknown = || Stop::Error(format!("Error: Unknown option '{flag}'.\n"));
         match flag {
+            "--cafile" => {
+                cfg.cafile = Some(value("file")?.to_owned());
+                i += 1;
+            }
+            "--capath" => {
+                cfg.capath = Some(value("directory")?.to_owned());
+                i += 1;
+            }
+            "--cert" => {
+                cfg.certfile = Some(value("file")?.to_owned());
+                i += 1;
+            }
+            "--key" => {
+                cfg.keyfile = Some(value("file")?.to_owned());
+                i += 1;
+            }
+            "--keyform" => {
+                cfg.keyform = Some(value("keyform")?.to_owned());
+                i += 1;
+            }
+            "--ciphers" => {
+                cfg.ciphers = Some(value("ciphers")?.to_owned());
+                i += 1;
+            }
+            "--tls-version" => {
+                cfg.tls_version = Some(value("version")?.to_owned());
+                i += 1;
+            }
+            "--tls-alpn" => {
+                cfg.tls_alpn = Some(value("protocol")?.to_owned());
+                i += 1;
+            }
+            "--insecure" => cfg.insecure = true,
+            "--tls-use-os-certs" => cfg.tls_use_os_certs = true,
             "-A"
-            | "--cafile"
-            | "--capath"
-            | "--cert"
-            | "--ciphers"
-            | "--key"
-            | "--keyform"
             | "--psk"
             | "--psk-identity"
-            | "--tls-alpn"
             | "--tls-engine"
             | "--tls-engine-kpass-sha1"
-            | "--tls-version"
             | "--proxy"
-            | "--insecure"
-            | "--tls-use-os-certs"
-            | "-S"
-            | "--random-filter" => {
+            | "-S" => {
+                return Err(Stop::Error(format!(
+                    "Error: {flag} is not supported by {} yet.\n",
+                    tool.name()
+                )));
+            }
+            "--random-filter" if is_sub => {
                 return Err(Stop::Error(format!(
                     "Error: {flag} is not supported by {} yet.\n",
                     tool.name()
@@ -276,15 +341,25 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
                 cfg.properties.parse(args, &mut i).map_err(Stop::Error)?;
                 cfg.protocol = ProtocolVersion::V5;
             }
+            "-e" if is_rr => {
+                let topic = value("response topic")?;
+                if TopicName::new(topic).is_err() {
+                    return Err(Stop::Error(format!(
+                        "Error: Invalid response topic '{topic}', does it contain '+' or '#'?\n"
+                    )));
+                }
+                cfg.response_topic = Some(topic.to_owned());
+                i += 1;
+            }
             "-E" if is_sub => cfg.exit_after_sub = true,
-            "-f" | "--file" if is_pub => {
+            "-f" | "--file" if sends => {
                 if cfg.pub_mode != PubMode::None {
                     return Err(only_one_message());
                 }
                 cfg.pub_mode = PubMode::File(value("file")?.to_owned());
                 i += 1;
             }
-            "-F" if is_sub => {
+            "-F" if prints => {
                 let format = value("format")?;
                 check_format(format)?;
                 cfg.format = Some(format.to_owned());
@@ -335,7 +410,7 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
                 }
                 cfg.pub_mode = PubMode::StdinLines;
             }
-            "-m" | "--message" if is_pub => {
+            "-m" | "--message" if sends => {
                 if cfg.pub_mode != PubMode::None {
                     return Err(only_one_message());
                 }
@@ -358,13 +433,13 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
                 i += 1;
             }
             "--nodelay" => cfg.nodelay = true,
-            "-n" | "--null-message" if is_pub => {
+            "-n" | "--null-message" if sends => {
                 if cfg.pub_mode != PubMode::None {
                     return Err(only_one_message());
                 }
                 cfg.pub_mode = PubMode::Null;
             }
-            "-N" if is_sub => cfg.eol = false,
+            "-N" if prints => cfg.eol = false,
             "-p" | "--port" => {
                 let port = atoi(value("port")?);
                 if !(0..=65535).contains(&port) {
@@ -373,7 +448,7 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
                 cfg.port = Some(port as u16);
                 i += 1;
             }
-            "--pretty" if is_sub => cfg.pretty = true,
+            "--pretty" if prints => cfg.pretty = true,
             "-P" | "--pw" => {
                 cfg.password = Some(value("password")?.to_owned());
                 i += 1;
@@ -386,7 +461,7 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
             }
             "--quiet" => cfg.quiet = true,
             "-r" | "--retain" if is_pub => cfg.retain = true,
-            "-R" if is_sub => cfg.no_retain = true,
+            "-R" if prints => cfg.no_retain = true,
             "--remove-retained" if is_sub => cfg.remove_retained = true,
             "--repeat" if is_pub => {
                 let count = atoi(value("count")?);
@@ -406,9 +481,9 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
                 cfg.repeat_delay = Duration::from_secs_f64(delay.min(1e9));
                 i += 1;
             }
-            "--retain-as-published" if is_sub => cfg.retain_as_published = true,
+            "--retain-as-published" if prints => cfg.retain_as_published = true,
             "--retained-only" if is_sub => cfg.retained_only = true,
-            "-s" | "--stdin-file" if is_pub => {
+            "-s" | "--stdin-file" if sends => {
                 if cfg.pub_mode != PubMode::None {
                     return Err(only_one_message());
                 }
@@ -465,8 +540,8 @@ fn parse_into(cfg: &mut Config, tool: Tool, args: &[String]) -> Result<(), Stop>
                 };
                 i += 1;
             }
-            "-v" | "--verbose" if is_sub => cfg.verbose = true,
-            "-W" if is_sub => {
+            "-v" | "--verbose" if prints => cfg.verbose = true,
+            "-W" if prints => {
                 let timeout = atoi(value("timeout")?);
                 if timeout < 1 {
                     return Err(Stop::Error(format!("Error: Invalid timeout \"{timeout}\".\n\n")));
@@ -577,7 +652,7 @@ fn parse_session_expiry(text: &str) -> Result<i64, Stop> {
 /// `-t` and the topic of `-L`: a publish topic for `pub`, a filter for `sub`.
 fn add_topic(cfg: &mut Config, tool: Tool, topic: &str, _arg: &str) -> Result<(), Stop> {
     match tool {
-        Tool::Pub => {
+        Tool::Pub | Tool::Rr => {
             if TopicName::new(topic).is_err() {
                 return Err(Stop::Error(format!(
                     "Error: Invalid publish topic '{topic}', does it contain '+' or '#'?\n"
@@ -604,10 +679,9 @@ fn parse_url(cfg: &mut Config, tool: Tool, url: &str) -> Result<(), Stop> {
         cfg.port = Some(1883);
         &url[7..]
     } else if lower.starts_with("mqtts://") {
-        return Err(Stop::Error(format!(
-            "Error: mqtts:// is not supported by {} yet.\n",
-            tool.name()
-        )));
+        cfg.port = Some(8883);
+        cfg.tls_use_os_certs = true;
+        &url[8..]
     } else {
         return Err(Stop::Error("Error: Unsupported URL scheme.\n\n".into()));
     };
@@ -650,6 +724,16 @@ fn check(cfg: &mut Config, tool: Tool) -> Result<(), Stop> {
     if cfg.will_retain && cfg.will_topic.is_none() {
         return Err(Stop::Error(
             "Error: Will retain given, but no will topic given.\n".into(),
+        ));
+    }
+    if cfg.certfile.is_some() != cfg.keyfile.is_some() {
+        return Err(Stop::Error(
+            "Error: Both certfile and keyfile must be provided if one of them is set.\n".into(),
+        ));
+    }
+    if cfg.keyform.is_some() && cfg.keyfile.is_none() {
+        return Err(Stop::Error(
+            "Error: If keyform is set, keyfile must be also specified.\n".into(),
         ));
     }
     if cfg.protocol == ProtocolVersion::V5 {

@@ -14,7 +14,8 @@ use midge_codec::{ConnectReturnCode, Packet, ProtocolVersion, SubscriptionOption
 #[derive(Debug)]
 struct State {
     label: String,
-    /// Message ids libmosquitto gives QoS 0 PUBLISHes (never on the wire).
+    /// The last message id libmosquitto would have counted: QoS 0 PUBLISHes take the next one
+    /// (never on the wire), and SUBSCRIBE, UNSUBSCRIBE and QoS 1 and 2 PUBLISHes count too.
     qos0_mid: u16,
 }
 
@@ -44,6 +45,14 @@ fn make(client_id: &str, protocol: ProtocolVersion, subscribed: bool) -> PacketT
             state.label = id.to_string();
         }
         let lines = describe(&mut state.qos0_mid, direction, packet, protocol);
+        if direction == Direction::Sent {
+            match packet {
+                Packet::Subscribe(s) => state.qos0_mid = s.packet_id.get(),
+                Packet::Unsubscribe(u) => state.qos0_mid = u.packet_id.get(),
+                Packet::Publish(p) => state.qos0_mid = p.packet_id.map_or(state.qos0_mid, |id| id.get()),
+                _ => {}
+            }
+        }
         let mut out = std::io::stdout().lock();
         for line in lines {
             let _ = writeln!(out, "Client {} {line}", state.label);

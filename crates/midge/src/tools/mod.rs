@@ -1,5 +1,6 @@
-//! `midge pub` and `midge sub`: Mosquitto's `mosquitto_pub` and `mosquitto_sub` on
-//! `midge-client`, with the same flags, output, error messages and exit codes (2.0.11).
+//! `midge pub`, `midge sub` and `midge rr`: Mosquitto's `mosquitto_pub`, `mosquitto_sub` and
+//! `mosquitto_rr` on `midge-client`, with the same flags, output, error messages and exit
+//! codes (2.0.11).
 //!
 //! # Layout
 //! - `args`: the command line both tools share (Mosquitto's `client_shared.c`), parsed by hand
@@ -10,7 +11,8 @@
 //! - `mosquitto_text`: Mosquitto's wording for reason codes, CONNACK codes and errors.
 //! - `debug_log`: the `-d` lines, from the client's packet trace.
 //! - `connect`: turning the parsed flags into a connection, and its failures into messages.
-//! - `publish`, `subscribe`: the two tools; `format`: `mosquitto_sub -F`.
+//! - `publish`, `subscribe`, `request`: the three tools; `format`: `mosquitto_sub -F` (which
+//!   `midge rr` prints its response with too).
 //!
 //! Differences from Mosquitto are listed in docs/client-tools.md.
 
@@ -22,6 +24,7 @@ mod json;
 mod mosquitto_text;
 mod properties;
 mod publish;
+mod request;
 mod subscribe;
 mod usage;
 
@@ -34,6 +37,8 @@ pub(crate) enum Tool {
     Pub,
     /// `midge sub`, after `mosquitto_sub`.
     Sub,
+    /// `midge rr`, after `mosquitto_rr`.
+    Rr,
 }
 
 impl Tool {
@@ -42,6 +47,7 @@ impl Tool {
         match self {
             Self::Pub => "midge pub",
             Self::Sub => "midge sub",
+            Self::Rr => "midge rr",
         }
     }
 }
@@ -64,6 +70,7 @@ pub(crate) fn run(tool: Tool) -> ExitCode {
         match tool {
             Tool::Pub => publish::main(args).await,
             Tool::Sub => subscribe::main(args).await,
+            Tool::Rr => request::main(args).await,
         }
     });
     // Mosquitto's exit codes are the CONNACK codes (up to 0x9F) and libmosquitto errors: all

@@ -15,6 +15,8 @@ pub(crate) enum MosqError {
     ConnRefused = 5,
     /// MOSQ_ERR_CONN_LOST (7).
     ConnLost = 7,
+    /// MOSQ_ERR_TLS (8).
+    Tls = 8,
     /// MOSQ_ERR_PAYLOAD_SIZE (9).
     PayloadSize = 9,
     /// MOSQ_ERR_KEEPALIVE (19).
@@ -33,6 +35,7 @@ impl MosqError {
             Self::NoConn => "The client is not currently connected.",
             Self::ConnRefused => "The connection was refused.",
             Self::ConnLost => "The connection was lost.",
+            Self::Tls => "A TLS error occurred.",
             Self::PayloadSize => "Payload too large.",
             Self::Keepalive => "Keepalive timeout.",
             Self::Timeout => "Timeout.",

@@ -25,26 +25,9 @@ pub(crate) async fn main(args: Vec<String>) -> i32 {
         Ok(cfg) => cfg,
         Err(stop) => return stopped(stop),
     };
-    let payload = match &cfg.pub_mode {
-        PubMode::Message(message) => Some(Bytes::copy_from_slice(message)),
-        PubMode::Null => Some(Bytes::new()),
-        PubMode::File(path) => match std::fs::read(path) {
-            Ok(data) => Some(Bytes::from(data)),
-            Err(_) => {
-                err_print(&cfg, &format!("Error: Unable to open file \"{path}\".\n"));
-                err_print(&cfg, &format!("Error loading input file \"{path}\".\n"));
-                return 1;
-            }
-        },
-        PubMode::Stdin => {
-            let mut data = Vec::new();
-            if tokio::io::stdin().read_to_end(&mut data).await.is_err() {
-                err_print(&cfg, "Error loading input from stdin.\n");
-                return 1;
-            }
-            Some(Bytes::from(data))
-        }
-        PubMode::StdinLines | PubMode::None => None,
+    let payload = match payload(&cfg).await {
+        Ok(payload) => payload,
+        Err(code) => return code,
     };
     let Some(topic) = cfg.topic.clone().filter(|_| cfg.pub_mode != PubMode::None) else {
         eprintln!("Error: Both topic and message must be supplied.");
@@ -82,6 +65,32 @@ pub(crate) async fn main(args: Vec<String>) -> i32 {
         Ok(()) => 0,
         Err(error) => report(&cfg, &error),
     }
+}
+
+/// The message `-m`, `-n`, `-f` or `-s` gives (`None` for `-l` or none), or the exit code
+/// after Mosquitto's message for a file or stdin that cannot be read.
+pub(super) async fn payload(cfg: &Config) -> Result<Option<Bytes>, i32> {
+    Ok(match &cfg.pub_mode {
+        PubMode::Message(message) => Some(Bytes::copy_from_slice(message)),
+        PubMode::Null => Some(Bytes::new()),
+        PubMode::File(path) => match std::fs::read(path) {
+            Ok(data) => Some(Bytes::from(data)),
+            Err(_) => {
+                err_print(cfg, &format!("Error: Unable to open file \"{path}\".\n"));
+                err_print(cfg, &format!("Error loading input file \"{path}\".\n"));
+                return Err(1);
+            }
+        },
+        PubMode::Stdin => {
+            let mut data = Vec::new();
+            if tokio::io::stdin().read_to_end(&mut data).await.is_err() {
+                err_print(cfg, "Error loading input from stdin.\n");
+                return Err(1);
+            }
+            Some(Bytes::from(data))
+        }
+        PubMode::StdinLines | PubMode::None => None,
+    })
 }
 
 /// Prints what a parse stop calls for and gives the exit code (always 1, as Mosquitto).
@@ -193,6 +202,11 @@ pub(super) fn report(cfg: &Config, error: &ClientError) -> i32 {
             return MosqError::PayloadSize as i32;
         }
         ClientError::KeepAliveTimeout => MosqError::Keepalive,
+        ClientError::Tls {
+            error: rustls::Error::AlertReceived(_),
+            ..
+        } => MosqError::ConnLost,
+        ClientError::Tls { .. } => MosqError::Tls,
         ClientError::Decode(_) | ClientError::Protocol(_) => MosqError::Protocol,
         ClientError::Disconnected => MosqError::NoConn,
         _ => MosqError::ConnLost,

@@ -204,21 +204,21 @@ async fn stopping(interrupt: &mut std::io::Result<Signal>, terminate: &mut std::
 }
 
 /// Awaits the future if there is one; never completes otherwise.
-async fn maybe<F: Future + Unpin>(future: Option<&mut F>) -> F::Output {
+pub(super) async fn maybe<F: Future + Unpin>(future: Option<&mut F>) -> F::Output {
     match future {
         Some(future) => future.await,
         None => std::future::pending().await,
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
 
-async fn disconnect(cfg: &Config, client: &Client, reason: ReasonCode) -> Result<(), ClientError> {
+pub(super) async fn disconnect(cfg: &Config, client: &Client, reason: ReasonCode) -> Result<(), ClientError> {
     let mut disconnect = Disconnect::new(reason);
     *disconnect.properties = cfg.properties.disconnect.clone();
     client.disconnect(disconnect).await
