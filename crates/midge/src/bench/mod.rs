@@ -277,10 +277,22 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         }
         subscribers.push((client, events));
     }
+    // Publishers get a runtime (and thread) of their own: sharing one with the subscribers,
+    // a publisher sending flat out to a fast broker can keep the subscribers' connections from
+    // being polled at all, and the bench would measure itself.
+    let publishing = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-publishers")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the publishers' runtime: {e}"))?;
     let mut publishers = Vec::new();
     for i in 0..plan.publishers.len() {
-        let (client, events) = Client::connect(args.options(format!("bench-pub-{run_id}-{i}"))?)
+        let options = args.options(format!("bench-pub-{run_id}-{i}"))?;
+        let (client, events) = publishing
+            .spawn(Client::connect(options))
             .await
+            .map_err(|e| format!("publisher {i}: {e}"))?
             .map_err(|e| format!("publisher {i} cannot connect: {e}"))?;
         publishers.push((client, events));
     }
@@ -310,7 +322,7 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     {
         let (live, maker) = (live.clone(), maker.clone());
         let (rate, inflight) = (args.rate, args.inflight.max(1));
-        sending.push(tokio::spawn(async move {
+        sending.push(publishing.spawn(async move {
             // Nothing is expected back; keep the event queue drained.
             let drain = tokio::spawn(drain_events(events));
             let sent = publish(
@@ -376,12 +388,15 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         progress.abort();
     }
     for client in clients {
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            client.disconnect(midge_codec::Disconnect::new(midge_codec::ReasonCode::Success)),
-        )
-        .await;
+        let _ = publishing
+            .spawn(async move {
+                let goodbye = midge_codec::Disconnect::new(midge_codec::ReasonCode::Success);
+                tokio::time::timeout(Duration::from_millis(200), client.disconnect(goodbye)).await
+            })
+            .await;
     }
+    // Dropping a runtime inside another's task is not allowed; this leaves its threads to end.
+    publishing.shutdown_background();
     let (lost, duplicated) = if shared {
         // Members of a group each see a part: only the totals can be compared.
         (
