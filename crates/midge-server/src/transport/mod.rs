@@ -22,15 +22,27 @@ pub(crate) use websocket::WebSocketStream;
 /// A connected stream socket.
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Completes when a read may make progress (it can still find nothing: then retry).
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        async move { self.ready(Interest::READABLE).await.map(|_| ()) }
+    }
     /// Completes when any of `interest` may make progress: one registration where waiting for
     /// reading and writing separately would take two (and twice the room in the connection's
     /// future).
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
     /// Completes when a write may make progress.
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Reads what is there into `buf`'s spare capacity; `WouldBlock` if nothing is.
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        async move { self.ready(Interest::WRITABLE).await.map(|_| ()) }
+    }
+    /// Reads what is there into `buf`'s spare capacity (at least a kilobyte of it); `WouldBlock`
+    /// if nothing is. Layers over a socket read through [`Transport::try_read`].
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let start = buf.len();
+        let room = (buf.capacity() - start).max(1024);
+        buf.resize(start + room, 0);
+        let result = self.try_read(&mut buf[start..]);
+        buf.truncate(start + *result.as_ref().unwrap_or(&0));
+        result
+    }
     /// Reads what is there into `buf`; `WouldBlock` if nothing is.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes what the socket takes now; `WouldBlock` if it takes nothing.

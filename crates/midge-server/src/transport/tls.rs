@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::io::{self, Read, Write};
 
-use bytes::BytesMut;
 use parking_lot::Mutex;
 use rustls::ServerConnection;
 use tokio::io::{Interest, Ready};
@@ -183,25 +182,8 @@ fn process(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<()> {
 }
 
 impl Transport for TlsStream {
-    async fn readable(&self) -> io::Result<()> {
-        self.ready_inner(Interest::READABLE).await.map(|_| ())
-    }
-
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
         self.ready_inner(interest)
-    }
-
-    async fn writable(&self) -> io::Result<()> {
-        self.ready_inner(Interest::WRITABLE).await.map(|_| ())
-    }
-
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let start = buf.len();
-        let room = (buf.capacity() - start).max(1024);
-        buf.resize(start + room, 0);
-        let result = self.try_read(&mut buf[start..]);
-        buf.truncate(start + *result.as_ref().unwrap_or(&0));
-        result
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {

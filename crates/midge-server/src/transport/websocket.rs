@@ -253,25 +253,8 @@ fn to_io(error: tungstenite::Error) -> io::Error {
 }
 
 impl<T: Transport> Transport for WebSocketStream<T> {
-    async fn readable(&self) -> io::Result<()> {
-        self.ready_inner(Interest::READABLE).await.map(|_| ())
-    }
-
     async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.ready_inner(interest).await
-    }
-
-    async fn writable(&self) -> io::Result<()> {
-        self.ready_inner(Interest::WRITABLE).await.map(|_| ())
-    }
-
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let start = buf.len();
-        let room = (buf.capacity() - start).max(1024);
-        buf.resize(start + room, 0);
-        let result = self.try_read(&mut buf[start..]);
-        buf.truncate(start + *result.as_ref().unwrap_or(&0));
-        result
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
