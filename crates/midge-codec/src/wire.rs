@@ -44,6 +44,7 @@ pub(crate) fn read_varint(bytes: &[u8]) -> Result<VarInt, DecodeError> {
 }
 
 /// How many bytes `value` takes as a Variable Byte Integer.
+#[inline]
 pub(crate) fn varint_len(value: u32) -> usize {
     match value {
         0..=127 => 1,
@@ -57,7 +58,12 @@ pub(crate) fn varint_len(value: u32) -> usize {
 /// register: the encoded bytes in little-endian order (first on the wire in the lowest byte,
 /// zeros above the last), and how many there are. No loop, and no byte-by-byte stores to read
 /// back as a word.
+#[inline]
 pub(crate) fn encode_varint(value: u32) -> (u32, usize) {
+    // Most Remaining and Property Lengths fit one byte, which is the value itself.
+    if value < 128 {
+        return (value, 1);
+    }
     let len = varint_len(value);
     let groups =
         (value & 0x7F) | ((value << 1) & 0x7F00) | ((value << 2) & 0x7F_0000) | ((value << 3) & 0x7F00_0000);
