@@ -5,14 +5,14 @@
 //! message once for fan-out to many receivers, who differ only in packet identifier and DUP
 //! (GUIDE §3, "encode once, send many").
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{PacketType, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{PropertyBox, PublishProperties};
 use crate::topic::{TopicName, read_topic_name_allowing_empty};
 use crate::types::{PacketId, ProtocolVersion, QoS};
-use crate::wire::{Reader, VARINT_MAX, encode_varint};
+use crate::wire::{Filler, Reader, VARINT_MAX, encode_varint};
 
 const DUP: u8 = 0b1000;
 const RETAIN: u8 = 0b0001;
@@ -231,6 +231,7 @@ impl Publish {
             tail,
             tail_len,
             properties,
+            properties_len: properties_len as usize,
         })
     }
 
@@ -242,7 +243,12 @@ impl Publish {
         buf.extend_from_slice(self.topic.as_bytes());
         put_small(buf, layout.tail, layout.tail_len);
         if let Some(properties) = layout.properties {
-            properties.encode_items(buf)?;
+            // Measured already: written into their stretch of the buffer, zeroed first.
+            let start = buf.len();
+            buf.put_bytes(0, layout.properties_len);
+            let mut filler = Filler::new(buf.get_mut(start..).unwrap_or_default());
+            properties.encode_items(&mut filler)?;
+            debug_assert!(filler.finish(), "PUBLISH properties measured wrong");
         }
         Ok(())
     }
@@ -282,6 +288,7 @@ struct Layout<'a> {
     tail_len: usize,
     /// MQTT 5 properties to write after the Property Length, when there are any.
     properties: Option<&'a PublishProperties>,
+    properties_len: usize,
 }
 
 impl Layout<'_> {
