@@ -8,6 +8,10 @@
 //!     target/release/examples/encode_loop midge-3.1.1 100000
 //! ```
 //!
+//! `encode_loop race` times ours against rumqttc's instead, in alternating batches of 2,000
+//! encodes so that both see the same load, and prints the median of the per-round ratios: far
+//! steadier than two criterion runs one after the other on a busy machine.
+//!
 //! The cases are those of `encode/publish-16B/…` in the bench (same packets, same reused buffer,
 //! cleared before each encode): `midge-3.1.1`, `rumqttc-3.1.1`, `packet-3.1.1` (ours through
 //! `Packet::encode`), and the same three for `5.0`. Only `run` is counted: the instructions per
@@ -16,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use midge_codec::{Packet, PacketId, ProtocolVersion, Publish, QoS, TopicName, UserProperty};
@@ -49,6 +54,32 @@ fn ours(version: ProtocolVersion, size: usize) -> Publish {
     publish
 }
 
+fn r4_publish() -> r4::Publish {
+    let mut p = r4::Publish::from_bytes(TOPIC, rumqttc::mqttbytes::QoS::AtLeastOnce, payload(16));
+    p.pkid = PACKET_ID;
+    p
+}
+
+fn r5_publish() -> r5::Publish {
+    let properties = r5::PublishProperties {
+        message_expiry_interval: Some(3600),
+        content_type: Some("application/octet-stream".to_owned()),
+        user_properties: USER_PROPERTIES
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
+        ..r5::PublishProperties::default()
+    };
+    let mut p = r5::Publish::new(
+        TOPIC,
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        payload(16),
+        Some(properties),
+    );
+    p.pkid = PACKET_ID;
+    p
+}
+
 /// Runs `encode` `n` times into one reused buffer, cleared each time, as the bench does.
 /// Not inlined, so that Callgrind can count just this.
 #[inline(never)]
@@ -60,9 +91,75 @@ fn run(n: u64, buf: &mut BytesMut, encode: impl Fn(&mut BytesMut)) {
     }
 }
 
+/// Times `a` and `b` in alternating short batches, so that both see the same load on a shared
+/// machine, and prints the median time per encode of each and the median of the per-round
+/// ratios (`b`'s time over `a`'s: above 1 when `a` is faster).
+fn race(name: &str, a: impl Fn(&mut BytesMut), b: impl Fn(&mut BytesMut)) {
+    const ROUNDS: usize = 401;
+    const BATCH: u64 = 2_000;
+    // Generic, so that each encoder is inlined into its own copy of `run`, as in the bench.
+    fn time(buf: &mut BytesMut, encode: &impl Fn(&mut BytesMut)) -> f64 {
+        let start = Instant::now();
+        run(BATCH, buf, encode);
+        start.elapsed().as_secs_f64() * 1e9 / BATCH as f64
+    }
+    let (mut buf_a, mut buf_b) = (BytesMut::with_capacity(4096), BytesMut::with_capacity(4096));
+    // Warm up both.
+    for _ in 0..50 {
+        time(&mut buf_a, &a);
+        time(&mut buf_b, &b);
+    }
+    let (mut times_a, mut times_b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (ta, tb) = if round % 2 == 0 {
+            let ta = time(&mut buf_a, &a);
+            (ta, time(&mut buf_b, &b))
+        } else {
+            let tb = time(&mut buf_b, &b);
+            (time(&mut buf_a, &a), tb)
+        };
+        times_a.push(ta);
+        times_b.push(tb);
+        ratios.push(tb / ta);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "{name}: midge {:.2} ns, rumqttc {:.2} ns, ratio rumqttc/midge {:.3}",
+        median(&mut times_a),
+        median(&mut times_b),
+        median(&mut ratios)
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let case = args.next().expect("a case, such as midge-3.1.1");
+    if case == "race" {
+        let v311 = ProtocolVersion::V311;
+        let v5 = ProtocolVersion::V5;
+        let ours311 = ours(v311, 16);
+        let theirs311 = r4_publish();
+        race(
+            "16B 3.1.1",
+            |buf| ours311.encode(v311, buf).unwrap(),
+            |buf| {
+                theirs311.write(buf).unwrap();
+            },
+        );
+        let ours5 = ours(v5, 16);
+        let theirs5 = r5_publish();
+        race(
+            "16B 5.0",
+            |buf| ours5.encode(v5, buf).unwrap(),
+            |buf| {
+                theirs5.write(buf).unwrap();
+            },
+        );
+        return;
+    }
     let n: u64 = args.next().map_or(100_000, |n| n.parse().expect("a count"));
     let size = 16;
     let mut buf = BytesMut::with_capacity(4096);
@@ -78,8 +175,7 @@ fn main() {
             run(n, &mut buf, |buf| p.encode(v311, buf).unwrap());
         }
         "rumqttc-3.1.1" => {
-            let mut p = r4::Publish::from_bytes(TOPIC, rumqttc::mqttbytes::QoS::AtLeastOnce, payload(size));
-            p.pkid = PACKET_ID;
+            let p = r4_publish();
             run(n, &mut buf, |buf| {
                 p.write(buf).unwrap();
             });
@@ -93,22 +189,7 @@ fn main() {
             run(n, &mut buf, |buf| p.encode(v5, buf).unwrap());
         }
         "rumqttc-5.0" => {
-            let properties = r5::PublishProperties {
-                message_expiry_interval: Some(3600),
-                content_type: Some("application/octet-stream".to_owned()),
-                user_properties: USER_PROPERTIES
-                    .iter()
-                    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                    .collect(),
-                ..r5::PublishProperties::default()
-            };
-            let mut p = r5::Publish::new(
-                TOPIC,
-                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                payload(size),
-                Some(properties),
-            );
-            p.pkid = PACKET_ID;
+            let p = r5_publish();
             run(n, &mut buf, |buf| {
                 p.write(buf).unwrap();
             });
