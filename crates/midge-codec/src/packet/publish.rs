@@ -187,12 +187,8 @@ impl Publish {
         v5: bool,
         properties: Option<&'a PublishProperties>,
     ) -> Result<Layout<'a>, EncodeError> {
-        // Cannot fail: a Topic Name is checked to fit its two-byte length when it is made. The
-        // check costs a compare, and keeps a broken invariant from writing a wrong packet.
-        let topic_len = u16::try_from(self.topic.len()).map_err(|_| EncodeError::FieldTooLong {
-            field: "topic name",
-            len: self.topic.len(),
-        })?;
+        // Not checked again: a Topic Name fits its two-byte length by construction.
+        let topic_len = self.topic.wire_len();
         // The packet identifier, big-endian in the low bytes as it goes on the wire.
         let (mut tail, mut tail_len) = match self.qos {
             QoS::AtMostOnce => (0, 0),
@@ -228,6 +224,7 @@ impl Publish {
             fixed,
             topic_len,
             has_packet_id,
+            v5,
             tail,
             tail_len,
             properties,
@@ -241,7 +238,14 @@ impl Publish {
     fn write_head(&self, layout: &Layout<'_>, buf: &mut BytesMut) -> Result<(), EncodeError> {
         put_small(buf, layout.fixed, 3 + layout.remaining_len);
         buf.extend_from_slice(self.topic.as_bytes());
-        put_small(buf, layout.tail, layout.tail_len);
+        if layout.v5 {
+            // Packet identifier and Property Length.
+            put_small(buf, layout.tail, layout.tail_len);
+        } else if let Some(id) = self.packet_id.filter(|_| self.qos != QoS::AtMostOnce) {
+            // Read again rather than taken from `layout`: kept, it was saved and reloaded around
+            // the topic's copy, a call to `memcpy`.
+            buf.extend_from_slice(&id.get().to_be_bytes());
+        }
         if let Some(properties) = layout.properties {
             // Measured already: written into their stretch of the buffer, zeroed first.
             let start = buf.len();
@@ -282,8 +286,10 @@ struct Layout<'a> {
     fixed: u64,
     topic_len: u16,
     has_packet_id: bool,
+    v5: bool,
     /// What follows the topic and has a fixed size: the packet identifier (QoS 1 and 2), then
-    /// the Property Length (MQTT 5). `tail_len` bytes (at most 6), lowest first.
+    /// the Property Length (MQTT 5). `tail_len` bytes (at most 6), lowest first. Written from
+    /// here only in MQTT 5.
     tail: u64,
     tail_len: usize,
     /// MQTT 5 properties to write after the Property Length, when there are any.
