@@ -241,10 +241,11 @@ impl Publish {
         if layout.v5 {
             // Packet identifier and Property Length.
             put_small(buf, layout.tail, layout.tail_len);
-        } else if let Some(id) = self.packet_id.filter(|_| self.qos != QoS::AtMostOnce) {
+        } else if self.qos != QoS::AtMostOnce {
             // Read again rather than taken from `layout`: kept, it was saved and reloaded around
-            // the topic's copy, a call to `memcpy`.
-            buf.extend_from_slice(&id.get().to_be_bytes());
+            // the topic's copy, a call to `memcpy`. (`layout` checked it is there.)
+            let id = self.packet_id.map_or(0, PacketId::get);
+            buf.extend_from_slice(&id.to_be_bytes());
         }
         if let Some(properties) = layout.properties {
             // Measured already: written into their stretch of the buffer, zeroed first.
