@@ -18,8 +18,8 @@
 //! Each encoder is called from exactly one place: given a second, LLVM stopped inlining
 //! rumqttc's `write` (157 instructions instead of 130), and the comparison was skewed our way.
 //!
-//! The cases are those of `encode/publish-16B/…` in the bench (same packets, same reused buffer,
-//! cleared before each encode): `midge-3.1.1`, `rumqttc-3.1.1`, `packet-3.1.1` (ours through
+//! The cases are those of `encode/publish-16B/…` in the bench (same packets, same reused
+//! buffers, cleared before each encode): `midge-3.1.1`, `rumqttc-3.1.1`, `packet-3.1.1` (ours through
 //! `Packet::encode`), and the same three for `5.0`. Only `run` is counted: the instructions per
 //! encode are the collected total over the count given.
 
@@ -89,30 +89,62 @@ fn r5_publish(size: usize) -> r5::Publish {
     p
 }
 
-/// Runs `encode` `n` times into one reused buffer, cleared each time, as the bench does.
+/// Runs `encode` `n` times, into the buffers in turn, each cleared first, as the bench does.
 /// Not inlined, so that Callgrind can count just this.
 #[inline(never)]
-fn run(n: u64, buf: &mut BytesMut, encode: impl Fn(&mut BytesMut)) {
+fn run(n: u64, buffers: &mut WriteBuffers, encode: impl Fn(&mut BytesMut)) {
     for _ in 0..n {
-        buf.clear();
+        let buf = buffers.next();
         encode(buf);
-        black_box(&mut *buf);
+        black_box(buf);
     }
 }
 
-/// Times `a` and `b` in alternating short batches, so that both see the same load on a shared
-/// machine, and prints the median time per encode of each and the median of the per-round
-/// ratios (`b`'s time over `a`'s: above 1 when `a` is faster).
+/// The bench's write buffers (`benches/codec.rs`): 64 slices of one allocation, starting at 64
+/// different offsets within a page, used in turn, so that an encoder is timed at its average
+/// placement rather than wherever the heap put a single buffer.
+struct WriteBuffers {
+    buffers: Vec<BytesMut>,
+    next: usize,
+}
+
+impl WriteBuffers {
+    fn new(len: usize) -> Self {
+        let mut stride = len.next_multiple_of(64) + 64;
+        if stride.is_multiple_of(128) {
+            stride += 64;
+        }
+        let mut all = BytesMut::zeroed(stride * 64);
+        let buffers = (0..64)
+            .map(|_| {
+                let mut buffer = all.split_to(stride);
+                buffer.clear();
+                buffer
+            })
+            .collect();
+        Self { buffers, next: 0 }
+    }
+
+    #[inline(always)]
+    fn next(&mut self) -> &mut BytesMut {
+        let at = self.next;
+        self.next = (at + 1) & (self.buffers.len() - 1);
+        let buffer = &mut self.buffers[at];
+        buffer.clear();
+        buffer
+    }
+}
+
 fn race<A: Fn(&mut BytesMut), B: Fn(&mut BytesMut)>(name: &str, a: &A, b: &B) {
     const ROUNDS: usize = 401;
     const BATCH: u64 = 2_000;
     // Generic, so that each encoder is inlined into its own copy of `run`, as in the bench.
-    fn time<F: Fn(&mut BytesMut)>(buf: &mut BytesMut, encode: &F) -> f64 {
+    fn time<F: Fn(&mut BytesMut)>(buffers: &mut WriteBuffers, encode: &F) -> f64 {
         let start = Instant::now();
-        run(BATCH, buf, encode);
+        run(BATCH, buffers, encode);
         start.elapsed().as_secs_f64() * 1e9 / BATCH as f64
     }
-    let (mut buf_a, mut buf_b) = (BytesMut::with_capacity(4096), BytesMut::with_capacity(4096));
+    let (mut buf_a, mut buf_b) = (WriteBuffers::new(4096), WriteBuffers::new(4096));
     // Warm up both.
     for _ in 0..50 {
         time(&mut buf_a, a);
@@ -172,7 +204,7 @@ fn main() {
     let rumqttc5 = |buf: &mut BytesMut| {
         theirs5.write(buf).unwrap();
     };
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = WriteBuffers::new(4096);
     match case.as_str() {
         "race" => {
             race(&format!("{size}B 3.1.1"), &midge311, &rumqttc311);
@@ -186,5 +218,5 @@ fn main() {
         "rumqttc-5.0" => run(n, &mut buf, &rumqttc5),
         other => panic!("unknown case {other}"),
     }
-    black_box(&buf);
+    black_box(&buf.buffers);
 }
