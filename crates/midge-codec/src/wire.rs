@@ -60,9 +60,13 @@ pub(crate) fn varint_len(value: u32) -> usize {
 /// back as a word.
 #[inline]
 pub(crate) fn encode_varint(value: u32) -> (u32, usize) {
-    // Most Remaining and Property Lengths fit one byte, which is the value itself.
+    // Most Remaining and Property Lengths of small packets fit one byte, the value itself.
     if value < 128 {
         return (value, 1);
+    }
+    // And most others two: a packet of up to 16 KB.
+    if value < 16_384 {
+        return ((value & 0x7F) | 0x80 | (value >> 7) << 8, 2);
     }
     let len = varint_len(value);
     let groups =

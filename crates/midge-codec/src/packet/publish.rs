@@ -263,16 +263,24 @@ impl Publish {
 /// variable length would be a call to `memcpy`. `len` is at most 7.
 #[inline(always)]
 fn put_small(buf: &mut BytesMut, bytes: u64, len: usize) {
-    let [b0, b1, b2, b3, b4, b5, b6, _] = bytes.to_le_bytes();
+    let bytes = bytes.to_le_bytes();
     match len {
         0 => {}
-        1 => buf.extend_from_slice(&[b0]),
-        2 => buf.extend_from_slice(&[b0, b1]),
-        3 => buf.extend_from_slice(&[b0, b1, b2]),
-        4 => buf.extend_from_slice(&[b0, b1, b2, b3]),
-        5 => buf.extend_from_slice(&[b0, b1, b2, b3, b4]),
-        6 => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5]),
-        _ => buf.extend_from_slice(&[b0, b1, b2, b3, b4, b5, b6]),
+        1 => put_first::<1>(buf, &bytes),
+        2 => put_first::<2>(buf, &bytes),
+        3 => put_first::<3>(buf, &bytes),
+        4 => put_first::<4>(buf, &bytes),
+        5 => put_first::<5>(buf, &bytes),
+        6 => put_first::<6>(buf, &bytes),
+        _ => put_first::<7>(buf, &bytes),
+    }
+}
+
+/// Appends the first `N` of `bytes`.
+#[inline(always)]
+fn put_first<const N: usize>(buf: &mut BytesMut, bytes: &[u8; 8]) {
+    if let Some(first) = bytes.first_chunk::<N>() {
+        buf.extend_from_slice(first);
     }
 }
 
