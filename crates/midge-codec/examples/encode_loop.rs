@@ -9,7 +9,7 @@
 //! ```
 //!
 //! `encode_loop race [payload size]` times ours against rumqttc's instead, in alternating
-//! batches of 2,000 encodes so that both see the same load, and prints the median of the
+//! batches of about 20 µs so that both see the same load, and prints the median of the
 //! per-round ratios: far steadier than two criterion runs one after the other on a busy machine.
 //! Code placement still moves either side by up to 20% from one build to the next (the same
 //! rumqttc loop ran in 6.5 ns in one build and 8.1 ns in another), so a difference of a few
@@ -102,7 +102,7 @@ fn run(n: u64, buffers: &mut WriteBuffers, encode: impl Fn(&mut BytesMut)) {
 
 /// The bench's write buffers (`benches/codec.rs`): 64 slices of one allocation, starting at 64
 /// different offsets within a page, used in turn, so that an encoder is timed at its average
-/// placement rather than wherever the heap put a single buffer.
+/// placement rather than wherever the heap put a single buffer (one buffer for large packets).
 struct WriteBuffers {
     buffers: Vec<BytesMut>,
     next: usize,
@@ -114,8 +114,9 @@ impl WriteBuffers {
         if stride.is_multiple_of(128) {
             stride += 64;
         }
-        let mut all = BytesMut::zeroed(stride * 64);
-        let buffers = (0..64)
+        let count = if stride * 64 <= 512 * 1024 { 64 } else { 1 };
+        let mut all = BytesMut::zeroed(stride * count);
+        let buffers = (0..count)
             .map(|_| {
                 let mut buffer = all.split_to(stride);
                 buffer.clear();
@@ -135,29 +136,32 @@ impl WriteBuffers {
     }
 }
 
-fn race<A: Fn(&mut BytesMut), B: Fn(&mut BytesMut)>(name: &str, a: &A, b: &B) {
+fn race<A: Fn(&mut BytesMut), B: Fn(&mut BytesMut)>(name: &str, len: usize, a: &A, b: &B) {
     const ROUNDS: usize = 401;
-    const BATCH: u64 = 2_000;
-    // Generic, so that each encoder is inlined into its own copy of `run`, as in the bench.
-    fn time<F: Fn(&mut BytesMut)>(buffers: &mut WriteBuffers, encode: &F) -> f64 {
+    // About 20 µs a batch.
+    let batch: u64 = if len > 4096 { 20 } else { 2_000 };
+    let time = |buffers: &mut WriteBuffers, encode: &dyn Fn(&mut WriteBuffers)| {
         let start = Instant::now();
-        run(BATCH, buffers, encode);
-        start.elapsed().as_secs_f64() * 1e9 / BATCH as f64
-    }
-    let (mut buf_a, mut buf_b) = (WriteBuffers::new(4096), WriteBuffers::new(4096));
+        encode(buffers);
+        start.elapsed().as_secs_f64() * 1e9 / batch as f64
+    };
+    // Each encoder inlined into its own copy of `run`, as in the bench.
+    let run_a = |buffers: &mut WriteBuffers| run(batch, buffers, a);
+    let run_b = |buffers: &mut WriteBuffers| run(batch, buffers, b);
+    let (mut buf_a, mut buf_b) = (WriteBuffers::new(len), WriteBuffers::new(len));
     // Warm up both.
     for _ in 0..50 {
-        time(&mut buf_a, a);
-        time(&mut buf_b, b);
+        time(&mut buf_a, &run_a);
+        time(&mut buf_b, &run_b);
     }
     let (mut times_a, mut times_b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (ta, tb) = if round % 2 == 0 {
-            let ta = time(&mut buf_a, a);
-            (ta, time(&mut buf_b, b))
+            let ta = time(&mut buf_a, &run_a);
+            (ta, time(&mut buf_b, &run_b))
         } else {
-            let tb = time(&mut buf_b, b);
-            (time(&mut buf_a, a), tb)
+            let tb = time(&mut buf_b, &run_b);
+            (time(&mut buf_a, &run_a), tb)
         };
         times_a.push(ta);
         times_b.push(tb);
@@ -182,11 +186,11 @@ fn race<A: Fn(&mut BytesMut), B: Fn(&mut BytesMut)>(name: &str, a: &A, b: &B) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let case = args.next().expect("a case, such as midge-3.1.1");
-    // The count of encodes, or for `race` the payload size.
-    let number: Option<usize> = args.next().map(|n| n.parse().expect("a number"));
+    // `race [payload size]`, or `<case> [count [payload size]]`.
+    let mut number = || args.next().map(|n| n.parse::<usize>().expect("a number"));
     let (n, size) = match case.as_str() {
-        "race" => (0, number.unwrap_or(16)),
-        _ => (number.unwrap_or(100_000) as u64, 16),
+        "race" => (0, number().unwrap_or(16)),
+        _ => (number().unwrap_or(100_000) as u64, number().unwrap_or(16)),
     };
     let (ours311, ours5) = (ours(V311, size), ours(V5, size));
     let (packet311, packet5) = (Packet::Publish(ours311.clone()), Packet::Publish(ours5.clone()));
@@ -204,11 +208,13 @@ fn main() {
     let rumqttc5 = |buf: &mut BytesMut| {
         theirs5.write(buf).unwrap();
     };
-    let mut buf = WriteBuffers::new(4096);
+    let mut buf = WriteBuffers::new(size + 512);
     match case.as_str() {
         "race" => {
-            race(&format!("{size}B 3.1.1"), &midge311, &rumqttc311);
-            race(&format!("{size}B 5.0"), &midge5, &rumqttc5);
+            // Room for the packet, with its headers and properties.
+            let len = size + 512;
+            race(&format!("{size}B 3.1.1"), len, &midge311, &rumqttc311);
+            race(&format!("{size}B 5.0"), len, &midge5, &rumqttc5);
         }
         "midge-3.1.1" => run(n, &mut buf, &midge311),
         "packet-3.1.1" => run(n, &mut buf, &midge_packet311),
