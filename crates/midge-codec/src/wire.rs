@@ -261,6 +261,35 @@ impl<'a> Filler<'a> {
     pub(crate) fn finish(self) -> bool {
         self.at == self.out.len()
     }
+
+    /// How many bytes have been put.
+    pub(crate) fn written(&self) -> usize {
+        self.at
+    }
+
+    /// Puts `bytes`, of any length: without a call for up to 64 bytes.
+    #[inline(always)]
+    pub(crate) fn put_any(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        if let Some(out) = self.out.get_mut(self.at..end) {
+            copy_any(out, bytes);
+        }
+        self.at = end;
+    }
+
+    /// Puts the low `len` bytes of `word` (at most 8), lowest first, as one 8-byte store: the
+    /// bytes past `len` are zeros, for the next write to overwrite. Needs 8 bytes of room.
+    #[inline(always)]
+    pub(crate) fn put_word(&mut self, word: u64, len: usize) {
+        if let Some(out) = self
+            .out
+            .get_mut(self.at..)
+            .and_then(|out| out.first_chunk_mut::<8>())
+        {
+            *out = word.to_le_bytes();
+        }
+        self.at += len;
+    }
 }
 
 impl Sink for Filler<'_> {
@@ -293,32 +322,68 @@ impl Sink for Filler<'_> {
     }
 }
 
+/// Copies `src` (`N` to `2 * N` bytes) into `out`, of the same length, as two overlapping
+/// `N`-byte pieces, the first and the last; false if the lengths do not fit.
+#[inline(always)]
+fn two<const N: usize>(out: &mut [u8], src: &[u8]) -> bool {
+    match (
+        src.first_chunk::<N>(),
+        src.last_chunk::<N>(),
+        out.len() == src.len(),
+    ) {
+        (Some(first), Some(last), true) => {
+            if let Some(head) = out.first_chunk_mut::<N>() {
+                *head = *first;
+            }
+            if let Some(tail) = out.last_chunk_mut::<N>() {
+                *tail = *last;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// `out.copy_from_slice(src)`, with the lengths a property's string usually has (4 to 32
-/// bytes) copied as two overlapping fixed-size pieces, the first and the last.
+/// bytes) copied as two overlapping fixed-size pieces, the first and the last, without a call to
+/// `memcpy`.
 #[inline(always)]
 fn copy_short(out: &mut [u8], src: &[u8]) {
-    fn two<const N: usize>(out: &mut [u8], src: &[u8]) -> bool {
-        match (
-            src.first_chunk::<N>(),
-            src.last_chunk::<N>(),
-            out.len() == src.len(),
-        ) {
-            (Some(first), Some(last), true) => {
-                if let Some(head) = out.first_chunk_mut::<N>() {
-                    *head = *first;
-                }
-                if let Some(tail) = out.last_chunk_mut::<N>() {
-                    *tail = *last;
-                }
-                true
-            }
-            _ => false,
-        }
-    }
     let done = match src.len() {
         4..=7 => two::<4>(out, src),
         8..=16 => two::<8>(out, src),
         17..=32 => two::<16>(out, src),
+        _ => false,
+    };
+    if !done {
+        out.copy_from_slice(src);
+    }
+}
+
+/// [`copy_short`] for any length up to 64 bytes (most topics and small payloads), and the
+/// shortest: no call to `memcpy`.
+#[inline(always)]
+fn copy_any(out: &mut [u8], src: &[u8]) {
+    /// One to three bytes: the first, the middle and the last (some of them the same).
+    fn three(out: &mut [u8], src: &[u8]) -> bool {
+        let len = src.len();
+        if out.len() != len || len == 0 {
+            return false;
+        }
+        for at in [0, len / 2, len - 1] {
+            if let (Some(out), Some(&byte)) = (out.get_mut(at), src.get(at)) {
+                *out = byte;
+            }
+        }
+        true
+    }
+    let done = match src.len() {
+        0 => true,
+        1..=3 => three(out, src),
+        4..=7 => two::<4>(out, src),
+        8..=16 => two::<8>(out, src),
+        17..=32 => two::<16>(out, src),
+        33..=64 => two::<32>(out, src),
         _ => false,
     };
     if !done {
@@ -395,6 +460,15 @@ mod tests {
                 assert_eq!(&out[..expected.len()], &expected[..], "len {len} at {at}");
                 assert_eq!(out[expected.len()], 0);
             }
+        }
+        // Any length, with `put_any`.
+        for len in 0..=80 {
+            let mut out = vec![0; len + 2];
+            let mut filler = Filler::new(&mut out[1..=len]);
+            filler.put_any(&source[..len]);
+            assert!(filler.finish());
+            assert_eq!(&out[1..=len], &source[..len], "put_any {len}");
+            assert_eq!((out[0], out[len + 1]), (0, 0));
         }
         // Too much for the stretch: dropped, and said so.
         let mut out = [0; 4];
