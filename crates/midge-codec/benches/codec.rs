@@ -10,7 +10,9 @@
 //!   allocator more than the codec for 64 KB packets: heap trimming and page faults.)
 //! - `encode/…`: both write the same value into a reused buffer with room to spare, as a
 //!   connection's write buffer would be. Ours is the public API for the packet: `Publish::encode`
-//!   for PUBLISH, `Packet::encode` for the others (PUBLISH also shows `Packet::encode`).
+//!   for PUBLISH, `Packet::encode` for the others (PUBLISH also shows `Packet::encode`). Each
+//!   encoder cycles through 64 such buffers at different offsets within a page: where a single
+//!   buffer happened to land moved a small encode's time by up to three times (`WriteBuffers`).
 //! - `publish-template/…`: fan-out, our `PublishTemplate` patching a packet identifier into a
 //!   pre-encoded head, against encoding the PUBLISH again for every receiver.
 //!
@@ -389,18 +391,66 @@ fn encode_group<'a>(c: &'a mut Criterion, name: &str, len: usize) -> BenchmarkGr
     group
 }
 
-/// One encoder writing its value into a reused buffer with room to spare.
+/// One encoder writing its value into reused buffers with room for it ([`WriteBuffers`]).
 fn encode_fn(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, len: usize, encode: impl Fn(&mut BytesMut)) {
-    let mut buf = BytesMut::with_capacity(2 * len);
+    let mut buf = BytesMut::new();
     encode(&mut buf);
     assert_eq!(buf.len(), len, "{id} wrote {} bytes, not {len}", buf.len());
+    let mut buffers = WriteBuffers::new(len);
     group.bench_function(id, |b| {
         b.iter(|| {
-            buf.clear();
-            encode(&mut buf);
-            black_box(&buf);
+            let buf = buffers.next();
+            encode(buf);
+            black_box(buf);
         })
     });
+}
+
+/// Write buffers for one encoder, used in turn: slices of one allocation, each starting at a
+/// different offset within a 4 KiB page.
+///
+/// Where the write buffer sits relative to the packet's topic and payload decides whether the
+/// copies' loads wait on earlier stores to addresses a multiple of 4 KiB away (4K aliasing): a
+/// 16-byte PUBLISH encode took from 7.5 to 22 ns by buffer offset alone, and which offset a run
+/// got depended on the heap's history, down to the length of the filter given on the command
+/// line (rumqttc's 16-byte 3.1.1 encode: 12.7 ns under one filter, 36 ns under another). Both
+/// encoders cycle through the same offsets, so each is timed at its average placement.
+struct WriteBuffers {
+    buffers: Vec<BytesMut>,
+    next: usize,
+}
+
+impl WriteBuffers {
+    /// Buffers with room for `len` bytes: 64 of them, at 64 different offsets (multiples of 64
+    /// bytes) within a page, for packets small enough that they fit in the L2 cache; one for
+    /// larger ones, whose copy costs far more than any placement.
+    fn new(len: usize) -> Self {
+        // An odd number of 64-byte lines, so that the 64 starts fall on 64 different offsets.
+        let mut stride = len.next_multiple_of(64) + 64;
+        if stride.is_multiple_of(128) {
+            stride += 64;
+        }
+        let count = if stride * 64 <= 512 * 1024 { 64 } else { 1 };
+        let mut all = BytesMut::zeroed(stride * count);
+        let buffers = (0..count)
+            .map(|_| {
+                let mut buffer = all.split_to(stride);
+                buffer.clear();
+                buffer
+            })
+            .collect();
+        Self { buffers, next: 0 }
+    }
+
+    /// The next buffer, cleared.
+    #[inline(always)]
+    fn next(&mut self) -> &mut BytesMut {
+        let at = self.next;
+        self.next = (at + 1) & (self.buffers.len() - 1);
+        let buffer = &mut self.buffers[at];
+        buffer.clear();
+        buffer
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,6 +74,13 @@ impl<T: PropertySet> PropertyBox<T> {
         }
     }
 
+    /// The set, if one was ever allocated (it may have been emptied since): `None` is the
+    /// common case of no properties, told apart without reading the set.
+    #[inline]
+    pub(crate) fn allocated(&self) -> Option<&T> {
+        self.0.as_deref()
+    }
+
     /// The properties, moved out of the box.
     pub fn into_inner(self) -> T {
         self.0.map_or_else(T::default, |properties| *properties)
@@ -339,10 +346,11 @@ macro_rules! property_set {
             }
 
             /// Writes the Property Length and the properties.
-            #[allow(dead_code, reason = "PUBLISH measures its properties first and writes them with encode_with_len")]
+            #[allow(dead_code, reason = "PUBLISH measures its properties with its other sizes and writes them with encode_items")]
             pub(crate) fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
                 let len = self.encoded_items_len()?;
-                self.encode_with_len(len, sink)
+                sink.put_varint(len);
+                self.encode_items(sink)
             }
 
             /// The Property Length: what the properties take, without the length itself.
@@ -355,14 +363,8 @@ macro_rules! property_set {
                 Ok(counter.0 as u32)
             }
 
-            /// Writes the Property Length, already measured by
-            /// [`encoded_items_len`](Self::encoded_items_len), and the properties.
-            pub(crate) fn encode_with_len<S: Sink>(&self, len: u32, sink: &mut S) -> Result<(), EncodeError> {
-                sink.put_varint(len);
-                self.encode_items(sink)
-            }
-
-            fn encode_items<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
+            /// Writes the properties, without the Property Length.
+            pub(crate) fn encode_items<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
                 $( if let Some(value) = &self.$field {
                     value.encode($id, sink, $label)?;
                 } )*

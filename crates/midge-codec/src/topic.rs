@@ -64,6 +64,15 @@ impl TopicName {
         &self.0
     }
 
+    /// The length, as the two-byte prefix that goes before the name on the wire. It fits: a
+    /// Topic Name is checked to be at most 65535 bytes when it is made, or was read with a
+    /// two-byte length, so an encoder need not check again.
+    #[inline]
+    pub(crate) fn wire_len(&self) -> u16 {
+        debug_assert!(self.0.len() <= usize::from(u16::MAX));
+        self.0.len() as u16
+    }
+
     /// True for the zero-length placeholder of [`TopicName::empty`].
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -44,6 +44,7 @@ pub(crate) fn read_varint(bytes: &[u8]) -> Result<VarInt, DecodeError> {
 }
 
 /// How many bytes `value` takes as a Variable Byte Integer.
+#[inline]
 pub(crate) fn varint_len(value: u32) -> usize {
     match value {
         0..=127 => 1,
@@ -57,7 +58,16 @@ pub(crate) fn varint_len(value: u32) -> usize {
 /// register: the encoded bytes in little-endian order (first on the wire in the lowest byte,
 /// zeros above the last), and how many there are. No loop, and no byte-by-byte stores to read
 /// back as a word.
+#[inline]
 pub(crate) fn encode_varint(value: u32) -> (u32, usize) {
+    // Most Remaining and Property Lengths of small packets fit one byte, the value itself.
+    if value < 128 {
+        return (value, 1);
+    }
+    // And most others two: a packet of up to 16 KB.
+    if value < 16_384 {
+        return ((value & 0x7F) | 0x80 | (value >> 7) << 8, 2);
+    }
     let len = varint_len(value);
     let groups =
         (value & 0x7F) | ((value << 1) & 0x7F00) | ((value << 2) & 0x7F_0000) | ((value << 3) & 0x7F00_0000);
@@ -227,6 +237,160 @@ impl Sink for BytesMut {
     }
 }
 
+/// A [`Sink`] over bytes already in place: a measured stretch of a buffer, zeroed, which the
+/// writes fill in from the start. Appending to a `BytesMut` checks its capacity and stores its
+/// length on every write; this keeps its place in a register, and copies short strings with
+/// two fixed-size copies each instead of a call to `memcpy`, around which everything else was
+/// saved and reloaded.
+///
+/// Only for bytes measured first with a [`Counter`], which is where string lengths are checked:
+/// a filler trusts them. A write past the end is dropped (the measurement was wrong, a bug):
+/// [`finish`](Self::finish) says whether the stretch was filled exactly.
+#[derive(Debug)]
+pub(crate) struct Filler<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> Filler<'a> {
+    pub(crate) fn new(out: &'a mut [u8]) -> Self {
+        Self { out, at: 0 }
+    }
+
+    /// True when the writes filled the stretch exactly.
+    pub(crate) fn finish(self) -> bool {
+        self.at == self.out.len()
+    }
+
+    /// How many bytes have been put.
+    pub(crate) fn written(&self) -> usize {
+        self.at
+    }
+
+    /// Puts `bytes`, of any length: without a call for up to 64 bytes.
+    #[inline(always)]
+    pub(crate) fn put_any(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        if let Some(out) = self.out.get_mut(self.at..end) {
+            copy_any(out, bytes);
+        }
+        self.at = end;
+    }
+
+    /// Puts the low `len` bytes of `word` (at most 8), lowest first, as one 8-byte store: the
+    /// bytes past `len` are zeros, for the next write to overwrite. Needs 8 bytes of room.
+    #[inline(always)]
+    pub(crate) fn put_word(&mut self, word: u64, len: usize) {
+        if let Some(out) = self
+            .out
+            .get_mut(self.at..)
+            .and_then(|out| out.first_chunk_mut::<8>())
+        {
+            *out = word.to_le_bytes();
+        }
+        self.at += len;
+    }
+}
+
+impl Sink for Filler<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        if let Some(out) = self.out.get_mut(self.at..end) {
+            copy_short(out, bytes);
+        }
+        self.at = end;
+    }
+
+    // The lengths were checked when the bytes were measured, before there was a stretch to
+    // fill: they are not checked again.
+    #[inline(always)]
+    fn put_binary(&mut self, _: &'static str, bytes: &[u8]) -> Result<(), EncodeError> {
+        debug_assert!(bytes.len() <= usize::from(u16::MAX));
+        self.put(&(bytes.len() as u16).to_be_bytes());
+        self.put(bytes);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn put_tagged_binary(&mut self, tag: u8, _: &'static str, bytes: &[u8]) -> Result<(), EncodeError> {
+        debug_assert!(bytes.len() <= usize::from(u16::MAX));
+        let [hi, lo] = (bytes.len() as u16).to_be_bytes();
+        self.put(&[tag, hi, lo]);
+        self.put(bytes);
+        Ok(())
+    }
+}
+
+/// Copies `src` (`N` to `2 * N` bytes) into `out`, of the same length, as two overlapping
+/// `N`-byte pieces, the first and the last; false if the lengths do not fit.
+#[inline(always)]
+fn two<const N: usize>(out: &mut [u8], src: &[u8]) -> bool {
+    match (
+        src.first_chunk::<N>(),
+        src.last_chunk::<N>(),
+        out.len() == src.len(),
+    ) {
+        (Some(first), Some(last), true) => {
+            if let Some(head) = out.first_chunk_mut::<N>() {
+                *head = *first;
+            }
+            if let Some(tail) = out.last_chunk_mut::<N>() {
+                *tail = *last;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `out.copy_from_slice(src)`, with the lengths a property's string usually has (4 to 32
+/// bytes) copied as two overlapping fixed-size pieces, the first and the last, without a call to
+/// `memcpy`.
+#[inline(always)]
+fn copy_short(out: &mut [u8], src: &[u8]) {
+    let done = match src.len() {
+        4..=7 => two::<4>(out, src),
+        8..=16 => two::<8>(out, src),
+        17..=32 => two::<16>(out, src),
+        _ => false,
+    };
+    if !done {
+        out.copy_from_slice(src);
+    }
+}
+
+/// [`copy_short`] for any length up to 64 bytes (most topics and small payloads), and the
+/// shortest: no call to `memcpy`.
+#[inline(always)]
+fn copy_any(out: &mut [u8], src: &[u8]) {
+    /// One to three bytes: the first, the middle and the last (some of them the same).
+    fn three(out: &mut [u8], src: &[u8]) -> bool {
+        let len = src.len();
+        if out.len() != len || len == 0 {
+            return false;
+        }
+        for at in [0, len / 2, len - 1] {
+            if let (Some(out), Some(&byte)) = (out.get_mut(at), src.get(at)) {
+                *out = byte;
+            }
+        }
+        true
+    }
+    let done = match src.len() {
+        0 => true,
+        1..=3 => three(out, src),
+        4..=7 => two::<4>(out, src),
+        8..=16 => two::<8>(out, src),
+        17..=32 => two::<16>(out, src),
+        33..=64 => two::<32>(out, src),
+        _ => false,
+    };
+    if !done {
+        out.copy_from_slice(src);
+    }
+}
+
 /// A [`Sink`] that counts the bytes it would have written.
 #[derive(Debug, Default)]
 pub(crate) struct Counter(pub(crate) usize);
@@ -272,6 +436,46 @@ mod tests {
             assert_eq!(varint_len(value), encoded.len());
             assert_eq!(read_varint(encoded), Ok(VarInt::Complete(value, encoded.len())));
         }
+    }
+
+    /// Every length around the fixed-size pieces, at every offset: the same bytes as a plain
+    /// copy, nothing written outside the stretch.
+    #[test]
+    fn filler_writes_what_a_buffer_would() {
+        let source: Vec<u8> = (1..=80).collect();
+        for len in 0..=40 {
+            for at in 0..3 {
+                let prefix = &source[40..40 + at];
+                let bytes = &source[..len];
+                let mut expected = BytesMut::new();
+                expected.put(prefix);
+                expected.put_tagged_binary(0x26, "t", bytes).unwrap();
+                expected.put(bytes);
+                let mut out = vec![0; expected.len() + 1];
+                let mut filler = Filler::new(&mut out[..expected.len()]);
+                filler.put(prefix);
+                filler.put_tagged_binary(0x26, "t", bytes).unwrap();
+                filler.put(bytes);
+                assert!(filler.finish());
+                assert_eq!(&out[..expected.len()], &expected[..], "len {len} at {at}");
+                assert_eq!(out[expected.len()], 0);
+            }
+        }
+        // Any length, with `put_any`.
+        for len in 0..=80 {
+            let mut out = vec![0; len + 2];
+            let mut filler = Filler::new(&mut out[1..=len]);
+            filler.put_any(&source[..len]);
+            assert!(filler.finish());
+            assert_eq!(&out[1..=len], &source[..len], "put_any {len}");
+            assert_eq!((out[0], out[len + 1]), (0, 0));
+        }
+        // Too much for the stretch: dropped, and said so.
+        let mut out = [0; 4];
+        let mut filler = Filler::new(&mut out);
+        filler.put(b"abcdef");
+        assert!(!filler.finish());
+        assert_eq!(out, [0; 4]);
     }
 
     #[test]
