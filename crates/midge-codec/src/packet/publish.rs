@@ -324,8 +324,8 @@ struct Layout<'a> {
     has_packet_id: bool,
     v5: bool,
     /// What follows the topic and has a fixed size: the packet identifier (QoS 1 and 2), then
-    /// the Property Length (MQTT 5). `tail_len` bytes (at most 6), lowest first. Written from
-    /// here only in MQTT 5.
+    /// the Property Length (MQTT 5). `tail_len` bytes (at most 6), lowest first. `write_head`
+    /// takes it from here only in MQTT 5 (see there); `write_small` always does.
     tail: u64,
     tail_len: usize,
     /// MQTT 5 properties to write after the Property Length, when there are any.
