@@ -368,3 +368,27 @@ fn invalid_utf8_names_the_line() {
     fs::write(&path, b"listener 1883\n  # caf\xe9\n").unwrap();
     assert!(Config::load(&path).is_ok());
 }
+
+#[test]
+fn bad_values_of_the_tls_and_limit_directives_name_the_line() {
+    assert_eq!(
+        error("listener 1883\nmax_connection_rate fast"),
+        "test.conf:2: max_connection_rate: expected a whole number, got \"fast\""
+    );
+    assert_eq!(
+        error("listener 8883\ntls_version tlsv9"),
+        "test.conf:2: tls_version: expected tlsv1.3, tlsv1.2, tlsv1.1 or tlsv1, got \"tlsv9\""
+    );
+    assert_eq!(
+        error("listener 8883\nrequire_certificate maybe"),
+        "test.conf:2: require_certificate: expected true or false, got \"maybe\""
+    );
+    assert_eq!(
+        error("listener 8883\ntls_keyform der"),
+        "test.conf:2: tls_keyform: expected pem or engine, got \"der\""
+    );
+    assert_eq!(
+        error("sys_interval soon"),
+        "test.conf:1: sys_interval: expected a whole number, got \"soon\""
+    );
+}
