@@ -1,0 +1,407 @@
+//! The write-ahead journal the broker writes through, with group commit.
+//!
+//! The broker calls the typed methods (`put_session`, `put_entry`, ...) while it holds the
+//! lock of the state it is changing, so the order writes reach the journal is the order the
+//! state changed. Each call is a push onto an in-memory list under a short lock and returns the
+//! write's sequence number; one writer thread takes the whole list, applies it to the store as
+//! one atomic batch and, per [`FsyncPolicy`], syncs it. Whatever arrives while a batch is being
+//! written goes into the next one, so under load one commit (and one fsync) covers many
+//! messages. [`Journal::durable`] is the highest sequence number committed: the runtime holds
+//! back an acknowledgement until it is at least the acknowledged write's number.
+//!
+//! If the store fails (a full disk, say), the writer logs it and retries the same batch; the
+//! durable mark does not move, so nothing unsaved is ever acknowledged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use crate::clock::WallClock;
+use crate::key;
+use crate::record::{EntryRecord, MessageRecord, SessionRecord, SubscriptionRecord};
+use crate::store::{Store, Write};
+
+/// A write's place in the journal; writes are durable in this order.
+pub type Seq = u64;
+
+/// When the store is made to survive power loss (`persistence_fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Every batch is synced before it counts as durable: nothing acknowledged is lost even
+    /// on power loss.
+    EveryBatch,
+    /// Batches count as durable once written to the operating system (safe against a crash
+    /// of the broker); a sync runs at this interval.
+    Interval(Duration),
+    /// Never synced by the broker: safe against a crash of the broker, not of the machine.
+    Never,
+}
+
+/// Counters of the journal's work.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Writes committed.
+    pub writes: AtomicU64,
+    /// Syncs to the disk.
+    pub syncs: AtomicU64,
+    /// Store failures (each retried).
+    pub failures: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    writes: Vec<Write>,
+    last: Seq,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn Store>,
+    policy: FsyncPolicy,
+    pending: Mutex<Pending>,
+    work: Condvar,
+    durable: watch::Sender<Seq>,
+    stats: JournalStats,
+}
+
+/// The broker's handle on the store.
+#[derive(Debug)]
+pub struct Journal {
+    shared: Arc<Shared>,
+    clock: WallClock,
+    next_message_id: AtomicU64,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Starts the writer thread on `store`. Message identifiers continue from
+    /// `next_message_id` (one past the highest in the store).
+    pub fn start(store: Arc<dyn Store>, policy: FsyncPolicy, next_message_id: u64) -> Arc<Self> {
+        let (durable, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            store,
+            policy,
+            pending: Mutex::new(Pending::default()),
+            work: Condvar::new(),
+            durable,
+            stats: JournalStats::default(),
+        });
+        let for_writer = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("midge-journal".into())
+            .spawn(move || for_writer.run())
+            .map_err(|error| tracing::error!(%error, "could not start the journal writer thread"))
+            .ok();
+        Arc::new(Self {
+            shared,
+            clock: WallClock::now(),
+            next_message_id: AtomicU64::new(next_message_id.max(1)),
+            writer: Mutex::new(writer),
+        })
+    }
+
+    /// The clock that converts the broker's deadlines for the store.
+    pub fn clock(&self) -> &WallClock {
+        &self.clock
+    }
+
+    /// The fsync policy in force.
+    pub fn policy(&self) -> FsyncPolicy {
+        self.shared.policy
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &JournalStats {
+        &self.shared.stats
+    }
+
+    /// The highest sequence number committed to the store.
+    pub fn durable(&self) -> Seq {
+        *self.shared.durable.borrow()
+    }
+
+    /// The highest sequence number handed out.
+    pub fn last(&self) -> Seq {
+        self.shared.pending.lock().last
+    }
+
+    /// A receiver that sees [`Journal::durable`] move, for waiting on it.
+    pub fn watch(&self) -> watch::Receiver<Seq> {
+        self.shared.durable.subscribe()
+    }
+
+    /// Waits, blocking the thread, until `seq` is durable or `timeout` passes. True if it is.
+    pub fn wait_durable_blocking(&self, seq: Seq, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.durable() < seq {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Queues one write; returns its sequence number.
+    pub fn submit(&self, write: Write) -> Seq {
+        let mut pending = self.shared.pending.lock();
+        let was_empty = pending.writes.is_empty();
+        pending.writes.push(write);
+        pending.last += 1;
+        let seq = pending.last;
+        drop(pending);
+        if was_empty {
+            self.shared.work.notify_one();
+        }
+        seq
+    }
+
+    /// Commits everything queued, syncs it, and stops the writer. Later writes are
+    /// committed by nobody; call this once, at shutdown.
+    pub fn close(&self) {
+        self.shared.pending.lock().closing = true;
+        self.shared.work.notify_one();
+        if let Some(writer) = self.writer.lock().take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the journal writer thread panicked");
+        }
+    }
+
+    /// A fresh identifier for a stored message body.
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stores (or replaces) a session's record.
+    pub fn put_session(&self, client_id: &str, record: &SessionRecord) -> Seq {
+        self.submit(Write::Put(key::session(client_id), record.encode()))
+    }
+
+    /// Forgets everything of a session: record, subscriptions, queue, QoS 2 identifiers.
+    pub fn delete_session(&self, client_id: &str) -> Seq {
+        self.submit(Write::DeletePrefix(key::client_prefix(client_id)))
+    }
+
+    /// Stores one subscription of a session.
+    pub fn put_subscription(&self, client_id: &str, record: &SubscriptionRecord) -> Seq {
+        self.submit(Write::Put(
+            key::subscription(client_id, record.filter.as_str()),
+            record.encode(),
+        ))
+    }
+
+    /// Forgets one subscription of a session.
+    pub fn delete_subscription(&self, client_id: &str, filter: &str) -> Seq {
+        self.submit(Write::Delete(key::subscription(client_id, filter)))
+    }
+
+    /// Stores a message body under `id`.
+    pub fn put_message(&self, id: u64, record: &MessageRecord) -> Seq {
+        self.submit(Write::Put(key::message(id), record.encode()))
+    }
+
+    /// Forgets a message body.
+    pub fn delete_message(&self, id: u64) -> Seq {
+        self.submit(Write::Delete(key::message(id)))
+    }
+
+    /// Stores (or updates) a queued or in-flight delivery at place `seq` of a session's queue.
+    pub fn put_entry(&self, client_id: &str, seq: u64, record: &EntryRecord) -> Seq {
+        self.submit(Write::Put(key::entry(client_id, seq), record.encode()))
+    }
+
+    /// Forgets a delivery (acknowledged, expired or dropped).
+    pub fn delete_entry(&self, client_id: &str, seq: u64) -> Seq {
+        self.submit(Write::Delete(key::entry(client_id, seq)))
+    }
+
+    /// Remembers a QoS 2 packet identifier awaiting PUBREL.
+    pub fn put_incoming(&self, client_id: &str, packet_id: u16) -> Seq {
+        self.submit(Write::Put(
+            key::incoming(client_id, packet_id),
+            bytes::Bytes::new(),
+        ))
+    }
+
+    /// Forgets a released QoS 2 packet identifier.
+    pub fn delete_incoming(&self, client_id: &str, packet_id: u16) -> Seq {
+        self.submit(Write::Delete(key::incoming(client_id, packet_id)))
+    }
+
+    /// Stores the retained message of its topic.
+    pub fn put_retained(&self, record: &MessageRecord) -> Seq {
+        self.submit(Write::Put(key::retained(record.topic.as_str()), record.encode()))
+    }
+
+    /// Forgets the retained message of `topic`.
+    pub fn delete_retained(&self, topic: &str) -> Seq {
+        self.submit(Write::Delete(key::retained(topic)))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    /// The writer thread: batch, commit, sync, publish the durable mark; until closed.
+    fn run(&self) {
+        let mut spare = Vec::new();
+        let mut last_sync = Instant::now();
+        let mut unsynced = false;
+        loop {
+            let (mut batch, last, closing) = {
+                let mut pending = self.pending.lock();
+                while pending.writes.is_empty() && !pending.closing {
+                    match self.policy {
+                        FsyncPolicy::Interval(interval) if unsynced => {
+                            let timeout = interval.saturating_sub(last_sync.elapsed());
+                            if timeout.is_zero() || self.work.wait_for(&mut pending, timeout).timed_out() {
+                                break;
+                            }
+                        }
+                        _ => self.work.wait(&mut pending),
+                    }
+                }
+                let batch = std::mem::replace(&mut pending.writes, std::mem::take(&mut spare));
+                (batch, pending.last, pending.closing)
+            };
+            if !batch.is_empty() {
+                self.retry("commit", || self.store.apply(&batch));
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                unsynced = true;
+                if self.policy == FsyncPolicy::EveryBatch {
+                    self.sync();
+                    unsynced = false;
+                    last_sync = Instant::now();
+                }
+                self.durable.send_replace(last);
+            }
+            if let FsyncPolicy::Interval(interval) = self.policy
+                && unsynced
+                && last_sync.elapsed() >= interval
+            {
+                self.sync();
+                unsynced = false;
+                last_sync = Instant::now();
+            }
+            batch.clear();
+            spare = batch;
+            if closing && self.pending.lock().writes.is_empty() {
+                if unsynced && self.policy != FsyncPolicy::Never {
+                    self.sync();
+                }
+                return;
+            }
+        }
+    }
+
+    fn sync(&self) {
+        self.retry("sync", || self.store.sync());
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `operation` until it succeeds, logging failures (at most one line a second).
+    fn retry(&self, what: &str, mut operation: impl FnMut() -> Result<(), crate::StoreError>) {
+        let mut last_log: Option<Instant> = None;
+        let mut failures = 0u64;
+        loop {
+            match operation() {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::warn!(
+                            "the persistence store works again after {failures} failed attempts to {what}"
+                        );
+                    }
+                    return;
+                }
+                Err(error) => {
+                    failures += 1;
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    if last_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        tracing::error!(%error, "persistence store failed to {what}; acknowledgements wait until it works (attempt {failures})");
+                        last_log = Some(Instant::now());
+                    }
+                    if self.pending.lock().closing && failures >= 20 {
+                        tracing::error!(
+                            "giving up on the persistence store at shutdown; unsaved changes are lost"
+                        );
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn writes_become_durable_in_order_and_in_batches() {
+        let store = Arc::new(MemoryStore::new());
+        let journal = Journal::start(store.clone(), FsyncPolicy::EveryBatch, 1);
+        let mut last = 0;
+        for n in 0..1000u64 {
+            last = journal.put_retained(&MessageRecord {
+                topic: midge_codec::TopicName::new(format!("t/{n}")).unwrap(),
+                payload: bytes::Bytes::from_static(b"x"),
+                qos: midge_codec::QoS::AtMostOnce,
+                retain: true,
+                properties: Default::default(),
+                expires_at: None,
+                publisher: None,
+            });
+        }
+        assert_eq!(last, 1000);
+        assert!(journal.wait_durable_blocking(last, Duration::from_secs(10)));
+        assert_eq!(store.len(), 1000);
+        let batches = journal.stats().batches.load(Ordering::Relaxed);
+        assert!((1..=1000).contains(&batches));
+        assert_eq!(store.syncs(), journal.stats().syncs.load(Ordering::Relaxed));
+        journal.close();
+    }
+
+    #[test]
+    fn never_policy_does_not_sync_and_close_commits_the_rest() {
+        let store = Arc::new(MemoryStore::new());
+        let journal = Journal::start(store.clone(), FsyncPolicy::Never, 1);
+        journal.put_incoming("c", 1);
+        journal.put_incoming("c", 2);
+        journal.delete_incoming("c", 1);
+        journal.close();
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.syncs(), 0);
+        assert_eq!(journal.durable(), 3);
+    }
+
+    #[test]
+    fn interval_policy_syncs_when_idle() {
+        let store = Arc::new(MemoryStore::new());
+        let journal = Journal::start(store.clone(), FsyncPolicy::Interval(Duration::from_millis(20)), 1);
+        let seq = journal.put_incoming("c", 1);
+        assert!(journal.wait_durable_blocking(seq, Duration::from_secs(5)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.syncs() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(store.syncs(), 1);
+        journal.close();
+    }
+}
