@@ -19,6 +19,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use midge_codec::properties::ConnAckProperties;
 use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+use midge_store::{Journal, Seq};
 use parking_lot::{Mutex, RwLock};
 
 use crate::access::{Access, AccessControl, Credentials, Identity};
@@ -28,7 +29,7 @@ use crate::link::Link;
 use crate::message::{Delivery, Message};
 use crate::outbox::Outbox;
 use crate::retained::Retained;
-use crate::session::{PendingWill, SessionCell};
+use crate::session::{PendingWill, Session, SessionCell};
 use crate::stats::Stats;
 use crate::topic_index::{Matches, Subscriber, TopicIndex};
 
@@ -60,7 +61,7 @@ impl Timers {
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) config: BrokerConfig,
-    sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
+    pub(crate) sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
     pub(crate) index: RwLock<TopicIndex>,
     pub(crate) retained: RwLock<Retained>,
     timers: Mutex<Timers>,
@@ -70,11 +71,23 @@ pub struct Broker {
     /// Read on every publish and delivery, replaced on reload: a snapshot that readers load
     /// without a lock or a shared counter.
     access: ArcSwapOption<Rules>,
+    /// Where persistent sessions and retained messages are written, if persistence is on.
+    pub(crate) journal: Option<Arc<Journal>>,
 }
 
 impl Broker {
     /// A broker with no sessions. `id_seed` varies assigned client identifiers between runs.
     pub fn new(config: BrokerConfig, id_seed: u64) -> Arc<Self> {
+        Self::build(config, id_seed, None)
+    }
+
+    /// A broker with no sessions that writes persistent sessions and retained messages to
+    /// `journal`; see [`Broker::restore`] to start from what a store held.
+    pub fn with_journal(config: BrokerConfig, id_seed: u64, journal: Arc<Journal>) -> Arc<Self> {
+        Self::build(config, id_seed, Some(journal))
+    }
+
+    fn build(config: BrokerConfig, id_seed: u64, journal: Option<Arc<Journal>>) -> Arc<Self> {
         Arc::new(Self {
             config,
             sessions: Mutex::new(HashMap::new()),
@@ -85,7 +98,13 @@ impl Broker {
             id_counter: AtomicU64::new(0),
             id_seed,
             access: ArcSwapOption::empty(),
+            journal,
         })
+    }
+
+    /// The journal, if persistence is on.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
     }
 
     /// The configuration in force.
@@ -124,7 +143,7 @@ impl Broker {
             census.shared_subscriptions += session
                 .subscriptions
                 .values()
-                .filter(|f| f.shared().is_some())
+                .filter(|s| s.filter.shared().is_some())
                 .count();
             census.queued += session.queue.len() + session.inflight.len();
             census.queued_bytes += session.queued_bytes + session.inflight_bytes;
@@ -251,7 +270,7 @@ impl Broker {
             )),
         });
         let client_receive_maximum = connect.properties.receive_maximum.map_or(u16::MAX, |r| r.get());
-        let generation = {
+        let (generation, stored) = {
             let mut session = cell.state.lock();
             session.generation += 1;
             session.link = Some(link);
@@ -263,7 +282,8 @@ impl Broker {
             session.expiry = expiry;
             session.disconnected_at = None;
             cell.set_online(true);
-            session.generation
+            let stored = self.persist_connect(&cell.client_id, &mut session);
+            (session.generation, stored)
         };
         Stats::bump(&self.stats.connects);
 
@@ -272,6 +292,7 @@ impl Broker {
         if version.is_v5() {
             connack.properties = self.connack_properties(&connect, &checked).into();
         }
+        out.require_durable(stored);
         out.send(&Packet::ConnAck(connack));
 
         let mut connection = Connection::new(self.clone(), cell, generation, &connect, checked, expiry);
@@ -280,6 +301,47 @@ impl Broker {
         }
         connection.drain(now, out);
         Ok(connection)
+    }
+
+    /// Brings the store in line with a session a CONNECT has just (re)attached: written whole
+    /// if it has become persistent, its record rewritten if it was, deleted if it no longer
+    /// outlives the connection. The last write's sequence number, or 0.
+    fn persist_connect(&self, client_id: &str, session: &mut Session) -> Seq {
+        let Some(journal) = &self.journal else { return 0 };
+        let wanted = session.expiry != Some(Duration::ZERO);
+        match (session.persistent, wanted) {
+            (false, false) => 0,
+            (true, false) => {
+                session.persistent = false;
+                journal.delete_session(client_id)
+            }
+            (true, true) => journal.put_session(client_id, &session.record(journal.clock())),
+            (false, true) => {
+                session.persistent = true;
+                session.persist_all(client_id, journal)
+            }
+        }
+    }
+
+    /// Rewrites a persistent session's record after its expiry, will or connection changed.
+    pub(crate) fn persist_session_record(&self, client_id: &str, session: &Session) -> Seq {
+        match &self.journal {
+            Some(journal) if session.persistent => {
+                journal.put_session(client_id, &session.record(journal.clock()))
+            }
+            _ => 0,
+        }
+    }
+
+    /// Stops writing a session and deletes what the store has of it; under its lock, so
+    /// that no write for it can follow.
+    fn unpersist(&self, client_id: &str, session: &mut Session) {
+        if session.persistent {
+            session.persistent = false;
+            if let Some(journal) = &self.journal {
+                journal.delete_session(client_id);
+            }
+        }
     }
 
     /// The checks a CONNECT must pass before any session is touched.
@@ -477,6 +539,7 @@ impl Broker {
             if !clean_start {
                 return Some((existing.clone(), true, will_now));
             }
+            self.unpersist(client_id, &mut session);
         }
         // Clean start: a fresh session replaces the old one, whose subscriptions go.
         let cell = Arc::new(SessionCell::new(client_id.clone()));
@@ -490,7 +553,11 @@ impl Broker {
     fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
         let filters: Vec<_> = {
             let mut session = cell.state.lock();
-            let filters = session.subscriptions.drain().map(|(_, filter)| filter).collect();
+            let filters = session
+                .subscriptions
+                .drain()
+                .map(|(_, subscription)| subscription.filter)
+                .collect();
             session.reset();
             filters
         };
@@ -513,14 +580,13 @@ impl Broker {
         }
     }
 
-    /// Sends `message` to every session with a matching subscription. Returns how many
-    /// sessions it was queued for.
-    pub fn route(&self, message: Arc<Message>, now: Instant) -> usize {
+    /// Sends `message` to every session with a matching subscription.
+    pub fn route(&self, message: Arc<Message>, now: Instant) -> Routed {
         let guard = self.access_control();
         let access = guard.rules();
         let mut matches = Matches::default();
         self.index.read().matches(&message.topic, &mut matches);
-        let mut delivered = 0;
+        let mut routed = Routed::default();
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
         // every subscription identifier [MQTT-3.3.5-1] [MQTT-3.3.4-3..5].
         matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
@@ -531,15 +597,15 @@ impl Broker {
                 group.push(next);
             }
             if let Some(delivery) = self.merge(&message, &group) {
-                delivered += usize::from(self.deliver(&group[0].session, delivery, access, now));
+                routed.add(self.deliver(&group[0].session, delivery, access, now));
             }
         }
         for member in matches.shared {
             if let Some(delivery) = self.merge(&message, std::slice::from_ref(&member)) {
-                delivered += usize::from(self.deliver(&member.session, delivery, access, now));
+                routed.add(self.deliver(&member.session, delivery, access, now));
             }
         }
-        delivered
+        routed
     }
 
     /// One session's delivery of `message` through the given subscriptions, or none if No
@@ -563,6 +629,7 @@ impl Broker {
                 qos,
                 retain,
                 subscription_ids: Vec::new(),
+                stored: None,
             });
             entry.qos = entry.qos.max(qos);
             entry.retain |= retain;
@@ -572,14 +639,15 @@ impl Broker {
     }
 
     /// Queues a delivery in a session and wakes its connection, if `access` lets the session's
-    /// client read the topic. True if queued.
+    /// client read the topic. `None` if not queued; otherwise the sequence number of the
+    /// journal write that stored it (0 if none).
     pub(crate) fn deliver(
         &self,
         cell: &Arc<SessionCell>,
         delivery: Delivery,
         access: Option<&dyn AccessControl>,
         now: Instant,
-    ) -> bool {
+    ) -> Option<Seq> {
         let mut session = cell.state.lock();
         if let Some(access) = access {
             let who = Identity {
@@ -589,12 +657,22 @@ impl Broker {
             };
             if !access.allows(&who, &delivery.message.topic, Access::Read) {
                 Stats::bump(&self.stats.denied_read);
-                return false;
+                return None;
             }
         }
         let online = session.link.is_some();
-        let queued = session.enqueue(delivery, online, &self.config, &self.stats, &cell.client_id, now);
-        if queued && let Some(link) = &session.link {
+        let queued = session.enqueue(
+            delivery,
+            online,
+            &self.config,
+            &self.stats,
+            &cell.client_id,
+            self.journal.as_ref(),
+            now,
+        );
+        if queued.is_some()
+            && let Some(link) = &session.link
+        {
             link.wake();
         }
         queued
@@ -631,9 +709,21 @@ impl Broker {
         };
         tracing::debug!(topic = %message.topic, "publishing will");
         if message.retain {
-            self.retained.write().set(message.clone());
+            self.retain(&message);
         }
         self.route(message, now);
+    }
+
+    /// Stores `message` as its topic's retained message (or deletes the topic's, for an empty
+    /// payload), in memory and in the journal. The journal write's sequence number, or 0.
+    pub(crate) fn retain(&self, message: &Arc<Message>) -> Seq {
+        let mut retained = self.retained.write();
+        retained.set(message.clone());
+        match &self.journal {
+            None => 0,
+            Some(journal) if message.payload.is_empty() => journal.delete_retained(message.topic.as_str()),
+            Some(journal) => journal.put_retained(&message.record(journal.clock())),
+        }
     }
 
     /// A connection ended: detach it from its session, deal with its will, and start (or
@@ -650,22 +740,50 @@ impl Broker {
             let will = session.will.take().filter(|_| publish_will);
             (will, session.expiry)
         };
+        self.after_disconnect(cell, generation, will, expiry, now, now);
+    }
+
+    /// What follows a connection's end (or, at startup, the end of the connections a restored
+    /// session had): the will is published now or at its delay, and the session ends now or
+    /// is timed to expire. `ended` is when the connection ended.
+    fn after_disconnect(
+        &self,
+        cell: &Arc<SessionCell>,
+        generation: u64,
+        will: Option<PendingWill>,
+        expiry: Option<Duration>,
+        ended: Instant,
+        now: Instant,
+    ) {
         let mut will_now = None;
-        if let Some(will) = will {
-            let ends_first = expiry.is_some_and(|e| e <= will.delay);
-            if will.delay.is_zero() || ends_first {
-                will_now = Some(will);
-            } else {
-                let delay = will.delay;
-                cell.state.lock().will = Some(will);
-                let mut timers = self.timers.lock();
-                let key = timers.key(now + delay);
-                timers.wills.insert(key, (cell.clone(), generation));
+        let mut will_due = None;
+        {
+            let mut session = cell.state.lock();
+            if session.generation != generation || session.link.is_some() {
+                // Reattached meanwhile: the new connection owns the session now.
+                return;
             }
+            if let Some(will) = will {
+                let ends_first = expiry.is_some_and(|e| e <= will.delay);
+                if ended + will.delay <= now || ends_first {
+                    will_now = Some(will);
+                } else {
+                    will_due = Some(ended + will.delay);
+                    session.will = Some(will);
+                }
+            }
+            // The record now says when the connection ended and which will still waits.
+            self.persist_session_record(&cell.client_id, &session);
+        }
+        if let Some(due) = will_due {
+            let mut timers = self.timers.lock();
+            let key = timers.key(due);
+            timers.wills.insert(key, (cell.clone(), generation));
         }
         if let Some(will) = will_now {
             self.publish_will(will, now);
         }
+        let expiry = expiry.map(|e| (ended + e).saturating_duration_since(now));
         match expiry {
             Some(expiry) if expiry.is_zero() => {
                 self.end_session(cell, generation, now);
@@ -679,6 +797,21 @@ impl Broker {
         }
     }
 
+    /// Starts a session restored from the store as if its connection had just ended.
+    pub(crate) fn resume_offline(&self, cell: &Arc<SessionCell>, now: Instant) {
+        let (generation, will, expiry, ended) = {
+            let mut session = cell.state.lock();
+            let will = session.will.take();
+            (
+                session.generation,
+                will,
+                session.expiry,
+                session.disconnected_at.unwrap_or(now),
+            )
+        };
+        self.after_disconnect(cell, generation, will, expiry, ended, now);
+    }
+
     /// Ends a session for good, if it is still the one that expired.
     /// True if it ended it.
     fn end_session(&self, cell: &Arc<SessionCell>, generation: u64, now: Instant) -> bool {
@@ -687,6 +820,7 @@ impl Broker {
             if session.generation != generation || session.link.is_some() {
                 return false;
             }
+            self.unpersist(&cell.client_id, &mut session);
             session.will.take()
         };
         // A delayed will still pending goes out when the session ends [MQTT-3.1.3-9].
@@ -721,7 +855,9 @@ impl Broker {
             let will = {
                 let mut session = cell.state.lock();
                 if session.generation == generation && session.link.is_none() {
-                    session.will.take()
+                    let will = session.will.take();
+                    self.persist_session_record(&cell.client_id, &session);
+                    will
                 } else {
                     None
                 }
@@ -747,6 +883,24 @@ impl Broker {
         let next_will = timers.wills.first_key_value().map(|(k, _)| k.0);
         let next_expiry = timers.expiries.first_key_value().map(|(k, _)| k.0);
         next_will.into_iter().chain(next_expiry).min()
+    }
+}
+
+/// Where [`Broker::route`] put a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// How many sessions it was queued for.
+    pub sessions: usize,
+    /// The journal write that must be durable before the message is acknowledged; 0 if none.
+    pub durable_after: Seq,
+}
+
+impl Routed {
+    fn add(&mut self, queued: Option<Seq>) {
+        if let Some(seq) = queued {
+            self.sessions += 1;
+            self.durable_after = self.durable_after.max(seq);
+        }
     }
 }
 

@@ -186,6 +186,7 @@ impl Connection {
     pub fn drain(&mut self, now: Instant, out: &mut Outbox) {
         let config = &self.broker.config;
         let stats = self.broker.stats();
+        let journal = self.broker.journal.as_ref();
         let mut session = self.session.state.lock();
         if session.generation != self.generation || session.link.is_none() {
             return;
@@ -193,7 +194,9 @@ impl Connection {
         while out.len() < config.outbox_high_water {
             let Some(front) = session.queue.front() else { break };
             if front.message.is_expired(now) {
-                session.dequeue();
+                if let Some(expired) = session.dequeue() {
+                    session.forget_delivery(&self.client_id, &expired, journal);
+                }
                 stats.dropped(DropReason::Expired);
                 continue;
             }
@@ -207,6 +210,7 @@ impl Connection {
             }
             let packet_id = session.allocate_packet_id();
             if !self.write_publish(&delivery, Some(packet_id), false, now, out) {
+                session.forget_delivery(&self.client_id, &delivery, journal);
                 continue;
             }
             let state = if delivery.qos == QoS::AtLeastOnce {
@@ -214,11 +218,15 @@ impl Connection {
             } else {
                 Awaiting::PubRec
             };
-            session.push_inflight(Inflight {
+            let inflight = Inflight {
                 packet_id,
                 delivery,
                 state,
-            });
+            };
+            // The PUBLISH goes out only once the store knows its packet identifier, so that a
+            // restart resends it with the same one [MQTT-4.4.0-1].
+            out.require_durable(session.persist_inflight(&self.client_id, &inflight, journal));
+            session.push_inflight(inflight);
         }
     }
 

@@ -11,6 +11,8 @@
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
 //! - [`access`]: the authentication verdicts and access rules the runtime supplies.
+//! - `persist`: what is written to the journal when persistence is on, and the rebuild
+//!   from the store at startup.
 //! - [`config`], [`stats`]: limits in force and counters.
 //!
 //! # Rules
@@ -25,6 +27,7 @@ mod handle;
 pub mod link;
 pub mod message;
 pub mod outbox;
+mod persist;
 mod ratelimit;
 mod retained;
 mod session;
@@ -38,5 +41,6 @@ pub use connection::{After, Connection};
 pub use link::Link;
 pub use message::{Delivery, Message};
 pub use outbox::Outbox;
+pub use persist::Restored;
 pub use session::SessionCell;
 pub use stats::{DropReason, Stats};

@@ -33,6 +33,8 @@ pub struct Message {
     /// Encodings shared by every subscriber that gets the message unchanged, one per
     /// (3.x or 5.0, QoS, RETAIN): GUIDE §3 "encode once, send many".
     templates: [OnceLock<Option<PublishTemplate>>; 12],
+    /// Its body in the store, once a persistent session has queued it (`persist.rs`).
+    pub(crate) body: OnceLock<crate::persist::StoredBody>,
 }
 
 impl Message {
@@ -55,6 +57,7 @@ impl Message {
             expires_at,
             publisher,
             templates: Default::default(),
+            body: OnceLock::new(),
         }
     }
 
@@ -126,4 +129,6 @@ pub struct Delivery {
     pub retain: bool,
     /// MQTT 5 Subscription Identifiers of the subscriptions it matched.
     pub subscription_ids: Vec<SubscriptionId>,
+    /// Its place in the session's stored queue, if it is stored.
+    pub(crate) stored: Option<u64>,
 }

@@ -13,6 +13,8 @@ pub struct Outbox {
     version: ProtocolVersion,
     /// Packets encoded since the runtime last took the count.
     packets: u32,
+    /// The journal sequence number that must be durable before anything here is sent.
+    durable_after: u64,
 }
 
 impl Outbox {
@@ -22,6 +24,7 @@ impl Outbox {
             buf: BytesMut::new(),
             version,
             packets: 0,
+            durable_after: 0,
         }
     }
 
@@ -55,6 +58,18 @@ impl Outbox {
     ) {
         template.write_to(packet_id, dup, &mut self.buf);
         self.packets = self.packets.wrapping_add(1);
+    }
+
+    /// Holds everything in the outbox (and anything added later) until journal write `seq`
+    /// is durable: the reply being queued acknowledges it (`persist.rs`). 0 holds nothing.
+    pub fn require_durable(&mut self, seq: u64) {
+        self.durable_after = self.durable_after.max(seq);
+    }
+
+    /// The journal sequence number that must be durable before the runtime writes any of
+    /// this outbox to the socket; 0 if none. It only grows.
+    pub fn durable_after(&self) -> u64 {
+        self.durable_after
     }
 
     /// The packets encoded since the last call, for the broker's counters.

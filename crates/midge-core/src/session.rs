@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use midge_codec::{PacketId, ProtocolVersion, QoS, TopicFilter};
+use midge_codec::{PacketId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, TopicFilter};
+use midge_store::{Journal, Seq};
 use parking_lot::Mutex;
 
 use crate::config::BrokerConfig;
@@ -83,6 +84,15 @@ pub(crate) struct PendingWill {
     pub(crate) delay: Duration,
 }
 
+/// One of a session's subscriptions, as the session remembers it (the index has its own
+/// copy, for matching).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSubscription {
+    pub(crate) filter: TopicFilter,
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) id: Option<SubscriptionId>,
+}
+
 /// What the broker keeps for one client identifier.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
@@ -95,8 +105,9 @@ pub(crate) struct Session {
     pub(crate) username: Option<ByteString>,
     /// The listener of the last connection, likewise.
     pub(crate) listener: usize,
-    /// The session's subscriptions by filter, so they can be removed when it ends.
-    pub(crate) subscriptions: HashMap<ByteString, TopicFilter>,
+    /// The session's subscriptions by filter, so they can be removed when it ends (and
+    /// stored).
+    pub(crate) subscriptions: HashMap<ByteString, SessionSubscription>,
     pub(crate) queue: VecDeque<Delivery>,
     pub(crate) queued_bytes: u64,
     pub(crate) inflight: VecDeque<Inflight>,
@@ -114,19 +125,27 @@ pub(crate) struct Session {
     /// Rate limiting of the warnings about messages dropped for this session; allocated at the
     /// first drop, since most sessions never drop anything.
     pub(crate) drop_reports: Option<Box<DropReports>>,
+    /// Whether the session outlives its connection and persistence is on: then every change
+    /// to it is written to the journal (`persist.rs`).
+    pub(crate) persistent: bool,
+    /// The place in the stored queue of the last delivery written.
+    pub(crate) next_entry: u64,
 }
 
 impl Session {
-    /// Queues a delivery, or drops it (counted) when a bound says no. True if queued.
+    /// Queues a delivery, or drops it (counted) when a bound says no. `None` if dropped;
+    /// otherwise the sequence number of its write to the journal (0 if none was needed).
+    #[allow(clippy::too_many_arguments, reason = "one call site, each argument distinct")]
     pub(crate) fn enqueue(
         &mut self,
-        delivery: Delivery,
+        mut delivery: Delivery,
         online: bool,
         config: &BrokerConfig,
         stats: &Stats,
         client_id: &str,
+        journal: Option<&Arc<Journal>>,
         now: Instant,
-    ) -> bool {
+    ) -> Option<Seq> {
         let reason = if delivery.qos == QoS::AtMostOnce && !online && !config.queue_qos0_messages {
             Some(DropReason::Qos0Offline)
         } else if config.max_queued_messages != 0 && self.queue.len() >= self.queue_allowance(config, online)
@@ -147,11 +166,12 @@ impl Session {
                     .get_or_insert_with(Box::default)
                     .note(client_id, reason, now);
             }
-            return false;
+            return None;
         }
+        let seq = self.persist_enqueued(client_id, &mut delivery, journal);
         self.queued_bytes += delivery.message.size() as u64;
         self.queue.push_back(delivery);
-        true
+        Some(seq)
     }
 
     /// How many deliveries the queue may hold: `max_queued_messages` counts, as in Mosquitto,
@@ -207,21 +227,25 @@ impl Session {
             .find(|i| i.packet_id == packet_id && i.state == state)
     }
 
-    /// Removes the message in flight with `packet_id` in `state`. True if it was there.
-    pub(crate) fn complete(&mut self, packet_id: PacketId, state: Awaiting) -> bool {
-        let Some(index) = self
+    /// Removes the message in flight with `packet_id` in `state`, and its stored copy.
+    /// Returns the sequence number of the journal write (0 if none), or `None` if no such
+    /// message was in flight.
+    pub(crate) fn complete(
+        &mut self,
+        packet_id: PacketId,
+        state: Awaiting,
+        client_id: &str,
+        journal: Option<&Arc<Journal>>,
+    ) -> Option<Seq> {
+        let index = self
             .inflight
             .iter()
-            .position(|i| i.packet_id == packet_id && i.state == state)
-        else {
-            return false;
-        };
-        if let Some(done) = self.inflight.remove(index) {
-            self.inflight_bytes = self
-                .inflight_bytes
-                .saturating_sub(done.delivery.message.size() as u64);
-        }
-        true
+            .position(|i| i.packet_id == packet_id && i.state == state)?;
+        let done = self.inflight.remove(index)?;
+        self.inflight_bytes = self
+            .inflight_bytes
+            .saturating_sub(done.delivery.message.size() as u64);
+        Some(self.forget_delivery(client_id, &done.delivery, journal))
     }
 
     /// Forgets everything but the identity: what a clean start does to an existing session.

@@ -9,144 +9,19 @@
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use midge_codec::{
-    Ack, Connect, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
-    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will,
+    Ack, Connect, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, TopicFilter, TopicName,
+    Unsubscribe, Will,
 };
-use midge_core::{After, Broker, BrokerConfig, Connection, DropReason, Link, Outbox};
-use parking_lot::Mutex;
+use midge_core::{After, Broker, BrokerConfig, DropReason, Outbox};
 
-const V311: ProtocolVersion = ProtocolVersion::V311;
-const V5: ProtocolVersion = ProtocolVersion::V5;
+mod support;
 
-#[derive(Debug, Default)]
-struct TestLink {
-    wakes: AtomicUsize,
-    closed: Mutex<Option<ReasonCode>>,
-}
-
-impl Link for TestLink {
-    fn wake(&self) {
-        self.wakes.fetch_add(1, Ordering::Relaxed);
-    }
-    fn close(&self, reason: ReasonCode) {
-        *self.closed.lock() = Some(reason);
-    }
-}
-
-/// A client as the tests see it: its connection, link and what it has been sent.
-struct Client {
-    connection: Connection,
-    link: Arc<TestLink>,
-    out: Outbox,
-}
-
-impl Client {
-    /// Sends one packet and returns every packet the broker has for this client afterwards.
-    fn send(&mut self, packet: Packet, now: Instant) -> (After, Vec<Packet>) {
-        let after = self.connection.handle(packet, now, &mut self.out);
-        (after, self.received(now))
-    }
-
-    /// Drains the session (as a woken runtime would) and decodes the outbox.
-    fn received(&mut self, now: Instant) -> Vec<Packet> {
-        self.connection.drain(now, &mut self.out);
-        decode_all(&mut self.out)
-    }
-}
-
-fn decode_all(out: &mut Outbox) -> Vec<Packet> {
-    let decoder = Decoder::new(out.version(), u32::MAX);
-    let mut packets = Vec::new();
-    while let Some(packet) = decoder
-        .decode(out.buffer())
-        .expect("the broker sends valid packets")
-    {
-        packets.push(packet);
-    }
-    packets
-}
-
-fn broker(config: BrokerConfig) -> Arc<Broker> {
-    Broker::new(config, 7)
-}
-
-fn connect_with(broker: &Arc<Broker>, connect: Connect, now: Instant) -> (Client, Vec<Packet>) {
-    let link = Arc::new(TestLink::default());
-    let mut out = Outbox::new(connect.protocol);
-    let connection = broker
-        .connect(connect, link.clone(), now, &mut out)
-        .expect("connect accepted");
-    let packets = decode_all(&mut out);
-    (
-        Client {
-            connection,
-            link,
-            out,
-        },
-        packets,
-    )
-}
-
-fn connect(broker: &Arc<Broker>, version: ProtocolVersion, id: &str, now: Instant) -> Client {
-    connect_with(broker, Connect::new(version, id), now).0
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName::try_from(name).unwrap()
-}
-
-fn pid(n: u16) -> PacketId {
-    NonZeroU16::new(n).unwrap()
-}
-
-fn publish(name: &str, payload: &'static str, qos: QoS, id: u16) -> Packet {
-    let mut publish = Publish::new(topic(name), Bytes::from_static(payload.as_bytes()));
-    publish.qos = qos;
-    if qos != QoS::AtMostOnce {
-        publish.packet_id = Some(pid(id));
-    }
-    Packet::Publish(publish)
-}
-
-fn retained(name: &str, payload: &'static str) -> Packet {
-    let Packet::Publish(mut p) = publish(name, payload, QoS::AtMostOnce, 0) else {
-        unreachable!()
-    };
-    p.retain = true;
-    Packet::Publish(p)
-}
-
-fn subscribe(filters: &[(&str, QoS)], id: u16) -> Packet {
-    Packet::Subscribe(Subscribe {
-        packet_id: pid(id),
-        subscriptions: filters
-            .iter()
-            .map(|(f, qos)| Subscription {
-                filter: TopicFilter::try_from(*f).unwrap(),
-                options: SubscriptionOptions {
-                    qos: *qos,
-                    ..SubscriptionOptions::default()
-                },
-            })
-            .collect(),
-        properties: Default::default(),
-    })
-}
-
-fn publishes(packets: &[Packet]) -> Vec<&Publish> {
-    packets
-        .iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some(p),
-            _ => None,
-        })
-        .collect()
-}
+use support::*;
 
 #[test]
 fn mqtt_4_3_2_qos1_round_trip_between_two_clients() {

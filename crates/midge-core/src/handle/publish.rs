@@ -106,6 +106,11 @@ impl Connection {
                 );
             }
             session.incoming_qos2.insert(id.get());
+            if session.persistent
+                && let Some(journal) = &self.broker.journal
+            {
+                out.require_durable(journal.put_incoming(&self.client_id, id.get()));
+            }
         }
 
         let oversize =
@@ -127,9 +132,12 @@ impl Connection {
         } else {
             let message = self.accept(publish, now);
             if message.retain {
-                self.broker.retained.write().set(message.clone());
+                out.require_durable(self.broker.retain(&message));
             }
-            match self.broker.route(message, now) {
+            let routed = self.broker.route(message, now);
+            // The acknowledgement below waits until every stored copy is durable.
+            out.require_durable(routed.durable_after);
+            match routed.sessions {
                 0 => ReasonCode::NoMatchingSubscribers,
                 _ => ReasonCode::Success,
             }
@@ -142,7 +150,13 @@ impl Connection {
             if qos == QoS::ExactlyOnce {
                 if reason.is_error() {
                     // An error PUBREC ends the exchange: no PUBREL follows (§4.3.3).
-                    self.session.state.lock().incoming_qos2.remove(&id.get());
+                    let mut session = self.session.state.lock();
+                    session.incoming_qos2.remove(&id.get());
+                    if session.persistent
+                        && let Some(journal) = &self.broker.journal
+                    {
+                        out.require_durable(journal.delete_incoming(&self.client_id, id.get()));
+                    }
                 }
                 out.send(&Packet::PubRec(ack));
             } else {

@@ -14,6 +14,7 @@ use crate::access::Access;
 use crate::connection::{After, Connection};
 use crate::message::Delivery;
 use crate::outbox::Outbox;
+use crate::session::SessionSubscription;
 use crate::stats::Stats;
 use crate::topic_index::Subscriber;
 
@@ -61,11 +62,22 @@ impl Connection {
                     id,
                 },
             );
-            self.session
-                .state
-                .lock()
-                .subscriptions
-                .insert(filter.as_byte_string().clone(), filter.clone());
+            let remembered = SessionSubscription {
+                filter: filter.clone(),
+                options,
+                id,
+            };
+            {
+                let mut session = self.session.state.lock();
+                if session.persistent
+                    && let Some(journal) = &self.broker.journal
+                {
+                    out.require_durable(journal.put_subscription(&self.client_id, &remembered.record()));
+                }
+                session
+                    .subscriptions
+                    .insert(filter.as_byte_string().clone(), remembered);
+            }
             reason_codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
                 QoS::AtLeastOnce => ReasonCode::GrantedQos1,
@@ -97,6 +109,7 @@ impl Connection {
                                 qos,
                                 retain: true,
                                 subscription_ids: id.into_iter().collect(),
+                                stored: None,
                             }
                         }),
                 );
@@ -120,11 +133,15 @@ impl Connection {
             let mounted = crate::broker::mounted_filter(self.mount_point.as_ref(), filter);
             let filter = mounted.as_ref().unwrap_or(filter);
             let existed = self.broker.index.write().unsubscribe(filter, &self.session);
-            self.session
-                .state
-                .lock()
-                .subscriptions
-                .remove(filter.as_byte_string());
+            {
+                let mut session = self.session.state.lock();
+                if session.subscriptions.remove(filter.as_byte_string()).is_some()
+                    && session.persistent
+                    && let Some(journal) = &self.broker.journal
+                {
+                    out.require_durable(journal.delete_subscription(&self.client_id, filter.as_str()));
+                }
+            }
             reason_codes.push(if existed {
                 ReasonCode::Success
             } else {
