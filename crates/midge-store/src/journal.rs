@@ -9,6 +9,12 @@
 //! messages. [`Journal::durable`] is the highest sequence number committed: the runtime holds
 //! back an acknowledgement until it is at least the acknowledged write's number.
 //!
+//! Some changes must reach the store together or not at all: a QoS 2 message's copies for its
+//! subscribers and the record that it was received, so that after a crash either the sender's
+//! retransmission is recognised and every copy is there, or neither and it is routed afresh.
+//! Writes made while an [`AtomicWrites`] guard is held are never split between batches: the
+//! writer cuts a batch only when no guard is held.
+//!
 //! If the store fails (a full disk, say), the writer logs it and retries the same batch; the
 //! durable mark does not move, so nothing unsaved is ever acknowledged.
 
@@ -17,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::watch;
 
 use crate::clock::WallClock;
@@ -69,7 +75,15 @@ struct Shared {
     work: Condvar,
     durable: watch::Sender<Seq>,
     stats: JournalStats,
+    /// Held (shared) by writers whose writes must share a batch; taken (exclusive) by the
+    /// writer thread to cut one.
+    groups: RwLock<()>,
 }
+
+/// While held, the writes made go into one batch (see the module doc). Hold it only around
+/// the writes of one change; never take a second one while holding one.
+#[derive(Debug)]
+pub struct AtomicWrites<'a>(#[allow(dead_code, reason = "held for its drop")] RwLockReadGuard<'a, ()>);
 
 /// The broker's handle on the store.
 #[derive(Debug)]
@@ -92,6 +106,7 @@ impl Journal {
             work: Condvar::new(),
             durable,
             stats: JournalStats::default(),
+            groups: RwLock::new(()),
         });
         let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
@@ -147,6 +162,11 @@ impl Journal {
             std::thread::sleep(Duration::from_millis(1));
         }
         true
+    }
+
+    /// Keeps the writes made until the guard is dropped in one batch.
+    pub fn atomic(&self) -> AtomicWrites<'_> {
+        AtomicWrites(self.shared.groups.read())
     }
 
     /// Queues one write; returns its sequence number.
@@ -260,7 +280,7 @@ impl Shared {
         let mut last_sync = Instant::now();
         let mut unsynced = false;
         loop {
-            let (mut batch, last, closing) = {
+            {
                 let mut pending = self.pending.lock();
                 while pending.writes.is_empty() && !pending.closing {
                     match self.policy {
@@ -273,6 +293,11 @@ impl Shared {
                         _ => self.work.wait(&mut pending),
                     }
                 }
+            }
+            let (mut batch, last, closing) = {
+                // No group is half written while the batch is cut.
+                let _cut = self.groups.write();
+                let mut pending = self.pending.lock();
                 let batch = std::mem::replace(&mut pending.writes, std::mem::take(&mut spare));
                 (batch, pending.last, pending.closing)
             };
@@ -389,6 +414,44 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert_eq!(store.syncs(), 0);
         assert_eq!(journal.durable(), 3);
+    }
+
+    #[test]
+    fn writes_under_one_guard_share_a_batch() {
+        let store = Arc::new(MemoryStore::new());
+        let journal = Journal::start(store.clone(), FsyncPolicy::EveryBatch, 1);
+        let writers: Vec<_> = (0..4u16)
+            .map(|t| {
+                let journal = journal.clone();
+                std::thread::spawn(move || {
+                    for n in 0..200u16 {
+                        let _group = journal.atomic();
+                        journal.put_incoming(&format!("c{t}"), n * 2 + 1);
+                        std::thread::yield_now();
+                        journal.put_incoming(&format!("c{t}"), n * 2 + 2);
+                    }
+                })
+            })
+            .collect();
+        // Whenever the store is looked at, each writer's pairs are whole.
+        let mut checks = 0;
+        while writers.iter().any(|w| !w.is_finished()) {
+            let mut ids: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+            store
+                .scan(&mut |key, _| {
+                    *ids.entry(key[..key.len() - 2].to_vec()).or_default() += 1;
+                    Ok(())
+                })
+                .unwrap();
+            assert!(ids.values().all(|n| n % 2 == 0), "{ids:?}");
+            checks += 1;
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        journal.close();
+        assert_eq!(store.len(), 1600);
+        assert!(checks > 0);
     }
 
     #[test]

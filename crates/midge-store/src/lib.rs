@@ -34,7 +34,7 @@ mod error;
 
 pub use clock::WallClock;
 pub use error::StoreError;
-pub use journal::{FsyncPolicy, Journal, Seq};
+pub use journal::{AtomicWrites, FsyncPolicy, Journal, Seq};
 pub use open::{MovedAside, Opened, Snapshot, StoredSession, open};
 pub use record::{
     EntryRecord, EntryState, MessageRecord, RecordError, SessionRecord, SubscriptionRecord, WillRecord,

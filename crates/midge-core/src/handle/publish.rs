@@ -3,6 +3,7 @@
 //!
 //! QoS 2 is delivered once on first receipt; the packet identifier is remembered until PUBREL,
 //! so a retransmission (DUP) is acknowledged again without being routed again [MQTT-4.3.3-3].
+//! With persistence on, the identifier and the stored copies are written as one batch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +87,14 @@ impl Connection {
 
         let packet_id = publish.packet_id;
         let qos = publish.qos;
+        // A QoS 2 message's copies and the record of its packet identifier reach the store
+        // together: after a crash, a retransmission is either recognised with every copy
+        // stored, or routed afresh with none (`midge_store::journal`).
+        let journal = self.broker.journal.clone();
+        let _together = journal
+            .as_ref()
+            .filter(|_| qos == QoS::ExactlyOnce && packet_id.is_some())
+            .map(|journal| journal.atomic());
         if qos == QoS::ExactlyOnce
             && let Some(id) = packet_id
         {
