@@ -24,11 +24,14 @@ def midge_binary():
 
 
 class Broker:
-    def __init__(self, extra=""):
-        self._dir = tempfile.TemporaryDirectory()
-        conf = os.path.join(self._dir.name, "mosquitto.conf")
+    """`port` 0 lets the system choose; `directory` (kept) holds the configuration file, for a
+    test that restarts a broker on the same files."""
+
+    def __init__(self, extra="", port=0, directory=None):
+        self._dir = None if directory else tempfile.TemporaryDirectory()
+        conf = os.path.join(directory or self._dir.name, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"listener 0 127.0.0.1\nallow_anonymous true\n{extra}\n")
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n")
         self.proc = subprocess.Popen(
             [midge_binary(), "-c", conf, "-v"],
             stdout=subprocess.PIPE,
@@ -73,7 +76,24 @@ class Broker:
             self.proc.wait(timeout=WAIT)
         self._reader.join(timeout=WAIT)
         self.proc.stdout.close()
-        self._dir.cleanup()
+        if self._dir:
+            self._dir.cleanup()
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on now, below Linux's ephemeral range
+    (32768 and up) so that no client's outgoing connection or port-0 listener takes it
+    before a broker restarted on it binds it again."""
+    import random
+    import socket
+    while True:
+        port = random.randrange(33000 - 12000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def listen_port(broker, kind):

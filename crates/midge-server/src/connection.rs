@@ -5,6 +5,10 @@
 //! becoming writable while encoded packets wait, and the keep-alive deadline. Everything the
 //! broker decides happens in `midge-core`; this file only reads, writes, times and logs.
 //!
+//! With persistence on, an outbox whose packets acknowledge journal writes
+//! ([`Outbox::durable_after`]) is held until the journal says they are durable; meanwhile the
+//! connection reads nothing more from its client, so a publisher runs at the store's pace.
+//!
 //! Memory: the connection waits for readability before it allocates a read buffer, the buffer
 //! grows to the packet being read and is released whenever it is empty, and the outbox
 //! likewise, so an idle connection holds no buffers (see `transport`).
@@ -17,7 +21,7 @@ use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, Reason
 use midge_core::{After, Broker, ClientRules, Connection, Credentials, Link, Outbox, Stats};
 use parking_lot::Mutex;
 use tokio::io::Interest;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::limits::{ConnectionCounters, OpenSlot};
@@ -150,7 +154,7 @@ pub(crate) async fn serve<S: Transport>(
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(%peer, "Client refused from {peer}: {}.", refusal.detail);
-            flush(&stream, &mut out, broker.stats()).await;
+            flush(&stream, &mut out, broker.stats(), &mut None).await;
             return;
         }
     };
@@ -166,6 +170,7 @@ pub(crate) async fn serve<S: Transport>(
         username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
     );
 
+    let mut durable = broker.journal().map(|journal| journal.watch());
     let ending = run(
         &stream,
         &mut connection,
@@ -174,6 +179,7 @@ pub(crate) async fn serve<S: Transport>(
         input,
         &mut out,
         broker.stats(),
+        &mut durable,
     )
     .await;
     // The session is detached before the disconnect is logged, so that anyone reading the log
@@ -216,7 +222,7 @@ pub(crate) async fn serve<S: Transport>(
         Ending::ClosedByBroker(_) => {}
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
-    flush(&stream, &mut out, broker.stats()).await;
+    flush(&stream, &mut out, broker.stats(), &mut durable).await;
 }
 
 /// Upgrades a new connection to a WebSocket (within the CONNECT timeout), then serves MQTT in
@@ -337,7 +343,7 @@ async fn read_connect<S: Transport>(
                     out.send(&Packet::ConnAck(ConnAck::new(
                         ReasonCode::UnsupportedProtocolVersion,
                     )));
-                    flush(stream, &mut out, stats).await;
+                    flush(stream, &mut out, stats, &mut None).await;
                 }
                 tracing::info!(%peer, %error, "Bad CONNECT from {peer}: {error}.");
                 return None;
@@ -397,9 +403,18 @@ fn write_some<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats) -> std:
     result
 }
 
-/// Writes the whole outbox, giving up after a second (the peer may have stopped reading).
-async fn flush<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats) {
+/// Writes the whole outbox, giving up after a second (the peer may have stopped reading, or
+/// the store not caught up: what it has not stored is never acknowledged).
+async fn flush<S: Transport>(
+    stream: &S,
+    out: &mut Outbox,
+    stats: &Stats,
+    durable: &mut Option<watch::Receiver<u64>>,
+) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while is_held(out, durable) {
+            durable_moved(durable).await;
+        }
         while !out.is_empty() {
             if stream.writable().await.is_err() || write_some(stream, out, stats).is_err() {
                 return;
@@ -447,7 +462,29 @@ fn read_into_uncounted<S: Transport>(
     Ok(n)
 }
 
+/// Whether the outbox acknowledges journal writes that are not durable yet.
+fn is_held(out: &Outbox, durable: &Option<watch::Receiver<u64>>) -> bool {
+    durable
+        .as_ref()
+        .is_some_and(|durable| out.durable_after() > *durable.borrow())
+}
+
+/// Completes when the journal's durable mark moves (never, without a journal).
+async fn durable_moved(durable: &mut Option<watch::Receiver<u64>>) {
+    let moved = match durable {
+        Some(durable) => durable.changed().await.is_ok(),
+        None => false,
+    };
+    if !moved {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The connected loop.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the connection's parts, borrowed separately"
+)]
 async fn run<S: Transport>(
     stream: &S,
     connection: &mut Connection,
@@ -456,6 +493,7 @@ async fn run<S: Transport>(
     mut input: BytesMut,
     out: &mut Outbox,
     stats: &Stats,
+    durable: &mut Option<watch::Receiver<u64>>,
 ) -> Ending {
     let keep_alive = match connection.keep_alive() {
         0 => None,
@@ -481,13 +519,15 @@ async fn run<S: Transport>(
             input = BytesMut::new();
         }
         out.release_if_empty();
+        let held = is_held(out, durable);
         let interest = if out.is_empty() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
         };
         tokio::select! {
-            ready = stream.ready(interest) => {
+            () = durable_moved(durable), if held => {}
+            ready = stream.ready(interest), if !held => {
                 let ready = match ready {
                     Ok(ready) => ready,
                     Err(error) => return Ending::SocketError(error),

@@ -4,6 +4,7 @@
 //! - [`config`]: reading `mosquitto.conf` (with `include_dir`) into a typed [`config::Config`].
 //! - [`server`]: binding listeners, accepting connections, driving the core's timers, shutdown.
 //! - `connection`: one task per client connection, moving bytes between a socket and the core.
+//! - [`persistence`]: opening the store at startup and rebuilding the broker from it.
 //! - [`limits`]: connection limits (`max_connections`, `global_max_connections`,
 //!   `max_connection_rate`) and the counts of refusals.
 //! - `sys`: the `$SYS/broker/...` topics, published every `sys_interval`.
@@ -15,6 +16,7 @@
 pub mod config;
 mod connection;
 pub mod limits;
+pub mod persistence;
 pub mod security;
 pub mod server;
 mod sys;

@@ -122,7 +122,11 @@ impl Server {
     /// addresses can be bound (a machine without IPv6 still serves `listener 1883` on IPv4);
     /// then the whole start fails.
     pub async fn bind(config: BrokerConfig, specs: Vec<ListenerSpec>, id_seed: u64) -> std::io::Result<Self> {
-        let broker = Broker::new(config, id_seed);
+        Self::bind_broker(Broker::new(config, id_seed), specs).await
+    }
+
+    /// Binds every listener for a broker made elsewhere (one restored from its store, say).
+    pub async fn bind_broker(broker: Arc<Broker>, specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
         let mut listeners = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
             let open = Arc::new(OpenCount::default());
@@ -230,6 +234,11 @@ impl Server {
             while tasks.join_next().await.is_some() {}
         })
         .await;
+        if let Some(journal) = self.broker.journal() {
+            // Everything written so far reaches the store, synced, before the process ends.
+            let journal = journal.clone();
+            let _ = tokio::task::spawn_blocking(move || journal.close()).await;
+        }
     }
 }
 

@@ -83,7 +83,14 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         // Handlers first: a SIGTERM that arrives once "running" is logged must stop the broker
         // cleanly, not kill it.
         let shutdown = shutdown_signal()?;
-        let server = Server::bind(settings.broker, settings.listeners, id_seed())
+        let broker = match &settings.persistence {
+            None => midge_core::Broker::new(settings.broker, id_seed()),
+            Some(persistence) => {
+                midge_server::persistence::open_broker(settings.broker, id_seed(), persistence)
+                    .context("cannot open the persistence store")?
+            }
+        };
+        let server = Server::bind_broker(broker, settings.listeners)
             .await?
             .with_authenticator(settings.authenticator)
             .with_global_max_connections(settings.global_max_connections)

@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) global_max_connections: Option<usize>,
     /// `sys_interval`.
     pub(crate) sys_interval: Option<std::time::Duration>,
+    /// `persistence` and where: `None` when off.
+    pub(crate) persistence: Option<midge_server::config::Persistence>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -235,6 +237,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
             .global_max_connections
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         sys_interval: config.sys_interval,
+        persistence: config.persistence.enabled.then(|| config.persistence.clone()),
         warnings,
     })
 }

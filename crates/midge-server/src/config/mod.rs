@@ -152,6 +152,9 @@ pub struct Config {
     /// `sys_interval`: how often the `$SYS` topics are published. Default: 10 s; `None` (0):
     /// never. `$SYS` is not supported yet; the value is kept for when it is.
     pub sys_interval: Option<Duration>,
+    /// Persistence: `persistence`, `persistence_location`, `persistence_file`,
+    /// `persistence_fsync`.
+    pub persistence: Persistence,
     /// Logging: `log_dest`, `log_type`, `log_timestamp`, `log_timestamp_format`,
     /// `connection_messages`.
     pub log: LogConfig,
@@ -225,9 +228,47 @@ impl Config {
             global_max_clients: None,
             global_max_connections: None,
             sys_interval: Some(Duration::from_secs(10)),
+            persistence: Persistence::default(),
             log: LogConfig::default(),
             pid_file: None,
             notices: Vec::new(),
+        }
+    }
+}
+
+/// Where and how the broker keeps its state on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persistence {
+    /// `persistence`: keep sessions, queued messages and retained messages across restarts.
+    /// Default: false.
+    pub enabled: bool,
+    /// `persistence_location`: the directory the store is in. Default: the working directory.
+    pub location: Option<PathBuf>,
+    /// `persistence_file`: the store's name in that directory (a directory itself, for
+    /// Midge). Default: `mosquitto.db`.
+    pub file: String,
+    /// `persistence_fsync` (Midge): when the store is synced to the disk. Default:
+    /// `every_batch`.
+    pub fsync: midge_store::FsyncPolicy,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            location: None,
+            file: "mosquitto.db".to_owned(),
+            fsync: midge_store::FsyncPolicy::EveryBatch,
+        }
+    }
+}
+
+impl Persistence {
+    /// The store's path: `persistence_location` joined with `persistence_file`.
+    pub fn path(&self) -> PathBuf {
+        match &self.location {
+            Some(location) => location.join(&self.file),
+            None => PathBuf::from(&self.file),
         }
     }
 }

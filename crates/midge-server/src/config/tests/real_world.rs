@@ -11,8 +11,8 @@ use midge_codec::{ProtocolVersion, QoS};
 
 use super::parse;
 use crate::config::{
-    Area, BindAddress, Config, ListenerAddress, ListenerOrigin, Location, LogDestinations, LogType, LogTypes,
-    NoticeKind, Protocol, SecurityOptions, SocketDomain,
+    BindAddress, Config, ListenerAddress, ListenerOrigin, Location, LogDestinations, LogType, LogTypes,
+    Protocol, SecurityOptions, SocketDomain,
 };
 
 /// A production broker: plain MQTT on the LAN, a loopback listener for local agents with its own
@@ -198,7 +198,7 @@ fn production_file_with_includes() {
     assert_eq!(
         lan.origin,
         ListenerOrigin::Declared(Location {
-            file: main.clone(),
+            file: main,
             line: 32
         })
     );
@@ -253,13 +253,10 @@ fn production_file_with_includes() {
 
     // What the broker will log: everything Midge does not do yet, with its line.
     let notices: Vec<String> = config.notices.iter().map(ToString::to_string).collect();
-    let m = main.display();
     let b = bridge.display();
     assert_eq!(
         notices,
         [
-            format!("{m}:6: persistence: not supported yet (persistence)"),
-            format!("{m}:7: persistence_location: not supported yet (persistence)"),
             format!("{b}:2: connection: not supported yet (bridges)"),
             format!("{b}:3: address: not supported yet (bridges)"),
             format!("{b}:4: topic: not supported yet (bridges)"),
@@ -308,11 +305,12 @@ fn debian_stock_file_is_local_only() {
             ..LogDestinations::NONE
         }
     );
-    let kinds: Vec<&NoticeKind> = config.notices.iter().map(|n| &n.kind).collect();
-    let persistence = NoticeKind::NotSupportedYet {
-        area: Area::Persistence,
-    };
-    assert_eq!(kinds, [&persistence, &persistence]);
+    assert!(config.notices.is_empty(), "{:?}", config.notices);
+    assert!(config.persistence.enabled);
+    assert_eq!(
+        config.persistence.path(),
+        std::path::Path::new("/var/lib/mosquitto/mosquitto.db")
+    );
 }
 
 /// The file of every "secure your broker" tutorial.
