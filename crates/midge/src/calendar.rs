@@ -182,7 +182,10 @@ mod tests {
         let moment = Now::at(UNIX_EPOCH + Duration::new(1_709_211_909, 250_000));
         assert_eq!(moment.rfc3339(), "2024-02-29T13:05:09.000250Z");
         assert_eq!(moment.format("%Y-%m-%dT%H:%M:%S"), "2024-02-29T13:05:09");
-        assert_eq!(moment.format("%a %b %e %j %s 100%% %q"), "Thu Feb 29 060 1709211909 100% ");
+        assert_eq!(
+            moment.format("%a %b %e %j %s 100%% %q"),
+            "Thu Feb 29 060 1709211909 100% "
+        );
         assert_eq!(moment.format("trailing %"), "trailing ");
     }
 }

@@ -62,7 +62,11 @@ impl LogHandle {
 
 /// Installs the process's logger. `verbose` is `-v`: every type of line. `owner` is the user
 /// the broker will run as (see [`crate::privileges`]): a log file created now is given to it.
-pub(crate) fn init(config: &LogConfig, verbose: bool, owner: Option<(Uid, Gid)>) -> anyhow::Result<LogHandle> {
+pub(crate) fn init(
+    config: &LogConfig,
+    verbose: bool,
+    owner: Option<(Uid, Gid)>,
+) -> anyhow::Result<LogHandle> {
     let types = config.log_type;
     let level = if verbose || types.contains(LogType::Debug) {
         LevelFilter::DEBUG
@@ -91,8 +95,12 @@ pub(crate) fn init(config: &LogConfig, verbose: bool, owner: Option<(Uid, Gid)>)
             None => Facility::LOG_DAEMON,
         };
         // LOG_NDELAY connects to /dev/log now, while the broker may still read anything.
-        nix::syslog::openlog(Some(SYSLOG_IDENT), LogFlags::LOG_PID | LogFlags::LOG_NDELAY, facility)
-            .context("cannot open syslog")?;
+        nix::syslog::openlog(
+            Some(SYSLOG_IDENT),
+            LogFlags::LOG_PID | LogFlags::LOG_NDELAY,
+            facility,
+        )
+        .context("cannot open syslog")?;
     }
     let output = Output {
         stdout: dest.stdout,
@@ -138,7 +146,8 @@ struct LogFile {
 
 impl LogFile {
     fn open(path: &Path, owner: Option<(Uid, Gid)>) -> anyhow::Result<Self> {
-        let file = open_append(path, owner).with_context(|| format!("cannot open log file {}", path.display()))?;
+        let file =
+            open_append(path, owner).with_context(|| format!("cannot open log file {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             owner,
@@ -256,7 +265,11 @@ fn json_line(now: &Now, level: Level, fields: &Fields) -> String {
         Level::DEBUG => "debug",
         Level::TRACE => "trace",
     };
-    let text = |value: &Option<String>| value.as_deref().map_or(serde_json::Value::Null, serde_json::Value::from);
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map_or(serde_json::Value::Null, serde_json::Value::from)
+    };
     let object = serde_json::json!({
         "time": now.rfc3339(),
         "level": level,
@@ -330,7 +343,10 @@ mod tests {
         assert_eq!(value["client_id"], "c\\1\n");
         assert_eq!(value["peer"], "127.0.0.1:5");
         assert!(value["reason"].is_null());
-        assert_eq!(value["message"], "New client connected from 127.0.0.1:5 as \"c\\1\"");
+        assert_eq!(
+            value["message"],
+            "New client connected from 127.0.0.1:5 as \"c\\1\""
+        );
         assert!(!line.contains('\n'), "{line}");
 
         let line = json_line(&now, Level::WARN, &Fields::default());

@@ -127,7 +127,10 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             .await;
         anyhow::Ok(())
     });
-    tracing::info!(event = "broker.terminating", "midge version {VERSION} terminating");
+    tracing::info!(
+        event = "broker.terminating",
+        "midge version {VERSION} terminating"
+    );
     drop(pid_file);
     result
 }

@@ -116,7 +116,9 @@ pub(crate) fn midge_8() -> String {
             tag.push(italic(arg));
         }
         extra.text(tag);
-        extra.text([roman(sub.get_about().map(ToString::to_string).unwrap_or_default())]);
+        extra.text([roman(
+            sub.get_about().map(ToString::to_string).unwrap_or_default(),
+        )]);
     }
     extra.control("SH", ["SIGNALS"]);
     item(
@@ -176,13 +178,16 @@ pub(crate) fn midge_8() -> String {
 /// `midge.conf(5)`: docs/configuration.md as a man page.
 pub(crate) fn midge_conf_5() -> String {
     let mut roff = Roff::new();
-    roff.control("TH", [
-        "MIDGE.CONF",
-        "5",
-        "",
-        &format!("midge {VERSION}"),
-        "File Formats Manual",
-    ]);
+    roff.control(
+        "TH",
+        [
+            "MIDGE.CONF",
+            "5",
+            "",
+            &format!("midge {VERSION}"),
+            "File Formats Manual",
+        ],
+    );
     roff.control("SH", ["NAME"]);
     roff.text([roman(
         "midge.conf - the configuration file of the Midge MQTT broker, in Mosquitto's mosquitto.conf format",

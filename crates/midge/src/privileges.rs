@@ -123,9 +123,7 @@ impl Plan {
     /// What to log once logging is set up, before the switch.
     pub(crate) fn warning(&self) -> Option<String> {
         match self {
-            Self::Switch {
-                fell_back: true, ..
-            } => Some(format!(
+            Self::Switch { fell_back: true, .. } => Some(format!(
                 "Warning: Unable to drop privileges to '{DEFAULT_USER}' because this user does not exist. Trying \
                  'nobody' instead."
             )),
@@ -142,7 +140,8 @@ impl Plan {
             }
             Self::Switch { account, .. } => {
                 // A user name comes from the passwd database: it has no NUL byte.
-                let name = CString::new(account.name.as_bytes()).map_err(|_| PrivilegeError::Groups(Errno::EINVAL))?;
+                let name = CString::new(account.name.as_bytes())
+                    .map_err(|_| PrivilegeError::Groups(Errno::EINVAL))?;
                 nix::unistd::initgroups(&name, account.gid).map_err(PrivilegeError::Groups)?;
                 nix::unistd::setgid(account.gid).map_err(PrivilegeError::Gid)?;
                 nix::unistd::setuid(account.uid).map_err(PrivilegeError::Uid)?;
@@ -231,13 +230,17 @@ mod tests {
                  'nobody' instead."
             )
         );
-        let error = Plan::decide("mosquitto", true, users(&[])).err().map(|e| e.to_string());
+        let error = Plan::decide("mosquitto", true, users(&[]))
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(error.as_deref(), Some("Unable to drop privileges to 'nobody'."));
     }
 
     #[test]
     fn any_other_missing_user_is_an_error() {
-        let error = Plan::decide("midge", true, users(&["nobody"])).err().map(|e| e.to_string());
+        let error = Plan::decide("midge", true, users(&["nobody"]))
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
             Some("Unable to drop privileges to 'midge' because this user does not exist.")

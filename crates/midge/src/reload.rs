@@ -56,7 +56,10 @@ pub(crate) fn on_sighup(
         while hangups.recv().await.is_some() {
             // First, so that what follows goes to the new file after a rotation.
             if let Err(error) = log.reopen() {
-                let path = log.file_path().map(|p| p.display().to_string()).unwrap_or_default();
+                let path = log
+                    .file_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
                 tracing::error!(
                     event = "log.reopen_failed",
                     %error,
@@ -67,8 +70,13 @@ pub(crate) fn on_sighup(
             reload(&broker, &password_files, &acl_files);
             for listener in &tls {
                 match listener.reload() {
-                    Ok(()) => tracing::info!("Reloaded TLS certificates from {}.", name(listener)),
+                    Ok(()) => tracing::info!(
+                        event = "config.reloaded",
+                        "Reloaded TLS certificates from {}.",
+                        name(listener)
+                    ),
                     Err(error) => tracing::error!(
+                        event = "config.reload_failed",
                         "Error: reloading TLS certificates from {} failed, the previous ones stay in force: {error}",
                         name(listener)
                     ),
@@ -94,9 +102,14 @@ fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl
                 }
                 let users = file.len();
                 authenticator.replace(Some(file));
-                tracing::info!("Reloaded password file {} ({users} users).", path.display());
+                tracing::info!(
+                    event = "config.reloaded",
+                    "Reloaded password file {} ({users} users).",
+                    path.display()
+                );
             }
             Err(error) => tracing::error!(
+                event = "config.reload_failed",
                 "Error: reloading {} failed, the previous passwords stay in force: {error}",
                 path.display()
             ),
@@ -115,12 +128,15 @@ fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl
             }
             broker.set_access_control(Some(rules));
             for path in named {
-                tracing::info!("Reloaded ACL file {}.", path.display());
+                tracing::info!(event = "config.reloaded", "Reloaded ACL file {}.", path.display());
             }
         }
         // The error names the file and line; every listener keeps its rules.
         Err(error) => {
-            tracing::error!("Error: reloading ACL files failed, the previous rules stay in force: {error}")
+            tracing::error!(
+                event = "config.reload_failed",
+                "Error: reloading ACL files failed, the previous rules stay in force: {error}"
+            )
         }
     }
 }

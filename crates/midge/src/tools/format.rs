@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use midge_codec::{PayloadFormat, Publish};
 
 use super::args::Config;
-use crate::calendar::Now;
 use super::json::{self, Json};
+use crate::calendar::Now;
 
 /// Prints one message to `out` as the flags ask; errors of `%J` go to stderr.
 pub(crate) fn print_message(cfg: &Config, message: &Publish, out: &mut impl Write) -> io::Result<()> {
