@@ -153,7 +153,7 @@ pub(crate) async fn serve<S: Transport>(
     ) {
         Ok(connection) => connection,
         Err(refusal) => {
-            tracing::info!(%peer, "Client refused from {peer}: {}.", refusal.detail);
+            tracing::info!(event = "client.refused", %peer, reason = %refusal.detail, "Client refused from {peer}: {}.", refusal.detail);
             flush(&stream, &mut out, broker.stats(), &mut None).await;
             return;
         }
@@ -161,6 +161,7 @@ pub(crate) async fn serve<S: Transport>(
     decoder.set_version(version);
     let client_id = connection.client_id().clone();
     tracing::info!(
+        event = "client.connected",
         client_id = %client_id,
         %peer,
         "New client connected from {peer} as {client_id} (p{}, c{}, k{}{}).",
@@ -204,20 +205,22 @@ pub(crate) async fn serve<S: Transport>(
     match &ending {
         Ending::Handled { publish_will, reason } => {
             if *publish_will && !reason.starts_with("disconnected") {
-                tracing::info!(client_id = %client_id, "Client {client_id} disconnected: {reason}.");
+                tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, reason = %reason, "Client {client_id} disconnected: {reason}.");
             } else {
-                tracing::info!(client_id = %client_id, "Client {client_id} {reason}.");
+                tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, reason = %reason, "Client {client_id} {reason}.");
             }
         }
-        Ending::Eof => tracing::info!(client_id = %client_id, "Client {client_id} closed its connection."),
+        Ending::Eof => {
+            tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, reason = "closed its connection", "Client {client_id} closed its connection.")
+        }
         Ending::SocketError(error) => {
-            tracing::info!(client_id = %client_id, %error, "Socket error on client {client_id}, disconnecting.");
+            tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, %error, "Socket error on client {client_id}, disconnecting.");
         }
         Ending::Timeout => {
-            tracing::info!(client_id = %client_id, "Client {client_id} has exceeded timeout, disconnecting.");
+            tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, reason = "keep alive timeout", "Client {client_id} has exceeded timeout, disconnecting.");
         }
         Ending::Malformed(error) => {
-            tracing::info!(client_id = %client_id, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
+            tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
         }
         Ending::ClosedByBroker(_) => {}
     }
@@ -244,12 +247,12 @@ pub(crate) async fn serve_websocket<T: Transport>(
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             ConnectionCounters::bump(&admission.counters.websocket_failures);
-            tracing::info!(%peer, %error, "WebSocket upgrade from {peer} failed: {error}.");
+            tracing::info!(event = "connection.failed", %peer, %error, "WebSocket upgrade from {peer} failed: {error}.");
             return;
         }
         Err(_) => {
             ConnectionCounters::bump(&admission.counters.connect_timeouts);
-            tracing::info!(%peer, "Connection from {peer} did not complete the WebSocket upgrade in {}s, closing.", CONNECT_TIMEOUT.as_secs());
+            tracing::info!(event = "connection.failed", %peer, reason = "WebSocket upgrade timeout", "Connection from {peer} did not complete the WebSocket upgrade in {}s, closing.", CONNECT_TIMEOUT.as_secs());
             return;
         }
     };
@@ -271,7 +274,7 @@ pub(crate) async fn serve_tls(
     let stream = match TlsStream::new(tcp, tls.config()) {
         Ok(stream) => stream,
         Err(error) => {
-            tracing::warn!(%peer, %error, "Cannot start TLS with {peer}: {error}.");
+            tracing::warn!(event = "connection.failed", %peer, %error, "Cannot start TLS with {peer}: {error}.");
             return;
         }
     };
@@ -279,12 +282,12 @@ pub(crate) async fn serve_tls(
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             ConnectionCounters::bump(&admission.counters.tls_failures);
-            tracing::info!(%peer, %error, "TLS handshake with {peer} failed: {error}.");
+            tracing::info!(event = "connection.failed", %peer, %error, "TLS handshake with {peer} failed: {error}.");
             return;
         }
         Err(_) => {
             ConnectionCounters::bump(&admission.counters.connect_timeouts);
-            tracing::info!(%peer, "Connection from {peer} did not complete the TLS handshake in {}s, closing.", CONNECT_TIMEOUT.as_secs());
+            tracing::info!(event = "connection.failed", %peer, reason = "TLS handshake timeout", "Connection from {peer} did not complete the TLS handshake in {}s, closing.", CONNECT_TIMEOUT.as_secs());
             return;
         }
     }
@@ -331,7 +334,7 @@ async fn read_connect<S: Transport>(
                 return Some(connect);
             }
             Ok(Some(other)) => {
-                tracing::info!(%peer, "Connection from {peer} sent {:?} before CONNECT, closing [MQTT-3.1.0-1].", other.packet_type());
+                tracing::info!(event = "connection.failed", %peer, reason = "packet before CONNECT", "Connection from {peer} sent {:?} before CONNECT, closing [MQTT-3.1.0-1].", other.packet_type());
                 return None;
             }
             Err(error) => {
@@ -345,7 +348,7 @@ async fn read_connect<S: Transport>(
                     )));
                     flush(stream, &mut out, stats, &mut None).await;
                 }
-                tracing::info!(%peer, %error, "Bad CONNECT from {peer}: {error}.");
+                tracing::info!(event = "connection.failed", %peer, %error, "Bad CONNECT from {peer}: {error}.");
                 return None;
             }
             Ok(None) => {}
@@ -355,7 +358,7 @@ async fn read_connect<S: Transport>(
             Ok(Ok(_)) => {}
             Err(_) => {
                 ConnectionCounters::bump(&counters.connect_timeouts);
-                tracing::info!(%peer, "Connection from {peer} sent no CONNECT in {}s, closing.", CONNECT_TIMEOUT.as_secs());
+                tracing::info!(event = "connection.failed", %peer, reason = "no CONNECT in time", "Connection from {peer} sent no CONNECT in {}s, closing.", CONNECT_TIMEOUT.as_secs());
                 return None;
             }
         }

@@ -138,7 +138,7 @@ impl Server {
                 }
                 Endpoint::Unix { path } => {
                     let listener = bind_unix(path)?;
-                    tracing::info!(path = %path.display(), "Opening unix listen socket on path {}.", path.display());
+                    tracing::info!(event = "listener.opened", path = %path.display(), "Opening unix listen socket on path {}.", path.display());
                     listeners.push((Bound::Unix(listener), spec.clone(), index, open.clone()));
                 }
             }
@@ -264,7 +264,7 @@ fn bind_tcp(
                     (false, true) => "ipv4",
                     (false, false) => "ipv6",
                 };
-                tracing::info!(port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
+                tracing::info!(event = "listener.opened", port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
                 bound.push(listener);
             }
             Err(error) => {
@@ -383,14 +383,14 @@ async fn accept_loop(
                         ConnectionCounters::bump(counter);
                         if let Some(more) = log.should_log(now) {
                             let more = if more > 0 { format!(" ({more} more refused since the last such line)") } else { String::new() };
-                            tracing::info!(%peer, "Client connection from {peer} denied: {why}.{more}");
+                            tracing::info!(event = "connection.denied", %peer, reason = %why, "Client connection from {peer} denied: {why}.{more}");
                         }
                         drop(stream);
                         continue;
                     }
                     match listener.port() {
-                        Some(port) => tracing::info!(target: "midge_server::connection", %peer, "New connection from {peer} on port {port}."),
-                        None => tracing::info!(target: "midge_server::connection", "New connection on a unix socket."),
+                        Some(port) => tracing::info!(target: "midge_server::connection", event = "connection.opened", %peer, "New connection from {peer} on port {port}."),
+                        None => tracing::info!(target: "midge_server::connection", event = "connection.opened", "New connection on a unix socket."),
                     }
                     let slot = OpenSlot::take(&open, &everywhere.open);
                     let broker = broker.clone();

@@ -19,7 +19,7 @@ use clap::{ArgAction, Parser};
 )]
 pub(crate) struct Args {
     /// Read the broker configuration from this mosquitto.conf file.
-    #[arg(short = 'c', long = "config-file", value_name = "config_file")]
+    #[arg(short = 'c', long = "config-file", value_name = "config_file", value_hint = clap::ValueHint::FilePath)]
     pub(crate) config_file: Option<PathBuf>,
 
     /// Put the broker into the background after starting.
@@ -42,4 +42,59 @@ pub(crate) struct Args {
     /// Display the version.
     #[arg(long = "version", action = ArgAction::Version)]
     version: Option<bool>,
+}
+
+/// The whole command line as the documentation shows it: the broker's flags (those [`Args`]
+/// parses) and the subcommands, which parse their own arguments. `midge(8)` and the shell
+/// completions are generated from this, so they cannot drift from `--help`.
+pub(crate) fn command() -> clap::Command {
+    use clap::{Arg, CommandFactory};
+
+    let tool = |name: &'static str, about: &'static str| {
+        clap::Command::new(name).about(about).arg(
+            Arg::new("arguments")
+                .help("The tool's own flags; `midge NAME --help` lists them.")
+                .num_args(0..)
+                .trailing_var_arg(true)
+                .allow_hyphen_values(true),
+        )
+    };
+    Args::command()
+        .disable_help_subcommand(true)
+        .subcommand(tool(
+            "pub",
+            "Publish a message, as mosquitto_pub does, with the same flags and output.",
+        ))
+        .subcommand(tool(
+            "sub",
+            "Subscribe and print messages, as mosquitto_sub does, with the same flags and output.",
+        ))
+        .subcommand(tool(
+            "rr",
+            "Send an MQTT 5 request and print the response, as mosquitto_rr does.",
+        ))
+        .subcommand(tool(
+            "passwd",
+            "Manage a password file, as mosquitto_passwd does (-c to create, -b batch, -D delete, -U convert).",
+        ))
+        .subcommand(crate::bench::command())
+        .subcommand(
+            clap::Command::new("completions")
+                .about("Print the shell completion script for bash, zsh or fish.")
+                .arg(
+                    Arg::new("shell")
+                        .required(true)
+                        .value_parser(["bash", "zsh", "fish"]),
+                ),
+        )
+        .subcommand(
+            clap::Command::new("man")
+                .about("Write the man pages midge.8 and midge.conf.5 into a directory.")
+                .hide(true)
+                .arg(
+                    Arg::new("dir")
+                        .required(true)
+                        .value_hint(clap::ValueHint::DirPath),
+                ),
+        )
 }

@@ -1,11 +1,18 @@
 //! `midge`: the broker's executable. Reads the command line and mosquitto.conf, sets up
-//! logging, optionally daemonizes, then runs [`midge_server::Server`] until SIGINT or SIGTERM.
-//! `midge passwd …` is `mosquitto_passwd` instead (the `passwd` module).
+//! logging, optionally daemonizes, opens the listeners, becomes its `user`, then runs
+//! [`midge_server::Server`] until SIGINT or SIGTERM, telling systemd when it is ready.
+//! `midge passwd …` is `mosquitto_passwd` instead (the `passwd` module); `midge pub|sub|rr|bench`
+//! are the tools; `midge completions SHELL` and `midge man DIR` write the shell completions and
+//! the man pages (the `manual` module).
 
 mod bench;
+mod calendar;
 mod cli;
 mod logging;
+mod manual;
+mod notify;
 mod passwd;
+mod privileges;
 mod reload;
 mod settings;
 mod tools;
@@ -33,6 +40,8 @@ fn main() -> ExitCode {
         Some("pub") => return tools::run(tools::Tool::Pub),
         Some("sub") => return tools::run(tools::Tool::Sub),
         Some("rr") => return tools::run(tools::Tool::Rr),
+        Some("completions") => return manual::completions_main(std::env::args_os().skip(2).collect()),
+        Some("man") => return manual::man_main(std::env::args_os().skip(2).collect()),
         _ => {}
     }
     let args = cli::Args::parse();
@@ -52,12 +61,14 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     };
     settings::apply_ports(&mut config, &args.ports);
     let settings = settings::from_config(&config)?;
-    logging::init(&config.log, args.verbose)?;
+    // Decided before any file is opened, so that a log file created as root goes to the user.
+    let privileges = privileges::Plan::for_user(&config.user)?;
+    let log = logging::init(&config.log, args.verbose, privileges.owner())?;
 
-    tracing::info!("midge version {VERSION} starting");
+    tracing::info!(event = "broker.starting", "midge version {VERSION} starting");
     match &args.config_file {
-        Some(path) => tracing::info!("Config loaded from {}.", path.display()),
-        None => tracing::info!("Using default config."),
+        Some(path) => tracing::info!(event = "config.loaded", "Config loaded from {}.", path.display()),
+        None => tracing::info!(event = "config.loaded", "Using default config."),
     }
     if config.local_only {
         tracing::info!(
@@ -68,17 +79,22 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     for warning in &settings.warnings {
         tracing::warn!("Warning: {warning}");
     }
+    if let Some(warning) = privileges.warning() {
+        tracing::warn!("{warning}");
+    }
 
     if args.daemon {
         // Before any thread exists: fork only copies the calling thread.
         nix::unistd::daemon(true, false).context("cannot daemonize")?;
     }
-    let pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
+    // Connected while still root, in case only root may reach the socket.
+    let notifier = notify::Notifier::from_env();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    let mut pid_file = None;
     let result = runtime.block_on(async {
         // Handlers first: a SIGTERM that arrives once "running" is logged must stop the broker
         // cleanly, not kill it.
@@ -95,18 +111,33 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             .with_authenticator(settings.authenticator)
             .with_global_max_connections(settings.global_max_connections)
             .with_sys_interval(settings.sys_interval);
+        // The listeners are open and the start-up files read: root is no longer needed.
+        privileges.apply()?;
+        // As in Mosquitto, the pid file is written by the user the broker runs as, who must be
+        // able to remove it at exit.
+        pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
         server.broker().set_access_control(Some(settings.access));
         reload::on_sighup(
             server.broker().clone(),
             settings.password_files,
             settings.acl_files,
             settings.tls,
+            log,
         )?;
-        tracing::info!("midge version {VERSION} running");
-        server.run(shutdown).await;
+        tracing::info!(event = "broker.running", "midge version {VERSION} running");
+        notifier.ready();
+        server
+            .run(async {
+                shutdown.await;
+                notifier.stopping();
+            })
+            .await;
         anyhow::Ok(())
     });
-    tracing::info!("midge version {VERSION} terminating");
+    tracing::info!(
+        event = "broker.terminating",
+        "midge version {VERSION} terminating"
+    );
     drop(pid_file);
     result
 }
@@ -139,7 +170,7 @@ struct PidFile(PathBuf);
 impl PidFile {
     fn write(path: &Path) -> anyhow::Result<Self> {
         std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("cannot write pid_file {}", path.display()))?;
+            .with_context(|| format!("Unable to write pid file {}", path.display()))?;
         Ok(Self(path.to_owned()))
     }
 }

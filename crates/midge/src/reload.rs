@@ -1,5 +1,5 @@
-//! SIGHUP: re-read the password and ACL files and the TLS certificates, as Mosquitto does, but
-//! never silently. Certificate files are also watched, so a renewal (certbot replacing the
+//! SIGHUP: reopen the log file (for logrotate), re-read the password and ACL files and the TLS
+//! certificates, as Mosquitto does, but never silently. Certificate files are also watched, so a renewal (certbot replacing the
 //! files) reaches new connections without a signal.
 //!
 //! Each file is read whole before anything changes. A file that fails to read or parse leaves
@@ -14,6 +14,8 @@ use anyhow::Context;
 use midge_core::Broker;
 use midge_server::security::{self, Authenticator};
 use midge_server::tls::TlsListener;
+
+use crate::logging::LogHandle;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// How often certificate files are looked at for changes.
@@ -25,6 +27,7 @@ pub(crate) fn on_sighup(
     password_files: Vec<(PathBuf, Arc<Authenticator>)>,
     acl_files: Vec<Option<PathBuf>>,
     tls: Vec<Arc<TlsListener>>,
+    log: LogHandle,
 ) -> anyhow::Result<()> {
     let mut hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     if !tls.is_empty() {
@@ -51,12 +54,29 @@ pub(crate) fn on_sighup(
     }
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            tracing::info!("Reloading config.");
+            // First, so that what follows goes to the new file after a rotation.
+            if let Err(error) = log.reopen() {
+                let path = log
+                    .file_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                tracing::error!(
+                    event = "log.reopen_failed",
+                    %error,
+                    "Error: cannot reopen log file {path}, still writing to the old one: {error}"
+                );
+            }
+            tracing::info!(event = "config.reloading", "Reloading config.");
             reload(&broker, &password_files, &acl_files);
             for listener in &tls {
                 match listener.reload() {
-                    Ok(()) => tracing::info!("Reloaded TLS certificates from {}.", name(listener)),
+                    Ok(()) => tracing::info!(
+                        event = "config.reloaded",
+                        "Reloaded TLS certificates from {}.",
+                        name(listener)
+                    ),
                     Err(error) => tracing::error!(
+                        event = "config.reload_failed",
                         "Error: reloading TLS certificates from {} failed, the previous ones stay in force: {error}",
                         name(listener)
                     ),
@@ -82,9 +102,14 @@ fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl
                 }
                 let users = file.len();
                 authenticator.replace(Some(file));
-                tracing::info!("Reloaded password file {} ({users} users).", path.display());
+                tracing::info!(
+                    event = "config.reloaded",
+                    "Reloaded password file {} ({users} users).",
+                    path.display()
+                );
             }
             Err(error) => tracing::error!(
+                event = "config.reload_failed",
                 "Error: reloading {} failed, the previous passwords stay in force: {error}",
                 path.display()
             ),
@@ -103,12 +128,15 @@ fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl
             }
             broker.set_access_control(Some(rules));
             for path in named {
-                tracing::info!("Reloaded ACL file {}.", path.display());
+                tracing::info!(event = "config.reloaded", "Reloaded ACL file {}.", path.display());
             }
         }
         // The error names the file and line; every listener keeps its rules.
         Err(error) => {
-            tracing::error!("Error: reloading ACL files failed, the previous rules stay in force: {error}")
+            tracing::error!(
+                event = "config.reload_failed",
+                "Error: reloading ACL files failed, the previous rules stay in force: {error}"
+            )
         }
     }
 }

@@ -131,7 +131,7 @@ fn daemon_mode_detaches_and_keeps_serving() {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npid_file {}\n",
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npid_file {}\n",
             pid_path.display()
         ),
     )

@@ -1,5 +1,5 @@
 //! The typed form of the logging directives: `log_dest`, `log_type`, `log_timestamp`,
-//! `log_timestamp_format` and `connection_messages`.
+//! `log_timestamp_format`, `connection_messages`, `log_facility` and Midge's `log_format`.
 //!
 //! Only values live here; the broker's logger reads them. `log_dest` and `log_type` accumulate
 //! over every line of the configuration, as in Mosquitto: each line adds to the set, `none`
@@ -22,6 +22,20 @@ pub struct LogConfig {
     pub log_timestamp_format: Option<String>,
     /// `connection_messages`: log each client's connection and disconnection. Default: true.
     pub connection_messages: bool,
+    /// `log_facility`: with `log_dest syslog`, log to `local0` to `local7`; `None`: `daemon`.
+    pub log_facility: Option<u8>,
+    /// `log_format` (a Midge extension): Mosquitto's text lines, or one JSON object per line.
+    pub log_format: LogFormat,
+}
+
+/// How each log line is written: `log_format text` or `log_format json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Mosquitto's lines: `<timestamp>: <message>`.
+    #[default]
+    Text,
+    /// One JSON object per line, with stable field names, for log shippers.
+    Json,
 }
 
 impl Default for LogConfig {
@@ -32,6 +46,8 @@ impl Default for LogConfig {
             log_timestamp: true,
             log_timestamp_format: None,
             connection_messages: true,
+            log_facility: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -45,7 +61,7 @@ pub struct LogDestinations {
     pub stderr: bool,
     /// `file PATH`: append to this file.
     pub file: Option<PathBuf>,
-    /// `syslog`. Not supported yet.
+    /// `syslog`: the system logger, through `/dev/log`.
     pub syslog: bool,
     /// `topic`: publish to `$SYS/broker/log/...`. Not supported yet.
     pub topic: bool,

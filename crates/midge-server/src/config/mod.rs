@@ -91,7 +91,7 @@ pub use listener::{
     BindAddress, Listener, ListenerAddress, ListenerOrigin, Protocol, SecurityOptions, SocketDomain,
     TlsOptions, TlsVersion,
 };
-pub use logging::{LogConfig, LogDestinations, LogType, LogTypes};
+pub use logging::{LogConfig, LogDestinations, LogFormat, LogType, LogTypes};
 pub use notice::{Area, Notice, NoticeKind};
 
 /// The broker's configuration: Mosquitto 2.0's defaults, changed by the lines of a
@@ -160,6 +160,9 @@ pub struct Config {
     pub log: LogConfig,
     /// `pid_file`: write the broker's process id to this file. Default: none.
     pub pid_file: Option<PathBuf>,
+    /// `user`: when started as root, run as this user (and its primary group) once the
+    /// listeners are open. Default: `mosquitto`, as in Mosquitto; `root` keeps root.
+    pub user: String,
     /// What to tell the user about this configuration (unknown directives, directives not
     /// supported yet, ...), in file order. The broker logs each as a warning.
     pub notices: Vec<Notice>,
@@ -231,6 +234,7 @@ impl Config {
             persistence: Persistence::default(),
             log: LogConfig::default(),
             pid_file: None,
+            user: "mosquitto".to_owned(),
             notices: Vec::new(),
         }
     }

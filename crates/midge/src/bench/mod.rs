@@ -195,6 +195,14 @@ impl BenchArgs {
 }
 
 /// Runs `midge bench` with the arguments after `bench`.
+/// `midge bench`'s arguments, for the man page and the shell completions.
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    BenchArgs::command()
+        .name("bench")
+        .about("Load an MQTT broker and measure it (pairs, fanin, fanout, shared, pub, sub, conn).")
+}
+
 pub(crate) fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     let args = match BenchArgs::try_parse_from(std::iter::once("midge bench".into()).chain(args)) {
         Ok(args) => args,

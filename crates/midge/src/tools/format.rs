@@ -5,12 +5,12 @@
 //! Times are in UTC (mosquitto_sub uses the local time zone; docs/client-tools.md).
 
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use midge_codec::{PayloadFormat, Publish};
 
 use super::args::Config;
 use super::json::{self, Json};
+use crate::calendar::Now;
 
 /// Prints one message to `out` as the flags ask; errors of `%J` go to stderr.
 pub(crate) fn print_message(cfg: &Config, message: &Publish, out: &mut impl Write) -> io::Result<()> {
@@ -38,127 +38,7 @@ pub(crate) fn print_message(cfg: &Config, message: &Publish, out: &mut impl Writ
     out.flush()
 }
 
-/// The moment a message is printed, broken down in UTC.
-#[derive(Debug, Clone, Copy)]
-struct Now {
-    secs: i64,
-    nanos: u32,
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-    weekday: u32,
-    yday: u32,
-}
-
 impl Now {
-    fn get() -> Self {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs() as i64;
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400) as u32;
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        const BEFORE: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-        let yday = BEFORE[(month - 1) as usize] + day - 1 + u32::from(leap && month > 2);
-        Self {
-            secs,
-            nanos: since.subsec_nanos(),
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            minute: rem / 60 % 60,
-            second: rem % 60,
-            weekday: (days + 4).rem_euclid(7) as u32,
-            yday,
-        }
-    }
-
-    /// One `strftime` conversion; unknown ones print nothing.
-    fn strftime(&self, conversion: u8) -> String {
-        const DAYS: [&str; 7] = [
-            "Sunday",
-            "Monday",
-            "Tuesday",
-            "Wednesday",
-            "Thursday",
-            "Friday",
-            "Saturday",
-        ];
-        const MONTHS: [&str; 12] = [
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ];
-        let day_name = DAYS[self.weekday as usize % 7];
-        let month_name = MONTHS[(self.month as usize + 11) % 12];
-        let hour12 = if self.hour.is_multiple_of(12) {
-            12
-        } else {
-            self.hour % 12
-        };
-        match conversion {
-            b'a' => day_name[..3].to_owned(),
-            b'A' => day_name.to_owned(),
-            b'b' | b'h' => month_name[..3].to_owned(),
-            b'B' => month_name.to_owned(),
-            b'C' => format!("{:02}", self.year / 100),
-            b'd' => format!("{:02}", self.day),
-            b'D' => format!("{:02}/{:02}/{:02}", self.month, self.day, self.year % 100),
-            b'e' => format!("{:2}", self.day),
-            b'F' => format!("{}-{:02}-{:02}", self.year, self.month, self.day),
-            b'H' => format!("{:02}", self.hour),
-            b'I' => format!("{hour12:02}"),
-            b'j' => format!("{:03}", self.yday + 1),
-            b'k' => format!("{:2}", self.hour),
-            b'l' => format!("{hour12:2}"),
-            b'm' => format!("{:02}", self.month),
-            b'M' => format!("{:02}", self.minute),
-            b'n' => "\n".into(),
-            b'p' => if self.hour < 12 { "AM" } else { "PM" }.into(),
-            b'r' => format!(
-                "{hour12:02}:{:02}:{:02} {}",
-                self.minute,
-                self.second,
-                if self.hour < 12 { "AM" } else { "PM" }
-            ),
-            b'R' => format!("{:02}:{:02}", self.hour, self.minute),
-            b's' => self.secs.to_string(),
-            b'S' => format!("{:02}", self.second),
-            b't' => "\t".into(),
-            b'T' => format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second),
-            b'u' => (if self.weekday == 0 { 7 } else { self.weekday }).to_string(),
-            b'w' => self.weekday.to_string(),
-            b'y' => format!("{:02}", self.year % 100),
-            b'Y' => self.year.to_string(),
-            b'z' => "+0000".into(),
-            b'Z' => "UTC".into(),
-            b'%' => "%".into(),
-            _ => String::new(),
-        }
-    }
-
     /// `%j`'s timestamp: `2020-05-06T21:48:00.123456Z+0000`.
     fn json_timestamp(&self) -> String {
         format!(

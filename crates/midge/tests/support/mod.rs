@@ -37,10 +37,19 @@ impl Midge {
         Self::start_with_config(&format!("listener 0 127.0.0.1\nallow_anonymous true\n{extra}\n"))
     }
 
-    /// A broker with exactly this mosquitto.conf (it must open a listener on port 0).
+    /// A broker with this mosquitto.conf (it must open a listener on port 0). Unless the file
+    /// names a `user`, `user root` is added at the end: tests run as root in CI, and a broker that
+    /// dropped to `mosquitto` could not re-read or write the test's private temporary files
+    /// (Mosquitto's own tests need the same line; the `service` tests cover `user`).
     pub fn start_with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("mosquitto.conf");
+        let names_user = config.lines().any(|line| line.trim_start().starts_with("user "));
+        let config = if names_user {
+            config.to_owned()
+        } else {
+            format!("{config}\nuser root\n")
+        };
         std::fs::write(&config_path, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_midge"))
             .arg("-c")

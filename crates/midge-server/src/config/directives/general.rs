@@ -31,9 +31,9 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("global_max_clients", Broker, global_max_clients),
     supported("global_max_connections", Broker, global_max_connections),
     supported("sys_interval", Broker, sys_interval),
+    supported("user", Broker, user),
     not_yet("memory_limit", Broker, Area::Other, count),
     not_yet("retain_expiry_interval", Broker, Area::Other, text),
-    not_yet("user", Broker, Area::Other, text),
     no_effect("allow_duplicate_messages", Broker, "deprecated by Mosquitto 2.0", flag),
     no_effect("retry_interval", Broker, "removed in Mosquitto 2.0", anything),
 ];
@@ -53,6 +53,13 @@ fn pid_file(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     let path = parser.string_value(args)?;
     parser.set_once(Target::Broker);
     parser.config.pid_file = Some(PathBuf::from(path));
+    Ok(())
+}
+
+fn user(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let name = parser.string_value(args)?;
+    parser.set_once(Target::Broker);
+    parser.config.user = name.to_owned();
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Area, Directive, Scope, count_u16, not_yet, supported};
-use crate::config::logging::{LogDestinations, LogType, LogTypes};
+use crate::config::logging::{LogDestinations, LogFormat, LogType, LogTypes};
 use crate::config::parser::{Failure, Parser, Target};
 use crate::config::value::{self, Args};
 use crate::config::{NoticeKind, Problem};
@@ -17,7 +17,8 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("log_timestamp", Broker, log_timestamp),
     supported("log_timestamp_format", Broker, log_timestamp_format),
     supported("connection_messages", Broker, connection_messages),
-    not_yet("log_facility", Broker, Area::Other, log_facility),
+    supported("log_facility", Broker, log_facility),
+    supported("log_format", Broker, log_format),
     not_yet("websockets_log_level", Broker, Area::Websockets, count_u16),
 ];
 
@@ -41,7 +42,7 @@ fn log_dest(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
         return Ok(());
     }
     let not_yet = match name {
-        "syslog" | "dlt" | "android" => Some(Area::Other),
+        "dlt" | "android" => Some(Area::Other),
         "topic" => Some(Area::Sys),
         _ => None,
     };
@@ -100,7 +101,19 @@ fn connection_messages(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), F
     Ok(())
 }
 
-fn log_facility(_: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
-    value::integer_in(args.value()?, 0, 7)?;
+/// `log_facility N`: syslog's `localN`, 0 to 7.
+fn log_facility(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let n: u8 = value::number(args.value()?, 0, 7)?;
+    parser.config.log.log_facility = Some(n);
+    Ok(())
+}
+
+/// `log_format text|json`, a Midge extension.
+fn log_format(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    parser.config.log.log_format = match args.value()? {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => return Err(Problem::expected("text or json", other).into()),
+    };
     Ok(())
 }

@@ -70,6 +70,11 @@ fn number_out_of_range() {
         "test.conf:1: log_facility: expected a number from 0 to 7, got \"8\""
     );
     assert_eq!(
+        error("log_format xml"),
+        "test.conf:1: log_format: expected text or json, got \"xml\""
+    );
+    assert_eq!(error("user"), "test.conf:1: user: missing value");
+    assert_eq!(
         error("max_connections 5000000000"),
         "test.conf:1: max_connections: expected a number from -1 to 4294967295, got \"5000000000\""
     );

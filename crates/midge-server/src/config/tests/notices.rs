@@ -112,8 +112,6 @@ fn security_and_other_areas() {
         [
             "test.conf:3: plugin: not supported yet (security)",
             "test.conf:4: plugin_opt_config_file: not supported yet (security)",
-            "test.conf:5: user: not supported yet (unplanned)",
-            "test.conf:6: log_dest: not supported yet (unplanned)",
             "test.conf:7: log_dest: not supported yet ($SYS)",
         ]
     );

@@ -5,7 +5,7 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
 use super::parse;
-use crate::config::{LogDestinations, LogType, LogTypes};
+use crate::config::{LogDestinations, LogFormat, LogType, LogTypes};
 
 #[test]
 fn zero_or_negative_limits_mean_no_limit() {
@@ -128,4 +128,19 @@ fn comments_blanks_tabs_and_line_endings() {
 fn paths_keep_their_spaces() {
     let config = parse("pid_file   /var/run/my broker/midge.pid  \n");
     assert_eq!(config.pid_file, Some("/var/run/my broker/midge.pid".into()));
+}
+
+#[test]
+fn service_settings() {
+    let config = parse("");
+    assert_eq!(config.user, "mosquitto");
+    assert_eq!(config.log.log_format, LogFormat::Text);
+    assert_eq!(config.log.log_facility, None);
+
+    let config = parse("user midge\nlog_format json\nlog_facility 5\nlog_dest syslog\n");
+    assert_eq!(config.user, "midge");
+    assert_eq!(config.log.log_format, LogFormat::Json);
+    assert_eq!(config.log.log_facility, Some(5));
+    assert!(config.log.log_dest.syslog);
+    assert!(config.notices.is_empty(), "{:?}", config.notices);
 }
