@@ -117,16 +117,14 @@ pub struct Server {
     sys_interval: Option<Duration>,
 }
 
-impl Server {
-    /// Creates the broker and binds every listener. A listener fails only if none of its
-    /// addresses can be bound (a machine without IPv6 still serves `listener 1883` on IPv4);
-    /// then the whole start fails.
-    pub async fn bind(config: BrokerConfig, specs: Vec<ListenerSpec>, id_seed: u64) -> std::io::Result<Self> {
-        Self::bind_broker(Broker::new(config, id_seed), specs).await
-    }
+/// The listeners' sockets, bound and not yet accepting.
+#[derive(Debug)]
+pub struct Listeners(Vec<(Bound, ListenerSpec, usize, Arc<OpenCount>)>);
 
-    /// Binds every listener for a broker made elsewhere (one restored from its store, say).
-    pub async fn bind_broker(broker: Arc<Broker>, specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
+impl Listeners {
+    /// Binds every listener. A listener fails only if none of its addresses can be bound (a
+    /// machine without IPv6 still serves `listener 1883` on IPv4); then the whole start fails.
+    pub async fn bind(specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
         let mut listeners = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
             let open = Arc::new(OpenCount::default());
@@ -143,14 +141,34 @@ impl Server {
                 }
             }
         }
-        Ok(Self {
+        Ok(Self(listeners))
+    }
+}
+
+impl Server {
+    /// Creates the broker and binds every listener. A listener fails only if none of its
+    /// addresses can be bound (a machine without IPv6 still serves `listener 1883` on IPv4);
+    /// then the whole start fails.
+    pub async fn bind(config: BrokerConfig, specs: Vec<ListenerSpec>, id_seed: u64) -> std::io::Result<Self> {
+        Self::bind_broker(Broker::new(config, id_seed), specs).await
+    }
+
+    /// Binds every listener for a broker made elsewhere.
+    pub async fn bind_broker(broker: Arc<Broker>, specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
+        Ok(Self::new(broker, Listeners::bind(specs).await?))
+    }
+
+    /// A broker served on listeners bound beforehand (so that the broker, restored from its
+    /// store, can be made after privileges are dropped).
+    pub fn new(broker: Arc<Broker>, listeners: Listeners) -> Self {
+        Self {
             broker,
             authenticator: Arc::new(Authenticator::new(None)),
-            listeners,
+            listeners: listeners.0,
             global_max_connections: None,
             counters: Arc::default(),
             sys_interval: None,
-        })
+        }
     }
 
     /// The TCP addresses actually bound (with the ports the system chose for port 0).

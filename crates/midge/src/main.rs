@@ -26,6 +26,7 @@ use clap::Parser;
 
 use midge_server::Server;
 use midge_server::config::Config;
+use midge_server::server::Listeners;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -99,6 +100,11 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         // Handlers first: a SIGTERM that arrives once "running" is logged must stop the broker
         // cleanly, not kill it.
         let shutdown = shutdown_signal()?;
+        let listeners = Listeners::bind(settings.listeners).await?;
+        // The listeners are open and the start-up files read: root is no longer needed. The
+        // persistence store is opened after, so its files belong to the user the broker runs
+        // as.
+        privileges.apply()?;
         let broker = match &settings.persistence {
             None => midge_core::Broker::new(settings.broker, id_seed()),
             Some(persistence) => {
@@ -106,13 +112,10 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
                     .context("cannot open the persistence store")?
             }
         };
-        let server = Server::bind_broker(broker, settings.listeners)
-            .await?
+        let server = Server::new(broker, listeners)
             .with_authenticator(settings.authenticator)
             .with_global_max_connections(settings.global_max_connections)
             .with_sys_interval(settings.sys_interval);
-        // The listeners are open and the start-up files read: root is no longer needed.
-        privileges.apply()?;
         // As in Mosquitto, the pid file is written by the user the broker runs as, who must be
         // able to remove it at exit.
         pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;

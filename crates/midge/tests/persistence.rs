@@ -245,7 +245,7 @@ fn a_store_in_use_by_another_broker_stops_the_start() {
     let config = dir.path().join("second.conf");
     std::fs::write(
         &config,
-        format!("listener 0 127.0.0.1\n{}", persistence(dir.path())),
+        format!("listener 0 127.0.0.1\nuser root\n{}", persistence(dir.path())),
     )
     .unwrap();
     let (code, output) = run_midge(&["-c", config.to_str().unwrap()], Duration::from_secs(10));
@@ -277,7 +277,7 @@ fn bad_persistence_lines_name_file_and_line() {
         ("persistence maybe", "persistence: expected"),
     ] {
         let config = dir.path().join("bad.conf");
-        std::fs::write(&config, format!("listener 0 127.0.0.1\n{line}\n")).unwrap();
+        std::fs::write(&config, format!("listener 0 127.0.0.1\n{line}\nuser root\n")).unwrap();
         let (code, output) = run_midge(&["-c", config.to_str().unwrap()], Duration::from_secs(10));
         assert_ne!(code, Some(0), "{line}: {output}");
         assert!(

@@ -47,8 +47,22 @@ impl Broker {
         for (name, value) in env {
             command.env(name, value);
         }
+        // Ready is told the way systemd hears it: the listening socket alone comes before the
+        // switch of user, which the tests look at.
+        let ready = (!env.iter().any(|(name, _)| *name == "NOTIFY_SOCKET")).then(|| {
+            let socket_path = dir.join("ready.sock");
+            let socket = UnixDatagram::bind(&socket_path).unwrap();
+            socket.set_read_timeout(Some(WAIT)).unwrap();
+            command.env("NOTIFY_SOCKET", &socket_path);
+            socket
+        });
         let child = command.spawn().unwrap();
         wait_for_port(port);
+        if let Some(socket) = ready {
+            let mut buf = [0u8; 256];
+            // A broker that fails to start says nothing; its test reads why from stderr.
+            let _ = socket.recv(&mut buf);
+        }
         Self { child, port }
     }
 

@@ -197,10 +197,7 @@ fn production_file_with_includes() {
     );
     assert_eq!(
         lan.origin,
-        ListenerOrigin::Declared(Location {
-            file: main,
-            line: 32
-        })
+        ListenerOrigin::Declared(Location { file: main, line: 32 })
     );
     assert_eq!(lan.max_connections, Some(500));
     assert_eq!(lan.max_qos, QoS::ExactlyOnce);
