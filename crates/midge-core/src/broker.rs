@@ -151,6 +151,20 @@ impl Broker {
         census
     }
 
+    /// What the session of `client_id` holds now, if there is one: for a runtime that owns a
+    /// session of its own (a bridge's local side) and reports on it. Takes that session's lock
+    /// only.
+    pub fn session_status(&self, client_id: &str) -> Option<SessionStatus> {
+        let cell = self.sessions.lock().get(client_id).cloned()?;
+        let session = cell.state.lock();
+        Some(SessionStatus {
+            online: cell.is_online(),
+            queued: session.queue.len(),
+            inflight: session.inflight.len(),
+            dropped: session.dropped,
+        })
+    }
+
     /// Publishes a message from the broker itself (`$SYS` topics): QoS 0, retained if asked,
     /// delivered to every subscriber the access rules let read it.
     pub fn publish_system(&self, topic: TopicName, payload: Bytes, retain: bool, now: Instant) {
@@ -923,6 +937,20 @@ pub struct Census {
     pub queued: usize,
     /// Their topic and payload bytes.
     pub queued_bytes: u64,
+}
+
+/// One session at one moment (see [`Broker::session_status`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// A connection is attached.
+    pub online: bool,
+    /// Deliveries waiting beyond the inflight window.
+    pub queued: usize,
+    /// QoS 1 and 2 deliveries sent and not yet acknowledged.
+    pub inflight: usize,
+    /// Deliveries refused by `max_queued_messages`, `max_queued_bytes` or because QoS 0 is not
+    /// queued while offline, since the session began.
+    pub dropped: u64,
 }
 
 /// The access rules as stored: `ArcSwap` needs a sized type.

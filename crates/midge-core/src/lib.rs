@@ -35,7 +35,7 @@ pub mod stats;
 mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
-pub use broker::{Broker, Census, Refusal};
+pub use broker::{Broker, Census, Refusal, SessionStatus};
 pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};
 pub use link::Link;
