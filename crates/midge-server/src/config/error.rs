@@ -130,6 +130,20 @@ pub enum Problem {
         /// What it lacks, e.g. "`address` line".
         missing: &'static str,
     },
+    /// A bridge `topic ""` without both prefixes: nothing to map from or to.
+    #[error(
+        "invalid bridge remapping: a topic of \"\" needs both a local and a remote prefix \
+         (it maps the one topic to the other)"
+    )]
+    BridgeRemapping,
+    /// Two bridges with the same local client identifier.
+    #[error("bridge local_clientid \"{id}\" is already used by bridge \"{other}\"")]
+    DuplicateLocalClientId {
+        /// The identifier.
+        id: String,
+        /// The other bridge's name.
+        other: String,
+    },
     /// `restart_timeout BASE CAP` with the cap below the base.
     #[error("the backoff cap ({cap}) is lower than the base ({base})")]
     BackoffCapBelowBase {

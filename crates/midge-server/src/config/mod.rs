@@ -36,7 +36,8 @@
 //!   TLS, persistence, bridge) giving each its scope, its support status and what it does.
 //! - `value`: reading values: booleans, numbers, durations, addresses.
 //! - `source`: files, lines, comments, `include_dir` listing.
-//! - `listener`, `logging`: the typed listener ([`Listener`]) and logging ([`LogConfig`]) settings.
+//! - `listener`, `logging`, `bridge`: the typed listener ([`Listener`]), logging
+//!   ([`LogConfig`]) and bridge ([`Bridge`]) settings.
 //! - `error`, `notice`: [`ConfigError`] and [`Notice`].
 //!
 //! # Rules (Mosquitto's unless said otherwise)
@@ -74,6 +75,7 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod bridge;
 mod directives;
 mod error;
 mod listener;
@@ -86,6 +88,10 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use bridge::{
+    Bridge, BridgeAddress, BridgeDirection, BridgeProtocol, BridgeTls, BridgeTopic, RestartTimeout,
+    StartType, TcpKeepalive,
+};
 pub use error::{ConfigError, Location, Problem};
 pub use listener::{
     BindAddress, Listener, ListenerAddress, ListenerOrigin, Protocol, SecurityOptions, SocketDomain,
@@ -163,6 +169,8 @@ pub struct Config {
     /// `user`: when started as root, run as this user (and its primary group) once the
     /// listeners are open. Default: `mosquitto`, as in Mosquitto; `root` keeps root.
     pub user: String,
+    /// The bridges (`connection` blocks), in file order.
+    pub bridges: Vec<Bridge>,
     /// What to tell the user about this configuration (unknown directives, directives not
     /// supported yet, ...), in file order. The broker logs each as a warning.
     pub notices: Vec<Notice>,
@@ -235,6 +243,7 @@ impl Config {
             log: LogConfig::default(),
             pid_file: None,
             user: "mosquitto".to_owned(),
+            bridges: Vec::new(),
             notices: Vec::new(),
         }
     }
