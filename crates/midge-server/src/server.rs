@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::bridge::BridgePlan;
 use crate::connection::{self, Admission, Username};
 use crate::limits::{ConnectionCounters, LogThrottle, OpenCount, OpenSlot, RateLimit};
 use crate::security::Authenticator;
@@ -115,6 +116,8 @@ pub struct Server {
     counters: Arc<ConnectionCounters>,
     /// `sys_interval`: how often `$SYS` is published (`None`: never).
     sys_interval: Option<Duration>,
+    /// The bridges to run.
+    bridges: Vec<BridgePlan>,
 }
 
 /// The listeners' sockets, bound and not yet accepting.
@@ -168,6 +171,7 @@ impl Server {
             global_max_connections: None,
             counters: Arc::default(),
             sys_interval: None,
+            bridges: Vec::new(),
         }
     }
 
@@ -198,6 +202,12 @@ impl Server {
     /// `sys_interval`: publish the `$SYS/broker/...` topics this often (`None`: not at all).
     pub fn with_sys_interval(mut self, interval: Option<Duration>) -> Self {
         self.sys_interval = interval.filter(|i| !i.is_zero());
+        self
+    }
+
+    /// Runs these bridges (started once the listeners accept).
+    pub fn with_bridges(mut self, bridges: Vec<BridgePlan>) -> Self {
+        self.bridges = bridges;
         self
     }
 
@@ -234,10 +244,12 @@ impl Server {
             ));
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
+        let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
         if let Some(interval) = self.sys_interval {
             tasks.spawn(crate::sys::run(
                 self.broker.clone(),
                 self.counters.clone(),
+                bridges,
                 interval,
                 format!("midge version {}", env!("CARGO_PKG_VERSION")),
                 stop_rx.clone(),

@@ -1,0 +1,562 @@
+//! Bridges as a user sees them: two `midge` processes bridged, and `midge` bridged to Debian's
+//! Mosquitto; messages out, in and both ways with prefixes at each QoS over MQTT 3.1.1 and 5.0;
+//! no echo when bridged both ways; the link's state in `$SYS` and on the remote broker; TLS;
+//! lazy start; and the fault test: the remote broker killed and restarted while a publisher
+//! sends numbered messages, every acknowledged one arriving, none twice at QoS 2.
+//!
+//! Set `MIDGE_TEST_LOG=1` to see the brokers' logs.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use midge_client::{Client, ClientOptions, Event, Events};
+use midge_codec::properties::PublishProperties;
+use midge_codec::{Publish, QoS};
+use support::pki::Pki;
+use support::{Midge, free_port, wait_for_port};
+use tokio::time::{Instant, sleep, timeout};
+
+/// How long a message may take to cross, at most.
+const CROSS: Duration = Duration::from_secs(10);
+/// Silence that ends a collection of messages.
+const QUIET: Duration = Duration::from_millis(400);
+
+/// A broker configuration listening on `port` of 127.0.0.1.
+fn broker_conf(port: u16, extra: &str) -> String {
+    format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n")
+}
+
+/// A broker on a free port with one bridge, `NAME`, to 127.0.0.1:`remote`, reconnecting
+/// every second.
+fn bridged(name: &str, remote: u16, lines: &str) -> Midge {
+    let local = Midge::start(&format!(
+        "connection {name}\naddress 127.0.0.1:{remote}\nrestart_timeout 1\n{lines}"
+    ));
+    local.wait_for_log(&format!("Bridge {name} connected"));
+    local
+}
+
+/// Debian's Mosquitto on a free port.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start(extra: &str) -> Self {
+        let binary = Path::new("/usr/sbin/mosquitto");
+        assert!(
+            binary.exists(),
+            "these tests need Debian's mosquitto: scripts/install-test-deps"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        // As root Mosquitto drops to user `mosquitto`, who cannot read our temp dir.
+        std::fs::write(&config, format!("user root\n{}", broker_conf(port, extra))).unwrap();
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connected client with a clean session.
+async fn client(port: u16, id: &str) -> (Client, Events) {
+    let options = ClientOptions::new("127.0.0.1", port).client_id(id);
+    Client::connect(options).await.unwrap()
+}
+
+/// A client subscribed to `filters` at QoS 2.
+async fn subscriber(port: u16, id: &str, filters: &[&str]) -> (Client, Events) {
+    let (client, events) = client(port, id).await;
+    for filter in filters {
+        client.subscribe_one(filter, QoS::ExactlyOnce).await.unwrap();
+    }
+    (client, events)
+}
+
+async fn publish(client: &Client, topic: &str, payload: &str, qos: QoS, retain: bool) {
+    client
+        .publish(
+            topic,
+            payload.to_owned(),
+            qos,
+            retain,
+            PublishProperties::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Every message that arrives until nothing more comes for [`QUIET`] (at most [`CROSS`]).
+async fn settle(events: &mut Events) -> Vec<Publish> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + CROSS;
+    while let Ok(Some(event)) = timeout(QUIET, events.recv()).await {
+        if let Event::Publish(publish) = event {
+            got.push(publish);
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    got
+}
+
+/// Waits for a message on `topic`, skipping others.
+async fn expect(events: &mut Events, topic: &str) -> Publish {
+    let deadline = Instant::now() + CROSS;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(Event::Publish(publish))) if publish.topic.as_str() == topic => return publish,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the client ended waiting for {topic}"),
+            Err(_) => panic!("nothing on {topic} within {CROSS:?}"),
+        }
+    }
+}
+
+/// (topic, payload) of each message.
+fn seen(messages: &[Publish]) -> Vec<(String, String)> {
+    let mut seen: Vec<(String, String)> = messages
+        .iter()
+        .map(|p| {
+            (
+                p.topic.as_str().to_owned(),
+                String::from_utf8_lossy(&p.payload).into_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = items
+        .iter()
+        .map(|(t, p)| ((*t).to_owned(), (*p).to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Publishes on `from` until a message arrives on `watch`: the bridge's subscriptions are in
+/// place on both sides. Then lets everything settle.
+async fn wait_until_bridged(from: &Client, topic: &str, watch: &mut Events, arrives_as: &str) {
+    let deadline = Instant::now() + CROSS;
+    loop {
+        publish(from, topic, "probe", QoS::AtMostOnce, false).await;
+        if let Ok(Some(Event::Publish(p))) = timeout(Duration::from_millis(200), watch.recv()).await
+            && p.topic.as_str() == arrives_as
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{topic} never crossed the bridge");
+    }
+    settle(watch).await;
+}
+
+/// Out with prefixes at QoS 0, 1 and 2, in with prefixes, both ways without, and a `""`
+/// pattern mapping one topic to another, through a bridge to the broker on `remote`.
+async fn forwards_every_way(remote: u16, protocol: &str) {
+    let local = bridged(
+        "fwd",
+        remote,
+        &format!(
+            "bridge_protocol_version {protocol}\n\
+             topic up/# out 2 local/ remote/\n\
+             topic down/# in 2 here/ there/\n\
+             topic both/# both 2\n\
+             topic \"\" both 1 local/state remote/state\n"
+        ),
+    );
+    let (here, mut here_events) =
+        subscriber(local.port(), "here", &["here/#", "both/#", "local/state"]).await;
+    let (there, mut there_events) = subscriber(remote, "there", &["remote/#", "both/#"]).await;
+    wait_until_bridged(&there, "there/down/probe", &mut here_events, "here/down/probe").await;
+    wait_until_bridged(&here, "local/up/probe", &mut there_events, "remote/up/probe").await;
+
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let n = qos.as_u8();
+        publish(&here, &format!("local/up/q{n}"), "out", qos, false).await;
+        let p = expect(&mut there_events, &format!("remote/up/q{n}")).await;
+        assert_eq!(
+            (p.qos, &p.payload[..]),
+            (qos, &b"out"[..]),
+            "{protocol} out at QoS {n}"
+        );
+        publish(&there, &format!("there/down/q{n}"), "in", qos, false).await;
+        let p = expect(&mut here_events, &format!("here/down/q{n}")).await;
+        assert_eq!(
+            (p.qos, &p.payload[..]),
+            (qos, &b"in"[..]),
+            "{protocol} in at QoS {n}"
+        );
+    }
+
+    publish(&here, "both/a", "from here", QoS::AtLeastOnce, false).await;
+    publish(&there, "both/b", "from there", QoS::AtLeastOnce, false).await;
+    publish(&here, "local/state", "on", QoS::AtLeastOnce, false).await;
+    publish(&there, "remote/state", "off", QoS::AtLeastOnce, false).await;
+    // Each side has each message once: its own, and the other side's through the bridge.
+    assert_eq!(
+        seen(&settle(&mut here_events).await),
+        pairs(&[
+            ("both/a", "from here"),
+            ("both/b", "from there"),
+            ("local/state", "on"),
+            ("local/state", "off")
+        ]),
+        "{protocol}: here"
+    );
+    assert_eq!(
+        seen(&settle(&mut there_events).await),
+        pairs(&[
+            ("both/a", "from here"),
+            ("both/b", "from there"),
+            ("remote/state", "on"),
+            ("remote/state", "off")
+        ]),
+        "{protocol}: there"
+    );
+
+    // A retained message stays retained on the other side (Retain As Published).
+    publish(&here, "both/kept", "state", QoS::AtLeastOnce, true).await;
+    expect(&mut there_events, "both/kept").await;
+    let (_late, mut late_events) = subscriber(remote, "late", &["both/kept"]).await;
+    let p = expect(&mut late_events, "both/kept").await;
+    assert!(p.retain, "{protocol}: retained on the remote broker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_midges_forward_out_in_and_both_ways_with_prefixes_at_every_qos() {
+    for protocol in ["mqttv311", "mqttv50"] {
+        let port = free_port();
+        let _remote = Midge::start_with_config(&broker_conf(port, ""));
+        forwards_every_way(port, protocol).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn midge_bridged_to_mosquitto_forwards_every_way() {
+    for protocol in ["mqttv311", "mqttv50"] {
+        let remote = Mosquitto::start("");
+        forwards_every_way(remote.port, protocol).await;
+    }
+}
+
+/// One message published on each side of a `both` bridge arrives once on each side: the
+/// bridge's local subscriptions have No Local, and the remote ones No Local (MQTT 5) or the
+/// bridge bit of `try_private` (MQTT 3.1.1), which Midge and Mosquitto both honour.
+async fn no_echo(remote: u16, protocol: &str) {
+    let local = bridged(
+        "loop",
+        remote,
+        &format!("bridge_protocol_version {protocol}\ntopic loop/# both 2\n"),
+    );
+    let (here, mut here_events) = subscriber(local.port(), "here", &["loop/#"]).await;
+    let (there, mut there_events) = subscriber(remote, "there", &["loop/#"]).await;
+    wait_until_bridged(&there, "loop/probe", &mut here_events, "loop/probe").await;
+    settle(&mut there_events).await;
+    publish(&here, "loop/a", "1", QoS::ExactlyOnce, false).await;
+    publish(&there, "loop/b", "2", QoS::AtLeastOnce, false).await;
+    sleep(Duration::from_millis(500)).await;
+    let expected = pairs(&[("loop/a", "1"), ("loop/b", "2")]);
+    assert_eq!(
+        seen(&settle(&mut here_events).await),
+        expected,
+        "{protocol}: here"
+    );
+    assert_eq!(
+        seen(&settle(&mut there_events).await),
+        expected,
+        "{protocol}: there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_loops_when_bridged_both_ways() {
+    for protocol in ["mqttv311", "mqttv50"] {
+        let port = free_port();
+        let _remote = Midge::start_with_config(&broker_conf(port, ""));
+        no_echo(port, protocol).await;
+        let mosquitto = Mosquitto::start("");
+        no_echo(mosquitto.port, protocol).await;
+    }
+}
+
+/// `$SYS/broker/connection/NAME/state` and the notification topic go 1 → 0 → 1 as the remote
+/// broker stops and comes back; the remote broker has the notification too, and publishes the
+/// bridge's will (`0`) when the bridge's broker dies; the counters move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_state_follows_the_remote_broker_and_counters_move() {
+    let port = free_port();
+    let remote = Midge::start_with_config(&broker_conf(port, ""));
+    let local = bridged(
+        "st",
+        port,
+        "remote_clientid edge-st\ntopic st/# out 1\nsys_interval 1\n",
+    );
+    let state = "$SYS/broker/connection/st/state";
+    let notification = "$SYS/broker/connection/edge-st/state";
+    let (here, mut here_events) = subscriber(local.port(), "watcher", &["$SYS/broker/connection/#"]).await;
+    let value = |p: &Publish| String::from_utf8_lossy(&p.payload).into_owned();
+    assert_eq!(value(&expect(&mut here_events, state).await), "1");
+    assert_eq!(value(&expect(&mut here_events, notification).await), "1");
+    let (_there, mut there_events) = subscriber(port, "there", &[notification, "st/#"]).await;
+    assert_eq!(value(&expect(&mut there_events, notification).await), "1");
+
+    drop(remote);
+    assert_eq!(value(&expect(&mut here_events, state).await), "0");
+    assert_eq!(value(&expect(&mut here_events, notification).await), "0");
+    let _remote = Midge::start_with_config(&broker_conf(port, ""));
+    assert_eq!(value(&expect(&mut here_events, state).await), "1");
+    assert_eq!(value(&expect(&mut here_events, notification).await), "1");
+
+    // Counters, every sys_interval.
+    let (_there, mut there_events) = subscriber(port, "there-again", &[notification, "st/#"]).await;
+    assert_eq!(value(&expect(&mut there_events, notification).await), "1");
+    publish(&here, "st/x", "1", QoS::AtLeastOnce, false).await;
+    expect(&mut there_events, "st/x").await;
+    let deadline = Instant::now() + CROSS;
+    loop {
+        let p = expect(
+            &mut here_events,
+            "$SYS/broker/connection/st/messages/forwarded/out",
+        )
+        .await;
+        if value(&p).parse::<u64>().unwrap() >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "forwarded/out never counted the message"
+        );
+    }
+
+    // The bridge's broker dies: the remote broker publishes the bridge's will.
+    drop(local);
+    assert_eq!(value(&expect(&mut there_events, notification).await), "0");
+}
+
+/// The fault test: a publisher sends numbered messages to the bridge's broker while the
+/// remote broker (persistent) is killed and restarted three times; a persistent subscriber on
+/// the remote broker gets every message the bridge's broker acknowledged, and at QoS 2 none
+/// twice.
+async fn survives_remote_restarts(qos: QoS) {
+    const MESSAGES: u32 = 300;
+    let port = free_port();
+    let store = tempfile::tempdir().unwrap();
+    let remote_conf = broker_conf(
+        port,
+        &format!(
+            "persistence true\npersistence_location {}/\n",
+            store.path().display()
+        ),
+    );
+    let remote = Arc::new(Mutex::new(Some(Midge::start_with_config(&remote_conf))));
+    let local = bridged("fault", port, "topic fault/# out 2\n");
+
+    // The subscriber: a persistent session on the remote broker, reconnecting.
+    let options = ClientOptions::new("127.0.0.1", port)
+        .client_id(format!("fault-sub-{}", qos.as_u8()))
+        .clean_start(false)
+        .reconnect_delay(Duration::from_millis(100));
+    let (subscriber, mut events) = Client::connect(options).await.unwrap();
+    subscriber.subscribe_one("fault/#", qos).await.unwrap();
+    let received: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let collector = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::Publish(p) => {
+                        let n = String::from_utf8_lossy(&p.payload).parse().unwrap();
+                        received.lock().unwrap().push(n);
+                    }
+                    Event::Reconnected(connack) => {
+                        assert!(connack.session_present, "the remote broker kept the session");
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    // Three times: kill -9 the remote broker, start it again on the same port and store.
+    let killer = {
+        let remote = remote.clone();
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(700));
+                drop(remote.lock().unwrap().take());
+                std::thread::sleep(Duration::from_millis(300));
+                *remote.lock().unwrap() = Some(Midge::start_with_config(&remote_conf));
+            }
+        })
+    };
+
+    let (publisher, _events) = client(local.port(), "fault-pub").await;
+    let mut acknowledged = BTreeSet::new();
+    let mut pending = Vec::new();
+    for n in 0..MESSAGES {
+        let started = publisher
+            .start_publish("fault/n", n.to_string(), qos, false, PublishProperties::default())
+            .await
+            .unwrap();
+        pending.push((n, started));
+        sleep(Duration::from_millis(10)).await;
+    }
+    for (n, started) in pending {
+        if started.await.is_ok() {
+            acknowledged.insert(n);
+        }
+    }
+    killer.await.unwrap();
+    assert_eq!(
+        acknowledged.len(),
+        MESSAGES as usize,
+        "the bridge's broker acknowledges everything"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: BTreeSet<u32> = received.lock().unwrap().iter().copied().collect();
+        let missing: Vec<u32> = acknowledged.difference(&got).copied().collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged messages never arrived, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    if qos == QoS::ExactlyOnce {
+        sleep(QUIET).await;
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for n in received.lock().unwrap().iter() {
+            *counts.entry(*n).or_default() += 1;
+        }
+        let twice: Vec<u32> = counts.iter().filter(|(_, c)| **c > 1).map(|(n, _)| *n).collect();
+        assert!(twice.is_empty(), "QoS 2 messages delivered twice: {twice:?}");
+    }
+    assert!(
+        local
+            .logs()
+            .iter()
+            .filter(|l| l.contains("Bridge fault connected"))
+            .count()
+            >= 4,
+        "the bridge reconnected after each restart"
+    );
+    collector.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_qos1_message_arrives_while_the_remote_broker_is_killed_and_restarted() {
+    survives_remote_restarts(QoS::AtLeastOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_messages_arrive_once_while_the_remote_broker_is_killed_and_restarted() {
+    survives_remote_restarts(QoS::ExactlyOnce).await;
+}
+
+/// `bridge_cafile`: the remote broker's certificate is checked against the CA; a bridge that
+/// trusts another CA does not connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridges_over_tls_check_the_remote_certificate() {
+    let pki = Pki::new();
+    let tls_port = free_port();
+    let plain_port = free_port();
+    // Plain for the test's subscriber, TLS for the bridges.
+    let _remote = Midge::start_with_config(&format!(
+        "listener {plain_port} 127.0.0.1\nallow_anonymous true\n\
+         listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+        pki.path("server.pem").display(),
+        pki.path("server.key").display()
+    ));
+    let (_there, mut there_events) = subscriber(plain_port, "there", &["tls/#"]).await;
+    let local = bridged(
+        "tls",
+        tls_port,
+        &format!(
+            "topic tls/# out 1\nbridge_cafile {}\n",
+            pki.path("ca.pem").display()
+        ),
+    );
+    let (here, _) = client(local.port(), "tls-pub").await;
+    let deadline = Instant::now() + CROSS;
+    loop {
+        publish(&here, "tls/x", "secret", QoS::AtLeastOnce, false).await;
+        if let Ok(Some(Event::Publish(p))) = timeout(Duration::from_millis(300), there_events.recv()).await {
+            assert_eq!(&p.payload[..], b"secret");
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing crossed the TLS bridge");
+    }
+
+    let rogue = Midge::start(&format!(
+        "connection rogue\naddress 127.0.0.1:{tls_port}\nrestart_timeout 1\ntopic tls/# out 1\n\
+         bridge_cafile {}\n",
+        pki.path("rogue-ca.pem").display()
+    ));
+    let line = rogue.wait_for_log("Bridge rogue: cannot connect");
+    assert!(line.contains("certificate"), "{line}");
+}
+
+/// `start_type lazy`: the bridge connects once `threshold` messages wait, sends them, and
+/// disconnects after `idle_timeout` without traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_bridge_connects_at_its_threshold_and_leaves_when_idle() {
+    let port = free_port();
+    let _remote = Midge::start_with_config(&broker_conf(port, ""));
+    let (_there, mut there_events) = subscriber(port, "there", &["lazy/#"]).await;
+    let local = Midge::start(&format!(
+        "connection lazy\naddress 127.0.0.1:{port}\nstart_type lazy\nthreshold 3\nidle_timeout 2\n\
+         topic lazy/# out 1\n"
+    ));
+    let (here, _) = client(local.port(), "lazy-pub").await;
+    publish(&here, "lazy/1", "1", QoS::AtLeastOnce, false).await;
+    publish(&here, "lazy/2", "2", QoS::AtLeastOnce, false).await;
+    sleep(Duration::from_secs(1)).await;
+    assert!(
+        !local.logs().iter().any(|l| l.contains("Bridge lazy connected")),
+        "below the threshold the bridge waits"
+    );
+    publish(&here, "lazy/3", "3", QoS::AtLeastOnce, false).await;
+    local.wait_for_log("Bridge lazy connected");
+    assert_eq!(
+        seen(&settle(&mut there_events).await),
+        pairs(&[("lazy/1", "1"), ("lazy/2", "2"), ("lazy/3", "3")])
+    );
+    local.wait_for_log("exceeded idle timeout");
+}
