@@ -560,3 +560,119 @@ async fn a_lazy_bridge_connects_at_its_threshold_and_leaves_when_idle() {
     );
     local.wait_for_log("exceeded idle timeout");
 }
+
+/// Several addresses: the first does not answer, so the bridge moves on to the second; once
+/// the first (primary) answers, a bridge that is not `round_robin` goes back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_fails_over_to_the_next_address_and_returns_to_the_primary() {
+    let primary_port = free_port();
+    let backup_port = free_port();
+    let _backup = Midge::start_with_config(&broker_conf(backup_port, ""));
+    let local = Midge::start(&format!(
+        "connection multi\naddress 127.0.0.1:{primary_port} 127.0.0.1:{backup_port}\n\
+         restart_timeout 1\ntopic multi/# out 1\n"
+    ));
+    let line = local.wait_for_log("Bridge multi connected");
+    assert!(line.contains(&format!(":{backup_port}")), "{line}");
+
+    let _primary = Midge::start_with_config(&broker_conf(primary_port, ""));
+    let (_there, mut there_events) = subscriber(primary_port, "there", &["multi/#"]).await;
+    let (here, _) = client(local.port(), "multi-pub").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        publish(&here, "multi/x", "to the primary", QoS::AtLeastOnce, false).await;
+        if let Ok(Some(Event::Publish(_))) = timeout(Duration::from_millis(500), there_events.recv()).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bridge did not come back to its primary address"
+        );
+    }
+    local.wait_for_log("primary address");
+}
+
+/// What the bridge does not forward is counted: larger than `bridge_max_packet_size`. With
+/// `bridge_outgoing_retain false` the remote copy is not retained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_dropped_and_counted_and_retain_can_be_cleared() {
+    let port = free_port();
+    let _remote = Midge::start_with_config(&broker_conf(port, ""));
+    let local = bridged(
+        "small",
+        port,
+        "topic small/# out 1\nbridge_max_packet_size 100\nbridge_outgoing_retain false\nsys_interval 1\n",
+    );
+    let (_there, mut there_events) = subscriber(port, "there", &["small/#"]).await;
+    let (here, mut here_events) = subscriber(
+        local.port(),
+        "watcher",
+        &["$SYS/broker/connection/small/messages/dropped"],
+    )
+    .await;
+    publish(&here, "small/big", &"x".repeat(200), QoS::AtLeastOnce, false).await;
+    publish(&here, "small/kept", "fits", QoS::AtLeastOnce, true).await;
+    let got = settle(&mut there_events).await;
+    assert_eq!(
+        seen(&got),
+        pairs(&[("small/kept", "fits")]),
+        "the large one never came"
+    );
+    let (_late, mut late_events) = subscriber(port, "late", &["small/#"]).await;
+    assert_eq!(
+        seen(&settle(&mut late_events).await),
+        Vec::new(),
+        "bridge_outgoing_retain false: nothing retained on the remote broker"
+    );
+    let deadline = Instant::now() + CROSS;
+    loop {
+        let p = expect(&mut here_events, "$SYS/broker/connection/small/messages/dropped").await;
+        if &p.payload[..] == b"1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drop was not counted");
+    }
+    local.wait_for_log("larger than bridge_max_packet_size");
+}
+
+/// `start_type once`: one attempt, never another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_bridge_tries_only_once() {
+    let nobody = free_port();
+    let local = Midge::start(&format!(
+        "connection once\naddress 127.0.0.1:{nobody}\nstart_type once\nrestart_timeout 1\ntopic a/# out\n"
+    ));
+    local.wait_for_log("Bridge once: cannot connect");
+    sleep(Duration::from_millis(2500)).await;
+    let attempts = local
+        .logs()
+        .iter()
+        .filter(|l| l.contains("Connecting bridge once"))
+        .count();
+    assert_eq!(attempts, 1);
+}
+
+/// Bridge settings that cannot work stop the start, naming the bridge and the problem.
+#[test]
+fn bridge_settings_that_cannot_work_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, expected) in [
+        ("bridge_cafile /nonexistent/ca.pem\n", "bridge b (".to_owned()),
+        ("bridge_identity me\nbridge_psk 0102\n", "TLS-PSK".to_owned()),
+        ("bridge_require_ocsp true\n", "OCSP".to_owned()),
+        (
+            "local_clientid same\nconnection c\naddress h\ntopic #\nlocal_clientid same\n",
+            "local_clientid \"same\"".to_owned(),
+        ),
+    ] {
+        let config = dir.path().join("midge.conf");
+        std::fs::write(
+            &config,
+            format!("listener 0 127.0.0.1\nuser root\nconnection b\naddress 127.0.0.1:1\ntopic #\n{extra}"),
+        )
+        .unwrap();
+        let (code, output) = support::run_midge(&["-c", config.to_str().unwrap()], Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{extra}: {output}");
+        assert!(output.contains(&expected), "{extra}: {output}");
+    }
+}

@@ -535,9 +535,7 @@ impl Runner {
         copy.retain = publish.retain && self.plan.outgoing_retain && self.remote_retain;
         copy.properties = forwarded_properties(&publish);
         if let Some(max) = self.plan.max_packet_size
-            && Packet::Publish(copy.clone())
-                .encoded_len(self.plan.client.protocol)
-                .is_ok_and(|len| len > max as usize)
+            && encoded_len(&copy, self.plan.client.protocol) > max as usize
         {
             self.dropped(now, "larger than bridge_max_packet_size");
             if let Some(id) = id {
@@ -764,6 +762,15 @@ impl Runner {
             self.drops.suppressed = 0;
         }
     }
+}
+
+/// The size of `publish` on the wire (with the packet identifier the client will give it).
+fn encoded_len(publish: &Publish, version: midge_codec::ProtocolVersion) -> usize {
+    let mut sized = publish.clone();
+    if sized.qos != QoS::AtMostOnce {
+        sized.packet_id = Some(PacketId::MIN);
+    }
+    Packet::Publish(sized).encoded_len(version).unwrap_or(usize::MAX)
 }
 
 /// A message's properties as they cross: without the Topic Alias (the receiving side has its

@@ -136,14 +136,6 @@ pub enum Problem {
          (it maps the one topic to the other)"
     )]
     BridgeRemapping,
-    /// Two bridges with the same local client identifier.
-    #[error("bridge local_clientid \"{id}\" is already used by bridge \"{other}\"")]
-    DuplicateLocalClientId {
-        /// The identifier.
-        id: String,
-        /// The other bridge's name.
-        other: String,
-    },
     /// `restart_timeout BASE CAP` with the cap below the base.
     #[error("the backoff cap ({cap}) is lower than the base ({base})")]
     BackoffCapBelowBase {
