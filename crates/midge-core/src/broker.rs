@@ -165,6 +165,21 @@ impl Broker {
         })
     }
 
+    /// The filters the session of `client_id` is subscribed to (none if there is no such
+    /// session): for a runtime that owns a session and brings its subscriptions in line with
+    /// its configuration (a bridge whose session was restored from the store).
+    pub fn session_subscriptions(&self, client_id: &str) -> Vec<TopicFilter> {
+        let Some(cell) = self.sessions.lock().get(client_id).cloned() else {
+            return Vec::new();
+        };
+        let session = cell.state.lock();
+        session
+            .subscriptions
+            .values()
+            .map(|subscription| subscription.filter.clone())
+            .collect()
+    }
+
     /// Publishes a message from the broker itself (`$SYS` topics): QoS 0, retained if asked,
     /// delivered to every subscriber the access rules let read it.
     pub fn publish_system(&self, topic: TopicName, payload: Bytes, retain: bool, now: Instant) {

@@ -339,6 +339,13 @@ fn session_status_reports_one_sessions_queue_window_and_drops() {
     assert!(status.online);
     assert_eq!((status.inflight, status.queued, status.dropped), (2, 3, 5));
     assert_eq!(broker.session_status("pub").unwrap().dropped, 0);
+    let filters: Vec<String> = broker
+        .session_subscriptions("slow")
+        .iter()
+        .map(|f| f.as_str().to_owned())
+        .collect();
+    assert_eq!(filters, ["f"]);
+    assert!(broker.session_subscriptions("nobody").is_empty());
 }
 
 /// Mosquitto's bridges set the high bit of the protocol level (`try_private`); such a client

@@ -676,3 +676,38 @@ fn bridge_settings_that_cannot_work_stop_the_start() {
         assert!(output.contains(&expected), "{extra}: {output}");
     }
 }
+
+/// `persistence true` on the bridge's broker: messages queued for an unreachable remote broker
+/// are in the store, and survive a kill -9 of the bridge's broker; once the remote broker is
+/// there, they cross.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_for_the_remote_broker_survive_a_restart_with_persistence() {
+    let remote_port = free_port();
+    let store = tempfile::tempdir().unwrap();
+    let local_conf = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
+         persistence_location {}/\nconnection keep\naddress 127.0.0.1:{remote_port}\n\
+         restart_timeout 1\ntopic keep/# out 1\n",
+        store.path().display()
+    );
+    let local = Midge::start_with_config(&local_conf);
+    let (here, _) = client(local.port(), "keep-pub").await;
+    for n in 0..20 {
+        publish(&here, "keep/n", &n.to_string(), QoS::AtLeastOnce, false).await;
+    }
+    drop(here);
+    drop(local); // kill -9
+
+    let _remote = Midge::start_with_config(&broker_conf(remote_port, ""));
+    let (_there, mut there_events) = subscriber(remote_port, "there", &["keep/#"]).await;
+    let local = Midge::start_with_config(&local_conf);
+    local.wait_for_log("Bridge keep connected");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + CROSS;
+    while got.len() < 20 {
+        let p = expect(&mut there_events, "keep/n").await;
+        got.push(String::from_utf8_lossy(&p.payload).parse::<u32>().unwrap());
+        assert!(Instant::now() < deadline);
+    }
+    assert_eq!(got, (0..20).collect::<Vec<u32>>(), "all of them, in order");
+}

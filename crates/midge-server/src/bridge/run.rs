@@ -34,7 +34,7 @@ use midge_client::{Client, ClientError, Event, Events, PublishOutcome};
 use midge_codec::properties::{PublishProperties, SubscribeProperties, UnsubscribeProperties};
 use midge_codec::{
     Ack, ConnAck, Packet, PacketId, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
 };
 use midge_core::Broker;
 use tokio::sync::watch;
@@ -215,6 +215,32 @@ impl Runner {
         // Retained messages come at each connection, not now as well. What the broker sent
         // meanwhile stays in the session's inflight window, to be sent again once attached.
         self.subscribe_locally(RetainHandling::DoNotSend, now);
+        // A session restored from the store may hold subscriptions of an older configuration:
+        // as Mosquitto (which clears them at every connection), they go.
+        let wanted: Vec<&str> = self
+            .plan
+            .topics
+            .local_subscriptions()
+            .into_iter()
+            .map(|(filter, _)| filter)
+            .collect();
+        let stale: Vec<TopicFilter> = self
+            .broker
+            .session_subscriptions(self.local.client_id())
+            .into_iter()
+            .filter(|filter| !wanted.contains(&filter.as_str()))
+            .collect();
+        if !stale.is_empty() {
+            tracing::info!(bridge = %self.plan.name, count = stale.len(), "Bridge {}: removing {} local subscriptions no topic line asks for any more.", self.plan.name, stale.len());
+            self.local.send(
+                Packet::Unsubscribe(Unsubscribe {
+                    packet_id: PacketId::MIN,
+                    filters: stale,
+                    properties: UnsubscribeProperties::default(),
+                }),
+                now,
+            );
+        }
         self.local.detach(now);
     }
 
