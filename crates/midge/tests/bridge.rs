@@ -711,3 +711,48 @@ async fn messages_queued_for_the_remote_broker_survive_a_restart_with_persistenc
     }
     assert_eq!(got, (0..20).collect::<Vec<u32>>(), "all of them, in order");
 }
+
+/// `local_username`: the bridge's session here is judged by the access rules under that user
+/// name; what they refuse is not published here, and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_rules_judge_the_bridge_by_its_local_username() {
+    let port = free_port();
+    let _remote = Midge::start_with_config(&broker_conf(port, ""));
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic read #\ntopic read $SYS/#\nuser edge\ntopic readwrite allowed/#\n").unwrap();
+    let local = bridged(
+        "acl",
+        port,
+        &format!(
+            "acl_file {}\nlocal_username edge\ntopic allowed/# in 1\ntopic denied/# in 1\n\
+             bridge_protocol_version mqttv50\nsys_interval 1\n",
+            acl.display()
+        ),
+    );
+    let (_here, mut here_events) = subscriber(
+        local.port(),
+        "watcher",
+        &["allowed/#", "denied/#", "$SYS/broker/connection/acl/messages/dropped"],
+    )
+    .await;
+    let (there, _) = client(port, "there").await;
+    wait_until_bridged(&there, "allowed/probe", &mut here_events, "allowed/probe").await;
+    publish(&there, "denied/x", "no", QoS::AtLeastOnce, false).await;
+    publish(&there, "allowed/x", "yes", QoS::AtLeastOnce, false).await;
+    expect(&mut here_events, "allowed/x").await;
+    let deadline = Instant::now() + CROSS;
+    loop {
+        match timeout(CROSS, here_events.recv()).await {
+            Ok(Some(Event::Publish(p))) => {
+                assert_ne!(p.topic.as_str(), "denied/x", "the access rules refused it");
+                if p.topic.as_str().ends_with("/dropped") && &p.payload[..] == b"1" {
+                    break;
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("the refusal was not counted"),
+        }
+        assert!(Instant::now() < deadline, "the refusal was not counted");
+    }
+}

@@ -174,8 +174,8 @@ impl Local {
     pub(crate) async fn ready(&mut self) {
         if self.held()
             && let Some(durable) = &mut self.durable
+            && durable.changed().await.is_ok()
         {
-            let _ = durable.changed().await;
             return;
         }
         self.link.notify.notified().await;

@@ -493,10 +493,14 @@ impl Runner {
                 }
                 Packet::PubAck(ack) | Packet::PubComp(ack) => {
                     self.incoming.remove(&ack.packet_id.get());
+                    if ack.reason_code.is_error() && ack.reason_code != ReasonCode::PacketIdentifierNotFound {
+                        self.dropped(now, "refused here (check the access rules for local_username)");
+                    }
                 }
                 Packet::PubRec(ack) => {
                     if ack.reason_code.is_error() {
                         self.incoming.remove(&ack.packet_id.get());
+                        self.dropped(now, "refused here (check the access rules for local_username)");
                     } else {
                         self.local.send(Packet::PubRel(Ack::new(ack.packet_id)), now);
                     }
