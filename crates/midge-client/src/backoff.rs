@@ -35,9 +35,16 @@ impl Backoff {
         let Some(cap) = self.cap else {
             return self.base;
         };
-        let high = (self.current * 3).max(self.base + Duration::from_millis(1));
-        let span = (high - self.base).as_millis().max(1) as u64;
-        let drawn = self.base + Duration::from_millis(self.random() % span);
+        let high = self
+            .current
+            .saturating_mul(3)
+            .max(self.base.saturating_add(Duration::from_millis(1)));
+        let span = u64::try_from((high - self.base).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let drawn = self
+            .base
+            .saturating_add(Duration::from_millis(self.random() % span));
         self.current = drawn.min(cap);
         self.current
     }
@@ -85,5 +92,13 @@ mod tests {
         backoff.reset();
         let after_reset = backoff.next_delay();
         assert!(after_reset < base * 3, "{after_reset:?}");
+    }
+
+    #[test]
+    fn huge_delays_saturate_instead_of_overflowing() {
+        let mut backoff = Backoff::new(Duration::from_secs(u64::MAX / 2), Some(Duration::MAX));
+        for _ in 0..100 {
+            assert!(backoff.next_delay() >= Duration::from_secs(u64::MAX / 2));
+        }
     }
 }

@@ -720,7 +720,11 @@ async fn the_access_rules_judge_the_bridge_by_its_local_username() {
     let _remote = Midge::start_with_config(&broker_conf(port, ""));
     let dir = tempfile::tempdir().unwrap();
     let acl = dir.path().join("acl");
-    std::fs::write(&acl, "topic read #\ntopic read $SYS/#\nuser edge\ntopic readwrite allowed/#\n").unwrap();
+    std::fs::write(
+        &acl,
+        "topic read #\ntopic read $SYS/#\nuser edge\ntopic readwrite allowed/#\n",
+    )
+    .unwrap();
     let local = bridged(
         "acl",
         port,
@@ -733,7 +737,11 @@ async fn the_access_rules_judge_the_bridge_by_its_local_username() {
     let (_here, mut here_events) = subscriber(
         local.port(),
         "watcher",
-        &["allowed/#", "denied/#", "$SYS/broker/connection/acl/messages/dropped"],
+        &[
+            "allowed/#",
+            "denied/#",
+            "$SYS/broker/connection/acl/messages/dropped",
+        ],
     )
     .await;
     let (there, _) = client(port, "there").await;

@@ -182,8 +182,10 @@ pub fn plan(bridge: &Bridge, hostname: &str) -> Result<BridgePlan, PlanError> {
     client.connect_timeout = Duration::from_secs(10);
     client.event_capacity = 64;
     if bridge.start_type != StartType::Once {
-        client.reconnect_delay = Some(bridge.restart_timeout.base.max(Duration::from_millis(100)));
-        client.reconnect_delay_max = bridge.restart_timeout.cap;
+        // Between a tenth of a second and a day: a longer wait is a typo, not a plan.
+        let sane = |wait: Duration| wait.clamp(Duration::from_millis(100), Duration::from_secs(86_400));
+        client.reconnect_delay = Some(sane(bridge.restart_timeout.base));
+        client.reconnect_delay_max = bridge.restart_timeout.cap.map(sane);
     }
 
     let tls_error = |source| PlanError::Tls {
