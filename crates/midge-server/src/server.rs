@@ -231,6 +231,8 @@ impl Server {
             max: self.global_max_connections,
             counters: self.counters.clone(),
         };
+        // Bridges first: their sessions must exist before the first client publishes.
+        let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
         for (listener, spec, index, open) in self.listeners {
             tasks.spawn(accept_loop(
                 listener,
@@ -244,7 +246,6 @@ impl Server {
             ));
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
-        let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
         if let Some(interval) = self.sys_interval {
             tasks.spawn(crate::sys::run(
                 self.broker.clone(),

@@ -27,8 +27,9 @@ use tokio::task::JoinSet;
 pub use plan::{BridgePlan, PlanError, plan, plan_all};
 pub use status::BridgeStatus;
 
-/// Starts every bridge in `tasks`; each runs until `stop` changes. Returns their statuses, in
-/// the order of `plans`.
+/// Starts every bridge in `tasks`; each runs until `stop` changes. Their sessions here exist
+/// when this returns, so call it before accepting clients. Returns their statuses, in the
+/// order of `plans`.
 pub(crate) fn start(
     plans: Vec<BridgePlan>,
     broker: &Arc<Broker>,
@@ -39,7 +40,7 @@ pub(crate) fn start(
         .into_iter()
         .map(|plan| {
             let status = Arc::new(BridgeStatus::new(&plan.name, &plan.local_client_id));
-            tasks.spawn(run::run(plan, broker.clone(), status.clone(), stop.clone()));
+            tasks.spawn(run::start(plan, broker.clone(), status.clone(), stop.clone()));
             status
         })
         .collect()

@@ -56,15 +56,18 @@ const PRIMARY_RETRY: Duration = Duration::from_secs(5);
 /// At most one warning about dropped messages per bridge this often.
 const DROP_REPORT: Duration = Duration::from_secs(10);
 
-/// Runs a bridge until `stop` changes.
-pub(crate) async fn run(
+/// Prepares a bridge's session here now (so that messages queue for it from the first
+/// client on), and returns the task that runs it until `stop` changes.
+pub(crate) fn start(
     plan: BridgePlan,
     broker: Arc<Broker>,
     status: Arc<BridgeStatus>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let mut runner = Runner::new(plan, broker, status);
-    runner.run(&mut stop).await;
+    runner.announce(false);
+    runner.prepare_local();
+    async move { runner.run(&mut stop).await }
 }
 
 /// What a client operation was for.
@@ -167,8 +170,6 @@ impl Runner {
     }
 
     async fn run(&mut self, stop: &mut watch::Receiver<bool>) {
-        self.announce(false);
-        self.prepare_local();
         let mut first = true;
         loop {
             let go = match self.plan.start_type {
