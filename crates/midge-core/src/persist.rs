@@ -6,7 +6,8 @@
 //! each write's sequence number goes into the outbox of the connection whose reply depends on
 //! it ([`crate::Outbox::require_durable`]), and the runtime sends nothing from that outbox
 //! before the write is durable. So PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK and CONNACK, and
-//! PUBLISH and PUBREL to subscribers, never run ahead of the store.
+//! PUBLISH (QoS 2) and PUBREL to subscribers, never run ahead of the store. A QoS 1 PUBLISH
+//! to a subscriber is sent at once: a crash can at worst deliver it again, as QoS 1 allows.
 //!
 //! A message body is stored once, the first time a persistent session queues it, and deleted
 //! when the last copy of the message is dropped. QoS 0 messages are not stored.

@@ -83,14 +83,27 @@ fn replies_wait_for_what_they_acknowledge_and_clean_sessions_cost_nothing() {
         puback_after > sub.out.durable_after(),
         "PUBACK waits for the stored copy"
     );
+    let before = sub.out.durable_after();
     let got = sub.received(now);
-    assert!(
-        sub.out.durable_after() > puback_after,
-        "the PUBLISH waits for its packet identifier"
-    );
+    assert_eq!(sub.out.durable_after(), before, "a QoS 1 PUBLISH is sent at once");
     let delivered = publishes(&got);
     assert_eq!(delivered.len(), 1);
     sub.send(Packet::PubAck(Ack::new(delivered[0].packet_id.unwrap())), now);
+    // At QoS 2 the PUBLISH waits until its packet identifier is stored.
+    let (mut exact, _) = connect_with(&broker, persistent_connect("exact"), now);
+    exact.send(subscribe(&[("q2", QoS::ExactlyOnce)], 1), now);
+    publisher.send(publish("q2", "z", QoS::ExactlyOnce, 3), now);
+    let before = exact.out.durable_after();
+    let got = exact.received(now);
+    assert!(
+        exact.out.durable_after() > before,
+        "the QoS 2 PUBLISH waits for its packet identifier"
+    );
+    let id = publishes(&got)[0].packet_id.unwrap();
+    exact.send(Packet::PubRec(Ack::new(id)), now);
+    exact.send(Packet::PubComp(Ack::new(id)), now);
+    publisher.send(Packet::PubRel(Ack::new(pid(3))), now);
+
     // The body goes once no session holds the message any more.
     for delivered in publishes(&clean.received(now)) {
         clean.send(Packet::PubAck(Ack::new(delivered.packet_id.unwrap())), now);
@@ -103,6 +116,7 @@ fn replies_wait_for_what_they_acknowledge_and_clean_sessions_cost_nothing() {
         "an acknowledged body is deleted: {keys:?}"
     );
     assert!(keys.iter().all(|k| !k.contains("clean")), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains("exactq")), "{keys:?}");
     assert_eq!(
         keys.iter().filter(|k| k.contains("sub")).count(),
         2,
