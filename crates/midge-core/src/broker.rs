@@ -60,7 +60,7 @@ impl Timers {
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) config: BrokerConfig,
-    sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
+    pub(crate) sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
     pub(crate) index: RwLock<TopicIndex>,
     pub(crate) retained: RwLock<Retained>,
     timers: Mutex<Timers>,
@@ -70,6 +70,8 @@ pub struct Broker {
     /// Read on every publish and delivery, replaced on reload: a snapshot that readers load
     /// without a lock or a shared counter.
     access: ArcSwapOption<Rules>,
+    /// Per-topic counts for the web view, kept only while someone watches (`admin.rs`).
+    pub(crate) tap: crate::admin::TopicTap,
 }
 
 impl Broker {
@@ -85,6 +87,7 @@ impl Broker {
             id_counter: AtomicU64::new(0),
             id_seed,
             access: ArcSwapOption::empty(),
+            tap: crate::admin::TopicTap::default(),
         })
     }
 
@@ -487,7 +490,7 @@ impl Broker {
     }
 
     /// Removes every subscription of a session that is going away.
-    fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
+    pub(crate) fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
         let filters: Vec<_> = {
             let mut session = cell.state.lock();
             let filters = session.subscriptions.drain().map(|(_, filter)| filter).collect();
@@ -516,6 +519,7 @@ impl Broker {
     /// Sends `message` to every session with a matching subscription. Returns how many
     /// sessions it was queued for.
     pub fn route(&self, message: Arc<Message>, now: Instant) -> usize {
+        self.tap.record(&message, now);
         let guard = self.access_control();
         let access = guard.rules();
         let mut matches = Matches::default();

@@ -12,12 +12,15 @@
 //! - [`link`]: how the core wakes or closes a connection it does not own.
 //! - [`access`]: the authentication verdicts and access rules the runtime supplies.
 //! - [`config`], [`stats`]: limits in force and counters.
+//! - [`admin`]: what the management interface reads and does (sessions, retained messages,
+//!   publishing as the broker, the topic tap).
 //!
 //! # Rules
 //! The core never awaits, spawns, touches a socket or reads the clock: `now` is passed in. It
 //! never panics on anything a client sends.
 
 pub mod access;
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -31,6 +34,7 @@ mod session;
 pub mod stats;
 mod topic_index;
 
+pub use admin::{SessionInfo, TopicActivity, TopicReport};
 pub use access::{Access, AccessControl, Credentials, Identity};
 pub use broker::{Broker, Census, Refusal};
 pub use config::{BrokerConfig, ClientRules};
