@@ -24,7 +24,13 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the process's logger. `verbose` is `-v`: every type of line.
-pub(crate) fn init(config: &LogConfig, verbose: bool) -> anyhow::Result<()> {
+/// `ring`: the HTTP API's in-memory log, which keeps info lines and more severe ones whatever
+/// `log_type` says (debug lines too when those are logged).
+pub(crate) fn init(
+    config: &LogConfig,
+    verbose: bool,
+    ring: Option<std::sync::Arc<midge_server::http::LogRing>>,
+) -> anyhow::Result<()> {
     let types = config.log_type;
     let level = if verbose || types.contains(LogType::Debug) {
         LevelFilter::DEBUG
@@ -71,8 +77,10 @@ pub(crate) fn init(config: &LogConfig, verbose: bool) -> anyhow::Result<()> {
             timestamp: config.log_timestamp,
         })
         .with_writer(writer);
+    let ring = ring.map(|ring| ring.layer().with_filter(level.max(LevelFilter::INFO)));
     tracing_subscriber::registry()
         .with(layer.with_filter(targets))
+        .with(ring)
         .try_init()
         .context("cannot install the logger")
 }

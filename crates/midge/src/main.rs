@@ -52,7 +52,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     };
     settings::apply_ports(&mut config, &args.ports);
     let settings = settings::from_config(&config)?;
-    logging::init(&config.log, args.verbose)?;
+    logging::init(&config.log, args.verbose, settings.http.as_ref().map(|h| h.ring.clone()))?;
 
     tracing::info!("midge version {VERSION} starting");
     match &args.config_file {
@@ -83,8 +83,13 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         // Handlers first: a SIGTERM that arrives once "running" is logged must stop the broker
         // cleanly, not kill it.
         let shutdown = shutdown_signal()?;
+        let http = match settings.http {
+            Some(spec) => Some(midge_server::http::HttpServer::bind(spec).await?),
+            None => None,
+        };
         let server = Server::bind(settings.broker, settings.listeners, id_seed())
             .await?
+            .with_http(http)
             .with_authenticator(settings.authenticator)
             .with_global_max_connections(settings.global_max_connections)
             .with_sys_interval(settings.sys_interval);
