@@ -34,8 +34,8 @@ mod session;
 pub mod stats;
 mod topic_index;
 
-pub use admin::{SessionInfo, TopicActivity, TopicReport};
 pub use access::{Access, AccessControl, Credentials, Identity};
+pub use admin::{SessionInfo, TopicActivity, TopicReport};
 pub use broker::{Broker, Census, Refusal};
 pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};

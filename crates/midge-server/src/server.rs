@@ -223,12 +223,7 @@ impl Server {
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
         if let Some(http) = self.http {
-            tasks.spawn(http.run(
-                self.broker.clone(),
-                self.counters.clone(),
-                infos,
-                stop_rx.clone(),
-            ));
+            tasks.spawn(http.run(self.broker.clone(), self.counters.clone(), infos, stop_rx.clone()));
         }
         if let Some(interval) = self.sys_interval {
             tasks.spawn(crate::sys::run(
@@ -319,11 +314,15 @@ pub(crate) fn bind_tcp_sockets(addrs: &[IpAddr], mut port: u16) -> std::io::Resu
 }
 
 /// Each configured listener once, as the HTTP API and metrics show it.
-fn listener_infos(listeners: &[(Bound, ListenerSpec, usize, Arc<OpenCount>)]) -> Vec<crate::http::ListenerInfo> {
+fn listener_infos(
+    listeners: &[(Bound, ListenerSpec, usize, Arc<OpenCount>)],
+) -> Vec<crate::http::ListenerInfo> {
     let mut infos: Vec<crate::http::ListenerInfo> = Vec::new();
     for (bound, spec, index, open) in listeners {
         let address = match bound {
-            Bound::Tcp(socket) => socket.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            Bound::Tcp(socket) => socket
+                .local_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string()),
             Bound::Unix(_) => match &spec.endpoint {
                 Endpoint::Unix { path } => path.display().to_string(),
                 Endpoint::Tcp { .. } => "unix socket".to_owned(),

@@ -52,7 +52,11 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     };
     settings::apply_ports(&mut config, &args.ports);
     let settings = settings::from_config(&config)?;
-    logging::init(&config.log, args.verbose, settings.http.as_ref().map(|h| h.ring.clone()))?;
+    logging::init(
+        &config.log,
+        args.verbose,
+        settings.http.as_ref().map(|h| h.ring.clone()),
+    )?;
 
     tracing::info!("midge version {VERSION} starting");
     match &args.config_file {

@@ -388,7 +388,8 @@ fn http_spec(
             keyfile: http.keyfile.clone(),
             ..TlsOptions::default()
         };
-        let loaded = Arc::new(TlsListener::load(&options).map_err(|error| anyhow::anyhow!("{what}: {error}"))?);
+        let loaded =
+            Arc::new(TlsListener::load(&options).map_err(|error| anyhow::anyhow!("{what}: {error}"))?);
         tls.push(loaded.clone());
         Some(loaded)
     } else {

@@ -70,7 +70,11 @@ impl HttpAuth {
     }
 
     /// Whether a request from `peer` with this `Authorization` header (if any) may go on.
-    pub(crate) async fn check(&self, peer: Option<SocketAddr>, authorization: Option<&[u8]>) -> Result<(), ApiError> {
+    pub(crate) async fn check(
+        &self,
+        peer: Option<SocketAddr>,
+        authorization: Option<&[u8]>,
+    ) -> Result<(), ApiError> {
         let Some(value) = authorization else {
             let loopback = peer.is_some_and(|p| p.ip().is_loopback() || is_mapped_loopback(&p));
             return match self.anonymous {
@@ -83,10 +87,9 @@ impl HttpAuth {
         let (scheme, credentials) = text.trim().split_once(' ').unwrap_or((text, ""));
         let credentials = credentials.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            let known = self
-                .tokens
-                .iter()
-                .fold(false, |found, token| found | same(token.as_bytes(), credentials.as_bytes()));
+            let known = self.tokens.iter().fold(false, |found, token| {
+                found | same(token.as_bytes(), credentials.as_bytes())
+            });
             return if known {
                 Ok(())
             } else {
@@ -100,7 +103,8 @@ impl HttpAuth {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(credentials)
                 .map_err(|_| self.refuse("malformed basic credentials"))?;
-            let decoded = String::from_utf8(decoded).map_err(|_| self.refuse("malformed basic credentials"))?;
+            let decoded =
+                String::from_utf8(decoded).map_err(|_| self.refuse("malformed basic credentials"))?;
             let Some((user, password)) = decoded.split_once(':') else {
                 return Err(self.refuse("malformed basic credentials"));
             };
@@ -172,8 +176,18 @@ mod tests {
         let refused = auth.check(peer("10.0.0.7"), None).await.err();
         assert_eq!(refused.map(|e| e.status), Some(StatusCode::UNAUTHORIZED));
         assert!(Anonymous::Always != Anonymous::Never);
-        assert!(self::auth(Anonymous::Always).check(peer("10.0.0.7"), None).await.is_ok());
-        assert!(self::auth(Anonymous::Never).check(peer("127.0.0.1"), None).await.is_err());
+        assert!(
+            self::auth(Anonymous::Always)
+                .check(peer("10.0.0.7"), None)
+                .await
+                .is_ok()
+        );
+        assert!(
+            self::auth(Anonymous::Never)
+                .check(peer("127.0.0.1"), None)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -181,7 +195,11 @@ mod tests {
         let auth = auth(Anonymous::Loopback);
         let good = b"Bearer 0123456789abcdef".as_slice();
         assert!(auth.check(peer("10.0.0.7"), Some(good)).await.is_ok());
-        assert!(auth.check(peer("127.0.0.1"), Some(b"Bearer 0123456789abcdeX")).await.is_err());
+        assert!(
+            auth.check(peer("127.0.0.1"), Some(b"Bearer 0123456789abcdeX"))
+                .await
+                .is_err()
+        );
         assert!(auth.check(peer("127.0.0.1"), Some(b"Basic YTpi")).await.is_err());
         assert!(auth.check(peer("127.0.0.1"), Some(b"Negotiate x")).await.is_err());
         assert!(auth.check(peer("127.0.0.1"), Some(b"\xff\xfe")).await.is_err());

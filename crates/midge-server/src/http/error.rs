@@ -74,9 +74,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(challenge) = self.challenge {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }
@@ -105,8 +103,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
+        // Read as any JSON first: serde would take an array for a struct, and every body of
+        // this API is an object.
+        match Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(Json(value)) if value.is_object() => serde_json::from_value(value)
+                .map(Self)
+                .map_err(|e| ApiError::bad_request(format!("Failed to deserialize the JSON body: {e}"))),
+            Ok(Json(_)) => Err(ApiError::bad_request("the body must be a JSON object")),
             Err(rejection) => {
                 let status = match rejection.status() {
                     StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,

@@ -174,7 +174,11 @@ mod tests {
         let messages: Vec<&str> = all.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(
             messages,
-            ["Client c1 closed its connection.", "chatter", "Client c2 did something"]
+            [
+                "Client c1 closed its connection.",
+                "chatter",
+                "Client c2 did something"
+            ]
         );
         let warnings = ring.query(Level::WARN, None, None, 10);
         assert_eq!(warnings.len(), 2);

@@ -58,35 +58,135 @@ pub(crate) fn registry(state: &AppState) -> Registry {
     info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
         .set(1);
     r.register("build_info", "The running Midge's version", info);
-    gauge(&mut r, "uptime_seconds", "Seconds since the broker started", state.started.elapsed().as_secs());
+    gauge(
+        &mut r,
+        "uptime_seconds",
+        "Seconds since the broker started",
+        state.started.elapsed().as_secs(),
+    );
 
-    gauge(&mut r, "sessions", "Sessions held, connected or not", census.sessions as u64);
-    gauge(&mut r, "clients_connected", "Clients connected now", census.connected as u64);
-    gauge(&mut r, "subscriptions", "Subscriptions, shared ones included", census.subscriptions as u64);
-    gauge(&mut r, "shared_subscriptions", "Shared subscriptions", census.shared_subscriptions as u64);
-    gauge(&mut r, "retained_messages", "Retained messages held", census.retained as u64);
-    gauge(&mut r, "retained_bytes", "Topic and payload bytes of the retained messages", census.retained_bytes);
-    gauge(&mut r, "queued_messages", "Messages queued or in flight for sessions", census.queued as u64);
-    gauge(&mut r, "queued_bytes", "Topic and payload bytes of the queued messages", census.queued_bytes);
+    gauge(
+        &mut r,
+        "sessions",
+        "Sessions held, connected or not",
+        census.sessions as u64,
+    );
+    gauge(
+        &mut r,
+        "clients_connected",
+        "Clients connected now",
+        census.connected as u64,
+    );
+    gauge(
+        &mut r,
+        "subscriptions",
+        "Subscriptions, shared ones included",
+        census.subscriptions as u64,
+    );
+    gauge(
+        &mut r,
+        "shared_subscriptions",
+        "Shared subscriptions",
+        census.shared_subscriptions as u64,
+    );
+    gauge(
+        &mut r,
+        "retained_messages",
+        "Retained messages held",
+        census.retained as u64,
+    );
+    gauge(
+        &mut r,
+        "retained_bytes",
+        "Topic and payload bytes of the retained messages",
+        census.retained_bytes,
+    );
+    gauge(
+        &mut r,
+        "queued_messages",
+        "Messages queued or in flight for sessions",
+        census.queued as u64,
+    );
+    gauge(
+        &mut r,
+        "queued_bytes",
+        "Topic and payload bytes of the queued messages",
+        census.queued_bytes,
+    );
 
-    counter(&mut r, "publish_received", "PUBLISH packets received from clients", get(&stats.publish_received));
-    counter(&mut r, "publish_sent", "PUBLISH packets sent to clients", get(&stats.publish_sent));
-    counter(&mut r, "publish_received_bytes", "Payload bytes of the PUBLISH packets received", get(&stats.publish_bytes_received));
-    counter(&mut r, "publish_sent_bytes", "Payload bytes of the PUBLISH packets sent", get(&stats.publish_bytes_sent));
-    counter(&mut r, "packets_received", "MQTT packets received", get(&stats.packets_received));
-    counter(&mut r, "packets_sent", "MQTT packets sent", get(&stats.packets_sent));
-    counter(&mut r, "bytes_received", "Bytes read from client connections", get(&stats.bytes_received));
-    counter(&mut r, "bytes_sent", "Bytes written to client connections", get(&stats.bytes_sent));
+    counter(
+        &mut r,
+        "publish_received",
+        "PUBLISH packets received from clients",
+        get(&stats.publish_received),
+    );
+    counter(
+        &mut r,
+        "publish_sent",
+        "PUBLISH packets sent to clients",
+        get(&stats.publish_sent),
+    );
+    counter(
+        &mut r,
+        "publish_received_bytes",
+        "Payload bytes of the PUBLISH packets received",
+        get(&stats.publish_bytes_received),
+    );
+    counter(
+        &mut r,
+        "publish_sent_bytes",
+        "Payload bytes of the PUBLISH packets sent",
+        get(&stats.publish_bytes_sent),
+    );
+    counter(
+        &mut r,
+        "packets_received",
+        "MQTT packets received",
+        get(&stats.packets_received),
+    );
+    counter(
+        &mut r,
+        "packets_sent",
+        "MQTT packets sent",
+        get(&stats.packets_sent),
+    );
+    counter(
+        &mut r,
+        "bytes_received",
+        "Bytes read from client connections",
+        get(&stats.bytes_received),
+    );
+    counter(
+        &mut r,
+        "bytes_sent",
+        "Bytes written to client connections",
+        get(&stats.bytes_sent),
+    );
     counter(&mut r, "connects", "CONNECTs accepted", get(&stats.connects));
-    counter(&mut r, "connects_refused", "CONNECTs refused with a CONNACK error", get(&stats.connects_refused));
-    counter(&mut r, "sessions_expired", "Sessions ended by their expiry interval", get(&stats.sessions_expired));
+    counter(
+        &mut r,
+        "connects_refused",
+        "CONNECTs refused with a CONNACK error",
+        get(&stats.connects_refused),
+    );
+    counter(
+        &mut r,
+        "sessions_expired",
+        "Sessions ended by their expiry interval",
+        get(&stats.sessions_expired),
+    );
     counter_family(
         &mut r,
         "messages_dropped",
         "Messages not delivered to a subscriber, by reason",
         DropReason::ALL
             .iter()
-            .map(|reason| (vec![("reason", reason.as_str().to_owned())], stats.dropped_count(*reason)))
+            .map(|reason| {
+                (
+                    vec![("reason", reason.as_str().to_owned())],
+                    stats.dropped_count(*reason),
+                )
+            })
             .collect(),
     );
     counter_family(
@@ -94,27 +194,62 @@ pub(crate) fn registry(state: &AppState) -> Registry {
         "access_denied",
         "Operations the access rules refused: publish, subscribe, read (deliveries withheld)",
         vec![
-            (vec![("operation", "publish".to_owned())], get(&stats.denied_write)),
-            (vec![("operation", "subscribe".to_owned())], get(&stats.denied_subscribe)),
+            (
+                vec![("operation", "publish".to_owned())],
+                get(&stats.denied_write),
+            ),
+            (
+                vec![("operation", "subscribe".to_owned())],
+                get(&stats.denied_subscribe),
+            ),
             (vec![("operation", "read".to_owned())], get(&stats.denied_read)),
         ],
     );
 
     let cget = ConnectionCounters::get;
-    counter(&mut r, "connections_accepted", "Sockets accepted, refused ones included", cget(&conn.accepted));
+    counter(
+        &mut r,
+        "connections_accepted",
+        "Sockets accepted, refused ones included",
+        cget(&conn.accepted),
+    );
     counter_family(
         &mut r,
         "connections_refused",
         "Connections closed at once by a limit",
         vec![
-            (vec![("limit", "max_connections".to_owned())], cget(&conn.refused_listener_full)),
-            (vec![("limit", "global_max_connections".to_owned())], cget(&conn.refused_broker_full)),
-            (vec![("limit", "max_connection_rate".to_owned())], cget(&conn.refused_rate)),
+            (
+                vec![("limit", "max_connections".to_owned())],
+                cget(&conn.refused_listener_full),
+            ),
+            (
+                vec![("limit", "global_max_connections".to_owned())],
+                cget(&conn.refused_broker_full),
+            ),
+            (
+                vec![("limit", "max_connection_rate".to_owned())],
+                cget(&conn.refused_rate),
+            ),
         ],
     );
-    counter(&mut r, "connection_timeouts", "Connections closed for want of CONNECT in time", cget(&conn.connect_timeouts));
-    counter(&mut r, "tls_handshake_failures", "TLS handshakes that failed", cget(&conn.tls_failures));
-    counter(&mut r, "websocket_upgrade_failures", "WebSocket upgrades that failed", cget(&conn.websocket_failures));
+    counter(
+        &mut r,
+        "connection_timeouts",
+        "Connections closed for want of CONNECT in time",
+        cget(&conn.connect_timeouts),
+    );
+    counter(
+        &mut r,
+        "tls_handshake_failures",
+        "TLS handshakes that failed",
+        cget(&conn.tls_failures),
+    );
+    counter(
+        &mut r,
+        "websocket_upgrade_failures",
+        "WebSocket upgrades that failed",
+        cget(&conn.websocket_failures),
+    );
 
     let open = Family::<Labels, Gauge<i64>>::default();
     for listener in &state.listeners {
@@ -138,7 +273,11 @@ pub(crate) fn registry(state: &AppState) -> Registry {
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::new();
-    encode(&mut text, &registry(&state))
-        .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics"))?;
+    encode(&mut text, &registry(&state)).map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        )
+    })?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
 }

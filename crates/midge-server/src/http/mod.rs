@@ -28,15 +28,24 @@ use tower_service::Service;
 mod auth;
 mod error;
 pub mod log_ring;
-#[allow(unused_qualifications, reason = "utoipa's path macro qualifies IntoParams types")]
+#[allow(
+    unused_qualifications,
+    reason = "utoipa's path macro qualifies IntoParams types"
+)]
 mod logs;
 mod metrics;
 mod openapi;
 mod publish;
-#[allow(unused_qualifications, reason = "utoipa's path macro qualifies IntoParams types")]
+#[allow(
+    unused_qualifications,
+    reason = "utoipa's path macro qualifies IntoParams types"
+)]
 mod retained;
 mod routes;
-#[allow(unused_qualifications, reason = "utoipa's path macro qualifies IntoParams types")]
+#[allow(
+    unused_qualifications,
+    reason = "utoipa's path macro qualifies IntoParams types"
+)]
 mod sessions;
 mod topics;
 mod web;

@@ -116,7 +116,9 @@ pub(crate) async fn publish(
         )));
     }
     if request.retain && !config.retain_available {
-        return Err(ApiError::bad_request("retained messages are off (retain_available false)"));
+        return Err(ApiError::bad_request(
+            "retained messages are off (retain_available false)",
+        ));
     }
     let payload = match request.encoding {
         PayloadEncoding::Utf8 => Bytes::from(request.payload.into_bytes()),
@@ -129,7 +131,10 @@ pub(crate) async fn publish(
     if config.message_size_limit != 0 && payload.len() > config.message_size_limit as usize {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the payload exceeds message_size_limit ({} bytes)", config.message_size_limit),
+            format!(
+                "the payload exceeds message_size_limit ({} bytes)",
+                config.message_size_limit
+            ),
         ));
     }
     let now = Instant::now();

@@ -84,7 +84,9 @@ pub(crate) struct Deleted {
 fn parse_filter(text: &str) -> Result<TopicFilter, ApiError> {
     let filter = TopicFilter::new(text).map_err(|e| ApiError::bad_request(format!("filter: {e}")))?;
     if filter.shared().is_some() {
-        return Err(ApiError::bad_request("filter: a shared subscription is not a topic filter here"));
+        return Err(ApiError::bad_request(
+            "filter: a shared subscription is not a topic filter here",
+        ));
     }
     Ok(filter)
 }
@@ -137,7 +139,9 @@ pub(crate) async fn delete_matching(
     ApiQuery(query): ApiQuery<FilterQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let Some(text) = query.filter else {
-        return Err(ApiError::bad_request("filter is required (say # to delete every retained message)"));
+        return Err(ApiError::bad_request(
+            "filter is required (say # to delete every retained message)",
+        ));
     };
     let filter = parse_filter(&text)?;
     let deleted = matching(&state, &filter)

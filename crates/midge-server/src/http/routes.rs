@@ -67,7 +67,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(sessions::get_one).delete(sessions::delete),
         )
         .route("/api/v1/clients", get(sessions::clients))
-        .route("/api/v1/clients/{client_id}/disconnect", post(sessions::disconnect))
+        .route(
+            "/api/v1/clients/{client_id}/disconnect",
+            post(sessions::disconnect),
+        )
         .route("/api/v1/publish", post(publish::publish))
         .route(
             "/api/v1/retained",
@@ -306,7 +309,9 @@ pub(crate) async fn info(State(state): State<AppState>) -> impl IntoResponse {
             denied_read: get(&stats.denied_read),
             connections_accepted: ConnectionCounters::get(&counters.accepted),
             connections_refused_max_connections: ConnectionCounters::get(&counters.refused_listener_full),
-            connections_refused_global_max_connections: ConnectionCounters::get(&counters.refused_broker_full),
+            connections_refused_global_max_connections: ConnectionCounters::get(
+                &counters.refused_broker_full,
+            ),
             connections_refused_max_connection_rate: ConnectionCounters::get(&counters.refused_rate),
             connection_timeouts: ConnectionCounters::get(&counters.connect_timeouts),
             tls_failures: ConnectionCounters::get(&counters.tls_failures),

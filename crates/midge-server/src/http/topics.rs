@@ -67,7 +67,9 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<TopicTraffic> {
         .collect();
     topics.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
     Json(TopicTraffic {
-        counting_ms: report.since.map_or(0, |since| millis(now.saturating_duration_since(since))),
+        counting_ms: report
+            .since
+            .map_or(0, |since| millis(now.saturating_duration_since(since))),
         topics,
         overflow: report.overflow,
     })
