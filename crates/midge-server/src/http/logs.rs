@@ -46,6 +46,7 @@ pub(crate) struct LogQuery {
     /// Only lines about this client identifier.
     client_id: Option<String>,
     /// Only lines after the one with this id (for polling).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     after: Option<u64>,
     /// The newest lines to return, 1 to 1000. Default 100.
     #[serde(default = "default_limit")]
@@ -93,6 +94,9 @@ pub(crate) async fn list(
 ) -> Result<Json<LogLines>, ApiError> {
     if !(1..=1000).contains(&query.limit) {
         return Err(ApiError::bad_request("limit must be from 1 to 1000"));
+    }
+    if query.after.is_some_and(|after| after > i64::MAX as u64) {
+        return Err(ApiError::bad_request("after must be at most 9223372036854775807"));
     }
     let lines = state
         .ring

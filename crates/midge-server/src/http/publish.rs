@@ -19,24 +19,29 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::routes::AppState;
 
-/// How the payload is written in the request.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum PayloadEncoding {
-    /// The payload is the text itself (UTF-8).
-    #[default]
-    Utf8,
-    /// The payload is standard base64 (binary payloads).
-    Base64,
+/// Standard base64 that does not insist the unused bits of the last character be zero (the
+/// schema's pattern cannot say so either).
+fn base64_decode(text: &str, what: &str) -> Result<Bytes, ApiError> {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    LENIENT
+        .decode(text.as_bytes())
+        .map(Bytes::from)
+        .map_err(|e| ApiError::bad_request(format!("{what} is not base64: {e}")))
 }
 
 /// A user property.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserPropertyBody {
-    /// The name.
+    /// The name (no U+0000, at most 65535 bytes).
+    #[schema(pattern = "^[^\\u0000]*$")]
     name: String,
-    /// The value.
+    /// The value (no U+0000, at most 65535 bytes).
+    #[schema(pattern = "^[^\\u0000]*$")]
     value: String,
 }
 
@@ -47,34 +52,40 @@ pub(crate) struct PublishPropertiesBody {
     /// Payload Format Indicator: true for UTF-8 text.
     payload_format_indicator: Option<bool>,
     /// Message Expiry Interval in seconds.
+    #[serde(default, deserialize_with = "optional_whole")]
+    #[schema(minimum = 0, maximum = 4294967295_i64)]
     message_expiry_interval: Option<u32>,
-    /// Content Type.
+    /// Content Type (no U+0000, at most 65535 bytes).
+    #[schema(pattern = "^[^\\u0000]*$")]
     content_type: Option<String>,
-    /// Response Topic (a topic name, no wildcards).
+    /// Response Topic: a topic name as for `topic`.
+    #[schema(pattern = "^[^$+#\\u0000][^+#\\u0000]*$")]
     response_topic: Option<String>,
     /// Correlation Data, in standard base64.
+    #[schema(pattern = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     correlation_data: Option<String>,
     /// User Properties, in order.
     #[serde(default)]
     user_properties: Vec<UserPropertyBody>,
 }
 
-/// A message to publish.
+/// A message to publish. The payload is `payload` (text) or `payload_base64` (bytes), not
+/// both; neither is an empty payload.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PublishRequest {
-    /// The topic: a topic name (no `+` or `#`), not starting with `$`.
-    #[schema(example = "sensors/7/temperature")]
+    /// The topic: a topic name (no `+` or `#`, no U+0000, at most 65535 bytes), not starting
+    /// with `$`.
+    #[schema(example = "sensors/7/temperature", pattern = "^[^$+#\\u0000][^+#\\u0000]*$")]
     topic: String,
-    /// The payload, as `encoding` says. Default: empty.
-    #[serde(default)]
+    /// The payload as text (sent as its UTF-8 bytes).
     #[schema(example = "21.5")]
-    payload: String,
-    /// How `payload` is written. Default: utf8.
-    #[serde(default)]
-    encoding: PayloadEncoding,
+    payload: Option<String>,
+    /// The payload in standard base64, for binary payloads.
+    #[schema(pattern = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
+    payload_base64: Option<String>,
     /// 0, 1 or 2. Default 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 0, maximum = 2)]
     qos: u8,
     /// Keep as the topic's retained message (an empty payload deletes it). Default false.
@@ -83,6 +94,35 @@ pub(crate) struct PublishRequest {
     /// MQTT 5 properties.
     #[serde(default)]
     properties: PublishPropertiesBody,
+}
+
+/// A whole number as JSON Schema's `integer` has it: `1` or `1.0`, not `1.5`.
+fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let value = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Some(f as u64),
+        _ => None,
+    };
+    value
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
+}
+
+/// [`whole`], or null.
+fn optional_whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Wrapper<T: TryFrom<u64>>(#[serde(deserialize_with = "whole")] T);
+    Ok(Option::<Wrapper<T>>::deserialize(deserializer)?.map(|Wrapper(value)| value))
 }
 
 /// What became of a published message.
@@ -120,13 +160,13 @@ pub(crate) async fn publish(
             "retained messages are off (retain_available false)",
         ));
     }
-    let payload = match request.encoding {
-        PayloadEncoding::Utf8 => Bytes::from(request.payload.into_bytes()),
-        PayloadEncoding::Base64 => Bytes::from(
-            base64::engine::general_purpose::STANDARD
-                .decode(request.payload.as_bytes())
-                .map_err(|e| ApiError::bad_request(format!("payload is not base64: {e}")))?,
-        ),
+    let payload = match (request.payload, request.payload_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give payload or payload_base64, not both"));
+        }
+        (Some(text), None) => Bytes::from(text.into_bytes()),
+        (None, Some(encoded)) => base64_decode(&encoded, "payload_base64")?,
+        (None, None) => Bytes::new(),
     };
     if config.message_size_limit != 0 && payload.len() > config.message_size_limit as usize {
         return Err(ApiError::new(
@@ -188,12 +228,7 @@ fn properties(
         .transpose()?;
     properties.correlation_data = body
         .correlation_data
-        .map(|data| {
-            base64::engine::general_purpose::STANDARD
-                .decode(data.as_bytes())
-                .map(Bytes::from)
-                .map_err(|e| ApiError::bad_request(format!("correlation_data is not base64: {e}")))
-        })
+        .map(|data| base64_decode(&data, "correlation_data"))
         .transpose()?;
     for pair in body.user_properties {
         let name = mqtt_string(pair.name, "user property name")?;

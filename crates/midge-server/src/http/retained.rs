@@ -69,9 +69,31 @@ pub(crate) struct RetainedPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct FilterQuery {
-    /// An MQTT topic filter (`+` and `#` allowed, no `$share/`). Default `#`, which as in MQTT
-    /// does not match topics starting with `$` (ask for `$SYS/#` to see those).
+    /// An MQTT topic filter (`+` and `#` as in a subscription; a `$share/GROUP/` filter stands
+    /// for its topic filter). Default `#`, which as in MQTT does not match topics starting with
+    /// `$` (ask for `$SYS/#` to see those).
+    #[param(min_length = 1, pattern = "^(#|(\\+|[^+#/\\u0000]*)(/(\\+|[^+#/\\u0000]*))*(/#)?)$")]
     filter: Option<String>,
+}
+
+/// Which retained messages to delete.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RequiredFilter {
+    /// An MQTT topic filter, as for listing (`#` deletes every retained message but those of
+    /// `$` topics).
+    #[param(min_length = 1, pattern = "^(#|(\\+|[^+#/\\u0000]*)(/(\\+|[^+#/\\u0000]*))*(/#)?)$")]
+    filter: String,
+}
+
+/// One topic, in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TopicPath {
+    /// The topic (no `+`, `#` or U+0000); its slashes may stay as they are or be
+    /// percent-encoded.
+    #[param(min_length = 1, pattern = "^[^+#\\u0000]+$")]
+    topic: String,
 }
 
 /// How many messages a bulk delete removed.
@@ -130,19 +152,15 @@ pub(crate) async fn list(
 
 /// Deletes every retained message a filter matches; the filter is required.
 #[utoipa::path(delete, path = "/api/v1/retained", tag = "retained",
-    params(("filter" = String, Query, description = "An MQTT topic filter, e.g. `sensors/#`")),
+    params(RequiredFilter),
     responses((status = 200, body = Deleted), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn delete_matching(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<FilterQuery>,
+    ApiQuery(query): ApiQuery<RequiredFilter>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let Some(text) = query.filter else {
-        return Err(ApiError::bad_request(
-            "filter is required (say # to delete every retained message)",
-        ));
-    };
+    let text = query.filter;
     let filter = parse_filter(&text)?;
     let deleted = matching(&state, &filter)
         .iter()
@@ -158,14 +176,14 @@ fn topic(text: &str) -> Result<TopicName, ApiError> {
 
 /// The retained message of one topic.
 #[utoipa::path(get, path = "/api/v1/retained/{topic}", tag = "retained",
-    params(("topic" = String, Path, description = "The topic; its slashes may stay as they are")),
+    params(TopicPath),
     responses((status = 200, body = RetainedMessage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No retained message on this topic", body = ErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
-    ApiPath(text): ApiPath<String>,
+    ApiPath(TopicPath { topic: text }): ApiPath<TopicPath>,
 ) -> Result<Json<RetainedMessage>, ApiError> {
     let topic = topic(&text)?;
     let now = Instant::now();
@@ -180,14 +198,14 @@ pub(crate) async fn get_one(
 
 /// Deletes the retained message of one topic.
 #[utoipa::path(delete, path = "/api/v1/retained/{topic}", tag = "retained",
-    params(("topic" = String, Path, description = "The topic; its slashes may stay as they are")),
+    params(TopicPath),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No retained message on this topic", body = ErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn delete_one(
     State(state): State<AppState>,
-    ApiPath(text): ApiPath<String>,
+    ApiPath(TopicPath { topic: text }): ApiPath<TopicPath>,
 ) -> Result<StatusCode, ApiError> {
     let topic = topic(&text)?;
     if state.broker.delete_retained(&topic) {

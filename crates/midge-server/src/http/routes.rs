@@ -112,9 +112,9 @@ async fn method_not_allowed() -> ApiError {
 #[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct Paging {
-    /// Items to skip. Default 0.
+    /// Items to skip, at most 1000000000. Default 0.
     #[serde(default)]
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub(crate) offset: usize,
     /// Items to return, 1 to 1000. Default 100.
     #[serde(default = "default_limit")]
@@ -131,6 +131,9 @@ impl Paging {
     pub(crate) fn checked(self) -> Result<Self, ApiError> {
         if !(1..=1000).contains(&self.limit) {
             return Err(ApiError::bad_request("limit must be from 1 to 1000"));
+        }
+        if self.offset > 1_000_000_000 {
+            return Err(ApiError::bad_request("offset must be at most 1000000000"));
         }
         Ok(self)
     }
