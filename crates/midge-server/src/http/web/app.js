@@ -9,7 +9,8 @@ const $ = (id) => document.getElementById(id);
 const hist = { in: [], out: [], clients: [], retained: [], dropped: [] };
 let previous = null;        // the last /api/v1/info, for rates
 let previousTopics = null;  // the last /api/v1/topics, for per-topic rates
-const open = new Set([""]); // expanded tree nodes, by path
+const toggled = new Map(); // tree nodes the user opened (true) or closed (false), by path
+const OPEN_DEPTH = 3;       // nodes this shallow start open
 
 function authHeader() {
   const token = sessionStorage.getItem("midge-token");
@@ -50,7 +51,7 @@ function chart(svg, ...series) {
   svg.innerHTML = series
     .map((values, i) => {
       const points = values
-        .map((v, x) => `${(x * 120) / (HISTORY - 1)},${(38 - (v / max) * 36).toFixed(1)}`)
+        .map((v, x) => `${((HISTORY - values.length + x) * 120) / (HISTORY - 1)},${(38 - (v / max) * 36).toFixed(1)}`)
         .join(" ");
       return `<polyline class="${i ? "second" : ""}" points="${points}"/>`;
     })
@@ -124,16 +125,15 @@ function renderNode(n, filter) {
   li.dataset.topic = n.path;
   const kids = [...n.children.values()].sort((a, b) => a.name.localeCompare(b.name));
   if (!kids.length) li.classList.add("leaf");
-  if (open.has(n.path) || filter) li.classList.add("open");
+  const depth = n.path.split("/").length;
+  if (filter || (toggled.has(n.path) ? toggled.get(n.path) : depth < OPEN_DEPTH)) li.classList.add("open");
   const row = document.createElement("div");
   row.className = "node";
   const name = document.createElement("span");
   name.className = "name";
   name.textContent = n.name === "" && n.path === "" ? "/" : n.name || "(empty)";
   name.addEventListener("click", () => {
-    if (open.has(n.path)) open.delete(n.path);
-    else open.add(n.path);
-    li.classList.toggle("open");
+    toggled.set(n.path, li.classList.toggle("open"));
   });
   row.append(name);
   if (n.retained !== undefined) {
