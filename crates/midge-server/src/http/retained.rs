@@ -72,7 +72,10 @@ pub(crate) struct FilterQuery {
     /// An MQTT topic filter (`+` and `#` as in a subscription; a `$share/GROUP/` filter stands
     /// for its topic filter). Default `#`, which as in MQTT does not match topics starting with
     /// `$` (ask for `$SYS/#` to see those).
-    #[param(min_length = 1, pattern = "^(#|(\\+|[^+#/\\u0000]*)(/(\\+|[^+#/\\u0000]*))*(/#)?)$")]
+    #[param(
+        min_length = 1,
+        pattern = "^(#|(\\+|[^+#/\\u0000]*)(/(\\+|[^+#/\\u0000]*))*(/#)?)$"
+    )]
     filter: Option<String>,
 }
 
@@ -82,7 +85,10 @@ pub(crate) struct FilterQuery {
 pub(crate) struct RequiredFilter {
     /// An MQTT topic filter, as for listing (`#` deletes every retained message but those of
     /// `$` topics).
-    #[param(min_length = 1, pattern = "^(#|(\\+|[^+#/\\u0000]*)(/(\\+|[^+#/\\u0000]*))*(/#)?)$")]
+    #[param(
+        min_length = 1,
+        pattern = "^(#|(\\+|[^+#/\\u0000]*)(/(\\+|[^+#/\\u0000]*))*(/#)?)$"
+    )]
     filter: String,
 }
 
