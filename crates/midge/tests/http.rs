@@ -224,8 +224,7 @@ fn publishing_reaches_subscribers_with_properties() {
 
     let body = json!({
         "topic": "api/greeting",
-        "payload": "aGVsbG8=",
-        "encoding": "base64",
+        "payload_base64": "aGVsbG8=",
         "qos": 1,
         "properties": {
             "content_type": "text/plain",
@@ -283,11 +282,12 @@ fn publishing_reaches_subscribers_with_properties() {
         (json!({"topic": "$SYS/broker/fake", "payload": "x"}), "$ topic"),
         (json!({"topic": "api/x", "qos": 3}), "qos 3"),
         (json!({"topic": "api/x", "qos": -1}), "negative qos"),
+        (json!({"topic": "api/x", "payload_base64": "%%%"}), "bad base64"),
         (
-            json!({"topic": "api/x", "payload": "%%%", "encoding": "base64"}),
-            "bad base64",
+            json!({"topic": "api/x", "payload": "a", "payload_base64": "YQ=="}),
+            "two payloads",
         ),
-        (json!({"topic": "api/x", "encoding": "rot13"}), "unknown encoding"),
+        (json!({"topic": "api/x", "qos": 1.5}), "fractional qos"),
         (json!({"topic": "api/x", "colour": "blue"}), "unknown field"),
         (json!({"payload": "x"}), "no topic"),
         (
@@ -354,7 +354,7 @@ fn publishing_respects_the_broker_limits() {
         addr,
         "POST",
         "/api/v1/publish",
-        &json!({"topic": "a", "qos": 1, "payload": "1234"}),
+        &json!({"topic": "a", "qos": 1.0, "payload": "1234"}),
     );
     assert_eq!(answer.json(), json!({"delivered": 0}));
 }
