@@ -73,6 +73,8 @@ pub struct Broker {
     access: ArcSwapOption<Rules>,
     /// Where persistent sessions and retained messages are written, if persistence is on.
     pub(crate) journal: Option<Arc<Journal>>,
+    /// Per-topic counts for the web view, kept only while someone watches (`admin.rs`).
+    pub(crate) tap: crate::admin::TopicTap,
 }
 
 impl Broker {
@@ -99,6 +101,7 @@ impl Broker {
             id_seed,
             access: ArcSwapOption::empty(),
             journal,
+            tap: crate::admin::TopicTap::default(),
         })
     }
 
@@ -335,7 +338,7 @@ impl Broker {
 
     /// Stops writing a session and deletes what the store has of it; under its lock, so
     /// that no write for it can follow.
-    fn unpersist(&self, client_id: &str, session: &mut Session) {
+    pub(crate) fn unpersist(&self, client_id: &str, session: &mut Session) {
         if session.persistent {
             session.persistent = false;
             if let Some(journal) = &self.journal {
@@ -550,7 +553,7 @@ impl Broker {
     }
 
     /// Removes every subscription of a session that is going away.
-    fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
+    pub(crate) fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
         let filters: Vec<_> = {
             let mut session = cell.state.lock();
             let filters = session
@@ -582,6 +585,7 @@ impl Broker {
 
     /// Sends `message` to every session with a matching subscription.
     pub fn route(&self, message: Arc<Message>, now: Instant) -> Routed {
+        self.tap.record(&message, now);
         let guard = self.access_control();
         let access = guard.rules();
         let mut matches = Matches::default();

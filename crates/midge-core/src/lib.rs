@@ -14,12 +14,15 @@
 //! - `persist`: what is written to the journal when persistence is on, and the rebuild
 //!   from the store at startup.
 //! - [`config`], [`stats`]: limits in force and counters.
+//! - [`admin`]: what the management interface reads and does (sessions, retained messages,
+//!   publishing as the broker, the topic tap).
 //!
 //! # Rules
 //! The core never awaits, spawns, touches a socket or reads the clock: `now` is passed in. It
 //! never panics on anything a client sends.
 
 pub mod access;
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -35,6 +38,7 @@ pub mod stats;
 mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
+pub use admin::{SessionInfo, TopicActivity, TopicReport};
 pub use broker::{Broker, Census, Refusal};
 pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};

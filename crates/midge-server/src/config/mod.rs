@@ -36,6 +36,7 @@
 //!   TLS, persistence, bridge) giving each its scope, its support status and what it does.
 //! - `value`: reading values: booleans, numbers, durations, addresses.
 //! - `source`: files, lines, comments, `include_dir` listing.
+//! - `http`: the HTTP listener's settings ([`HttpConfig`]).
 //! - `listener`, `logging`: the typed listener ([`Listener`]) and logging ([`LogConfig`]) settings.
 //! - `error`, `notice`: [`ConfigError`] and [`Notice`].
 //!
@@ -76,6 +77,7 @@ use std::time::Duration;
 
 mod directives;
 mod error;
+mod http;
 mod listener;
 mod logging;
 mod notice;
@@ -87,6 +89,7 @@ mod value;
 mod tests;
 
 pub use error::{ConfigError, Location, Problem};
+pub use http::{HttpConfig, HttpListener};
 pub use listener::{
     BindAddress, Listener, ListenerAddress, ListenerOrigin, Protocol, SecurityOptions, SocketDomain,
     TlsOptions, TlsVersion,
@@ -163,6 +166,9 @@ pub struct Config {
     /// `user`: when started as root, run as this user (and its primary group) once the
     /// listeners are open. Default: `mosquitto`, as in Mosquitto; `root` keeps root.
     pub user: String,
+    /// `http_listener` and the `http_*` directives: the HTTP API, `/metrics` and the web view.
+    /// Off by default.
+    pub http: HttpConfig,
     /// What to tell the user about this configuration (unknown directives, directives not
     /// supported yet, ...), in file order. The broker logs each as a warning.
     pub notices: Vec<Notice>,
@@ -235,6 +241,7 @@ impl Config {
             log: LogConfig::default(),
             pid_file: None,
             user: "mosquitto".to_owned(),
+            http: HttpConfig::defaults(),
             notices: Vec::new(),
         }
     }
