@@ -118,9 +118,10 @@ pub(crate) fn init(
         },
     };
     let ring = ring.map(|ring| ring.layer().with_filter(level.max(LevelFilter::INFO)));
+    // The ring first: whoever reads a line in the log output finds it in the API too.
     tracing_subscriber::registry()
-        .with(output.with_filter(targets))
         .with(ring)
+        .with(output.with_filter(targets))
         .try_init()
         .context("cannot install the logger")?;
     Ok(LogHandle { file })
