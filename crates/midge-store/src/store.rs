@@ -44,6 +44,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// The name of the one keyspace Midge uses inside a fjall database.
 const KEYSPACE: &str = "broker";
 
+/// Roughly what the engine may hold in memory, in bytes (memtables and block cache).
+const MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+
 /// A store on disk in a fjall database directory.
 pub struct FjallStore {
     path: PathBuf,
@@ -78,8 +81,18 @@ impl FjallStore {
     pub(crate) fn open_dir(path: &Path) -> Result<Self, OpenFailure> {
         let owned = path.to_path_buf();
         let opened = std::panic::catch_unwind(move || {
-            let database = fjall::Database::builder(&owned).worker_threads(1).open()?;
-            let keyspace = database.keyspace(KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
+            // Memory: fjall's defaults (64 MiB memtables, a 32 MiB block cache, 512 MiB of
+            // journal) suit a database server; a broker's store is a queue whose records mostly
+            // live for milliseconds, so small memtables hold the working set and the broker's
+            // own memory stays that of a broker.
+            let database = fjall::Database::builder(&owned)
+                .worker_threads(1)
+                .cache_size(MEMORY_BUDGET / 4)
+                .max_journaling_size(MEMORY_BUDGET * 4)
+                .open()?;
+            let keyspace = database.keyspace(KEYSPACE, || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMORY_BUDGET / 4)
+            })?;
             Ok::<_, fjall::Error>((database, keyspace))
         });
         match opened {
