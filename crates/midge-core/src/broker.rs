@@ -148,7 +148,8 @@ impl Broker {
                 .values()
                 .filter(|s| s.filter.shared().is_some())
                 .count();
-            census.queued += session.queue.len() + session.inflight.len();
+            census.queued += session.queue.len() + session.paged.len() + session.inflight.len();
+            census.queued_on_disk += session.paged.len();
             census.queued_bytes += session.queued_bytes + session.inflight_bytes;
         }
         census
@@ -925,6 +926,8 @@ pub struct Census {
     pub retained_bytes: u64,
     /// Messages queued or in flight for sessions.
     pub queued: usize,
+    /// Of those, the ones kept only in the persistence store (queued for absent clients).
+    pub queued_on_disk: usize,
     /// Their topic and payload bytes.
     pub queued_bytes: u64,
 }

@@ -192,6 +192,9 @@ impl Connection {
             return;
         }
         while out.len() < config.outbox_high_water {
+            if session.queue.is_empty() && !session.paged.is_empty() {
+                session.page_in(&self.client_id, journal, stats);
+            }
             let Some(front) = session.queue.front() else { break };
             if front.message.is_expired(now) {
                 if let Some(expired) = session.dequeue() {

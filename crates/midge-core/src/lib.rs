@@ -45,6 +45,6 @@ pub use connection::{After, Connection};
 pub use link::Link;
 pub use message::{Delivery, Message};
 pub use outbox::Outbox;
-pub use persist::Restored;
+pub use persist::{OFFLINE_QUEUE_IN_MEMORY, Restored};
 pub use session::SessionCell;
 pub use stats::{DropReason, Stats};

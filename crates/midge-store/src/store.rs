@@ -36,6 +36,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Makes everything applied so far survive power loss.
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// The value of `key`, if it has one.
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+
     /// Calls `visit` with every key and value, in key order; stops at the first error the
     /// visitor or the engine reports.
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError>;
@@ -192,6 +195,14 @@ impl Store for FjallStore {
             .map_err(engine)
     }
 
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .keyspace
+            .get(key)
+            .map_err(engine)?
+            .map(|value| Bytes::copy_from_slice(&value)))
+    }
+
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
         for item in self.keyspace.iter() {
             let (key, value) = item.into_inner().map_err(engine)?;
@@ -250,6 +261,10 @@ impl Store for MemoryStore {
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.map.lock().get(key).cloned())
     }
 
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
