@@ -32,6 +32,10 @@ class Broker:
         conf = os.path.join(directory or self._dir.name, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n")
+            if "user " not in extra:
+                # As root the broker would switch to the `mosquitto` user, which may not write
+                # the temporary directory (a persistence store, say).
+                f.write("user root\n")
         self.proc = subprocess.Popen(
             [midge_binary(), "-c", conf, "-v"],
             stdout=subprocess.PIPE,

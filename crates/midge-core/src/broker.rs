@@ -73,6 +73,8 @@ pub struct Broker {
     access: ArcSwapOption<Rules>,
     /// Where persistent sessions and retained messages are written, if persistence is on.
     pub(crate) journal: Option<Arc<Journal>>,
+    /// Per-topic counts for the web view, kept only while someone watches (`admin.rs`).
+    pub(crate) tap: crate::admin::TopicTap,
 }
 
 impl Broker {
@@ -99,6 +101,7 @@ impl Broker {
             id_seed,
             access: ArcSwapOption::empty(),
             journal,
+            tap: crate::admin::TopicTap::default(),
         })
     }
 
@@ -145,39 +148,11 @@ impl Broker {
                 .values()
                 .filter(|s| s.filter.shared().is_some())
                 .count();
-            census.queued += session.queue.len() + session.inflight.len();
+            census.queued += session.queue.len() + session.paged.len() + session.inflight.len();
+            census.queued_on_disk += session.paged.len();
             census.queued_bytes += session.queued_bytes + session.inflight_bytes;
         }
         census
-    }
-
-    /// What the session of `client_id` holds now, if there is one: for a runtime that owns a
-    /// session of its own (a bridge's local side) and reports on it. Takes that session's lock
-    /// only.
-    pub fn session_status(&self, client_id: &str) -> Option<SessionStatus> {
-        let cell = self.sessions.lock().get(client_id).cloned()?;
-        let session = cell.state.lock();
-        Some(SessionStatus {
-            online: cell.is_online(),
-            queued: session.queue.len(),
-            inflight: session.inflight.len(),
-            dropped: session.dropped,
-        })
-    }
-
-    /// The filters the session of `client_id` is subscribed to (none if there is no such
-    /// session): for a runtime that owns a session and brings its subscriptions in line with
-    /// its configuration (a bridge whose session was restored from the store).
-    pub fn session_subscriptions(&self, client_id: &str) -> Vec<TopicFilter> {
-        let Some(cell) = self.sessions.lock().get(client_id).cloned() else {
-            return Vec::new();
-        };
-        let session = cell.state.lock();
-        session
-            .subscriptions
-            .values()
-            .map(|subscription| subscription.filter.clone())
-            .collect()
     }
 
     /// Publishes a message from the broker itself (`$SYS` topics): QoS 0, retained if asked,
@@ -364,7 +339,7 @@ impl Broker {
 
     /// Stops writing a session and deletes what the store has of it; under its lock, so
     /// that no write for it can follow.
-    fn unpersist(&self, client_id: &str, session: &mut Session) {
+    pub(crate) fn unpersist(&self, client_id: &str, session: &mut Session) {
         if session.persistent {
             session.persistent = false;
             if let Some(journal) = &self.journal {
@@ -579,7 +554,7 @@ impl Broker {
     }
 
     /// Removes every subscription of a session that is going away.
-    fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
+    pub(crate) fn forget_subscriptions(&self, cell: &Arc<SessionCell>) {
         let filters: Vec<_> = {
             let mut session = cell.state.lock();
             let filters = session
@@ -611,6 +586,7 @@ impl Broker {
 
     /// Sends `message` to every session with a matching subscription.
     pub fn route(&self, message: Arc<Message>, now: Instant) -> Routed {
+        self.tap.record(&message, now);
         let guard = self.access_control();
         let access = guard.rules();
         let mut matches = Matches::default();
@@ -950,22 +926,10 @@ pub struct Census {
     pub retained_bytes: u64,
     /// Messages queued or in flight for sessions.
     pub queued: usize,
+    /// Of those, the ones kept only in the persistence store (queued for absent clients).
+    pub queued_on_disk: usize,
     /// Their topic and payload bytes.
     pub queued_bytes: u64,
-}
-
-/// One session at one moment (see [`Broker::session_status`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SessionStatus {
-    /// A connection is attached.
-    pub online: bool,
-    /// Deliveries waiting beyond the inflight window.
-    pub queued: usize,
-    /// QoS 1 and 2 deliveries sent and not yet acknowledged.
-    pub inflight: usize,
-    /// Deliveries refused by `max_queued_messages`, `max_queued_bytes` or because QoS 0 is not
-    /// queued while offline, since the session began.
-    pub dropped: u64,
 }
 
 /// The access rules as stored: `ArcSwap` needs a sized type.

@@ -202,6 +202,9 @@ impl Connection {
             return;
         }
         while out.len() < config.outbox_high_water {
+            if session.queue.is_empty() && !session.paged.is_empty() {
+                session.page_in(&self.client_id, journal, stats);
+            }
             let Some(front) = session.queue.front() else { break };
             if front.message.is_expired(now) {
                 if let Some(expired) = session.dequeue() {
@@ -233,9 +236,15 @@ impl Connection {
                 delivery,
                 state,
             };
-            // The PUBLISH goes out only once the store knows its packet identifier, so that a
-            // restart resends it with the same one [MQTT-4.4.0-1].
-            out.require_durable(session.persist_inflight(&self.client_id, &inflight, journal));
+            // Stored with its packet identifier, so that a restart resends it with the same one
+            // [MQTT-4.4.0-1]. A QoS 2 PUBLISH waits until that is durable: sent earlier, a
+            // crash could make the broker send it again under a new identifier, and the client
+            // would take it for a second message. A QoS 1 PUBLISH need not wait: the worst a
+            // crash can do is send it again, which QoS 1 allows.
+            let stored = session.persist_inflight(&self.client_id, &inflight, journal);
+            if inflight.delivery.qos == QoS::ExactlyOnce {
+                out.require_durable(stored);
+            }
             session.push_inflight(inflight);
         }
     }

@@ -14,12 +14,15 @@
 //! - `persist`: what is written to the journal when persistence is on, and the rebuild
 //!   from the store at startup.
 //! - [`config`], [`stats`]: limits in force and counters.
+//! - [`admin`]: what the management interface reads and does (sessions, retained messages,
+//!   publishing as the broker, the topic tap).
 //!
 //! # Rules
 //! The core never awaits, spawns, touches a socket or reads the clock: `now` is passed in. It
 //! never panics on anything a client sends.
 
 pub mod access;
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -35,12 +38,13 @@ pub mod stats;
 mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
-pub use broker::{Broker, Census, Refusal, SessionStatus};
+pub use admin::{SessionInfo, TopicActivity, TopicReport};
+pub use broker::{Broker, Census, Refusal};
 pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};
 pub use link::Link;
 pub use message::{Delivery, Message};
 pub use outbox::Outbox;
-pub use persist::Restored;
+pub use persist::{OFFLINE_QUEUE_IN_MEMORY, Restored};
 pub use session::SessionCell;
 pub use stats::{DropReason, Stats};

@@ -34,7 +34,7 @@ pub struct Message {
     /// (3.x or 5.0, QoS, RETAIN): GUIDE §3 "encode once, send many".
     templates: [OnceLock<Option<PublishTemplate>>; 12],
     /// Its body in the store, once a persistent session has queued it (`persist.rs`).
-    pub(crate) body: OnceLock<crate::persist::StoredBody>,
+    pub(crate) body: OnceLock<Arc<crate::persist::StoredBody>>,
 }
 
 impl Message {

@@ -6,7 +6,8 @@
 //! each write's sequence number goes into the outbox of the connection whose reply depends on
 //! it ([`crate::Outbox::require_durable`]), and the runtime sends nothing from that outbox
 //! before the write is durable. So PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK and CONNACK, and
-//! PUBLISH and PUBREL to subscribers, never run ahead of the store.
+//! PUBLISH (QoS 2) and PUBREL to subscribers, never run ahead of the store. A QoS 1 PUBLISH
+//! to a subscriber is sent at once: a crash can at worst deliver it again, as QoS 1 allows.
 //!
 //! A message body is stored once, the first time a persistent session queues it, and deleted
 //! when the last copy of the message is dropped. QoS 0 messages are not stored.
@@ -26,11 +27,35 @@ use crate::message::{Delivery, Message};
 use crate::session::{Awaiting, Inflight, PendingWill, Session, SessionCell, SessionSubscription};
 use crate::topic_index::Subscriber;
 
-/// A message body in the store; deleting it is left to the last copy of the message.
+/// How many queued messages a persistent session keeps in memory while its client is away;
+/// the rest stay in the store only, and are read back as the session drains its queue. A
+/// restart reads no more than this many per session either.
+pub const OFFLINE_QUEUE_IN_MEMORY: usize = 100;
+
+/// How many paged-out messages are read back at once.
+const PAGE_IN_BATCH: usize = 64;
+
+/// A message body in the store; deleting it is left to the last holder: a copy of the message
+/// in memory, or a queued delivery paged out to the store.
 #[derive(Debug)]
 pub(crate) struct StoredBody {
     id: u64,
+    /// The journal write that stored it: reading it back waits for that.
+    seq: Seq,
     journal: Arc<Journal>,
+}
+
+/// A delivery queued for an absent client whose message is kept only in the store.
+#[derive(Debug)]
+pub(crate) struct PagedDelivery {
+    body: Arc<StoredBody>,
+    /// The stored body's size, counted against `max_queued_bytes` as a message's size is.
+    size: u64,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: Vec<midge_codec::SubscriptionId>,
+    /// Its place in the session's stored queue.
+    place: u64,
 }
 
 impl Drop for StoredBody {
@@ -66,18 +91,17 @@ impl Message {
         )
     }
 
-    /// The key of this message's stored body, writing the body first if it is not stored yet.
-    fn stored_body(&self, journal: &Arc<Journal>) -> u64 {
-        self.body
-            .get_or_init(|| {
-                let id = journal.next_message_id();
-                journal.put_message(id, &self.record(journal.clock()));
-                StoredBody {
-                    id,
-                    journal: journal.clone(),
-                }
+    /// This message's stored body, writing the body first if it is not stored yet.
+    fn stored_body(&self, journal: &Arc<Journal>) -> &Arc<StoredBody> {
+        self.body.get_or_init(|| {
+            let id = journal.next_message_id();
+            let seq = journal.put_message(id, &self.record(journal.clock()));
+            Arc::new(StoredBody {
+                id,
+                seq,
+                journal: journal.clone(),
             })
-            .id
+        })
     }
 }
 
@@ -134,7 +158,7 @@ impl Session {
         let Some(journal) = journal.filter(|_| self.persistent && delivery.qos != QoS::AtMostOnce) else {
             return 0;
         };
-        let body = delivery.message.stored_body(journal);
+        let body = delivery.message.stored_body(journal).id;
         self.next_entry += 1;
         delivery.stored = Some(self.next_entry);
         journal.put_entry(
@@ -153,7 +177,7 @@ impl Session {
     ) -> Seq {
         match (journal, inflight.delivery.stored) {
             (Some(journal), Some(place)) if self.persistent => {
-                let body = inflight.delivery.message.stored_body(journal);
+                let body = inflight.delivery.message.stored_body(journal).id;
                 journal.put_entry(
                     client_id,
                     place,
@@ -180,6 +204,66 @@ impl Session {
         match (journal, delivery.stored) {
             (Some(journal), Some(place)) if self.persistent => journal.delete_entry(client_id, place),
             _ => 0,
+        }
+    }
+
+    /// Whether a delivery just queued should be kept in the store only: it is stored, and
+    /// either some before it are paged out already (so it queues behind them, in order, even
+    /// once the client is back) or the client is away and enough are in memory already.
+    pub(crate) fn should_page_out(&self, online: bool, delivery: &Delivery) -> bool {
+        self.persistent
+            && delivery.stored.is_some()
+            && (!self.paged.is_empty() || (!online && self.queue.len() >= OFFLINE_QUEUE_IN_MEMORY))
+    }
+
+    /// Keeps `delivery` in the store only. It must be stored (see [`Session::should_page_out`]).
+    pub(crate) fn page_out(&mut self, delivery: Delivery) {
+        let (Some(place), Some(body)) = (delivery.stored, delivery.message.body.get()) else {
+            self.queued_bytes += delivery.message.size() as u64;
+            self.queue.push_back(delivery);
+            return;
+        };
+        let size = delivery.message.size() as u64;
+        self.queued_bytes += size;
+        self.paged.push_back(PagedDelivery {
+            body: body.clone(),
+            size,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids,
+            place,
+        });
+    }
+
+    /// Reads back up to a batch of paged-out deliveries onto the end of the in-memory queue.
+    /// One whose body cannot be read is dropped (and counted).
+    pub(crate) fn page_in(&mut self, client_id: &str, journal: Option<&Arc<Journal>>, stats: &crate::Stats) {
+        let Some(journal) = journal else {
+            self.paged.clear();
+            return;
+        };
+        for _ in 0..PAGE_IN_BATCH {
+            let Some(paged) = self.paged.pop_front() else {
+                break;
+            };
+            self.queued_bytes = self.queued_bytes.saturating_sub(paged.size);
+            let record = journal.read_message(paged.body.id, paged.body.seq, Duration::from_secs(5));
+            let Some(record) = record else {
+                journal.delete_entry(client_id, paged.place);
+                stats.dropped(crate::stats::DropReason::QueueFull);
+                continue;
+            };
+            let message = Message::from_record(record, journal.clock());
+            let _ = message.body.set(paged.body);
+            let message = Arc::new(message);
+            self.queued_bytes += message.size() as u64;
+            self.queue.push_back(Delivery {
+                message,
+                qos: paged.qos,
+                retain: paged.retain,
+                subscription_ids: paged.subscription_ids,
+                stored: Some(paged.place),
+            });
         }
     }
 
@@ -262,16 +346,30 @@ impl Broker {
         let mut bodies: HashMap<u64, Arc<Message>> = HashMap::with_capacity(snapshot.messages.len());
         for (id, record) in snapshot.messages {
             let message = Message::from_record(record, &clock);
-            let _ = message.body.set(StoredBody {
+            let _ = message.body.set(Arc::new(StoredBody {
                 id,
+                seq: 0,
                 journal: journal.clone(),
-            });
+            }));
             bodies.insert(id, Arc::new(message));
         }
+        // Bodies left in the store: queued deliveries refer to them by these handles.
+        let stored: HashMap<u64, (Arc<StoredBody>, u64)> = snapshot
+            .stored_bodies
+            .into_iter()
+            .map(|(id, size)| {
+                let body = Arc::new(StoredBody {
+                    id,
+                    seq: 0,
+                    journal: journal.clone(),
+                });
+                (id, (body, size))
+            })
+            .collect();
         let mut ended = Vec::with_capacity(snapshot.sessions.len());
-        for stored in snapshot.sessions {
-            let client_id = stored.client_id.clone();
-            let (cell, counts) = self.restore_session(stored, &bodies, &journal, now);
+        for stored_session in snapshot.sessions {
+            let client_id = stored_session.client_id.clone();
+            let (cell, counts) = self.restore_session(stored_session, &bodies, &stored, &journal, now);
             restored.sessions += 1;
             restored.subscriptions += counts.0;
             restored.messages += counts.1;
@@ -280,6 +378,7 @@ impl Broker {
             ended.push(cell);
         }
         drop(bodies);
+        drop(stored);
         for cell in ended {
             self.resume_offline(&cell, now);
         }
@@ -292,6 +391,7 @@ impl Broker {
         &self,
         stored: StoredSession,
         bodies: &HashMap<u64, Arc<Message>>,
+        paged: &HashMap<u64, (Arc<StoredBody>, u64)>,
         journal: &Arc<Journal>,
         now: Instant,
     ) -> (Arc<SessionCell>, (usize, usize, usize)) {
@@ -339,9 +439,28 @@ impl Broker {
             }
             for (place, entry) in stored.entries {
                 session.next_entry = session.next_entry.max(place);
-                let Some(message) = bodies.get(&entry.message_id) else {
+                let in_memory = bodies.get(&entry.message_id);
+                if entry.state == EntryState::Queued && (in_memory.is_none() || !session.paged.is_empty()) {
+                    // Beyond what is read into memory: it stays in the store until its
+                    // session drains that far (and so does everything after it, in order).
+                    let handle = in_memory
+                        .and_then(|m| m.body.get().map(|b| (b.clone(), m.size() as u64)))
+                        .or_else(|| paged.get(&entry.message_id).cloned());
+                    if let Some((body, size)) = handle {
+                        session.queued_bytes += size;
+                        session.paged.push_back(PagedDelivery {
+                            body,
+                            size,
+                            qos: entry.qos,
+                            retain: entry.retain,
+                            subscription_ids: entry.subscription_ids,
+                            place,
+                        });
+                        counts.1 += 1;
+                    }
                     continue;
-                };
+                }
+                let Some(message) = in_memory else { continue };
                 let delivery = Delivery {
                     message: message.clone(),
                     qos: entry.qos,

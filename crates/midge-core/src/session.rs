@@ -109,6 +109,9 @@ pub(crate) struct Session {
     /// stored).
     pub(crate) subscriptions: HashMap<ByteString, SessionSubscription>,
     pub(crate) queue: VecDeque<Delivery>,
+    /// Queued deliveries kept only in the store, after those in `queue` (`persist.rs`).
+    pub(crate) paged: VecDeque<crate::persist::PagedDelivery>,
+    /// Bytes of `queue` and `paged`.
     pub(crate) queued_bytes: u64,
     pub(crate) inflight: VecDeque<Inflight>,
     pub(crate) inflight_bytes: u64,
@@ -150,7 +153,8 @@ impl Session {
     ) -> Option<Seq> {
         let reason = if delivery.qos == QoS::AtMostOnce && !online && !config.queue_qos0_messages {
             Some(DropReason::Qos0Offline)
-        } else if config.max_queued_messages != 0 && self.queue.len() >= self.queue_allowance(config, online)
+        } else if config.max_queued_messages != 0
+            && self.queue.len() + self.paged.len() >= self.queue_allowance(config, online)
         {
             Some(DropReason::QueueFull)
         } else if config.max_queued_bytes != 0
@@ -172,8 +176,12 @@ impl Session {
             return None;
         }
         let seq = self.persist_enqueued(client_id, &mut delivery, journal);
-        self.queued_bytes += delivery.message.size() as u64;
-        self.queue.push_back(delivery);
+        if self.should_page_out(online, &delivery) {
+            self.page_out(delivery);
+        } else {
+            self.queued_bytes += delivery.message.size() as u64;
+            self.queue.push_back(delivery);
+        }
         Some(seq)
     }
 

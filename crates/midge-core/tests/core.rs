@@ -319,7 +319,7 @@ fn queue_limit_drops_are_counted_and_the_window_holds() {
 }
 
 #[test]
-fn session_status_reports_one_sessions_queue_window_and_drops() {
+fn session_info_counts_one_sessions_drops() {
     let now = Instant::now();
     let config = BrokerConfig {
         max_inflight_messages: 2,
@@ -327,7 +327,6 @@ fn session_status_reports_one_sessions_queue_window_and_drops() {
         ..BrokerConfig::default()
     };
     let broker = broker(config);
-    assert_eq!(broker.session_status("slow"), None);
     let mut sub = connect(&broker, V311, "slow", now);
     sub.send(subscribe(&[("f", QoS::AtLeastOnce)], 1), now);
     let mut publisher = connect(&broker, V311, "pub", now);
@@ -335,17 +334,9 @@ fn session_status_reports_one_sessions_queue_window_and_drops() {
         publisher.send(publish("f", "m", QoS::AtLeastOnce, i), now);
     }
     sub.received(now);
-    let status = broker.session_status("slow").unwrap();
-    assert!(status.online);
-    assert_eq!((status.inflight, status.queued, status.dropped), (2, 3, 5));
-    assert_eq!(broker.session_status("pub").unwrap().dropped, 0);
-    let filters: Vec<String> = broker
-        .session_subscriptions("slow")
-        .iter()
-        .map(|f| f.as_str().to_owned())
-        .collect();
-    assert_eq!(filters, ["f"]);
-    assert!(broker.session_subscriptions("nobody").is_empty());
+    let info = broker.session_info("slow").unwrap();
+    assert_eq!((info.inflight, info.queued, info.dropped), (2, 3, 5));
+    assert_eq!(broker.session_info("pub").unwrap().dropped, 0);
 }
 
 /// Mosquitto's bridges set the high bit of the protocol level (`try_private`); such a client
@@ -656,4 +647,121 @@ fn invalid_credentials_are_refused_as_not_authorized() {
         let got = decode_all(&mut out);
         assert!(matches!(&got[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::NotAuthorized));
     }
+}
+
+// The management interface (`admin.rs`): what the HTTP API asks of the broker.
+
+#[test]
+fn admin_disconnect_closes_with_0x98_publishes_the_will_unless_asked_not_to_and_keeps_the_session() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut watcher = watcher(&broker, now);
+    let mut persistent = will_connect(V5, "kicked", None);
+    persistent.properties.session_expiry_interval = Some(60);
+    let (kicked, _) = connect_with(&broker, persistent, now);
+
+    assert!(broker.disconnect_client("kicked", true, now));
+    assert_eq!(*kicked.link.closed.lock(), Some(ReasonCode::AdministrativeAction));
+    assert_eq!(publishes(&watcher.received(now)).len(), 1, "the will");
+    let info = broker.session_info("kicked").unwrap();
+    assert!(!info.connected && info.disconnected_at == Some(now));
+    assert!(
+        !broker.disconnect_client("kicked", true, now),
+        "not connected any more"
+    );
+    // The connection's own end, when its task notices, changes nothing.
+    kicked.connection.end(now, true);
+    assert_eq!(publishes(&watcher.received(now)).len(), 0);
+
+    let (quiet, _) = connect_with(&broker, will_connect(V311, "quiet", None), now);
+    assert!(broker.disconnect_client("quiet", false, now));
+    assert_eq!(publishes(&watcher.received(now)).len(), 0, "no will when asked");
+    assert!(
+        broker.session_info("quiet").is_none(),
+        "a clean session ends with its connection"
+    );
+    drop(quiet);
+    assert!(!broker.disconnect_client("nobody", true, now));
+}
+
+#[test]
+fn admin_delete_session_drops_subscriptions_queue_and_will() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut watcher = watcher(&broker, now);
+    let mut connect = will_connect(V5, "doomed", Some(30));
+    connect.properties.session_expiry_interval = Some(u32::MAX);
+    let (mut doomed, _) = connect_with(&broker, connect, now);
+    doomed.send(subscribe(&[("jobs/#", QoS::AtLeastOnce)], 1), now);
+    assert_eq!(broker.session_info("doomed").unwrap().subscriptions, ["jobs/#"]);
+    assert_eq!(broker.client_ids().len(), 2);
+
+    assert!(broker.delete_session("doomed"));
+    assert_eq!(*doomed.link.closed.lock(), Some(ReasonCode::AdministrativeAction));
+    assert!(broker.session_info("doomed").is_none());
+    assert_eq!(broker.subscription_count(), 1, "only the watcher's");
+    doomed.connection.end(now, true);
+    broker.tick(now + Duration::from_secs(60));
+    assert_eq!(
+        publishes(&watcher.received(now)).len(),
+        0,
+        "no will, now or delayed"
+    );
+    assert!(!broker.delete_session("doomed"));
+}
+
+#[test]
+fn admin_retained_publish_and_the_topic_tap() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut sub = connect(&broker, V311, "sub", now);
+    sub.send(subscribe(&[("a/#", QoS::AtLeastOnce)], 1), now);
+    let mut publisher = connect(&broker, V311, "pub", now);
+
+    // Nothing counted while nobody watches.
+    publisher.send(publish("a/1", "x", QoS::AtMostOnce, 0), now);
+    assert!(broker.topic_activity().since.is_none());
+    broker.watch_topics(Duration::from_secs(60), now);
+    publisher.send(publish("a/1", "first", QoS::AtMostOnce, 0), now);
+    publisher.send(publish("a/1", "second", QoS::AtMostOnce, 0), now);
+    let report = broker.topic_activity();
+    assert_eq!(report.topics.len(), 1);
+    let (name, seen) = &report.topics[0];
+    assert_eq!(
+        (name.as_str(), seen.messages, &seen.last_payload[..]),
+        ("a/1", 2, &b"second"[..])
+    );
+    // A minute later without a look, the tap switches itself off and forgets.
+    publisher.send(
+        publish("a/2", "late", QoS::AtMostOnce, 0),
+        now + Duration::from_secs(61),
+    );
+    assert!(broker.topic_activity().topics.is_empty());
+
+    let mut message = midge_core::Message::new(
+        topic("a/state"),
+        Bytes::from_static(b"on"),
+        QoS::AtLeastOnce,
+        true,
+        Default::default(),
+        None,
+        None,
+    );
+    assert_eq!(broker.publish_admin(message, now), 1);
+    let got = sub.received(now);
+    assert_eq!(publishes(&got).last().unwrap().topic.as_str(), "a/state");
+    assert_eq!(broker.retained_matching("a/#").len(), 1);
+    assert!(broker.delete_retained(&topic("a/state")));
+    assert!(!broker.delete_retained(&topic("a/state")));
+    assert!(broker.retained_matching("#").is_empty());
+    message = midge_core::Message::new(
+        topic("b"),
+        Bytes::new(),
+        QoS::AtMostOnce,
+        false,
+        Default::default(),
+        None,
+        None,
+    );
+    assert_eq!(broker.publish_admin(message, now), 0);
 }

@@ -83,14 +83,27 @@ fn replies_wait_for_what_they_acknowledge_and_clean_sessions_cost_nothing() {
         puback_after > sub.out.durable_after(),
         "PUBACK waits for the stored copy"
     );
+    let before = sub.out.durable_after();
     let got = sub.received(now);
-    assert!(
-        sub.out.durable_after() > puback_after,
-        "the PUBLISH waits for its packet identifier"
-    );
+    assert_eq!(sub.out.durable_after(), before, "a QoS 1 PUBLISH is sent at once");
     let delivered = publishes(&got);
     assert_eq!(delivered.len(), 1);
     sub.send(Packet::PubAck(Ack::new(delivered[0].packet_id.unwrap())), now);
+    // At QoS 2 the PUBLISH waits until its packet identifier is stored.
+    let (mut exact, _) = connect_with(&broker, persistent_connect("exact"), now);
+    exact.send(subscribe(&[("q2", QoS::ExactlyOnce)], 1), now);
+    publisher.send(publish("q2", "z", QoS::ExactlyOnce, 3), now);
+    let before = exact.out.durable_after();
+    let got = exact.received(now);
+    assert!(
+        exact.out.durable_after() > before,
+        "the QoS 2 PUBLISH waits for its packet identifier"
+    );
+    let id = publishes(&got)[0].packet_id.unwrap();
+    exact.send(Packet::PubRec(Ack::new(id)), now);
+    exact.send(Packet::PubComp(Ack::new(id)), now);
+    publisher.send(Packet::PubRel(Ack::new(pid(3))), now);
+
     // The body goes once no session holds the message any more.
     for delivered in publishes(&clean.received(now)) {
         clean.send(Packet::PubAck(Ack::new(delivered.packet_id.unwrap())), now);
@@ -103,6 +116,7 @@ fn replies_wait_for_what_they_acknowledge_and_clean_sessions_cost_nothing() {
         "an acknowledged body is deleted: {keys:?}"
     );
     assert!(keys.iter().all(|k| !k.contains("clean")), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains("exactq")), "{keys:?}");
     assert_eq!(
         keys.iter().filter(|k| k.contains("sub")).count(),
         2,
@@ -257,4 +271,96 @@ fn a_delayed_will_and_the_expiry_carry_over_a_restart() {
         "{:?}",
         keys(&store)
     );
+}
+
+/// Receives (and acknowledges) until `count` messages came, in as many drains as it takes.
+fn collect(client: &mut Client, count: usize, now: Instant, first: Vec<Packet>) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut packets = first;
+    for _ in 0..1000 {
+        let mut more = Vec::new();
+        for publish in publishes(&packets) {
+            got.push(String::from_utf8(publish.payload.to_vec()).unwrap());
+            // Each acknowledgement opens the window for what comes next.
+            more.extend(
+                client
+                    .send(Packet::PubAck(Ack::new(publish.packet_id.unwrap())), now)
+                    .1,
+            );
+        }
+        if got.len() >= count {
+            break;
+        }
+        more.extend(client.received(now));
+        packets = more;
+    }
+    got
+}
+
+#[test]
+fn an_absent_clients_long_queue_is_kept_in_the_store_not_in_memory() {
+    let now = Instant::now();
+    let store = Arc::new(MemoryStore::new());
+    let broker = persistent_broker(&store);
+    let (mut sub, _) = connect_with(&broker, persistent_connect("away"), now);
+    sub.send(subscribe(&[("q", QoS::AtLeastOnce)], 1), now);
+    sub.connection.end(now, false);
+    let mut publisher = connect(&broker, V311, "pub", now);
+    let total = midge_core::OFFLINE_QUEUE_IN_MEMORY + 150;
+    let payloads: Vec<String> = (0..total).map(|n| format!("m{n}")).collect();
+    for (n, payload) in payloads.iter().enumerate() {
+        let Packet::Publish(mut p) = publish("q", "", QoS::AtLeastOnce, (n % 60000 + 1) as u16) else {
+            unreachable!()
+        };
+        p.payload = payload.clone().into();
+        publisher.send(Packet::Publish(p), now);
+    }
+    let census = broker.census();
+    assert_eq!(census.queued, total);
+    assert_eq!(census.queued_on_disk, 150, "only the first ones stay in memory");
+
+    // Back online, it gets every one in order, read back from the store as it drains; what
+    // is published meanwhile queues behind them.
+    let (mut sub, got) = connect_with(&broker, persistent_connect("away"), now);
+    let mut expected = payloads.clone();
+    for n in 0..5u16 {
+        let Packet::Publish(mut p) = publish("q", "", QoS::AtLeastOnce, 60_001 + n) else {
+            unreachable!()
+        };
+        p.payload = format!("late{n}").into();
+        publisher.send(Packet::Publish(p), now);
+        expected.push(format!("late{n}"));
+    }
+    assert_eq!(collect(&mut sub, total + 5, now, got), expected);
+    assert_eq!(broker.census().queued, 0);
+
+    // The same after a restart: the store's long queue is not all read into memory.
+    sub.connection.end(now, false);
+    for (n, payload) in payloads.iter().enumerate() {
+        let Packet::Publish(mut p) = publish("q", "", QoS::AtLeastOnce, (n % 60000 + 1) as u16) else {
+            unreachable!()
+        };
+        p.payload = payload.clone().into();
+        publisher.send(Packet::Publish(p), now);
+    }
+    crash(broker);
+    let broker = persistent_broker_bounded(&store);
+    let census = broker.census();
+    assert_eq!(census.queued, total);
+    assert_eq!(census.queued_on_disk, 150);
+    let (mut sub, got) = connect_with(&broker, persistent_connect("away"), now);
+    assert_eq!(collect(&mut sub, total, now, got), payloads);
+    crash(broker);
+    assert!(
+        keys(&store).iter().all(|k| !k.starts_with('M')),
+        "every body deleted once delivered"
+    );
+}
+
+fn persistent_broker_bounded(store: &Arc<MemoryStore>) -> Arc<Broker> {
+    let snapshot = Snapshot::load_bounded(store.as_ref(), midge_core::OFFLINE_QUEUE_IN_MEMORY).unwrap();
+    let journal = Journal::start(store.clone(), FsyncPolicy::Never, snapshot.next_message_id);
+    let broker = Broker::with_journal(BrokerConfig::default(), 7, journal);
+    broker.restore(snapshot, Instant::now());
+    broker
 }

@@ -11,12 +11,15 @@
 //! - `sys`: the `$SYS/broker/...` topics, published every `sys_interval`.
 //! - [`tls`]: TLS listener configuration from mosquitto.conf options, reloads, certificate
 //!   usernames; `transport` moves the bytes.
+//! - [`http`]: the HTTP listener: the management API, `/metrics`, the OpenAPI document and the
+//!   web view (`http_listener`).
 //! - [`security`]: the password file (checked at CONNECT, off the network threads) and the ACL
 //!   file (installed in the core).
 
 pub mod bridge;
 pub mod config;
 mod connection;
+pub mod http;
 pub mod limits;
 pub mod persistence;
 pub mod security;

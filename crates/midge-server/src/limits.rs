@@ -61,6 +61,11 @@ impl OpenCount {
     pub(crate) fn is_full(&self, max: Option<usize>) -> bool {
         max.is_some_and(|max| self.0.load(Ordering::Relaxed) >= max)
     }
+
+    /// How many are open now.
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A connection counted against its listener's and the broker's limits until dropped.

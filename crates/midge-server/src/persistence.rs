@@ -21,7 +21,7 @@ pub fn open_broker(
     persistence: &Persistence,
 ) -> Result<Arc<Broker>, StoreError> {
     let path = persistence.path();
-    let opened = midge_store::open(&path)?;
+    let opened = midge_store::open_bounded(&path, midge_core::OFFLINE_QUEUE_IN_MEMORY)?;
     if let Some(moved) = &opened.moved_aside {
         tracing::error!(
             path = %path.display(),

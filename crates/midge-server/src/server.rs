@@ -118,6 +118,8 @@ pub struct Server {
     sys_interval: Option<Duration>,
     /// The bridges to run.
     bridges: Vec<BridgePlan>,
+    /// `http_listener`: the HTTP API, metrics and web view, bound.
+    http: Option<crate::http::HttpServer>,
 }
 
 /// The listeners' sockets, bound and not yet accepting.
@@ -172,6 +174,7 @@ impl Server {
             counters: Arc::default(),
             sys_interval: None,
             bridges: Vec::new(),
+            http: None,
         }
     }
 
@@ -205,9 +208,15 @@ impl Server {
         self
     }
 
-    /// Runs these bridges (started once the listeners accept).
+    /// Runs these bridges (started before the listeners accept).
     pub fn with_bridges(mut self, bridges: Vec<BridgePlan>) -> Self {
         self.bridges = bridges;
+        self
+    }
+
+    /// Serves the HTTP API, metrics and web view on `http` (bound already).
+    pub fn with_http(mut self, http: Option<crate::http::HttpServer>) -> Self {
+        self.http = http;
         self
     }
 
@@ -233,6 +242,7 @@ impl Server {
         };
         // Bridges first: their sessions must exist before the first client publishes.
         let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
+        let infos = listener_infos(&self.listeners);
         for (listener, spec, index, open) in self.listeners {
             tasks.spawn(accept_loop(
                 listener,
@@ -246,6 +256,9 @@ impl Server {
             ));
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
+        if let Some(http) = self.http {
+            tasks.spawn(http.run(self.broker.clone(), self.counters.clone(), infos, stop_rx.clone()));
+        }
         if let Some(interval) = self.sys_interval {
             tasks.spawn(crate::sys::run(
                 self.broker.clone(),
@@ -311,6 +324,62 @@ fn bind_tcp(
         return Err(last_error.unwrap_or_else(|| std::io::Error::other("a listener has no address to bind")));
     }
     Ok(bound)
+}
+
+/// Binds `port` on each of `addrs` for a listener that is not MQTT (the HTTP API): as
+/// [`bind_tcp`], without its log lines. Fails only if none can be bound.
+pub(crate) fn bind_tcp_sockets(addrs: &[IpAddr], mut port: u16) -> std::io::Result<Vec<TcpListener>> {
+    let mut bound = Vec::new();
+    let mut last_error = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match bind_one(addr, None) {
+            Ok(listener) => {
+                port = listener.local_addr()?.port();
+                bound.push(listener);
+            }
+            Err(error) => {
+                let error = std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"));
+                if addrs.len() > 1 {
+                    tracing::warn!(%error, "{error}");
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    if bound.is_empty() {
+        return Err(last_error.unwrap_or_else(|| std::io::Error::other("a listener has no address to bind")));
+    }
+    Ok(bound)
+}
+
+/// Each configured listener once, as the HTTP API and metrics show it.
+fn listener_infos(
+    listeners: &[(Bound, ListenerSpec, usize, Arc<OpenCount>)],
+) -> Vec<crate::http::ListenerInfo> {
+    let mut infos: Vec<crate::http::ListenerInfo> = Vec::new();
+    for (bound, spec, index, open) in listeners {
+        let address = match bound {
+            Bound::Tcp(socket) => socket
+                .local_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            Bound::Unix(_) => match &spec.endpoint {
+                Endpoint::Unix { path } => path.display().to_string(),
+                Endpoint::Tcp { .. } => "unix socket".to_owned(),
+            },
+        };
+        match infos.iter_mut().find(|info| info.index == *index) {
+            Some(info) => info.addresses.push(address),
+            None => infos.push(crate::http::ListenerInfo {
+                index: *index,
+                addresses: vec![address],
+                protocol: if spec.websockets { "websockets" } else { "mqtt" },
+                tls: spec.tls.is_some(),
+                open: open.clone(),
+            }),
+        }
+    }
+    infos
 }
 
 /// Binds a Unix socket at `path`, replacing a stale socket file left by an earlier run.

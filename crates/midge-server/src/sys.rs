@@ -197,13 +197,17 @@ impl SysTree {
             self.publish(&name, stats.dropped_count(reason).to_string(), false);
         }
         for bridge in self.bridges.clone() {
-            let session = broker.session_status(&bridge.local_client_id).unwrap_or_default();
+            let (queued, dropped) = broker
+                .session_info(&bridge.local_client_id)
+                .map_or((0, 0), |info| {
+                    ((info.queued + info.inflight) as u64, info.dropped)
+                });
             let base = format!("connection/{}/messages", bridge.name);
             let values = [
                 ("forwarded/out", bridge.forwarded_out()),
                 ("forwarded/in", bridge.forwarded_in()),
-                ("queued", (session.queued + session.inflight) as u64),
-                ("dropped", bridge.dropped() + session.dropped),
+                ("queued", queued),
+                ("dropped", bridge.dropped() + dropped),
             ];
             for (name, value) in values {
                 self.publish(&format!("{base}/{name}"), value.to_string(), false);

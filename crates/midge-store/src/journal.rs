@@ -228,6 +228,33 @@ impl Journal {
         self.submit(Write::Put(key::message(id), record.encode()))
     }
 
+    /// Reads back the message body stored under `id` by the write `seq`, waiting (a commit,
+    /// at most `timeout`) for that write to be committed if it is not yet. `None` if it is not
+    /// there or cannot be read (logged).
+    pub fn read_message(&self, id: u64, seq: Seq, timeout: Duration) -> Option<MessageRecord> {
+        if !self.wait_durable_blocking(seq, timeout) {
+            tracing::error!(
+                id,
+                "a stored message body was not committed in time to be read back"
+            );
+            return None;
+        }
+        match self.shared.store.get(&key::message(id)) {
+            Ok(Some(value)) => match MessageRecord::decode(&value) {
+                Ok(record) => Some(record),
+                Err(error) => {
+                    tracing::error!(id, %error, "a stored message body cannot be read; the message is dropped");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(id, %error, "reading a stored message body failed; the message is dropped");
+                None
+            }
+        }
+    }
+
     /// Forgets a message body.
     pub fn delete_message(&self, id: u64) -> Seq {
         self.submit(Write::Delete(key::message(id)))

@@ -35,7 +35,7 @@ mod error;
 pub use clock::WallClock;
 pub use error::StoreError;
 pub use journal::{AtomicWrites, FsyncPolicy, Journal, Seq};
-pub use open::{MovedAside, Opened, Snapshot, StoredSession, open};
+pub use open::{MovedAside, Opened, Snapshot, StoredSession, open, open_bounded};
 pub use record::{
     EntryRecord, EntryState, MessageRecord, RecordError, SessionRecord, SubscriptionRecord, WillRecord,
 };

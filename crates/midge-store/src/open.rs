@@ -43,8 +43,13 @@ pub struct StoredSession {
 pub struct Snapshot {
     /// Sessions, by client identifier order.
     pub sessions: Vec<StoredSession>,
-    /// Message bodies the entries refer to.
+    /// Message bodies the entries refer to, read into memory: every one, or with
+    /// [`Snapshot::load_bounded`] those of in-flight entries and of the first queued ones of
+    /// each session.
     pub messages: HashMap<u64, MessageRecord>,
+    /// Message bodies left in the store (see [`Snapshot::load_bounded`]), with their stored
+    /// sizes: entries that refer to them are paged in when their session drains its queue.
+    pub stored_bodies: HashMap<u64, u64>,
     /// Retained messages.
     pub retained: Vec<MessageRecord>,
     /// One past the highest message identifier in use.
@@ -87,11 +92,21 @@ struct PartialSession {
 impl Snapshot {
     /// Reads every record of `store`. An error means the store itself could not be read.
     pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        Self::load_bounded(store, usize::MAX)
+    }
+
+    /// Reads `store`, leaving on disk the bodies of messages queued beyond the first `hot` of
+    /// each session (in-flight ones are always read): a restart does not bring every offline
+    /// client's queue into memory.
+    pub fn load_bounded(store: &dyn Store, hot: usize) -> Result<Self, StoreError> {
         let mut snapshot = Self {
             next_message_id: 1,
             ..Self::default()
         };
         let mut sessions: BTreeMap<ByteString, PartialSession> = BTreeMap::new();
+        // Every client key sorts before every message key, so the entries are all known when
+        // the first body is met: which bodies to read is settled then.
+        let mut wanted: Option<HashSet<u64>> = None;
         let unreadable = |snapshot: &mut Self, key: &[u8], what: String| {
             snapshot.unreadable.push(what);
             snapshot.cleanup.push(Write::Delete(key.to_vec()));
@@ -109,6 +124,11 @@ impl Snapshot {
                 Key::Version => {}
                 Key::Message(id) => {
                     snapshot.next_message_id = snapshot.next_message_id.max(id.saturating_add(1));
+                    let wanted = wanted.get_or_insert_with(|| hot_bodies(&sessions, hot));
+                    if hot != usize::MAX && !wanted.contains(&id) {
+                        snapshot.stored_bodies.insert(id, value.len() as u64);
+                        return Ok(());
+                    }
                     match MessageRecord::decode(value) {
                         Ok(record) => {
                             snapshot.messages.insert(id, record);
@@ -189,7 +209,9 @@ impl Snapshot {
             };
             let mut entries = Vec::with_capacity(partial.entries.len());
             for (seq, entry) in partial.entries {
-                if snapshot.messages.contains_key(&entry.message_id) {
+                if snapshot.messages.contains_key(&entry.message_id)
+                    || snapshot.stored_bodies.contains_key(&entry.message_id)
+                {
                     referenced.insert(entry.message_id);
                     entries.push((seq, entry));
                 } else {
@@ -211,11 +233,13 @@ impl Snapshot {
         let orphans: Vec<u64> = snapshot
             .messages
             .keys()
+            .chain(snapshot.stored_bodies.keys())
             .filter(|id| !referenced.contains(*id))
             .copied()
             .collect();
         for id in orphans {
             snapshot.messages.remove(&id);
+            snapshot.stored_bodies.remove(&id);
             snapshot.cleanup.push(Write::Delete(key::message(id)));
         }
         Ok(snapshot)
@@ -227,9 +251,34 @@ impl Snapshot {
     }
 }
 
+/// The bodies to read into memory: those of every in-flight entry and of the first `hot`
+/// queued entries of each session.
+fn hot_bodies(sessions: &BTreeMap<ByteString, PartialSession>, hot: usize) -> HashSet<u64> {
+    let mut wanted = HashSet::new();
+    for session in sessions.values() {
+        let mut queued = 0;
+        for (_, entry) in &session.entries {
+            if entry.state == crate::record::EntryState::Queued {
+                queued += 1;
+                if queued > hot {
+                    continue;
+                }
+            }
+            wanted.insert(entry.message_id);
+        }
+    }
+    wanted
+}
+
 /// Opens the store at `path` (a directory, created if missing), moving aside whatever is
-/// there if it cannot be used.
+/// there if it cannot be used, and reads all of it.
 pub fn open(path: &Path) -> Result<Opened, StoreError> {
+    open_bounded(path, usize::MAX)
+}
+
+/// [`open`], reading into memory the bodies of no more than `hot` queued messages per session
+/// (see [`Snapshot::load_bounded`]).
+pub fn open_bounded(path: &Path, hot: usize) -> Result<Opened, StoreError> {
     let mut moved_aside = None;
     if path.exists() && !path.is_dir() {
         moved_aside = Some(move_aside(
@@ -237,7 +286,7 @@ pub fn open(path: &Path) -> Result<Opened, StoreError> {
             "it is a file, not a Midge store directory (a Mosquitto database cannot be read by Midge)".into(),
         )?);
     }
-    match try_open(path) {
+    match try_open(path, hot) {
         Ok((store, snapshot)) => Ok(Opened {
             store,
             snapshot,
@@ -246,7 +295,7 @@ pub fn open(path: &Path) -> Result<Opened, StoreError> {
         Err(Attempt::Fatal(error)) => Err(error),
         Err(Attempt::Damaged(reason)) => {
             let moved = move_aside(path, reason)?;
-            match try_open(path) {
+            match try_open(path, hot) {
                 Ok((store, snapshot)) => Ok(Opened {
                     store,
                     snapshot,
@@ -268,7 +317,7 @@ enum Attempt {
     Damaged(String),
 }
 
-fn try_open(path: &Path) -> Result<(Arc<FjallStore>, Snapshot), Attempt> {
+fn try_open(path: &Path, hot: usize) -> Result<(Arc<FjallStore>, Snapshot), Attempt> {
     let store = match FjallStore::open_dir(path) {
         Ok(store) => store,
         Err(OpenFailure::Locked) => return Err(Attempt::Fatal(StoreError::Locked(path.to_path_buf()))),
@@ -320,7 +369,9 @@ fn try_open(path: &Path) -> Result<(Arc<FjallStore>, Snapshot), Attempt> {
             )));
         }
     }
-    let snapshot = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Snapshot::load(&store))) {
+    let snapshot = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Snapshot::load_bounded(&store, hot)
+    })) {
         Ok(Ok(snapshot)) => snapshot,
         Ok(Err(error)) => return Err(Attempt::Damaged(format!("reading it failed: {error}"))),
         Err(_) => return Err(Attempt::Damaged("the storage engine failed reading it".into())),

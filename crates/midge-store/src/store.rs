@@ -36,6 +36,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Makes everything applied so far survive power loss.
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// The value of `key`, if it has one.
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+
     /// Calls `visit` with every key and value, in key order; stops at the first error the
     /// visitor or the engine reports.
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError>;
@@ -43,6 +46,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
 /// The name of the one keyspace Midge uses inside a fjall database.
 const KEYSPACE: &str = "broker";
+
+/// Roughly what the engine may hold in memory, in bytes (memtables and block cache).
+const MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
 
 /// A store on disk in a fjall database directory.
 pub struct FjallStore {
@@ -78,8 +84,18 @@ impl FjallStore {
     pub(crate) fn open_dir(path: &Path) -> Result<Self, OpenFailure> {
         let owned = path.to_path_buf();
         let opened = std::panic::catch_unwind(move || {
-            let database = fjall::Database::builder(&owned).worker_threads(1).open()?;
-            let keyspace = database.keyspace(KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
+            // Memory: fjall's defaults (64 MiB memtables, a 32 MiB block cache, 512 MiB of
+            // journal) suit a database server; a broker's store is a queue whose records mostly
+            // live for milliseconds, so small memtables hold the working set and the broker's
+            // own memory stays that of a broker.
+            let database = fjall::Database::builder(&owned)
+                .worker_threads(1)
+                .cache_size(MEMORY_BUDGET / 4)
+                .max_journaling_size(MEMORY_BUDGET * 4)
+                .open()?;
+            let keyspace = database.keyspace(KEYSPACE, || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMORY_BUDGET / 4)
+            })?;
             Ok::<_, fjall::Error>((database, keyspace))
         });
         match opened {
@@ -179,6 +195,14 @@ impl Store for FjallStore {
             .map_err(engine)
     }
 
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .keyspace
+            .get(key)
+            .map_err(engine)?
+            .map(|value| Bytes::copy_from_slice(&value)))
+    }
+
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
         for item in self.keyspace.iter() {
             let (key, value) = item.into_inner().map_err(engine)?;
@@ -237,6 +261,10 @@ impl Store for MemoryStore {
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.map.lock().get(key).cloned())
     }
 
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError> {

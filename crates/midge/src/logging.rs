@@ -62,10 +62,13 @@ impl LogHandle {
 
 /// Installs the process's logger. `verbose` is `-v`: every type of line. `owner` is the user
 /// the broker will run as (see [`crate::privileges`]): a log file created now is given to it.
+/// `ring`: the HTTP API's in-memory log, which keeps info lines and more severe ones whatever
+/// `log_type` says (debug lines too when those are logged).
 pub(crate) fn init(
     config: &LogConfig,
     verbose: bool,
     owner: Option<(Uid, Gid)>,
+    ring: Option<Arc<midge_server::http::LogRing>>,
 ) -> anyhow::Result<LogHandle> {
     let types = config.log_type;
     let level = if verbose || types.contains(LogType::Debug) {
@@ -114,7 +117,10 @@ pub(crate) fn init(
             (true, Some(format)) => Timestamp::Strftime(format.clone()),
         },
     };
+    let ring = ring.map(|ring| ring.layer().with_filter(level.max(LevelFilter::INFO)));
+    // The ring first: whoever reads a line in the log output finds it in the API too.
     tracing_subscriber::registry()
+        .with(ring)
         .with(output.with_filter(targets))
         .try_init()
         .context("cannot install the logger")?;

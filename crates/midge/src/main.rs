@@ -64,7 +64,12 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     let settings = settings::from_config(&config)?;
     // Decided before any file is opened, so that a log file created as root goes to the user.
     let privileges = privileges::Plan::for_user(&config.user)?;
-    let log = logging::init(&config.log, args.verbose, privileges.owner())?;
+    let log = logging::init(
+        &config.log,
+        args.verbose,
+        privileges.owner(),
+        settings.http.as_ref().map(|h| h.ring.clone()),
+    )?;
 
     tracing::info!(event = "broker.starting", "midge version {VERSION} starting");
     match &args.config_file {
@@ -101,6 +106,10 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         // cleanly, not kill it.
         let shutdown = shutdown_signal()?;
         let listeners = Listeners::bind(settings.listeners).await?;
+        let http = match settings.http {
+            Some(spec) => Some(midge_server::http::HttpServer::bind(spec).await?),
+            None => None,
+        };
         // The listeners are open and the start-up files read: root is no longer needed. The
         // persistence store is opened after, so its files belong to the user the broker runs
         // as.
@@ -113,6 +122,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             }
         };
         let server = Server::new(broker, listeners)
+            .with_http(http)
             .with_authenticator(settings.authenticator)
             .with_global_max_connections(settings.global_max_connections)
             .with_sys_interval(settings.sys_interval)

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use midge_core::{AccessControl, BrokerConfig, ClientRules};
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, ListenerOrigin, NoticeKind, Protocol, SocketDomain,
+    TlsOptions,
 };
+use midge_server::http::{Anonymous, HttpAuth, HttpSpec, LogRing};
 use midge_server::security::{self, Authenticator};
 use midge_server::server::Endpoint;
 use midge_server::tls::TlsListener;
@@ -44,6 +46,8 @@ pub(crate) struct Settings {
     pub(crate) persistence: Option<midge_server::config::Persistence>,
     /// The bridges to run.
     pub(crate) bridges: Vec<midge_server::bridge::BridgePlan>,
+    /// `http_listener`: the HTTP API, metrics and web view, to bind.
+    pub(crate) http: Option<HttpSpec>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -228,6 +232,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     let (access, notes) = security::load_listener_rules(&acl_files)?;
     warnings.extend(notes);
     let bridges = midge_server::bridge::plan_all(&config.bridges, &hostname())?;
+    let http = http_spec(config, &mut password_files, &mut tls, &mut warnings)?;
     Ok(Settings {
         broker,
         listeners,
@@ -242,6 +247,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         sys_interval: config.sys_interval,
         persistence: config.persistence.enabled.then(|| config.persistence.clone()),
         bridges,
+        http,
         warnings,
     })
 }
@@ -295,21 +301,8 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
     } else {
         None
     };
-    let mut addrs: Vec<IpAddr> = match bind {
-        None => vec![
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        ],
-        Some(BindAddress::Ip(ip)) => vec![*ip],
-        Some(BindAddress::Host(host)) => {
-            let mut resolved: Vec<IpAddr> = match (host.as_str(), *port).to_socket_addrs() {
-                Ok(found) => found.map(|a| a.ip()).collect(),
-                Err(error) => bail!("listener {}: cannot resolve {host}: {error}", listener.address),
-            };
-            resolved.dedup();
-            resolved
-        }
-    };
+    let mut addrs = bind_addresses(bind.as_ref(), *port)
+        .map_err(|error| anyhow::anyhow!("listener {}: {error}", listener.address))?;
     match listener.socket_domain {
         Some(SocketDomain::Ipv4) => addrs.retain(IpAddr::is_ipv4),
         Some(SocketDomain::Ipv6) => addrs.retain(IpAddr::is_ipv6),
@@ -351,4 +344,88 @@ fn describe(listener: &Listener) -> String {
         }
         ListenerOrigin::LocalOnly => format!("listener {}", listener.address),
     }
+}
+
+/// The addresses a TCP listener binds: every interface (IPv4 and IPv6) without an address, or
+/// the address, or what a host name resolves to.
+fn bind_addresses(bind: Option<&BindAddress>, port: u16) -> anyhow::Result<Vec<IpAddr>> {
+    Ok(match bind {
+        None => vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ],
+        Some(BindAddress::Ip(ip)) => vec![*ip],
+        Some(BindAddress::Host(host)) => {
+            let mut resolved: Vec<IpAddr> = match (host.as_str(), port).to_socket_addrs() {
+                Ok(found) => found.map(|a| a.ip()).collect(),
+                Err(error) => bail!("cannot resolve {host}: {error}"),
+            };
+            resolved.dedup();
+            resolved
+        }
+    })
+}
+
+/// The HTTP listener of `http_listener` and the `http_*` directives, if there is one. Its
+/// password file and certificate join those SIGHUP reloads.
+fn http_spec(
+    config: &Config,
+    password_files: &mut Vec<(PathBuf, Arc<Authenticator>)>,
+    tls: &mut Vec<Arc<TlsListener>>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<HttpSpec>> {
+    let http = &config.http;
+    let Some(listener) = &http.listener else {
+        let configured = !http.auth_tokens.is_empty()
+            || http.password_file.is_some()
+            || http.allow_anonymous.is_some()
+            || http.certfile.is_some()
+            || http.keyfile.is_some();
+        if configured {
+            warnings.push("http_* directives without http_listener have no effect".to_owned());
+        }
+        return Ok(None);
+    };
+    let what = format!("http_listener {} ({})", listener.port, listener.at);
+    let addrs = bind_addresses(listener.bind.as_ref(), listener.port)
+        .map_err(|error| anyhow::anyhow!("{what}: {error}"))?;
+    let passwords = match &http.password_file {
+        Some(path) => {
+            let (file, skipped) = security::load_password_file(path)?;
+            warnings.extend(skipped);
+            let authenticator = Arc::new(Authenticator::new(Some(file)));
+            password_files.push((path.clone(), authenticator.clone()));
+            Some(authenticator)
+        }
+        None => None,
+    };
+    let https = if http.certfile.is_some() || http.keyfile.is_some() {
+        let options = TlsOptions {
+            certfile: http.certfile.clone(),
+            keyfile: http.keyfile.clone(),
+            ..TlsOptions::default()
+        };
+        let loaded =
+            Arc::new(TlsListener::load(&options).map_err(|error| anyhow::anyhow!("{what}: {error}"))?);
+        tls.push(loaded.clone());
+        Some(loaded)
+    } else {
+        None
+    };
+    let anonymous = match http.allow_anonymous {
+        None => Anonymous::Loopback,
+        Some(true) => Anonymous::Always,
+        Some(false) => Anonymous::Never,
+    };
+    Ok(Some(HttpSpec {
+        addrs,
+        port: listener.port,
+        auth: HttpAuth {
+            tokens: http.auth_tokens.clone(),
+            passwords,
+            anonymous,
+        },
+        tls: https,
+        ring: Arc::new(LogRing::new(http.log_lines)),
+    }))
 }

@@ -227,9 +227,12 @@ impl Runner {
             .collect();
         let stale: Vec<TopicFilter> = self
             .broker
-            .session_subscriptions(self.local.client_id())
+            .session_info(self.local.client_id())
+            .map(|info| info.subscriptions)
+            .unwrap_or_default()
             .into_iter()
-            .filter(|filter| !wanted.contains(&filter.as_str()))
+            .filter(|filter| !wanted.contains(&&**filter))
+            .filter_map(|filter| TopicFilter::new(filter).ok())
             .collect();
         if !stale.is_empty() {
             tracing::info!(bridge = %self.plan.name, count = stale.len(), "Bridge {}: removing {} local subscriptions no topic line asks for any more.", self.plan.name, stale.len());
@@ -251,8 +254,8 @@ impl Runner {
         loop {
             let waiting = self
                 .broker
-                .session_status(self.local.client_id())
-                .map_or(0, |status| status.queued + status.inflight);
+                .session_info(self.local.client_id())
+                .map_or(0, |info| info.queued + info.inflight);
             if waiting >= threshold {
                 tracing::info!(bridge = %self.plan.name, waiting, "Bridge {}: {waiting} messages waiting, starting (lazy).", self.plan.name);
                 return true;
@@ -756,8 +759,8 @@ impl Runner {
             && self.outgoing.is_empty()
             && self
                 .broker
-                .session_status(self.local.client_id())
-                .is_none_or(|status| status.queued + status.inflight == 0)
+                .session_info(self.local.client_id())
+                .is_none_or(|info| info.queued + info.inflight == 0)
         {
             tracing::info!(bridge = %self.plan.name, "Bridge connection {} has exceeded idle timeout, disconnecting.", self.plan.name);
             return true;

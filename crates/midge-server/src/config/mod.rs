@@ -36,6 +36,7 @@
 //!   TLS, persistence, bridge) giving each its scope, its support status and what it does.
 //! - `value`: reading values: booleans, numbers, durations, addresses.
 //! - `source`: files, lines, comments, `include_dir` listing.
+//! - `http`: the HTTP listener's settings ([`HttpConfig`]).
 //! - `listener`, `logging`, `bridge`: the typed listener ([`Listener`]), logging
 //!   ([`LogConfig`]) and bridge ([`Bridge`]) settings.
 //! - `error`, `notice`: [`ConfigError`] and [`Notice`].
@@ -78,6 +79,7 @@ use std::time::Duration;
 mod bridge;
 mod directives;
 mod error;
+mod http;
 mod listener;
 mod logging;
 mod notice;
@@ -93,6 +95,7 @@ pub use bridge::{
     StartType, TcpKeepalive,
 };
 pub use error::{ConfigError, Location, Problem};
+pub use http::{HttpConfig, HttpListener};
 pub use listener::{
     BindAddress, Listener, ListenerAddress, ListenerOrigin, Protocol, SecurityOptions, SocketDomain,
     TlsOptions, TlsVersion,
@@ -171,6 +174,9 @@ pub struct Config {
     pub user: String,
     /// The bridges (`connection` blocks), in file order.
     pub bridges: Vec<Bridge>,
+    /// `http_listener` and the `http_*` directives: the HTTP API, `/metrics` and the web view.
+    /// Off by default.
+    pub http: HttpConfig,
     /// What to tell the user about this configuration (unknown directives, directives not
     /// supported yet, ...), in file order. The broker logs each as a warning.
     pub notices: Vec<Notice>,
@@ -244,6 +250,7 @@ impl Config {
             pid_file: None,
             user: "mosquitto".to_owned(),
             bridges: Vec::new(),
+            http: HttpConfig::defaults(),
             notices: Vec::new(),
         }
     }

@@ -97,6 +97,10 @@ struct BenchArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Subscribers keep their sessions (clean session 0, or a session expiry of an hour in
+    /// MQTT 5), so that a broker with persistence stores what it queues for them.
+    #[arg(long)]
+    persistent: bool,
     /// Worker threads of the load generator (default: every core).
     #[arg(long)]
     threads: Option<usize>,
@@ -273,7 +277,11 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     // Subscribers first, each subscribed before anyone publishes.
     let mut subscribers = Vec::new();
     for (i, (filter, _)) in plan.subscribers.iter().enumerate() {
-        let (client, events) = Client::connect(args.options(format!("bench-sub-{run_id}-{i}"))?)
+        let mut options = args.options(format!("bench-sub-{run_id}-{i}"))?;
+        if args.persistent {
+            options = options.clean_start(false).session_expiry_interval(3600);
+        }
+        let (client, events) = Client::connect(options)
             .await
             .map_err(|e| format!("subscriber {i} cannot connect: {e}"))?;
         let code = client

@@ -13,6 +13,7 @@ use super::value::{self, Args};
 
 mod bridge;
 mod general;
+mod http;
 mod listener;
 mod logging;
 mod persistence;
@@ -65,7 +66,7 @@ pub(super) enum Support {
 }
 
 /// The groups, in the order of `docs/configuration.md`.
-pub(super) const GROUPS: [(&str, &[Directive]); 7] = [
+pub(super) const GROUPS: [(&str, &[Directive]); 8] = [
     ("General", general::DIRECTIVES),
     ("Logging", logging::DIRECTIVES),
     ("Security", security::DIRECTIVES),
@@ -73,6 +74,7 @@ pub(super) const GROUPS: [(&str, &[Directive]); 7] = [
     ("TLS", tls::DIRECTIVES),
     ("Persistence", persistence::DIRECTIVES),
     ("Bridges", bridge::DIRECTIVES),
+    ("HTTP API", http::DIRECTIVES),
 ];
 
 /// Every known directive.
