@@ -19,7 +19,7 @@ use midge_codec::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{Task, establish};
+use crate::connection::{Task, establish_as_bridge_or_not};
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::session::{PublishOutcome, Reply};
@@ -43,6 +43,11 @@ pub enum Event {
     /// A new connection is up after a loss. `session_present` says whether the server resumed
     /// the session (subscriptions included); unacknowledged messages have been sent again.
     Reconnected(ConnAck),
+    /// The first connection of a client started with [`Client::spawn_with`] is up.
+    Connected(ConnAck),
+    /// A connection attempt of a client started with [`Client::spawn_with`] failed; the next
+    /// follows after the reconnect delay.
+    ConnectFailed(Arc<ClientError>),
 }
 
 /// Requests from a handle to the connection task.
@@ -67,6 +72,7 @@ pub(crate) enum Command {
     Close {
         reply: Reply<()>,
     },
+    Reconnect,
 }
 
 /// The receiving end of a client's events. Drain it while waiting on QoS 1 and 2 operations:
@@ -130,15 +136,31 @@ impl Client {
     /// `options.host` and `options.port` are not used.
     pub async fn connect_with<C: Connector>(
         connector: C,
-        options: ClientOptions,
+        mut options: ClientOptions,
     ) -> Result<(Self, Events), ClientError> {
-        let established = establish(&connector, &options, options.clean_start).await?;
+        let clean_start = options.clean_start;
+        let established = establish_as_bridge_or_not(&connector, &mut options, clean_start).await?;
         let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (event_tx, events) = mpsc::channel(options.event_capacity.max(1));
         let connack = Arc::new(established.connack.clone());
         let task = Task::new(connector, options, command_rx, event_tx);
-        tokio::spawn(task.run(established));
+        tokio::spawn(task.run(Some(established)));
         Ok((Self { commands, connack }, Events(events)))
+    }
+
+    /// Starts a client that connects in the background over the streams `connector` opens, and
+    /// keeps trying: each failed attempt is an [`Event::ConnectFailed`], followed by the next
+    /// after the reconnect delay (or the end of the client, without one); the first connection
+    /// is an [`Event::Connected`], and later ones, after losses, are as with
+    /// [`Client::connect_with`]. Commands wait for a connection. [`Client::connack`] is not the
+    /// server's (there may be none yet): watch the events. This is how a bridge runs.
+    pub fn spawn_with<C: Connector>(connector: C, options: ClientOptions) -> (Self, Events) {
+        let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (event_tx, events) = mpsc::channel(options.event_capacity.max(1));
+        let task = Task::new(connector, options, command_rx, event_tx);
+        tokio::spawn(task.run(None));
+        let connack = Arc::new(ConnAck::new(ReasonCode::Success));
+        (Self { commands, connack }, Events(events))
     }
 
     /// The CONNACK of the first connection: session present, and the server's MQTT 5
@@ -300,6 +322,13 @@ impl Client {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Close { reply }).await?;
         answer.await.unwrap_or(Err(ClientError::Disconnected))
+    }
+
+    /// Drops the connection now, without DISCONNECT (the server publishes the will), and
+    /// connects again at once, resuming the session as after any loss: for a client that must
+    /// move to another server address. Without a reconnect delay the client ends instead.
+    pub async fn reconnect(&self) -> Result<(), ClientError> {
+        self.send(Command::Reconnect).await
     }
 
     /// True once the connection task has ended.

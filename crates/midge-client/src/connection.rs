@@ -27,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::client::{Command, Event};
 use crate::error::ClientError;
 use crate::options::{ClientOptions, Direction};
@@ -104,6 +105,28 @@ pub(crate) async fn establish<C: Connector>(
     Ok(established)
 }
 
+/// [`establish`], and for a bridge CONNECT (`options.bridge`) refused for its protocol level,
+/// once more without the bridge bit, which `options` then keeps (Mosquitto's `try_private`).
+pub(crate) async fn establish_as_bridge_or_not<C: Connector>(
+    connector: &C,
+    options: &mut ClientOptions,
+    clean_start: bool,
+) -> Result<Established<C::Stream>, ClientError> {
+    match establish(connector, options, clean_start).await {
+        Err(ClientError::ConnectionRefused {
+            reason: ReasonCode::UnsupportedProtocolVersion,
+            ..
+        }) if options.bridge && !options.protocol.is_v5() => {
+            tracing::warn!(
+                "the server does not accept the bridge protocol level (try_private); connecting without it"
+            );
+            options.bridge = false;
+            establish(connector, options, clean_start).await
+        }
+        other => other,
+    }
+}
+
 fn max_packet_size(options: &ClientOptions) -> u32 {
     options.accepted_packet_size()
 }
@@ -139,6 +162,10 @@ pub(crate) struct Task<C: Connector> {
     session: Session,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
+    backoff: Backoff,
+    /// Started in the background ([`Client::spawn_with`](crate::Client::spawn_with)): failed
+    /// attempts are reported as events.
+    background: bool,
 }
 
 impl<C: Connector> Task<C> {
@@ -148,18 +175,35 @@ impl<C: Connector> Task<C> {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
     ) -> Self {
+        let backoff = Backoff::new(
+            options.reconnect_delay.unwrap_or_default(),
+            options.reconnect_delay_max,
+        );
         Self {
             connector,
             options,
             session: Session::default(),
             commands,
             events,
+            backoff,
+            background: false,
         }
     }
 
     /// Runs connections until the client disconnects, or a loss it does not reconnect after.
-    pub(crate) async fn run(mut self, first: Established<C::Stream>) {
-        let mut established = first;
+    /// Without a first connection (a client started in the background), makes it first.
+    pub(crate) async fn run(mut self, first: Option<Established<C::Stream>>) {
+        self.background = first.is_none();
+        let mut established = match first {
+            Some(first) => first,
+            None => match self.connect_first().await {
+                Some(first) => first,
+                None => {
+                    self.session.fail_all(&ClientError::Disconnected);
+                    return;
+                }
+            },
+        };
         loop {
             let end = Connection::new(&mut self, &established.connack)
                 .drive(established.stream, established.leftover)
@@ -172,13 +216,14 @@ impl<C: Connector> Task<C> {
                 End::Lost(error) => error,
             };
             tracing::debug!(%error, "connection lost");
-            let Some(delay) = self.options.reconnect_delay else {
+            let at_once = matches!(error, ClientError::ReconnectRequested);
+            if self.options.reconnect_delay.is_none() {
                 self.session.fail_all(&error);
                 let _ = self.events.send(Event::ConnectionLost(Arc::new(error))).await;
                 return;
-            };
+            }
             let _ = self.events.send(Event::ConnectionLost(Arc::new(error))).await;
-            match self.reconnect(delay).await {
+            match self.reconnect(at_once).await {
                 Some(next) => established = next,
                 None => {
                     self.session.fail_all(&ClientError::Disconnected);
@@ -188,16 +233,52 @@ impl<C: Connector> Task<C> {
         }
     }
 
-    /// Tries to connect again every `delay` until it works, or until every handle is dropped.
-    async fn reconnect(&mut self, delay: Duration) -> Option<Established<C::Stream>> {
-        let resume = resumes_session(&self.options);
+    /// The first connection of a client started in the background: tried until it works, with
+    /// the reconnect delay between attempts (one attempt without it), each failure reported.
+    async fn connect_first(&mut self) -> Option<Established<C::Stream>> {
+        let clean_start = self.options.clean_start;
         loop {
+            match establish_as_bridge_or_not(&self.connector, &mut self.options, clean_start).await {
+                Ok(established) => {
+                    self.backoff.reset();
+                    let _ = self
+                        .events
+                        .send(Event::Connected(established.connack.clone()))
+                        .await;
+                    return Some(established);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "connect failed");
+                    let _ = self.events.send(Event::ConnectFailed(Arc::new(error))).await;
+                }
+            }
+            self.options.reconnect_delay?;
+            let delay = self.backoff.next_delay();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 () = self.commands_closed() => return None,
             }
-            match establish(&self.connector, &self.options, !resume).await {
+        }
+    }
+
+    /// Tries to connect again until it works, or until every handle is dropped: at once first
+    /// if `at_once`, else after the reconnect delay, which grows up to its cap while attempts
+    /// fail.
+    async fn reconnect(&mut self, at_once: bool) -> Option<Established<C::Stream>> {
+        let resume = resumes_session(&self.options);
+        let mut wait = !at_once;
+        loop {
+            if wait {
+                let delay = self.backoff.next_delay();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    () = self.commands_closed() => return None,
+                }
+            }
+            wait = true;
+            match establish_as_bridge_or_not(&self.connector, &mut self.options, !resume).await {
                 Ok(established) => {
+                    self.backoff.reset();
                     if !established.connack.session_present {
                         self.session.discard_publishes();
                     }
@@ -207,7 +288,12 @@ impl<C: Connector> Task<C> {
                         .await;
                     return Some(established);
                 }
-                Err(error) => tracing::debug!(%error, "reconnect failed"),
+                Err(error) => {
+                    tracing::debug!(%error, "reconnect failed");
+                    if self.background {
+                        let _ = self.events.send(Event::ConnectFailed(Arc::new(error))).await;
+                    }
+                }
             }
         }
     }
@@ -582,6 +668,7 @@ impl<'t, C: Connector> Connection<'t, C> {
                 self.closing = Some(Some(reply));
             }
             Command::Close { reply } => self.closing = Some(Some(reply)),
+            Command::Reconnect => return Err(ClientError::ReconnectRequested),
         }
         Ok(())
     }

@@ -91,6 +91,9 @@ pub enum ClientError {
     /// before the operation completed.
     #[error("the client is disconnected")]
     Disconnected,
+    /// The application asked for a new connection ([`crate::Client::reconnect`]).
+    #[error("reconnecting, as asked")]
+    ReconnectRequested,
 }
 
 impl From<io::Error> for ClientError {
@@ -163,6 +166,7 @@ impl ClientError {
             Self::QosNotSupported(q) => Self::QosNotSupported(*q),
             Self::SessionLost => Self::SessionLost,
             Self::Disconnected => Self::Disconnected,
+            Self::ReconnectRequested => Self::ReconnectRequested,
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   [`Events`] receiver (incoming PUBLISH, DISCONNECT, connection loss).
 //! - `connection`: the task that owns the stream: framing, QoS flows, keep alive, flow control.
 //! - `session`: packet identifiers and in-flight state, which survive a reconnect.
+//! - `backoff`: the wait between connection attempts (fixed, or jittered up to a cap).
 //! - [`transport`]: the [`Connector`] seam, and plain TCP.
 //! - [`tls`]: TLS options built into a rustls configuration, and [`TlsConnector`], TLS over any
 //!   other connector.
@@ -27,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backoff;
 pub mod client;
 mod connection;
 pub mod error;

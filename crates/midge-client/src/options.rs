@@ -103,6 +103,15 @@ pub struct ClientOptions {
     /// resumes when the server still has it (unacknowledged messages are sent again with DUP);
     /// `None` ends the client on the first loss.
     pub reconnect_delay: Option<Duration>,
+    /// With a reconnect delay, grow the wait after each failed attempt up to this cap, with
+    /// jitter (Mosquitto's bridge `restart_timeout BASE CAP`); back to the delay once connected.
+    /// `None`: always the same delay.
+    pub reconnect_delay_max: Option<Duration>,
+    /// Mark the CONNECT as a Mosquitto bridge's (`try_private`): MQTT 3.1 and 3.1.1 set the
+    /// protocol level's high bit, which Mosquitto and Midge answer by not sending the client
+    /// its own messages back. A server that refuses that protocol level is tried again without
+    /// it, and the client then keeps to the plain level. No effect with MQTT 5.
+    pub bridge: bool,
     /// Capacity of the incoming event queue: when it is full the client stops reading from the
     /// socket, so a slow consumer slows the server down instead of growing memory.
     pub event_capacity: usize,
@@ -143,6 +152,8 @@ impl fmt::Debug for ClientOptions {
             .field("max_packet_size", &self.max_packet_size)
             .field("max_inflight", &self.max_inflight)
             .field("reconnect_delay", &self.reconnect_delay)
+            .field("reconnect_delay_max", &self.reconnect_delay_max)
+            .field("bridge", &self.bridge)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -169,6 +180,8 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(30),
             ping_timeout: None,
             reconnect_delay: None,
+            reconnect_delay_max: None,
+            bridge: false,
             event_capacity: 256,
             nodelay: true,
             tls: None,
@@ -293,6 +306,7 @@ impl ClientOptions {
         connect.keep_alive = self.keep_alive;
         connect.username = self.username.as_deref().map(Into::into);
         connect.password = self.password.clone();
+        connect.bridge = self.bridge && !self.protocol.is_v5();
         if self.password.is_some() && self.username.is_none() && !self.protocol.is_v5() {
             return Err(ClientError::InvalidOptions(
                 "a password needs a user name before MQTT 5",

@@ -335,3 +335,117 @@ async fn inbound_qos2_can_be_passed_on_at_pubrel_as_libmosquitto_does() {
     assert!(matches!(next_event(&mut events).await, Event::Publish(p) if p.payload == "held"));
     let _peer = server.await.unwrap();
 }
+
+/// Mosquitto's `try_private`: a bridge CONNECT carries the level's high bit; a server that
+/// refuses that level (CONNACK 0x01) is asked again with the plain level, which then sticks.
+#[tokio::test]
+async fn a_bridge_connect_falls_back_to_the_plain_protocol_level_when_refused() {
+    let (listener, port) = fake_server().await;
+    let server = tokio::spawn(async move {
+        let mut peer = Peer::accept(&listener, ProtocolVersion::V311).await;
+        let connect = peer
+            .handshake(ConnAck::new(ReasonCode::UnsupportedProtocolVersion))
+            .await;
+        assert!(connect.bridge, "first try with the bridge bit");
+        drop(peer);
+        let mut peer = Peer::accept(&listener, ProtocolVersion::V311).await;
+        let connect = peer.handshake(accepted(false)).await;
+        assert!(!connect.bridge, "then without");
+        drop(peer);
+        let mut peer = Peer::accept(&listener, ProtocolVersion::V311).await;
+        let connect = peer.handshake(accepted(false)).await;
+        assert!(!connect.bridge, "and without from then on");
+        peer.expect().await
+    });
+    let mut options = ClientOptions::new("127.0.0.1", port)
+        .client_id("edge")
+        .reconnect_delay(Duration::from_millis(20));
+    options.bridge = true;
+    let (client, mut events) = Client::connect(options).await.unwrap();
+    assert!(matches!(next_event(&mut events).await, Event::ConnectionLost(_)));
+    assert!(matches!(next_event(&mut events).await, Event::Reconnected(_)));
+    client
+        .disconnect(midge_codec::Disconnect::new(ReasonCode::Success))
+        .await
+        .unwrap();
+    assert!(matches!(server.await.unwrap(), Packet::Disconnect(_)));
+}
+
+/// A client started in the background reports each failed attempt, then its first connection;
+/// a publication handed to it meanwhile goes out once connected. `reconnect` drops the
+/// connection and resumes the session on a new one at once.
+#[tokio::test]
+async fn a_background_client_keeps_trying_and_reconnects_on_request() {
+    let (listener, port) = fake_server().await;
+    // Nothing listens at first: the listener is dropped and bound again later on the same port.
+    drop(listener);
+    let mut options = ClientOptions::new("127.0.0.1", port)
+        .client_id("patient")
+        .clean_start(false)
+        .reconnect_delay(Duration::from_millis(50));
+    options.reconnect_delay_max = Some(Duration::from_millis(200));
+    let (client, mut events) = Client::spawn_with(
+        midge_client::TcpConnector {
+            host: "127.0.0.1".into(),
+            port,
+            nodelay: true,
+        },
+        options,
+    );
+    assert!(matches!(next_event(&mut events).await, Event::ConnectFailed(_)));
+    assert!(matches!(next_event(&mut events).await, Event::ConnectFailed(_)));
+    let pending = client
+        .start_publish(
+            "t",
+            "waited",
+            QoS::AtLeastOnce,
+            false,
+            PublishProperties::default(),
+        )
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let server = tokio::spawn(async move {
+        let mut peer = Peer::accept(&listener, ProtocolVersion::V311).await;
+        peer.handshake(accepted(false)).await;
+        let Packet::Publish(first) = peer.expect().await else {
+            panic!("no PUBLISH")
+        };
+        assert_eq!(&first.payload[..], b"waited");
+        // The client drops this connection on request, before the acknowledgement.
+        assert_eq!(peer.recv().await, None);
+        let mut peer = Peer::accept(&listener, ProtocolVersion::V311).await;
+        let connect = peer.handshake(accepted(true)).await;
+        assert!(!connect.clean_start);
+        let Packet::Publish(again) = peer.expect().await else {
+            panic!("no PUBLISH")
+        };
+        assert!(again.dup);
+        peer.send(&Packet::PubAck(Ack::new(again.packet_id.unwrap())))
+            .await;
+        peer.expect().await
+    });
+    loop {
+        match next_event(&mut events).await {
+            Event::Connected(connack) => {
+                assert!(!connack.session_present);
+                break;
+            }
+            Event::ConnectFailed(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.reconnect().await.unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::ConnectionLost(error) if matches!(*error, ClientError::ReconnectRequested)
+    ));
+    assert!(matches!(next_event(&mut events).await, Event::Reconnected(c) if c.session_present));
+    assert_eq!(pending.await.unwrap().reason_code, ReasonCode::Success);
+    client
+        .disconnect(midge_codec::Disconnect::new(ReasonCode::Success))
+        .await
+        .unwrap();
+    assert!(matches!(server.await.unwrap(), Packet::Disconnect(_)));
+}

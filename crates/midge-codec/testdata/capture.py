@@ -16,7 +16,8 @@ How it works:
 
          <client>-<version>-<scenario>-<nn>-<c2s|s2c>-<packettype>.bin
 
-     client is `mosquitto_pub`, `mosquitto_sub` or `paho`; version is `v31`, `v311` or `v5` (the
+     client is `mosquitto_pub`, `mosquitto_sub`, `paho` or `mosquittobridge` (a second
+     Mosquitto bridged to the first, `try_private` on: its CONNECT has the level's high bit); version is `v31`, `v311` or `v5` (the
      test decodes with it); nn numbers the packets of one connection in one direction, in stream
      order. Numbering each direction on its own keeps the names stable from one run to the next:
      the order within a TCP stream is the sender's, while how the two directions interleave is a
@@ -148,7 +149,8 @@ def connect_identity(packet: bytes) -> tuple[str, str]:
         pos += props_len
     id_len = int.from_bytes(packet[pos : pos + 2], "big")
     client_id = packet[pos + 2 : pos + 2 + id_len].decode("utf-8")
-    return LEVEL_TO_VERSION.get(level, f"level{level}"), client_id
+    # A Mosquitto bridge sets the level's high bit (try_private): 0x83, 0x84.
+    return LEVEL_TO_VERSION.get(level & 0x7F, f"level{level}"), client_id
 
 
 # --- the recording proxy ----------------------------------------------------------------------
@@ -683,6 +685,35 @@ def paho(run: Run, v: str) -> None:
     run.rec.wait_quiet()
 
 
+# --- scenario: a Mosquitto bridge -------------------------------------------------------------
+
+
+def mosquitto_bridge(run: Run, v: str, workdir: Path) -> None:
+    """A second Mosquitto bridged to the first through the proxy: its CONNECT (the bridge bit on
+    3.1 and 3.1.1), the notification PUBLISH and the SUBSCRIBE of an `in` topic. Stopped once
+    subscribed."""
+    bridge_id = run.rec.register(f"g-bridge-{v}", "mosquittobridge", v, "private")
+    port = free_port()
+    conf = workdir / f"bridge-{v}.conf"
+    conf.write_text(
+        f"listener {port} {HOST}\n"
+        "allow_anonymous true\n"
+        "log_dest stderr\n"
+        "connection golden\n"
+        f"address {HOST}:{run.port}\n"
+        f"remote_clientid {bridge_id}\n"
+        f"bridge_protocol_version {MOSQ_FLAG[v].replace('mqttv5', 'mqttv50')}\n"
+        "keepalive_interval 30\n"
+        "topic golden/bridge/# in 1\n"
+    )
+    os.chmod(conf, 0o644)
+    child = run.spawn([MOSQUITTO, "-c", str(conf)])
+    run.rec.wait_for(bridge_id, "s2c", "suback")
+    run.rec.wait_quiet()
+    run.stop(child, signal.SIGTERM)
+    run.rec.wait_quiet()
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -711,6 +742,9 @@ def main() -> int:
             for v in VERSIONS:
                 print(f"paho {v}", file=sys.stderr, flush=True)
                 paho(run, v)
+            for v in VERSIONS:
+                print(f"mosquitto bridge {v}", file=sys.stderr, flush=True)
+                mosquitto_bridge(run, v, Path(tmp))
         except Exception:
             sys.stderr.write(Path(broker.log_path).read_text(errors="replace")[-4000:])
             raise

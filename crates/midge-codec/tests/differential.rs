@@ -501,6 +501,7 @@ fn connect(version: ProtocolVersion) -> BoxedStrategy<Connect> {
                     username,
                     password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
                     properties,
+                    bridge: false,
                 }
             },
         )

@@ -67,6 +67,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ("mosquitto_pub-v5-qos2-00-s2c-connack.bin", BROKER_CONNACK),
     ("mosquitto_pub-v5-retain-00-s2c-connack.bin", BROKER_CONNACK),
     ("mosquitto_sub-v5-sub-00-s2c-connack.bin", BROKER_CONNACK),
+    ("mosquittobridge-v5-private-00-s2c-connack.bin", BROKER_CONNACK),
     ("mosquitto_sub-v5-will-00-s2c-connack.bin", BROKER_CONNACK),
     ("paho-v5-session-00-s2c-connack.bin", BROKER_CONNACK),
     ("paho-v5-watch-00-s2c-connack.bin", BROKER_CONNACK),
@@ -634,4 +635,52 @@ fn paho_v5_disconnect_with_will_message() {
     assert_eq!(&will.payload[..], b"paho will");
     assert_eq!(will.properties.content_type.as_deref(), Some("text/plain"));
     assert_eq!(will.properties.user_properties, [user("w", "paho")]);
+}
+
+/// A Mosquitto 2.0.11 bridge (`try_private` on, the default) marks its 3.1 and 3.1.1 CONNECT
+/// with the protocol level's high bit; its MQTT 5 CONNECT has none, and subscribes with No
+/// Local and Retain As Published instead.
+#[test]
+fn mosquitto_bridge_connect_carries_the_bridge_bit() {
+    for version in [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5] {
+        let packets = stream("mosquittobridge", version, "private", "c2s");
+        let Packet::Connect(connect) = &packets[0] else {
+            panic!("first packet is not CONNECT");
+        };
+        assert_eq!(connect.protocol, version);
+        assert_eq!(connect.bridge, !version.is_v5(), "{version}");
+        assert!(!connect.clean_start, "cleansession defaults to false");
+        assert_eq!(connect.keep_alive, 30);
+        let will = connect.will.as_ref().unwrap();
+        assert_eq!(
+            &*will.topic,
+            format!(
+                "$SYS/broker/connection/g-bridge-{version_tag}/state",
+                version_tag = tag(version)
+            )
+        );
+        assert_eq!(&will.payload[..], b"0");
+        assert!(will.retain);
+        let Packet::Publish(notification) = &packets[1] else {
+            panic!("second packet is not PUBLISH");
+        };
+        assert_eq!(&notification.payload[..], b"1");
+        assert!(notification.retain);
+        let Packet::Subscribe(subscribe) = &packets[2] else {
+            panic!("third packet is not SUBSCRIBE");
+        };
+        let options = subscribe.subscriptions[0].options;
+        assert_eq!(&*subscribe.subscriptions[0].filter, "golden/bridge/#");
+        assert_eq!(options.qos, QoS::AtLeastOnce);
+        assert_eq!(options.no_local, version.is_v5());
+        assert_eq!(options.retain_as_published, version.is_v5());
+    }
+}
+
+fn tag(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::V31 => "v31",
+        ProtocolVersion::V311 => "v311",
+        ProtocolVersion::V5 => "v5",
+    }
 }

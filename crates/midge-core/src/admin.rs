@@ -43,7 +43,8 @@ pub struct SessionInfo {
     pub listener: usize,
     /// The session's topic filters, sorted.
     pub subscriptions: Vec<ByteString>,
-    /// Messages waiting to be sent (beyond the inflight window).
+    /// Messages waiting to be sent (beyond the inflight window), in memory or paged out to the
+    /// store.
     pub queued: usize,
     /// Their topic and payload bytes.
     pub queued_bytes: u64,
@@ -57,6 +58,9 @@ pub struct SessionInfo {
     pub disconnected_at: Option<Instant>,
     /// Whether a will waits to be published.
     pub will: bool,
+    /// Deliveries refused by `max_queued_messages`, `max_queued_bytes` or because QoS 0 is not
+    /// queued while offline, since the session began (not stored).
+    pub dropped: u64,
 }
 
 impl SessionInfo {
@@ -71,13 +75,14 @@ impl SessionInfo {
             username: session.username.clone(),
             listener: session.listener,
             subscriptions,
-            queued: session.queue.len(),
+            queued: session.queue.len() + session.paged.len(),
             queued_bytes: session.queued_bytes,
             inflight: session.inflight.len(),
             inflight_bytes: session.inflight_bytes,
             expiry: session.expiry,
             disconnected_at: session.disconnected_at,
             will: session.will.is_some(),
+            dropped: session.dropped,
         }
     }
 }

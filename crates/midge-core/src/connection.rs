@@ -56,6 +56,10 @@ pub struct Connection {
     pub(crate) mount_point: Option<ByteString>,
     /// The listener it came through, for the access rules.
     pub(crate) listener: usize,
+    /// A Mosquitto bridge (the bridge bit of a 3.x CONNECT): its subscriptions get No Local and
+    /// Retain As Published, as Mosquitto treats bridges, so two brokers bridged both ways do
+    /// not echo each other's messages.
+    pub(crate) bridge: bool,
 }
 
 impl Connection {
@@ -81,6 +85,7 @@ impl Connection {
             topic_aliases: HashMap::new(),
             client_max_packet_size: connect.properties.maximum_packet_size.map(|m| m.get()),
             connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
+            bridge: connect.bridge && !connect.protocol.is_v5(),
         }
     }
 
@@ -108,6 +113,11 @@ impl Connection {
     /// Whether CONNECT asked for a clean start (clean session).
     pub fn clean_start(&self) -> bool {
         self.clean_start
+    }
+
+    /// Whether the client is a Mosquitto bridge (the bridge bit of a 3.x CONNECT).
+    pub fn is_bridge(&self) -> bool {
+        self.bridge
     }
 
     /// Handles one packet from the client.

@@ -133,6 +133,8 @@ pub(crate) struct Session {
     pub(crate) persistent: bool,
     /// The place in the stored queue of the last delivery written.
     pub(crate) next_entry: u64,
+    /// Messages a bound refused for this session, since it began (not stored).
+    pub(crate) dropped: u64,
 }
 
 impl Session {
@@ -164,6 +166,7 @@ impl Session {
         };
         if let Some(reason) = reason {
             stats.dropped(reason);
+            self.dropped += 1;
             // Offline QoS 0 is Mosquitto's normal behaviour, not a warning.
             if reason != DropReason::Qos0Offline {
                 self.drop_reports

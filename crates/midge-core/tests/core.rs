@@ -319,6 +319,63 @@ fn queue_limit_drops_are_counted_and_the_window_holds() {
 }
 
 #[test]
+fn session_info_counts_one_sessions_drops() {
+    let now = Instant::now();
+    let config = BrokerConfig {
+        max_inflight_messages: 2,
+        max_queued_messages: 3,
+        ..BrokerConfig::default()
+    };
+    let broker = broker(config);
+    let mut sub = connect(&broker, V311, "slow", now);
+    sub.send(subscribe(&[("f", QoS::AtLeastOnce)], 1), now);
+    let mut publisher = connect(&broker, V311, "pub", now);
+    for i in 1..=10 {
+        publisher.send(publish("f", "m", QoS::AtLeastOnce, i), now);
+    }
+    sub.received(now);
+    let info = broker.session_info("slow").unwrap();
+    assert_eq!((info.inflight, info.queued, info.dropped), (2, 3, 5));
+    assert_eq!(broker.session_info("pub").unwrap().dropped, 0);
+}
+
+/// Mosquitto's bridges set the high bit of the protocol level (`try_private`); such a client
+/// is not sent its own messages back and sees RETAIN as published, so two brokers bridged both
+/// ways over MQTT 3.1.1 do not echo each other's messages.
+#[test]
+fn a_3_1_1_bridge_gets_no_local_and_retain_as_published() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut connect = Connect::new(V311, "edge.bridge");
+    connect.bridge = true;
+    let (mut bridge, _) = connect_with(&broker, connect, now);
+    assert!(bridge.connection.is_bridge());
+    bridge.send(subscribe(&[("t/#", QoS::AtLeastOnce)], 1), now);
+    let (_, got) = bridge.send(publish("t/own", "from the bridge", QoS::AtLeastOnce, 2), now);
+    assert!(publishes(&got).is_empty(), "its own message is not sent back");
+
+    let mut other = connect_as_plain(&broker, "other", now);
+    other.send(retained("t/kept", "state"), now);
+    let got = bridge.received(now);
+    let delivered = publishes(&got);
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].retain, "RETAIN as published");
+
+    // A plain 3.1.1 client gets neither.
+    let mut plain = connect_as_plain(&broker, "plain", now);
+    plain.send(subscribe(&[("t/#", QoS::AtLeastOnce)], 1), now);
+    plain.received(now);
+    let (_, got) = plain.send(publish("t/own", "mine", QoS::AtLeastOnce, 2), now);
+    assert_eq!(publishes(&got).len(), 1, "a plain client gets its own message");
+    other.send(retained("t/kept", "again"), now);
+    assert!(!publishes(&plain.received(now))[0].retain);
+}
+
+fn connect_as_plain(broker: &Arc<Broker>, id: &str, now: Instant) -> Client {
+    connect(broker, V311, id, now)
+}
+
+#[test]
 fn session_expiry_removes_the_session_and_its_subscriptions() {
     let start = Instant::now();
     let broker = broker(BrokerConfig::default());

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: reading `mosquitto.conf` (with `include_dir`) into a typed [`config::Config`].
+//! - [`bridge`]: Mosquitto's bridges (`connection` blocks), one task each.
 //! - [`server`]: binding listeners, accepting connections, driving the core's timers, shutdown.
 //! - `connection`: one task per client connection, moving bytes between a socket and the core.
 //! - [`persistence`]: opening the store at startup and rebuilding the broker from it.
@@ -15,6 +16,7 @@
 //! - [`security`]: the password file (checked at CONNECT, off the network threads) and the ACL
 //!   file (installed in the core).
 
+pub mod bridge;
 pub mod config;
 mod connection;
 pub mod http;

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::bridge::BridgePlan;
 use crate::connection::{self, Admission, Username};
 use crate::limits::{ConnectionCounters, LogThrottle, OpenCount, OpenSlot, RateLimit};
 use crate::security::Authenticator;
@@ -115,6 +116,8 @@ pub struct Server {
     counters: Arc<ConnectionCounters>,
     /// `sys_interval`: how often `$SYS` is published (`None`: never).
     sys_interval: Option<Duration>,
+    /// The bridges to run.
+    bridges: Vec<BridgePlan>,
     /// `http_listener`: the HTTP API, metrics and web view, bound.
     http: Option<crate::http::HttpServer>,
 }
@@ -170,6 +173,7 @@ impl Server {
             global_max_connections: None,
             counters: Arc::default(),
             sys_interval: None,
+            bridges: Vec::new(),
             http: None,
         }
     }
@@ -204,6 +208,12 @@ impl Server {
         self
     }
 
+    /// Runs these bridges (started before the listeners accept).
+    pub fn with_bridges(mut self, bridges: Vec<BridgePlan>) -> Self {
+        self.bridges = bridges;
+        self
+    }
+
     /// Serves the HTTP API, metrics and web view on `http` (bound already).
     pub fn with_http(mut self, http: Option<crate::http::HttpServer>) -> Self {
         self.http = http;
@@ -230,6 +240,8 @@ impl Server {
             max: self.global_max_connections,
             counters: self.counters.clone(),
         };
+        // Bridges first: their sessions must exist before the first client publishes.
+        let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
         let infos = listener_infos(&self.listeners);
         for (listener, spec, index, open) in self.listeners {
             tasks.spawn(accept_loop(
@@ -251,6 +263,7 @@ impl Server {
             tasks.spawn(crate::sys::run(
                 self.broker.clone(),
                 self.counters.clone(),
+                bridges,
                 interval,
                 format!("midge version {}", env!("CARGO_PKG_VERSION")),
                 stop_rx.clone(),

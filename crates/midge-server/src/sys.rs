@@ -4,6 +4,11 @@
 //! printed with two decimals), plus Midge's own counters under the same tree: messages dropped
 //! by reason, refused by the access rules, and connections refused by each limit.
 //!
+//! Each bridge has its counters under `connection/NAME/`: `messages/forwarded/out`,
+//! `messages/forwarded/in`, `messages/queued` (waiting in its local session, in flight
+//! included) and `messages/dropped` (by the bridge, and by its session's queue limits); its
+//! `state` is published by the bridge itself as the link changes.
+//!
 //! Mosquitto's `heap/current` and `heap/maximum` need its memory tracking and are not
 //! published.
 
@@ -17,6 +22,7 @@ use midge_codec::TopicName;
 use midge_core::{Broker, DropReason, Stats};
 use tokio::sync::watch;
 
+use crate::bridge::BridgeStatus;
 use crate::limits::ConnectionCounters;
 
 /// The load averages' damping periods, in minutes, as in Mosquitto.
@@ -26,11 +32,13 @@ const PERIODS: [(u32, &str); 3] = [(1, "1min"), (5, "5min"), (15, "15min")];
 pub(crate) async fn run(
     broker: Arc<Broker>,
     counters: Arc<ConnectionCounters>,
+    bridges: Vec<Arc<BridgeStatus>>,
     interval: Duration,
     version: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tree = SysTree::new(broker, counters, version);
+    tree.bridges = bridges;
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -57,6 +65,7 @@ struct SysTree {
     published: HashMap<String, String>,
     loads: Vec<Load>,
     max_clients: usize,
+    bridges: Vec<Arc<BridgeStatus>>,
 }
 
 impl SysTree {
@@ -88,6 +97,7 @@ impl SysTree {
             published: HashMap::new(),
             loads,
             max_clients: 0,
+            bridges: Vec::new(),
         }
     }
 
@@ -185,6 +195,23 @@ impl SysTree {
         for reason in DropReason::ALL {
             let name = format!("publish/messages/dropped/{}", reason.as_str());
             self.publish(&name, stats.dropped_count(reason).to_string(), false);
+        }
+        for bridge in self.bridges.clone() {
+            let (queued, dropped) = broker
+                .session_info(&bridge.local_client_id)
+                .map_or((0, 0), |info| {
+                    ((info.queued + info.inflight) as u64, info.dropped)
+                });
+            let base = format!("connection/{}/messages", bridge.name);
+            let values = [
+                ("forwarded/out", bridge.forwarded_out()),
+                ("forwarded/in", bridge.forwarded_in()),
+                ("queued", queued),
+                ("dropped", bridge.dropped() + dropped),
+            ];
+            for (name, value) in values {
+                self.publish(&format!("{base}/{name}"), value.to_string(), false);
+            }
         }
 
         let elapsed = self

@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) sys_interval: Option<std::time::Duration>,
     /// `persistence` and where: `None` when off.
     pub(crate) persistence: Option<midge_server::config::Persistence>,
+    /// The bridges to run.
+    pub(crate) bridges: Vec<midge_server::bridge::BridgePlan>,
     /// `http_listener`: the HTTP API, metrics and web view, to bind.
     pub(crate) http: Option<HttpSpec>,
     /// Lines to log as warnings once logging is set up.
@@ -229,6 +231,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     };
     let (access, notes) = security::load_listener_rules(&acl_files)?;
     warnings.extend(notes);
+    let bridges = midge_server::bridge::plan_all(&config.bridges, &hostname())?;
     let http = http_spec(config, &mut password_files, &mut tls, &mut warnings)?;
     Ok(Settings {
         broker,
@@ -243,9 +246,20 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         sys_interval: config.sys_interval,
         persistence: config.persistence.enabled.then(|| config.persistence.clone()),
+        bridges,
         http,
         warnings,
     })
+}
+
+/// The machine's name, for the bridges' default client identifiers (`HOSTNAME.NAME`, as
+/// Mosquitto's `gethostname`).
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The listener to open for `listener`, `None` for kinds not supported yet.

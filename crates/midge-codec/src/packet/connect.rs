@@ -5,6 +5,10 @@
 //! MQTT 3.1, `MQTT` level 4 is 3.1.1 and `MQTT` level 5 is 5.0. Anything else is an error the
 //! broker answers with CONNACK 0x01 (3.1.1) or 0x84 (5.0) [MQTT-3.1.2-2]. Client identifier rules
 //! that depend on configuration (length, zero-length with a persistent session) are the broker's.
+//!
+//! Mosquitto's bridges mark themselves by setting the high bit of a 3.1 or 3.1.1 protocol level
+//! (`MQIsdp` 0x83, `MQTT` 0x84; its `try_private` option). The decoder reads that as the version
+//! with [`Connect::bridge`] set, as Mosquitto does; MQTT 5 bridges use No Local instead.
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -43,6 +47,10 @@ pub struct Connect {
     pub password: Option<Bytes>,
     /// MQTT 5 properties; empty for earlier versions.
     pub properties: ConnectProperties,
+    /// Mosquitto's bridge flag: the high bit of a 3.1 or 3.1.1 protocol level, set by a bridge
+    /// that asks to be treated as one (not sent its own messages back, RETAIN as published).
+    /// Never encoded for MQTT 5.
+    pub bridge: bool,
 }
 
 /// A Will Message (§3.1.2.5, §3.1.3.2).
@@ -73,11 +81,12 @@ impl Connect {
             username: None,
             password: None,
             properties: ConnectProperties::default(),
+            bridge: false,
         }
     }
 
     pub(crate) fn decode(reader: &mut Reader) -> Result<Self, DecodeError> {
-        let protocol = read_protocol(reader)?;
+        let (protocol, bridge) = read_protocol(reader)?;
         let flags = reader.u8("connect flags")?;
         if flags & RESERVED != 0 {
             return Err(DecodeError::ConnectReservedFlag);
@@ -139,6 +148,7 @@ impl Connect {
             username,
             password,
             properties,
+            bridge,
         })
     }
 
@@ -163,14 +173,20 @@ impl Connect {
     }
 }
 
-/// Reads the protocol name and level and names the version they select.
-fn read_protocol(reader: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
+/// The bit of the protocol level a Mosquitto bridge sets (`try_private`).
+const BRIDGE_BIT: u8 = 0x80;
+
+/// Reads the protocol name and level and names the version they select, and whether the level
+/// carries the bridge bit.
+fn read_protocol(reader: &mut Reader) -> Result<(ProtocolVersion, bool), DecodeError> {
     let name = reader.binary("protocol name")?;
     let level = reader.u8("protocol level")?;
     match (&name[..], level) {
-        (b"MQTT", 4) => Ok(ProtocolVersion::V311),
-        (b"MQTT", 5) => Ok(ProtocolVersion::V5),
-        (b"MQIsdp", 3) => Ok(ProtocolVersion::V31),
+        (b"MQTT", 4) => Ok((ProtocolVersion::V311, false)),
+        (b"MQTT", 5) => Ok((ProtocolVersion::V5, false)),
+        (b"MQIsdp", 3) => Ok((ProtocolVersion::V31, false)),
+        (b"MQTT", 0x84) => Ok((ProtocolVersion::V311, true)),
+        (b"MQIsdp", 0x83) => Ok((ProtocolVersion::V31, true)),
         (b"MQTT" | b"MQIsdp", level) => Err(DecodeError::UnsupportedProtocolLevel(level)),
         (name, level) => Err(DecodeError::UnsupportedProtocolName {
             name: String::from_utf8_lossy(name).into_owned(),
@@ -188,7 +204,12 @@ impl Encode for Connect {
         // CONNECT always speaks its own version, whatever the caller's.
         let version = self.protocol;
         sink.put_str("protocol name", version.protocol_name())?;
-        sink.put_u8(version.level());
+        let bridge = if self.bridge && !version.is_v5() {
+            BRIDGE_BIT
+        } else {
+            0
+        };
+        sink.put_u8(version.level() | bridge);
         sink.put_u8(self.flags());
         sink.put_u16(self.keep_alive);
         if version.is_v5() {

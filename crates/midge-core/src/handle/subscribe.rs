@@ -27,6 +27,12 @@ impl Connection {
         for subscription in subscribe.subscriptions {
             let mut options = subscription.options;
             options.qos = options.qos.min(config.max_qos);
+            if self.bridge {
+                // What 3.1.1 cannot say, a bridge's CONNECT did (Mosquitto's `is_bridge`): none
+                // of its own messages back, RETAIN as published.
+                options.no_local = true;
+                options.retain_as_published = true;
+            }
             let filter = match &self.mount_point {
                 None => subscription.filter,
                 Some(_) => {

@@ -130,6 +130,12 @@ pub enum Problem {
         /// What it lacks, e.g. "`address` line".
         missing: &'static str,
     },
+    /// A bridge `topic ""` without both prefixes: nothing to map from or to.
+    #[error(
+        "invalid bridge remapping: a topic of \"\" needs both a local and a remote prefix \
+         (it maps the one topic to the other)"
+    )]
+    BridgeRemapping,
     /// `restart_timeout BASE CAP` with the cap below the base.
     #[error("the backoff cap ({cap}) is lower than the base ({base})")]
     BackoffCapBelowBase {

@@ -37,7 +37,8 @@
 //! - `value`: reading values: booleans, numbers, durations, addresses.
 //! - `source`: files, lines, comments, `include_dir` listing.
 //! - `http`: the HTTP listener's settings ([`HttpConfig`]).
-//! - `listener`, `logging`: the typed listener ([`Listener`]) and logging ([`LogConfig`]) settings.
+//! - `listener`, `logging`, `bridge`: the typed listener ([`Listener`]), logging
+//!   ([`LogConfig`]) and bridge ([`Bridge`]) settings.
 //! - `error`, `notice`: [`ConfigError`] and [`Notice`].
 //!
 //! # Rules (Mosquitto's unless said otherwise)
@@ -75,6 +76,7 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod bridge;
 mod directives;
 mod error;
 mod http;
@@ -88,6 +90,10 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use bridge::{
+    Bridge, BridgeAddress, BridgeDirection, BridgeProtocol, BridgeTls, BridgeTopic, RestartTimeout,
+    StartType, TcpKeepalive,
+};
 pub use error::{ConfigError, Location, Problem};
 pub use http::{HttpConfig, HttpListener};
 pub use listener::{
@@ -166,6 +172,8 @@ pub struct Config {
     /// `user`: when started as root, run as this user (and its primary group) once the
     /// listeners are open. Default: `mosquitto`, as in Mosquitto; `root` keeps root.
     pub user: String,
+    /// The bridges (`connection` blocks), in file order.
+    pub bridges: Vec<Bridge>,
     /// `http_listener` and the `http_*` directives: the HTTP API, `/metrics` and the web view.
     /// Off by default.
     pub http: HttpConfig,
@@ -241,6 +249,7 @@ impl Config {
             log: LogConfig::default(),
             pid_file: None,
             user: "mosquitto".to_owned(),
+            bridges: Vec::new(),
             http: HttpConfig::defaults(),
             notices: Vec::new(),
         }

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::mem;
 use std::path::{Path, PathBuf};
 
+use super::bridge::Bridge;
 use super::directives::{self, Directive, Scope, Support};
 use super::listener::{
     self, BindAddress, Listener, ListenerAddress, ListenerOrigin, Protocol, SecurityOptions,
@@ -197,13 +198,13 @@ impl SecurityDraft {
     }
 }
 
-/// A bridge being read: only what is needed to check it, since bridges are not supported yet.
+/// A bridge being read.
 #[derive(Debug)]
 pub(in crate::config) struct BridgeDraft {
-    pub(in crate::config) name: String,
-    pub(in crate::config) at: Location,
+    /// The bridge so far.
+    pub(in crate::config) bridge: Bridge,
+    /// Its `address` line, which may appear once.
     pub(in crate::config) address_at: Option<Location>,
-    pub(in crate::config) topics: usize,
 }
 
 impl Parser {
@@ -433,10 +434,11 @@ impl Parser {
     /// Resolves what depends on the whole file (the default listener, local-only mode, security
     /// scope, log sets) and checks bridges.
     pub(super) fn finish(mut self) -> Result<Config, ConfigError> {
-        for bridge in &self.bridges {
-            let missing = if bridge.address_at.is_none() {
+        for draft in &self.bridges {
+            let bridge = &draft.bridge;
+            let missing = if draft.address_at.is_none() {
                 Some("`address` line")
-            } else if bridge.topics == 0 {
+            } else if bridge.topics.is_empty() {
                 Some("`topic` line")
             } else {
                 None
@@ -452,6 +454,7 @@ impl Parser {
                 });
             }
         }
+        let bridges: Vec<Bridge> = self.bridges.drain(..).map(|draft| draft.bridge).collect();
 
         let mut listeners = Vec::new();
         for draft in &self.listeners {
@@ -471,6 +474,7 @@ impl Parser {
         config.log.log_type = self.log_type.unwrap_or(LogTypes::DEFAULT);
         config.notices = self.notices;
         config.sources = self.sources;
+        config.bridges = bridges;
         Ok(config)
     }
 

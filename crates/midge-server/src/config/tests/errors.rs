@@ -287,6 +287,50 @@ fn bridge_structure() {
     );
 }
 
+/// Mosquitto's checks of a topic line's remapping (`bridge__add_topic`): prefixes are topic
+/// names, a prefix and the pattern make a filter, and `""` as the pattern needs both prefixes.
+#[test]
+fn bridge_topic_remapping() {
+    assert_eq!(
+        error("connection a\naddress h\ntopic \"\" both 0 local/"),
+        "test.conf:3: topic: invalid bridge remapping: a topic of \"\" needs both a local and a \
+         remote prefix (it maps the one topic to the other)"
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic \"\" both 0 \"\" remote/"),
+        "test.conf:3: topic: invalid bridge remapping: a topic of \"\" needs both a local and a \
+         remote prefix (it maps the one topic to the other)"
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic # out 0 local/+/ remote/"),
+        "test.conf:3: topic: expected a topic prefix without wildcards, or \"\", got \"local/+/\""
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic a/#/b out"),
+        "test.conf:3: topic: expected a topic filter ([MQTT-4.7.1-1] '#' must be the last character \
+         and occupy a whole level), got \"a/#/b\""
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic #x out 0 local"),
+        "test.conf:3: topic: expected a topic filter ([MQTT-4.7.1-1] '#' must be the last character \
+         and occupy a whole level), got \"#x\""
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic # out 0 a b"),
+        "test.conf:3: topic: expected a prefix and pattern that make a topic filter ([MQTT-4.7.1-1] \
+         '#' must be the last character and occupy a whole level), got \"a#\""
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic # out 0 a/ b/\nbridge_protocol_version mqttv6"),
+        "test.conf:4: bridge_protocol_version: expected mqttv31, mqttv311 or mqttv50, got \"mqttv6\""
+    );
+    assert_eq!(
+        error("connection a\naddress h\ntopic #\nnotification_topic a/+/state"),
+        "test.conf:4: notification_topic: \"a/+/state\" is not a valid topic name: \
+         [MQTT-3.3.2-2] topic name contains a wildcard character"
+    );
+}
+
 #[test]
 fn plugin_option_without_plugin() {
     assert_eq!(

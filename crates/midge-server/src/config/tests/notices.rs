@@ -39,7 +39,7 @@ fn unknown_directive_close_to_a_known_one() {
 }
 
 #[test]
-fn autosave_has_no_effect_and_bridges_are_not_supported_yet() {
+fn autosave_has_no_effect_and_bridges_are_read_without_notices() {
     let text = "\
 listener 8883
 certfile /etc/mosquitto/certs/server.crt
@@ -53,9 +53,6 @@ topic # both 2
         notices(text),
         [
             "test.conf:4: autosave_interval: ignored: Midge writes every change to its store before acknowledging it, so periodic saves are not needed",
-            "test.conf:5: connection: not supported yet (bridges)",
-            "test.conf:6: address: not supported yet (bridges)",
-            "test.conf:7: topic: not supported yet (bridges)",
         ]
     );
     let config = parse(text);

@@ -11,8 +11,8 @@ use midge_codec::{ProtocolVersion, QoS};
 
 use super::parse;
 use crate::config::{
-    BindAddress, Config, ListenerAddress, ListenerOrigin, Location, LogDestinations, LogType, LogTypes,
-    Protocol, SecurityOptions, SocketDomain,
+    BindAddress, BridgeAddress, BridgeDirection, BridgeTopic, Config, ListenerAddress, ListenerOrigin,
+    Location, LogDestinations, LogType, LogTypes, Protocol, SecurityOptions, SocketDomain,
 };
 
 /// A production broker: plain MQTT on the LAN, a loopback listener for local agents with its own
@@ -248,20 +248,44 @@ fn production_file_with_includes() {
     assert_eq!(sensors_listener.max_topic_alias, 32);
     assert!(sensors_listener.accepts(ProtocolVersion::V31));
 
-    // What the broker will log: everything Midge does not do yet, with its line.
+    // Nothing for the broker to warn about.
     let notices: Vec<String> = config.notices.iter().map(ToString::to_string).collect();
-    let b = bridge.display();
+    assert_eq!(notices, Vec::<String>::new());
+
+    // The bridge from the included file, typed.
+    let [cloud] = &config.bridges[..] else {
+        panic!("one bridge: {:?}", config.bridges);
+    };
+    assert_eq!(cloud.name, "cloud");
     assert_eq!(
-        notices,
-        [
-            format!("{b}:2: connection: not supported yet (bridges)"),
-            format!("{b}:3: address: not supported yet (bridges)"),
-            format!("{b}:4: topic: not supported yet (bridges)"),
-            format!("{b}:5: bridge_cafile: not supported yet (bridges)"),
-            format!("{b}:6: remote_username: not supported yet (bridges)"),
-            format!("{b}:7: cleansession: not supported yet (bridges)"),
-        ]
+        cloud.at,
+        Location {
+            file: bridge,
+            line: 2
+        }
     );
+    assert_eq!(
+        cloud.addresses,
+        [BridgeAddress {
+            host: "mqtt.example.com".into(),
+            port: 8883
+        }]
+    );
+    assert_eq!(
+        cloud.topics,
+        [BridgeTopic {
+            pattern: Some("sensors/#".into()),
+            direction: BridgeDirection::Out,
+            qos: QoS::AtLeastOnce,
+            local_prefix: None,
+            remote_prefix: Some("site1/".into()),
+        }]
+    );
+    assert_eq!(cloud.topics[0].local_filter(), "sensors/#");
+    assert_eq!(cloud.topics[0].remote_filter(), "site1/sensors/#");
+    assert!(cloud.tls.enabled());
+    assert_eq!(cloud.remote_username.as_deref(), Some("site1"));
+    assert!(!cloud.cleansession && !cloud.local_clean_session());
 }
 
 /// Debian's `/etc/mosquitto/mosquitto.conf`: no listener, so local-only mode.

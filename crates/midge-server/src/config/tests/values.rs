@@ -144,3 +144,134 @@ fn service_settings() {
     assert!(config.log.log_dest.syslog);
     assert!(config.notices.is_empty(), "{:?}", config.notices);
 }
+
+/// Every bridge directive Midge acts on, read into the typed bridge; Mosquitto's defaults for
+/// the rest.
+#[test]
+fn bridge_block_values_and_defaults() {
+    use midge_codec::QoS;
+
+    use crate::config::{
+        BridgeAddress, BridgeDirection, BridgeProtocol, RestartTimeout, StartType, TcpKeepalive, TlsVersion,
+    };
+
+    let config = parse(
+        "listener 1883\n\
+         connection edge\n\
+         address 10.0.0.1 broker.example:8883 [::1]:1884\n\
+         topic # out\n\
+         topic \"\" both 2 local/state remote/state\n\
+         topic cmd/+ in 1 \"\" site1/\n\
+         round_robin true\n\
+         bridge_protocol_version mqttv50\n\
+         cleansession true\n\
+         local_cleansession false\n\
+         keepalive_interval 20\n\
+         idle_timeout 5\n\
+         start_type lazy\n\
+         threshold 3\n\
+         restart_timeout 2 20\n\
+         clientid edge-1\n\
+         local_clientid edge-local\n\
+         username site1\n\
+         password s3cret word\n\
+         local_username bridge\n\
+         notifications false\n\
+         notification_topic edge/state\n\
+         notifications_local_only true\n\
+         try_private false\n\
+         bridge_attempt_unsubscribe false\n\
+         bridge_outgoing_retain false\n\
+         bridge_max_packet_size 4096\n\
+         bridge_bind_address 127.0.0.1\n\
+         bridge_receive_maximum 5\n\
+         bridge_session_expiry_interval 3600\n\
+         bridge_max_topic_alias 0\n\
+         bridge_tcp_keepalive 30 5 3\n\
+         bridge_tcp_user_timeout 2500\n\
+         bridge_cafile /etc/ca.crt\n\
+         bridge_insecure true\n\
+         bridge_tls_version tlsv1.3\n\
+         connection plain\n\
+         address h\n\
+         topic a/#\n",
+    );
+    let [edge, plain] = &config.bridges[..] else {
+        panic!("two bridges: {:?}", config.bridges);
+    };
+    assert_eq!(
+        edge.addresses,
+        [
+            BridgeAddress {
+                host: "10.0.0.1".into(),
+                port: 1883
+            },
+            BridgeAddress {
+                host: "broker.example".into(),
+                port: 8883
+            },
+            BridgeAddress {
+                host: "::1".into(),
+                port: 1884
+            },
+        ]
+    );
+    assert_eq!(edge.addresses[2].to_string(), "[::1]:1884");
+    assert_eq!(edge.topics.len(), 3);
+    assert_eq!(edge.topics[0].direction, BridgeDirection::Out);
+    assert_eq!(edge.topics[0].qos, QoS::AtMostOnce);
+    assert_eq!(edge.topics[1].pattern, None);
+    assert_eq!(edge.topics[1].local_filter(), "local/state");
+    assert_eq!(edge.topics[1].remote_filter(), "remote/state");
+    assert_eq!(edge.topics[2].local_prefix, None);
+    assert_eq!(edge.topics[2].remote_filter(), "site1/cmd/+");
+    assert!(edge.round_robin);
+    assert_eq!(edge.protocol_version, BridgeProtocol::Mqtt5);
+    assert!(edge.cleansession && !edge.local_clean_session());
+    assert_eq!(edge.keepalive_interval, 20);
+    assert_eq!(edge.idle_timeout, Duration::from_secs(5));
+    assert_eq!(edge.start_type, StartType::Lazy);
+    assert_eq!(edge.threshold, 3);
+    assert_eq!(
+        edge.restart_timeout,
+        RestartTimeout {
+            base: Duration::from_secs(2),
+            cap: Some(Duration::from_secs(20))
+        }
+    );
+    assert_eq!(edge.remote_clientid.as_deref(), Some("edge-1"));
+    assert_eq!(edge.local_clientid.as_deref(), Some("edge-local"));
+    assert_eq!(edge.remote_username.as_deref(), Some("site1"));
+    assert_eq!(edge.remote_password.as_deref(), Some("s3cret word"));
+    assert_eq!(edge.local_username.as_deref(), Some("bridge"));
+    assert!(!edge.notifications && edge.notifications_local_only);
+    assert_eq!(edge.notification_topic.as_deref(), Some("edge/state"));
+    assert!(!edge.try_private && !edge.attempt_unsubscribe && !edge.outgoing_retain);
+    assert_eq!(edge.max_packet_size, NonZeroU32::new(4096));
+    assert_eq!(edge.bind_address.as_deref(), Some("127.0.0.1"));
+    assert_eq!(edge.receive_maximum, NonZeroU16::new(5));
+    assert_eq!(edge.session_expiry_interval, Some(3600));
+    assert_eq!(edge.max_topic_alias, 0);
+    assert_eq!(
+        edge.tcp_keepalive,
+        Some(TcpKeepalive {
+            idle: 30,
+            interval: 5,
+            count: 3
+        })
+    );
+    assert_eq!(edge.tcp_user_timeout, Some(Duration::from_millis(2500)));
+    assert!(edge.tls.enabled() && edge.tls.insecure);
+    assert_eq!(edge.tls.version, Some(TlsVersion::V1_3));
+
+    // Mosquitto's defaults.
+    assert_eq!(plain.protocol_version, BridgeProtocol::Mqtt311);
+    assert!(!plain.cleansession && !plain.round_robin);
+    assert_eq!(plain.keepalive_interval, 60);
+    assert_eq!(plain.start_type, StartType::Automatic);
+    assert_eq!(plain.restart_timeout, RestartTimeout::default());
+    assert!(plain.notifications && plain.try_private && plain.attempt_unsubscribe && plain.outgoing_retain);
+    assert_eq!(plain.max_topic_alias, 10);
+    assert!(!plain.tls.enabled());
+    assert_eq!(plain.remote_clientid, None);
+}
