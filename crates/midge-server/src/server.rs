@@ -290,9 +290,35 @@ impl Server {
 /// still serves `listener 1883` on IPv4).
 fn bind_tcp(
     addrs: &[IpAddr],
-    mut port: u16,
+    port: u16,
     websockets: bool,
     interface: Option<&str>,
+) -> std::io::Result<Vec<TcpListener>> {
+    bind_each(addrs, port, interface, |local| {
+        // Mosquitto's words: "websockets" for a WebSocket listener, else the family.
+        let family = match (websockets, local.is_ipv4()) {
+            (true, _) => "websockets",
+            (false, true) => "ipv4",
+            (false, false) => "ipv6",
+        };
+        let port = local.port();
+        tracing::info!(event = "listener.opened", port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
+    })
+}
+
+/// Binds `port` on each of `addrs` for a listener that is not MQTT (the HTTP API): as
+/// [`bind_tcp`], without its log lines. Fails only if none can be bound.
+pub(crate) fn bind_tcp_sockets(addrs: &[IpAddr], port: u16) -> std::io::Result<Vec<TcpListener>> {
+    bind_each(addrs, port, None, |_| {})
+}
+
+/// Binds `port` on each of `addrs` (port 0: the port the first one got, for all), calling
+/// `bound` with each address bound. Fails only if none can be bound.
+fn bind_each(
+    addrs: &[IpAddr],
+    mut port: u16,
+    interface: Option<&str>,
+    mut on_bound: impl FnMut(SocketAddr),
 ) -> std::io::Result<Vec<TcpListener>> {
     let mut bound = Vec::new();
     let mut last_error = None;
@@ -302,40 +328,7 @@ fn bind_tcp(
             Ok(listener) => {
                 let local = listener.local_addr()?;
                 port = local.port();
-                // Mosquitto's words: "websockets" for a WebSocket listener, else the family.
-                let family = match (websockets, local.is_ipv4()) {
-                    (true, _) => "websockets",
-                    (false, true) => "ipv4",
-                    (false, false) => "ipv6",
-                };
-                tracing::info!(event = "listener.opened", port, address = %local.ip(), "Opening {family} listen socket on port {port}.");
-                bound.push(listener);
-            }
-            Err(error) => {
-                let error = std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"));
-                if addrs.len() > 1 {
-                    tracing::warn!(%error, "{error}");
-                }
-                last_error = Some(error);
-            }
-        }
-    }
-    if bound.is_empty() {
-        return Err(last_error.unwrap_or_else(|| std::io::Error::other("a listener has no address to bind")));
-    }
-    Ok(bound)
-}
-
-/// Binds `port` on each of `addrs` for a listener that is not MQTT (the HTTP API): as
-/// [`bind_tcp`], without its log lines. Fails only if none can be bound.
-pub(crate) fn bind_tcp_sockets(addrs: &[IpAddr], mut port: u16) -> std::io::Result<Vec<TcpListener>> {
-    let mut bound = Vec::new();
-    let mut last_error = None;
-    for ip in addrs {
-        let addr = SocketAddr::new(*ip, port);
-        match bind_one(addr, None) {
-            Ok(listener) => {
-                port = listener.local_addr()?.port();
+                on_bound(local);
                 bound.push(listener);
             }
             Err(error) => {

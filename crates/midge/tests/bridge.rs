@@ -10,8 +10,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +17,7 @@ use midge_client::{Client, ClientOptions, Event, Events};
 use midge_codec::properties::PublishProperties;
 use midge_codec::{Publish, QoS};
 use support::pki::Pki;
-use support::{Midge, free_port, wait_for_port};
+use support::{Midge, Mosquitto, free_port};
 use tokio::time::{Instant, sleep, timeout};
 
 /// How long a message may take to cross, at most.
@@ -40,48 +38,6 @@ fn bridged(name: &str, remote: u16, lines: &str) -> Midge {
     ));
     local.wait_for_log(&format!("Bridge {name} connected"));
     local
-}
-
-/// Debian's Mosquitto on a free port.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start(extra: &str) -> Self {
-        let binary = Path::new("/usr/sbin/mosquitto");
-        assert!(
-            binary.exists(),
-            "these tests need Debian's mosquitto: scripts/install-test-deps"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("mosquitto.conf");
-        // As root Mosquitto drops to user `mosquitto`, who cannot read our temp dir.
-        std::fs::write(&config, format!("user root\n{}", broker_conf(port, extra))).unwrap();
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A connected client with a clean session.
@@ -305,7 +261,7 @@ async fn two_midges_forward_out_in_and_both_ways_with_prefixes_at_every_qos() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn midge_bridged_to_mosquitto_forwards_every_way() {
     for protocol in ["mqttv311", "mqttv50"] {
-        let remote = Mosquitto::start("");
+        let remote = Mosquitto::start("allow_anonymous true", |_| {});
         forwards_every_way(remote.port, protocol).await;
     }
 }
@@ -344,7 +300,7 @@ async fn no_message_loops_when_bridged_both_ways() {
         let port = free_port();
         let _remote = Midge::start_with_config(&broker_conf(port, ""));
         no_echo(port, protocol).await;
-        let mosquitto = Mosquitto::start("");
+        let mosquitto = Mosquitto::start("allow_anonymous true", |_| {});
         no_echo(mosquitto.port, protocol).await;
     }
 }

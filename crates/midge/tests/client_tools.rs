@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use midge_client::{Client, ClientOptions, Event};
 use midge_codec::properties::PublishProperties;
 use midge_codec::{ProtocolVersion, QoS};
-use support::{free_port, wait_for_port};
+use support::{Mosquitto, free_port, wait_for_port};
 
 /// Which broker a case talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,49 +458,6 @@ fn start_responder(port: u16) {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the responder is subscribed");
-}
-
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start(extra: &str, prepare: impl FnOnce(&Path)) -> Self {
-        let binary = Path::new("/usr/sbin/mosquitto");
-        assert!(
-            binary.exists(),
-            "these tests need Debian's mosquitto: apt-get install -y mosquitto mosquitto-clients"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path());
-        let port = free_port();
-        let config = dir.path().join("mosquitto.conf");
-        // As root Mosquitto drops to user `mosquitto`, who cannot read our temp dir.
-        std::fs::write(&config, format!("user root\nlistener {port} 127.0.0.1\n{extra}")).unwrap();
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Splits a case's flags on spaces; single quotes group (and are dropped).

@@ -41,16 +41,7 @@ pub(crate) fn print_message(cfg: &Config, message: &Publish, out: &mut impl Writ
 impl Now {
     /// `%j`'s timestamp: `2020-05-06T21:48:00.123456Z+0000`.
     fn json_timestamp(&self) -> String {
-        format!(
-            "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z+0000",
-            self.year,
-            self.month,
-            self.day,
-            self.hour,
-            self.minute,
-            self.second,
-            self.nanos / 1000
-        )
+        format!("{}+0000", self.rfc3339())
     }
 }
 

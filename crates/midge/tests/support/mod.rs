@@ -395,3 +395,53 @@ impl RawClient {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// Debian's Mosquitto on a free port of 127.0.0.1, run as root (as root it would switch to the
+/// `mosquitto` user, who cannot read the temporary directory), killed when dropped.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts it with `extra` after its `listener` line, in a temporary directory that
+    /// `prepare` may fill first (certificates, say); the directory is its working directory.
+    pub fn start(extra: &str, prepare: impl FnOnce(&std::path::Path)) -> Self {
+        let binary = std::path::Path::new("/usr/sbin/mosquitto");
+        assert!(
+            binary.exists(),
+            "these tests need Debian's mosquitto: scripts/install-test-deps"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        prepare(dir.path());
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("user root\nlistener {port} 127.0.0.1\n{extra}\n"),
+        )
+        .expect("write config");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        wait_for_port(port);
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
