@@ -19,7 +19,7 @@ use bytestring::ByteString;
 use midge_codec::{ProtocolVersion, QoS, ReasonCode, TopicName};
 use parking_lot::Mutex;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Keep};
 use crate::message::Message;
 use crate::session::SessionCell;
 
@@ -257,8 +257,9 @@ impl Broker {
 
     /// Deletes the retained message of `topic`. False if there was none.
     pub fn delete_retained(&self, topic: &TopicName) -> bool {
-        let before = self.retained.read().len();
-        self.retain(&Arc::new(Message::new(
+        let mut retained = self.retained.write();
+        let before = retained.len();
+        retained.set(Arc::new(Message::new(
             topic.clone(),
             Bytes::new(),
             QoS::AtMostOnce,
@@ -267,18 +268,18 @@ impl Broker {
             None,
             None,
         )));
-        self.retained.read().len() < before
+        if let Some(journal) = &self.journal {
+            journal.delete_retained(topic.as_str());
+        }
+        retained.len() < before
     }
 
     /// Publishes `message` as the broker itself (the HTTP API): retained if it says so (an
     /// empty retained payload deletes the topic's retained message), and delivered to every
     /// subscriber the access rules let read it. Returns how many sessions it was queued for.
     pub fn publish_admin(&self, message: Message, now: Instant) -> usize {
-        let message = Arc::new(message);
-        if message.retain {
-            self.retain(&message);
-        }
-        self.route(message, now).sessions
+        let keep = Keep::retained_if(message.retain);
+        self.publish(Arc::new(message), keep, now).sessions
     }
 
     /// Keeps the topic tap on until `now + period` (switching it on if it was off), so that

@@ -167,10 +167,8 @@ impl Broker {
             None,
             None,
         ));
-        if retain {
-            self.retained.write().set(message.clone());
-        }
-        self.route(message, now);
+        let keep = if retain { Keep::InMemory } else { Keep::Nothing };
+        self.publish(message, keep, now);
     }
 
     /// Subscriptions held across all sessions.
@@ -584,13 +582,42 @@ impl Broker {
         }
     }
 
-    /// Sends `message` to every session with a matching subscription.
-    pub fn route(&self, message: Arc<Message>, now: Instant) -> Routed {
+    /// Sends `message` to every session with a matching subscription, first keeping it as its
+    /// topic's retained message as `keep` says.
+    ///
+    /// The retained store stays locked while the subscribers are looked up, and a SUBSCRIBE
+    /// holds it while it adds its subscription and reads the retained messages: a subscription
+    /// made at the same moment as a retained publish gets the message once, as the retained
+    /// copy or as a live one, never both.
+    pub(crate) fn publish(&self, message: Arc<Message>, keep: Keep, now: Instant) -> Routed {
         self.tap.record(&message, now);
+        let mut matches = Matches::default();
+        let mut stored = 0;
+        if keep == Keep::Nothing {
+            self.index.read().matches(&message.topic, &mut matches);
+        } else {
+            let mut retained = self.retained.write();
+            retained.set(message.clone());
+            if keep == Keep::Journaled
+                && let Some(journal) = &self.journal
+            {
+                stored = if message.payload.is_empty() {
+                    journal.delete_retained(message.topic.as_str())
+                } else {
+                    journal.put_retained(&message.record(journal.clock()))
+                };
+            }
+            self.index.read().matches(&message.topic, &mut matches);
+        }
+        let mut routed = self.route(&message, matches, now);
+        routed.durable_after = routed.durable_after.max(stored);
+        routed
+    }
+
+    /// Queues `message` for the subscriptions that matched it.
+    fn route(&self, message: &Arc<Message>, mut matches: Matches, now: Instant) -> Routed {
         let guard = self.access_control();
         let access = guard.rules();
-        let mut matches = Matches::default();
-        self.index.read().matches(&message.topic, &mut matches);
         let mut routed = Routed::default();
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
         // every subscription identifier [MQTT-3.3.5-1] [MQTT-3.3.4-3..5].
@@ -601,12 +628,12 @@ impl Broker {
             while let Some(next) = plain.next_if(|n| Arc::ptr_eq(&n.session, &group[0].session)) {
                 group.push(next);
             }
-            if let Some(delivery) = self.merge(&message, &group) {
+            if let Some(delivery) = self.merge(message, &group) {
                 routed.add(self.deliver(&group[0].session, delivery, access, now));
             }
         }
         for member in matches.shared {
-            if let Some(delivery) = self.merge(&message, std::slice::from_ref(&member)) {
+            if let Some(delivery) = self.merge(message, std::slice::from_ref(&member)) {
                 routed.add(self.deliver(&member.session, delivery, access, now));
             }
         }
@@ -713,22 +740,8 @@ impl Broker {
             None => message,
         };
         tracing::debug!(topic = %message.topic, "publishing will");
-        if message.retain {
-            self.retain(&message);
-        }
-        self.route(message, now);
-    }
-
-    /// Stores `message` as its topic's retained message (or deletes the topic's, for an empty
-    /// payload), in memory and in the journal. The journal write's sequence number, or 0.
-    pub(crate) fn retain(&self, message: &Arc<Message>) -> Seq {
-        let mut retained = self.retained.write();
-        retained.set(message.clone());
-        match &self.journal {
-            None => 0,
-            Some(journal) if message.payload.is_empty() => journal.delete_retained(message.topic.as_str()),
-            Some(journal) => journal.put_retained(&message.record(journal.clock())),
-        }
+        let keep = Keep::retained_if(message.retain);
+        self.publish(message, keep, now);
     }
 
     /// A connection ended: detach it from its session, deal with its will, and start (or
@@ -906,6 +919,24 @@ impl Routed {
             self.sessions += 1;
             self.durable_after = self.durable_after.max(seq);
         }
+    }
+}
+
+/// What a publish does with its retained copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Nothing: a message without RETAIN.
+    Nothing,
+    /// Kept in memory only (`$SYS`, republished every interval anyway).
+    InMemory,
+    /// Kept in memory and in the journal, when there is one.
+    Journaled,
+}
+
+impl Keep {
+    /// What a client's (or a will's) message asks for: journaled if RETAIN is set.
+    pub(crate) fn retained_if(retain: bool) -> Self {
+        if retain { Self::Journaled } else { Self::Nothing }
     }
 }
 

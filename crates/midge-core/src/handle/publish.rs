@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use midge_codec::{Ack, Packet, Publish, QoS, ReasonCode};
 
 use crate::access::{Access, Identity};
+use crate::broker::Keep;
 use crate::connection::{After, Connection};
 use crate::message::Message;
 use crate::outbox::Outbox;
@@ -140,10 +141,8 @@ impl Connection {
             ReasonCode::QuotaExceeded
         } else {
             let message = self.accept(publish, now);
-            if message.retain {
-                out.require_durable(self.broker.retain(&message));
-            }
-            let routed = self.broker.route(message, now);
+            let keep = Keep::retained_if(message.retain);
+            let routed = self.broker.publish(message, keep, now);
             // The acknowledgement below waits until every stored copy is durable.
             out.require_durable(routed.durable_after);
             match routed.sessions {

@@ -23,7 +23,7 @@ impl Connection {
         let config = &self.broker.config;
         let id = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
-        let mut retained = Vec::new();
+        let access = self.broker.access_control();
         for subscription in subscribe.subscriptions {
             let mut options = subscription.options;
             options.qos = options.qos.min(config.max_qos);
@@ -60,14 +60,45 @@ impl Connection {
                 });
                 continue;
             }
-            let existed = self.broker.index.write().subscribe(
-                &filter,
-                Subscriber {
-                    session: self.session.clone(),
-                    options,
-                    id,
-                },
-            );
+            let wanted = |existed: bool| match options.retain_handling {
+                RetainHandling::SendAtSubscribe => filter.shared().is_none(),
+                RetainHandling::SendIfNew => !existed && filter.shared().is_none(),
+                RetainHandling::DoNotSend => false,
+            };
+            // The retained store is held from adding the subscription to queueing its retained
+            // messages, so a retained publish at this moment arrives once and in order (see
+            // `Broker::publish`). They reach the client after the SUBACK: the queue is drained
+            // only once this packet is handled.
+            {
+                let store = self.broker.retained.read();
+                let existed = self.broker.index.write().subscribe(
+                    &filter,
+                    Subscriber {
+                        session: self.session.clone(),
+                        options,
+                        id,
+                    },
+                );
+                if wanted(existed) {
+                    let mut messages = Vec::new();
+                    store.matching(filter.as_str(), &mut messages);
+                    for message in messages.into_iter().filter(|m| !m.is_expired(now)) {
+                        let qos = if config.upgrade_outgoing_qos {
+                            options.qos
+                        } else {
+                            message.qos.min(options.qos)
+                        };
+                        let delivery = Delivery {
+                            message,
+                            qos,
+                            retain: true,
+                            subscription_ids: id.into_iter().collect(),
+                            stored: None,
+                        };
+                        self.broker.deliver(&self.session, delivery, access.rules(), now);
+                    }
+                }
+            }
             let remembered = SessionSubscription {
                 filter: filter.clone(),
                 options,
@@ -89,47 +120,12 @@ impl Connection {
                 QoS::AtLeastOnce => ReasonCode::GrantedQos1,
                 QoS::ExactlyOnce => ReasonCode::GrantedQos2,
             });
-            let wants_retained = match options.retain_handling {
-                RetainHandling::SendAtSubscribe => true,
-                RetainHandling::SendIfNew => !existed,
-                RetainHandling::DoNotSend => false,
-            };
-            if wants_retained && filter.shared().is_none() {
-                let mut messages = Vec::new();
-                self.broker
-                    .retained
-                    .read()
-                    .matching(filter.as_str(), &mut messages);
-                retained.extend(
-                    messages
-                        .into_iter()
-                        .filter(|m| !m.is_expired(now))
-                        .map(|message| {
-                            let qos = if config.upgrade_outgoing_qos {
-                                options.qos
-                            } else {
-                                message.qos.min(options.qos)
-                            };
-                            Delivery {
-                                message,
-                                qos,
-                                retain: true,
-                                subscription_ids: id.into_iter().collect(),
-                                stored: None,
-                            }
-                        }),
-                );
-            }
         }
         out.send(&Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             reason_codes,
             properties: AckProperties::default(),
         }));
-        let access = self.broker.access_control();
-        for delivery in retained {
-            self.broker.deliver(&self.session, delivery, access.rules(), now);
-        }
         After::Continue
     }
 
