@@ -60,6 +60,9 @@ pub struct Connection {
     /// Retain As Published, as Mosquitto treats bridges, so two brokers bridged both ways do
     /// not echo each other's messages.
     pub(crate) bridge: bool,
+    /// Subscribers' queues this client's messages congested: it is not read until they drain
+    /// (`backpressure.rs`).
+    pub(crate) waiting_on: Vec<Arc<SessionCell>>,
 }
 
 impl Connection {
@@ -86,6 +89,7 @@ impl Connection {
             client_max_packet_size: connect.properties.maximum_packet_size.map(|m| m.get()),
             connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
             bridge: connect.bridge && !connect.protocol.is_v5(),
+            waiting_on: Vec::new(),
         }
     }
 
@@ -201,6 +205,7 @@ impl Connection {
         if session.generation != self.generation || session.link.is_none() {
             return;
         }
+        let queued_before = session.queue.len() + session.paged.len();
         while out.len() < config.outbox_high_water {
             if session.queue.is_empty() && !session.paged.is_empty() {
                 session.page_in(&self.client_id, journal, stats);
@@ -246,6 +251,9 @@ impl Connection {
                 out.require_durable(stored);
             }
             session.push_inflight(inflight);
+        }
+        if session.queue.len() + session.paged.len() < queued_before {
+            session.note_progress(config, now);
         }
     }
 
