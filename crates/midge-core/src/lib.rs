@@ -6,7 +6,7 @@
 //! - [`broker`]: shared state and cross-session decisions: CONNECT, routing, wills, expiry.
 //! - [`connection`]: one client's connection; `handle/` holds the per-packet logic.
 //! - `session`: per-client state behind its own lock: subscriptions, queue, inflight window.
-//! - `topic_index`, `retained`: the subscription trie and the retained message tree.
+//! - [`topic_index`], `retained`: the subscription trie and the retained message tree.
 //! - [`message`]: a message and one subscriber's delivery of it.
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
@@ -37,7 +37,7 @@ mod ratelimit;
 mod retained;
 mod session;
 pub mod stats;
-mod topic_index;
+pub mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
 pub use admin::{SessionInfo, TopicActivity, TopicReport};

@@ -32,7 +32,8 @@ pub struct SessionCell {
 }
 
 impl SessionCell {
-    pub(crate) fn new(client_id: ByteString) -> Self {
+    /// A new, empty, offline session.
+    pub fn new(client_id: ByteString) -> Self {
         Self {
             client_id,
             online: AtomicBool::new(false),

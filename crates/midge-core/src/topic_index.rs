@@ -22,10 +22,13 @@ use crate::session::SessionCell;
 
 /// One session's subscription as the index holds it.
 #[derive(Debug, Clone)]
-pub(crate) struct Subscriber {
-    pub(crate) session: Arc<SessionCell>,
-    pub(crate) options: SubscriptionOptions,
-    pub(crate) id: Option<SubscriptionId>,
+pub struct Subscriber {
+    /// The subscribing session.
+    pub session: Arc<SessionCell>,
+    /// The subscription's options.
+    pub options: SubscriptionOptions,
+    /// Its Subscription Identifier (MQTT 5).
+    pub id: Option<SubscriptionId>,
 }
 
 #[derive(Debug, Default)]
@@ -153,16 +156,16 @@ impl Node {
 
 /// Subscriptions found for one topic.
 #[derive(Debug, Default)]
-pub(crate) struct Matches {
+pub struct Matches {
     /// Ordinary subscriptions; a session may appear more than once (overlapping filters).
-    pub(crate) plain: Vec<Subscriber>,
+    pub plain: Vec<Subscriber>,
     /// One chosen member per matching shared group.
-    pub(crate) shared: Vec<Subscriber>,
+    pub shared: Vec<Subscriber>,
 }
 
 /// The subscription trie.
 #[derive(Debug, Default)]
-pub(crate) struct TopicIndex {
+pub struct TopicIndex {
     root: Node,
     count: usize,
 }
@@ -177,7 +180,7 @@ fn split(filter: &TopicFilter) -> (Option<&str>, &str) {
 
 impl TopicIndex {
     /// Adds or replaces `subscriber`'s subscription to `filter`. True if it replaced one.
-    pub(crate) fn subscribe(&mut self, filter: &TopicFilter, subscriber: Subscriber) -> bool {
+    pub fn subscribe(&mut self, filter: &TopicFilter, subscriber: Subscriber) -> bool {
         let (group, inner) = split(filter);
         let mut node = &mut self.root;
         let mut levels = inner.split('/').peekable();
@@ -198,7 +201,7 @@ impl TopicIndex {
     }
 
     /// Removes `session`'s subscription to `filter`. True if there was one.
-    pub(crate) fn unsubscribe(&mut self, filter: &TopicFilter, session: &Arc<SessionCell>) -> bool {
+    pub fn unsubscribe(&mut self, filter: &TopicFilter, session: &Arc<SessionCell>) -> bool {
         let (group, inner) = split(filter);
         let levels: Vec<&str> = inner.split('/').collect();
         let removed = remove_at(&mut self.root, &levels, group, session);
@@ -209,12 +212,12 @@ impl TopicIndex {
     }
 
     /// How many subscriptions the index holds.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.count
     }
 
     /// Every subscription matching `topic`.
-    pub(crate) fn matches(&self, topic: &str, out: &mut Matches) {
+    pub fn matches(&self, topic: &str, out: &mut Matches) {
         let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
         collect(&self.root, &levels, 0, dollar, out);

@@ -45,7 +45,11 @@ fn a_publisher_that_fills_a_subscribers_queue_waits_until_it_drains() {
     }
     assert_eq!(sent, 5, "paused at half of max_queued_messages");
     let deadline = publisher.connection.read_paused(now).unwrap();
-    assert_eq!(deadline, now + STALLED_AFTER, "asks again when the queue would count as stalled");
+    assert_eq!(
+        deadline,
+        now + STALLED_AFTER,
+        "asks again when the queue would count as stalled"
+    );
 
     // The subscriber takes one message (its window is one): still congested.
     let later = now + Duration::from_millis(10);
@@ -56,7 +60,10 @@ fn a_publisher_that_fills_a_subscribers_queue_waits_until_it_drains() {
 
     // It acknowledges its way down to two queued: the publisher is woken and read again.
     for id in 1..=3 {
-        let (_, got) = subscriber.send(midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(id))), later);
+        let (_, got) = subscriber.send(
+            midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(id))),
+            later,
+        );
         assert_eq!(publishes(&got).len(), 1);
     }
     assert!(
@@ -85,7 +92,11 @@ fn a_stalled_subscriber_holds_its_publisher_once_and_then_drops_counted() {
     assert_eq!(publisher.connection.read_paused(later), None);
     for id in 6..=30 {
         publisher.send(publish("t", "m", QoS::AtLeastOnce, id), later);
-        assert_eq!(publisher.connection.read_paused(later), None, "paused again at message {id}");
+        assert_eq!(
+            publisher.connection.read_paused(later),
+            None,
+            "paused again at message {id}"
+        );
     }
     // 10 queued plus the one free window slot; the rest dropped.
     assert_eq!(broker.stats().dropped_count(DropReason::QueueFull), 30 - 11);
@@ -94,13 +105,21 @@ fn a_stalled_subscriber_holds_its_publisher_once_and_then_drops_counted() {
     let mut id = 1;
     let mut drained = stalled.received(later);
     while !publishes(&drained).is_empty() {
-        drained = stalled.send(midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(id))), later).1;
+        drained = stalled
+            .send(
+                midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(id))),
+                later,
+            )
+            .1;
         id += 1;
     }
     for id in 31..=35 {
         publisher.send(publish("t", "m", QoS::AtLeastOnce, id), later);
     }
-    assert!(publisher.connection.read_paused(later).is_some(), "pressure again after draining");
+    assert!(
+        publisher.connection.read_paused(later).is_some(),
+        "pressure again after draining"
+    );
 }
 
 #[test]
@@ -118,7 +137,11 @@ fn an_offline_session_exerts_no_pressure_and_a_disconnect_releases_its_publisher
     let mut publisher = connect(&broker, V5, "publisher", now);
     for id in 1..=20 {
         publisher.send(publish("t", "m", QoS::AtLeastOnce, id), now);
-        assert_eq!(publisher.connection.read_paused(now), None, "offline queue paused at {id}");
+        assert_eq!(
+            publisher.connection.read_paused(now),
+            None,
+            "offline queue paused at {id}"
+        );
     }
 
     for id in 1..=5 {
@@ -127,6 +150,9 @@ fn an_offline_session_exerts_no_pressure_and_a_disconnect_releases_its_publisher
     assert!(publisher.connection.read_paused(now).is_some());
     let wakes = publisher.link.wakes.load(Ordering::SeqCst);
     leaving.connection.end(now, false);
-    assert!(publisher.link.wakes.load(Ordering::SeqCst) > wakes, "the disconnect woke the publisher");
+    assert!(
+        publisher.link.wakes.load(Ordering::SeqCst) > wakes,
+        "the disconnect woke the publisher"
+    );
     assert_eq!(publisher.connection.read_paused(now), None);
 }
