@@ -216,6 +216,11 @@ impl TopicIndex {
         self.count
     }
 
+    /// Whether the index holds no subscription.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Every subscription matching `topic`.
     pub fn matches(&self, topic: &str, out: &mut Matches) {
         let levels: Vec<&str> = topic.split('/').collect();
