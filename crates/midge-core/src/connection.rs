@@ -13,6 +13,7 @@ use midge_codec::{
     Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, TopicName,
 };
 
+use crate::auth::ConnectionAuth;
 use crate::broker::{Broker, CheckedConnect};
 use crate::message::Delivery;
 use crate::outbox::Outbox;
@@ -60,6 +61,8 @@ pub struct Connection {
     /// Retain As Published, as Mosquitto treats bridges, so two brokers bridged both ways do
     /// not echo each other's messages.
     pub(crate) bridge: bool,
+    /// The enhanced authentication the connection was admitted by, for re-authentication.
+    pub(crate) auth: Option<ConnectionAuth>,
 }
 
 impl Connection {
@@ -86,6 +89,7 @@ impl Connection {
             client_max_packet_size: connect.properties.maximum_packet_size.map(|m| m.get()),
             connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
             bridge: connect.bridge && !connect.protocol.is_v5(),
+            auth: None,
         }
     }
 
@@ -145,11 +149,7 @@ impl Connection {
             Packet::Connect(_) => {
                 self.violation(ReasonCode::ProtocolError, "second CONNECT [MQTT-3.1.0-2]", out)
             }
-            Packet::Auth(_) => self.violation(
-                ReasonCode::ProtocolError,
-                "AUTH without enhanced authentication at CONNECT [MQTT-4.12.0-1]",
-                out,
-            ),
+            Packet::Auth(auth) => self.handle_auth(&auth, out),
             other => self.violation(
                 ReasonCode::ProtocolError,
                 &format!("{:?} may only be sent by a server", other.packet_type()),

@@ -11,6 +11,8 @@
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
 //! - [`access`]: the authentication verdicts and access rules the runtime supplies.
+//! - [`auth`]: enhanced authentication (AUTH, §4.12) at CONNECT and on a live connection,
+//!   with the methods the runtime supplies.
 //! - `persist`: what is written to the journal when persistence is on, and the rebuild
 //!   from the store at startup.
 //! - [`config`], [`stats`]: limits in force and counters.
@@ -23,6 +25,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -39,6 +42,7 @@ mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
 pub use admin::{SessionInfo, TopicActivity, TopicReport};
+pub use auth::{Admitted, AuthExchange, AuthMethods, AuthStep, Handshake};
 pub use broker::{Broker, Census, Refusal};
 pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};
