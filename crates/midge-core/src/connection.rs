@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use bytestring::ByteString;
 use midge_codec::{
     Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, TopicName,
@@ -19,6 +21,7 @@ use crate::message::Delivery;
 use crate::outbox::Outbox;
 use crate::session::{Awaiting, Inflight, SessionCell};
 use crate::stats::{DropReason, Stats};
+use crate::topic_alias::{AliasPlan, OutboundAliases};
 
 /// What the runtime does after a packet was handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,10 @@ pub struct Connection {
     pub(crate) bridge: bool,
     /// The enhanced authentication the connection was admitted by, for re-authentication.
     pub(crate) auth: Option<ConnectionAuth>,
+    /// Topic aliases this connection sends (`topic_alias.rs`): only when the client allows
+    /// them. A lock only because PUBLISHes are written under the session's lock, through
+    /// `&self`; nothing else ever takes it.
+    pub(crate) outbound_aliases: Option<Box<Mutex<OutboundAliases>>>,
 }
 
 impl Connection {
@@ -90,6 +97,12 @@ impl Connection {
             connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
             bridge: connect.bridge && !connect.protocol.is_v5(),
             auth: None,
+            outbound_aliases: connect
+                .properties
+                .topic_alias_maximum
+                .filter(|_| connect.protocol.is_v5())
+                .and_then(OutboundAliases::new)
+                .map(|table| Box::new(Mutex::new(table))),
         }
     }
 
@@ -286,7 +299,13 @@ impl Connection {
                 _ => return false,
             },
         };
-        let shared = if delivery.subscription_ids.is_empty() && unmounted.is_none() {
+        // Topic aliases: what to send for the topic as this client sees it.
+        let mut aliases = self.outbound_aliases.as_deref().map(|table| table.lock());
+        let alias = aliases
+            .as_ref()
+            .map(|table| table.plan(unmounted.unwrap_or(message.topic.as_str())));
+        let by_name = matches!(alias, None | Some(AliasPlan::Name { .. }));
+        let shared = if delivery.subscription_ids.is_empty() && unmounted.is_none() && by_name {
             message.template(self.version, delivery.qos, delivery.retain, now)
         } else {
             None
@@ -310,11 +329,22 @@ impl Connection {
             if !self.version.is_v5() {
                 publish.properties = Default::default();
             }
+            match alias {
+                Some(AliasPlan::Known(known)) => {
+                    publish.topic = TopicName::empty();
+                    publish.properties.topic_alias = Some(known);
+                }
+                Some(AliasPlan::New { alias, .. }) => publish.properties.topic_alias = Some(alias),
+                Some(AliasPlan::Name { .. }) | None => {}
+            }
             let packet = Packet::Publish(publish);
             if packet.encoded_len(self.version).is_ok_and(|len| len > limit) {
                 return self.too_large();
             }
             out.send(&packet);
+        }
+        if let (Some(table), Some(plan)) = (aliases.as_mut(), alias) {
+            table.commit(unmounted.unwrap_or(message.topic.as_str()), plan);
         }
         let stats = self.broker.stats();
         Stats::bump(&stats.publish_sent);

@@ -7,6 +7,7 @@
 //! - [`connection`]: one client's connection; `handle/` holds the per-packet logic.
 //! - `session`: per-client state behind its own lock: subscriptions, queue, inflight window.
 //! - `topic_index`, `retained`: the subscription trie and the retained message tree.
+//! - [`topic_alias`]: the topic aliases a connection sends, for clients that allow them.
 //! - [`message`]: a message and one subscriber's delivery of it.
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
@@ -38,6 +39,7 @@ mod ratelimit;
 mod retained;
 mod session;
 pub mod stats;
+pub mod topic_alias;
 mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
