@@ -568,6 +568,7 @@ impl Broker {
         let mut will_now = None;
         {
             let mut session = existing.state.lock();
+            session.release_waiters();
             if let Some(old) = session.link.take() {
                 tracing::info!(client_id = %client_id, "Client {client_id} already connected, closing old connection.");
                 old.close(ReasonCode::SessionTakenOver);
@@ -672,12 +673,14 @@ impl Broker {
                 group.push(next);
             }
             if let Some(delivery) = self.merge(message, &group) {
-                routed.add(self.deliver(&group[0].session, delivery, access, now));
+                let queued = self.deliver(&group[0].session, delivery, access, now);
+                routed.add(queued, &group[0].session);
             }
         }
         for member in matches.shared {
             if let Some(delivery) = self.merge(message, std::slice::from_ref(&member)) {
-                routed.add(self.deliver(&member.session, delivery, access, now));
+                let queued = self.deliver(&member.session, delivery, access, now);
+                routed.add(queued, &member.session);
             }
         }
         routed
@@ -714,15 +717,14 @@ impl Broker {
     }
 
     /// Queues a delivery in a session and wakes its connection, if `access` lets the session's
-    /// client read the topic. `None` if not queued; otherwise the sequence number of the
-    /// journal write that stored it (0 if none).
+    /// client read the topic. `None` if not queued.
     pub(crate) fn deliver(
         &self,
         cell: &Arc<SessionCell>,
         delivery: Delivery,
         access: Option<&dyn AccessControl>,
         now: Instant,
-    ) -> Option<Seq> {
+    ) -> Option<Queued> {
         let mut session = cell.state.lock();
         if let Some(access) = access {
             let who = Identity {
@@ -745,12 +747,14 @@ impl Broker {
             self.journal.as_ref(),
             now,
         );
-        if queued.is_some()
-            && let Some(link) = &session.link
-        {
+        let seq = queued?;
+        if let Some(link) = &session.link {
             link.wake();
         }
-        queued
+        Some(Queued {
+            seq,
+            congested: session.congested(&self.config, now),
+        })
     }
 
     /// Publishes a will as if its client had sent it, if the rules in force still let that
@@ -796,6 +800,7 @@ impl Broker {
                 return;
             }
             session.link = None;
+            session.release_waiters();
             cell.set_online(false);
             session.disconnected_at = Some(now);
             let will = session.will.take().filter(|_| publish_will);
@@ -947,22 +952,36 @@ impl Broker {
     }
 }
 
-/// Where [`Broker::route`] put a message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where a publish put a message.
+#[derive(Debug, Default)]
 pub struct Routed {
     /// How many sessions it was queued for.
     pub sessions: usize,
     /// The journal write that must be durable before the message is acknowledged; 0 if none.
     pub durable_after: Seq,
+    /// The sessions whose queues it left congested (`backpressure.rs`).
+    pub(crate) congested: Vec<Arc<SessionCell>>,
 }
 
 impl Routed {
-    fn add(&mut self, queued: Option<Seq>) {
-        if let Some(seq) = queued {
+    fn add(&mut self, queued: Option<Queued>, cell: &Arc<SessionCell>) {
+        if let Some(queued) = queued {
             self.sessions += 1;
-            self.durable_after = self.durable_after.max(seq);
+            self.durable_after = self.durable_after.max(queued.seq);
+            if queued.congested {
+                self.congested.push(cell.clone());
+            }
         }
     }
+}
+
+/// A delivery queued in a session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Queued {
+    /// The journal write that stored it (0 if none).
+    pub(crate) seq: Seq,
+    /// Whether the session's queue is now congested (`backpressure.rs`).
+    pub(crate) congested: bool,
 }
 
 /// What a publish does with its retained copy.

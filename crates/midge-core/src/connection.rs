@@ -70,6 +70,9 @@ pub struct Connection {
     /// them. A lock only because PUBLISHes are written under the session's lock, through
     /// `&self`; nothing else ever takes it.
     pub(crate) outbound_aliases: Option<Box<Mutex<OutboundAliases>>>,
+    /// Subscribers' queues this client's messages congested: it is not read until they drain
+    /// (`backpressure.rs`).
+    pub(crate) waiting_on: Vec<Arc<SessionCell>>,
 }
 
 impl Connection {
@@ -103,6 +106,7 @@ impl Connection {
                 .filter(|_| connect.protocol.is_v5())
                 .and_then(OutboundAliases::new)
                 .map(|table| Box::new(Mutex::new(table))),
+            waiting_on: Vec::new(),
         }
     }
 
@@ -214,6 +218,7 @@ impl Connection {
         if session.generation != self.generation || session.link.is_none() {
             return;
         }
+        let queued_before = session.queue.len() + session.paged.len();
         while out.len() < config.outbox_high_water {
             if session.queue.is_empty() && !session.paged.is_empty() {
                 session.page_in(&self.client_id, journal, stats);
@@ -259,6 +264,9 @@ impl Connection {
                 out.require_durable(stored);
             }
             session.push_inflight(inflight);
+        }
+        if session.queue.len() + session.paged.len() < queued_before {
+            session.note_progress(config, now);
         }
     }
 

@@ -16,6 +16,7 @@
 //!   with the methods the runtime supplies.
 //! - `persist`: what is written to the journal when persistence is on, and the rebuild
 //!   from the store at startup.
+//! - [`backpressure`]: flow control from congested subscriber queues back to publishers.
 //! - [`config`], [`stats`]: limits in force and counters.
 //! - [`admin`]: what the management interface reads and does (sessions, retained messages,
 //!   publishing as the broker, the topic tap).
@@ -27,6 +28,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod backpressure;
 pub mod broker;
 pub mod config;
 pub mod connection;

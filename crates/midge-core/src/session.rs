@@ -135,6 +135,8 @@ pub(crate) struct Session {
     pub(crate) next_entry: u64,
     /// Messages a bound refused for this session, since it began (not stored).
     pub(crate) dropped: u64,
+    /// Flow control towards the publishers that fill the queue (`backpressure.rs`).
+    pub(crate) pressure: crate::backpressure::Pressure,
 }
 
 impl Session {
@@ -181,6 +183,7 @@ impl Session {
         } else {
             self.queued_bytes += delivery.message.size() as u64;
             self.queue.push_back(delivery);
+            self.note_queued(now);
         }
         Some(seq)
     }
@@ -261,6 +264,7 @@ impl Session {
 
     /// Forgets everything but the identity: what a clean start does to an existing session.
     pub(crate) fn reset(&mut self) {
+        self.release_waiters();
         let generation = self.generation;
         *self = Self {
             generation,

@@ -572,6 +572,9 @@ async fn run<S: Transport>(
     if let (Some(ending), _) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats) {
         return ending;
     }
+    // Whether `input` may hold whole packets left unhandled when a subscriber's queue filled
+    // (`midge_core::backpressure`): they are handled before anything more is read.
+    let mut unhandled = connection.is_waiting();
     // Packets handled since this task last took a unit of tokio's cooperative budget.
     let mut work = 0;
     // One timer and one wake-up registration for the connection's life, not one per packet:
@@ -581,20 +584,37 @@ async fn run<S: Transport>(
     tokio::pin!(keep_alive_timer);
     let woken = link.notify.notified();
     tokio::pin!(woken);
+    // While the client is not read, the time at which to look again at the queues it waits on.
+    let resume_timer = sleep_until(far_future());
+    tokio::pin!(resume_timer);
     loop {
+        let mut paused = connection.read_paused(Instant::now().into_std());
+        if unhandled && paused.is_none() {
+            let (ending, _) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats);
+            if let Some(ending) = ending {
+                return ending;
+            }
+            unhandled = connection.is_waiting();
+            paused = connection.read_paused(Instant::now().into_std());
+        }
+        if let Some(at) = paused {
+            resume_timer.as_mut().reset(at.into());
+        }
         if input.is_empty() {
             input = BytesMut::new();
         }
         out.release_if_empty();
         let held = is_held(out, durable);
-        let interest = if out.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
+        let interest = match (paused.is_some(), out.is_empty()) {
+            (false, true) => Interest::READABLE,
+            (false, false) => Interest::READABLE | Interest::WRITABLE,
+            (true, _) => Interest::WRITABLE,
         };
+        let use_socket = !held && (paused.is_none() || !out.is_empty());
         tokio::select! {
             () = durable_moved(durable), if held => {}
-            ready = stream.ready(interest), if !held => {
+            () = &mut resume_timer, if paused.is_some() => {}
+            ready = stream.ready(interest), if use_socket => {
                 let ready = match ready {
                     Ok(ready) => ready,
                     Err(error) => return Ending::SocketError(error),
@@ -608,7 +628,7 @@ async fn run<S: Transport>(
                         connection.drain(Instant::now().into_std(), out);
                     }
                 }
-                if ready.is_readable() || ready.is_read_closed() {
+                if paused.is_none() && (ready.is_readable() || ready.is_read_closed()) {
                     match read_into(stream, decoder, &mut input, stats) {
                         Ok(0) => return Ending::Eof,
                         Ok(_) => {
@@ -616,6 +636,7 @@ async fn run<S: Transport>(
                             if let Some(ending) = ending {
                                 return ending;
                             }
+                            unhandled = connection.is_waiting();
                             // Fair share: socket readiness does not count toward tokio's
                             // cooperative budget, so a client that always has bytes waiting
                             // would keep this thread to itself, and the subscribers it feeds
@@ -641,6 +662,10 @@ async fn run<S: Transport>(
                 connection.drain(Instant::now().into_std(), out);
             }
             () = &mut keep_alive_timer, if keep_alive.is_some() => {
+                if paused.is_some() {
+                    // Not reading is the broker's doing, not the client's silence.
+                    last_packet = Instant::now();
+                }
                 let deadline = keep_alive.map_or_else(far_future, |k| last_packet + k);
                 if Instant::now() >= deadline {
                     return Ending::Timeout;
@@ -655,7 +680,8 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// Decodes and handles every whole packet in `input`; also says how many there were.
+/// Decodes and handles the whole packets in `input`, stopping early if one congests a
+/// subscriber's queue; also says how many it handled.
 fn handle_input(
     connection: &mut Connection,
     decoder: &Decoder,
@@ -674,6 +700,9 @@ fn handle_input(
                     connection.handle(packet, last_packet.into_std(), out)
                 {
                     break Some(Ending::Handled { publish_will, reason });
+                }
+                if connection.is_waiting() {
+                    break None;
                 }
             }
             Ok(None) => break None,

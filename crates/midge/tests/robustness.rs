@@ -245,10 +245,12 @@ fn fresh_clients_exchange_a_message(midge: &Midge, version: ProtocolVersion) {
 /// Then two subscribers connect and stop reading; after a warm-up (their socket buffers, outboxes
 /// and queues fill, the allocator reaches its working size) memory and rates are measured until
 /// `FLAT_OUT_UNTIL`. A publisher running flat out outpaces any one QoS 1 subscriber (its inflight
-/// window of 20 caps it), so during those phases the healthy subscriber loses messages to its own
-/// queue limit too, exactly as in Mosquitto; what it must keep is its rate. After a pause for its
-/// backlog to drain, the publisher sends at `PACED_RATE`, which the healthy subscriber sustains
-/// easily: with the stalled subscribers still dropping everything, it must lose nothing.
+/// window of 20 caps it); flow control (`midge_core::backpressure`) then paces the publisher to
+/// the healthy subscriber, and each stalled subscriber holds it once, for
+/// `midge_core::backpressure::STALLED_AFTER`, before it counts as stalled and its messages are
+/// dropped. What the publisher and the healthy subscriber must keep is their rate. After a pause,
+/// the publisher sends at `PACED_RATE`, which the healthy subscriber sustains easily: with the
+/// stalled subscribers still dropping everything, it must lose nothing.
 const STALL_AT: Duration = Duration::from_secs(2);
 const MEASURE_FROM: Duration = Duration::from_secs(3);
 const FLAT_OUT_UNTIL: Duration = Duration::from_secs(8);

@@ -145,6 +145,9 @@ impl Connection {
             let routed = self.broker.publish(message, keep, now);
             // The acknowledgement below waits until every stored copy is durable.
             out.require_durable(routed.durable_after);
+            if !routed.congested.is_empty() {
+                self.wait_for(routed.congested, now);
+            }
             match routed.sessions {
                 0 => ReasonCode::NoMatchingSubscribers,
                 _ => ReasonCode::Success,
