@@ -37,7 +37,7 @@ pub enum AuthFileError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Which kind of file: "password file" or "ACL file".
+        /// Which kind of file: "password file", "ACL file" or "SCRAM file".
         what: &'static str,
         /// What the operating system said.
         source: io::Error,
@@ -159,6 +159,44 @@ pub enum Problem {
         user: String,
         /// Why the hash is unusable.
         reason: HashError,
+    },
+
+    // ---- SCRAM file (errors: the file is ours, and read strictly) ----
+    /// A line with text but no `:`.
+    #[error("no ':' between user name and SCRAM verifiers")]
+    NoVerifierColon,
+    /// `:VERIFIERS`, with no user name.
+    #[error("empty user name")]
+    EmptyUsername,
+    /// `user:` with nothing after it.
+    #[error("user \"{user}\" has no SCRAM verifier")]
+    MissingVerifier {
+        /// The user name.
+        user: String,
+    },
+    /// A verifier that cannot be read.
+    #[error("user \"{user}\": {reason}")]
+    BadVerifier {
+        /// The user name.
+        user: String,
+        /// Why the verifier is unusable.
+        reason: crate::scram::VerifierError,
+    },
+    /// One line gives a user two verifiers of the same mechanism.
+    #[error("user \"{user}\" has {mechanism} twice")]
+    DuplicateMechanism {
+        /// The user name.
+        user: String,
+        /// The mechanism's name.
+        mechanism: &'static str,
+    },
+    /// A user named on two lines.
+    #[error("user \"{user}\" is already on line {first}")]
+    DuplicateUser {
+        /// The user name.
+        user: String,
+        /// The line that named the user first.
+        first: usize,
     },
 }
 

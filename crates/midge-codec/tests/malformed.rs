@@ -982,6 +982,16 @@ fn catalogue() -> Vec<Case> {
             protocol,
         ),
         case(
+            "[MQTT-3.15.1-1] AUTH with flags",
+            V5,
+            vec![0xF1, 0x00],
+            E::InvalidHeaderFlags {
+                packet: T::Auth,
+                flags: 1,
+            },
+            malformed,
+        ),
+        case(
             "§3.15.2.1 Not authorized is not an AUTH reason",
             V5,
             packet(0xF0, &[0x87, 0]),

@@ -23,6 +23,7 @@ use midge_store::{Journal, Seq};
 use parking_lot::{Mutex, RwLock};
 
 use crate::access::{Access, AccessControl, Credentials, Identity};
+use crate::auth::ConnectionAuth;
 use crate::config::{BrokerConfig, ClientRules};
 use crate::connection::Connection;
 use crate::link::Link;
@@ -33,7 +34,8 @@ use crate::session::{PendingWill, Session, SessionCell};
 use crate::stats::Stats;
 use crate::topic_index::{Matches, Subscriber, TopicIndex};
 
-/// Why a CONNECT was refused; the CONNACK saying so is already in the outbox.
+/// Why a CONNECT was refused; the CONNACK saying so, if any, is already in the outbox (a
+/// client that disconnects during enhanced authentication gets none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The reason sent (as the nearest 3.1.1 return code to older clients).
@@ -230,9 +232,40 @@ impl Broker {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Connection, Refusal> {
+        self.attach_with(connect, credentials, rules, link, now, out, None)
+    }
+
+    /// Attaches a CONNECT whose enhanced authentication succeeded (`auth`: the method, and
+    /// the data for the CONNACK), after the checks every CONNECT passes.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        connect: Connect,
+        rules: &ClientRules,
+        link: Arc<dyn Link>,
+        now: Instant,
+        out: &mut Outbox,
+        auth: Option<(ConnectionAuth, Option<Bytes>)>,
+    ) -> Result<Connection, Refusal> {
+        self.attach_with(connect, Credentials::Valid, rules, link, now, out, auth)
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "connect_on's arguments and the enhanced authentication's outcome"
+    )]
+    fn attach_with(
+        self: &Arc<Self>,
+        connect: Connect,
+        credentials: Credentials,
+        rules: &ClientRules,
+        link: Arc<dyn Link>,
+        now: Instant,
+        out: &mut Outbox,
+        auth: Option<(ConnectionAuth, Option<Bytes>)>,
+    ) -> Result<Connection, Refusal> {
         let version = connect.protocol;
         out.set_version(version);
-        let checked = match self.check_connect(&connect, credentials, rules) {
+        let checked = match self.check_connect(&connect, credentials, rules, auth.is_some()) {
             Ok(checked) => checked,
             Err(refusal) => {
                 Stats::bump(&self.stats.connects_refused);
@@ -291,13 +324,21 @@ impl Broker {
 
         let mut connack = ConnAck::new(ReasonCode::Success);
         connack.session_present = session_present;
+        let (auth, auth_data) = auth.map_or((None, None), |(auth, data)| (Some(auth), data));
         if version.is_v5() {
-            connack.properties = self.connack_properties(&connect, &checked).into();
+            let mut properties = self.connack_properties(&connect, &checked);
+            if let Some(auth) = &auth {
+                // [MQTT-4.12.0-5]: the CONNECT's method, and the method's last word.
+                properties.authentication_method = Some(auth.method.clone());
+                properties.authentication_data = auth_data;
+            }
+            connack.properties = properties.into();
         }
         out.require_durable(stored);
         out.send(&Packet::ConnAck(connack));
 
         let mut connection = Connection::new(self.clone(), cell, generation, &connect, checked, expiry);
+        connection.auth = auth;
         if session_present {
             connection.resend_inflight(now, out);
         }
@@ -352,6 +393,7 @@ impl Broker {
         connect: &Connect,
         credentials: Credentials,
         rules: &ClientRules,
+        authenticated: bool,
     ) -> Result<CheckedConnect, Refusal> {
         let refuse = |reason, detail: &str| {
             Err(Refusal {
@@ -428,10 +470,11 @@ impl Broker {
                 }
             }
         }
-        if version.is_v5() && connect.properties.authentication_method.is_some() {
+        if version.is_v5() && connect.properties.authentication_method.is_some() && !authenticated {
+            // Enhanced authentication goes through `Broker::admit`.
             return refuse(
                 ReasonCode::BadAuthenticationMethod,
-                "enhanced authentication is not supported",
+                "enhanced authentication is not offered here [MQTT-4.12.0-1]",
             );
         }
         if let Some(will) = &connect.will {

@@ -86,7 +86,7 @@ impl Default for BrokerConfig {
 
 /// How a listener admits clients: the security options Mosquitto keeps per listener with
 /// `per_listener_settings true` (and broker-wide otherwise).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientRules {
     /// `allow_anonymous`: accept clients that send no user name.
     pub allow_anonymous: bool,
@@ -105,6 +105,9 @@ pub struct ClientRules {
     /// Which listener this is (its place among the configuration's listeners), passed to
     /// [`AccessControl`](crate::AccessControl) in every [`Identity`](crate::Identity).
     pub listener: usize,
+    /// The enhanced authentication methods offered (`scram_file`); `None`: none, and a
+    /// CONNECT naming a method is refused with 0x8C.
+    pub auth: Option<std::sync::Arc<dyn crate::auth::AuthMethods>>,
 }
 
 impl BrokerConfig {
@@ -118,6 +121,7 @@ impl BrokerConfig {
             use_username_as_clientid: false,
             accepted_versions: Vec::new(),
             listener: 0,
+            auth: None,
         }
     }
 

@@ -8,16 +8,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use bytestring::ByteString;
 use midge_codec::{
     Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, TopicName,
 };
 
+use crate::auth::ConnectionAuth;
 use crate::broker::{Broker, CheckedConnect};
 use crate::message::Delivery;
 use crate::outbox::Outbox;
 use crate::session::{Awaiting, Inflight, SessionCell};
 use crate::stats::{DropReason, Stats};
+use crate::topic_alias::{AliasPlan, OutboundAliases};
 
 /// What the runtime does after a packet was handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,12 @@ pub struct Connection {
     /// Retain As Published, as Mosquitto treats bridges, so two brokers bridged both ways do
     /// not echo each other's messages.
     pub(crate) bridge: bool,
+    /// The enhanced authentication the connection was admitted by, for re-authentication.
+    pub(crate) auth: Option<ConnectionAuth>,
+    /// Topic aliases this connection sends (`topic_alias.rs`): only when the client allows
+    /// them. A lock only because PUBLISHes are written under the session's lock, through
+    /// `&self`; nothing else ever takes it.
+    pub(crate) outbound_aliases: Option<Box<Mutex<OutboundAliases>>>,
     /// Subscribers' queues this client's messages congested: it is not read until they drain
     /// (`backpressure.rs`).
     pub(crate) waiting_on: Vec<Arc<SessionCell>>,
@@ -89,6 +99,13 @@ impl Connection {
             client_max_packet_size: connect.properties.maximum_packet_size.map(|m| m.get()),
             connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
             bridge: connect.bridge && !connect.protocol.is_v5(),
+            auth: None,
+            outbound_aliases: connect
+                .properties
+                .topic_alias_maximum
+                .filter(|_| connect.protocol.is_v5())
+                .and_then(OutboundAliases::new)
+                .map(|table| Box::new(Mutex::new(table))),
             waiting_on: Vec::new(),
         }
     }
@@ -149,11 +166,7 @@ impl Connection {
             Packet::Connect(_) => {
                 self.violation(ReasonCode::ProtocolError, "second CONNECT [MQTT-3.1.0-2]", out)
             }
-            Packet::Auth(_) => self.violation(
-                ReasonCode::ProtocolError,
-                "AUTH without enhanced authentication at CONNECT [MQTT-4.12.0-1]",
-                out,
-            ),
+            Packet::Auth(auth) => self.handle_auth(&auth, out),
             other => self.violation(
                 ReasonCode::ProtocolError,
                 &format!("{:?} may only be sent by a server", other.packet_type()),
@@ -294,7 +307,13 @@ impl Connection {
                 _ => return false,
             },
         };
-        let shared = if delivery.subscription_ids.is_empty() && unmounted.is_none() {
+        // Topic aliases: what to send for the topic as this client sees it.
+        let mut aliases = self.outbound_aliases.as_deref().map(|table| table.lock());
+        let alias = aliases
+            .as_ref()
+            .map(|table| table.plan(unmounted.unwrap_or(message.topic.as_str())));
+        let by_name = matches!(alias, None | Some(AliasPlan::Name { .. }));
+        let shared = if delivery.subscription_ids.is_empty() && unmounted.is_none() && by_name {
             message.template(self.version, delivery.qos, delivery.retain, now)
         } else {
             None
@@ -318,11 +337,22 @@ impl Connection {
             if !self.version.is_v5() {
                 publish.properties = Default::default();
             }
+            match alias {
+                Some(AliasPlan::Known(known)) => {
+                    publish.topic = TopicName::empty();
+                    publish.properties.topic_alias = Some(known);
+                }
+                Some(AliasPlan::New { alias, .. }) => publish.properties.topic_alias = Some(alias),
+                Some(AliasPlan::Name { .. }) | None => {}
+            }
             let packet = Packet::Publish(publish);
             if packet.encoded_len(self.version).is_ok_and(|len| len > limit) {
                 return self.too_large();
             }
             out.send(&packet);
+        }
+        if let (Some(table), Some(plan)) = (aliases.as_mut(), alias) {
+            table.commit(unmounted.unwrap_or(message.topic.as_str()), plan);
         }
         let stats = self.broker.stats();
         Stats::bump(&stats.publish_sent);

@@ -7,10 +7,13 @@
 //! - [`connection`]: one client's connection; `handle/` holds the per-packet logic.
 //! - `session`: per-client state behind its own lock: subscriptions, queue, inflight window.
 //! - [`topic_index`], `retained`: the subscription trie and the retained message tree.
+//! - [`topic_alias`]: the topic aliases a connection sends, for clients that allow them.
 //! - [`message`]: a message and one subscriber's delivery of it.
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
 //! - [`access`]: the authentication verdicts and access rules the runtime supplies.
+//! - [`auth`]: enhanced authentication (AUTH, §4.12) at CONNECT and on a live connection,
+//!   with the methods the runtime supplies.
 //! - `persist`: what is written to the journal when persistence is on, and the rebuild
 //!   from the store at startup.
 //! - [`backpressure`]: flow control from congested subscriber queues back to publishers.
@@ -24,6 +27,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod auth;
 pub mod backpressure;
 pub mod broker;
 pub mod config;
@@ -37,10 +41,12 @@ mod ratelimit;
 mod retained;
 mod session;
 pub mod stats;
+pub mod topic_alias;
 pub mod topic_index;
 
 pub use access::{Access, AccessControl, Credentials, Identity};
 pub use admin::{SessionInfo, TopicActivity, TopicReport};
+pub use auth::{Admitted, AuthExchange, AuthMethods, AuthStep, Handshake};
 pub use broker::{Broker, Census, Refusal};
 pub use config::{BrokerConfig, ClientRules};
 pub use connection::{After, Connection};

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
-use midge_core::{After, Broker, ClientRules, Connection, Credentials, Link, Outbox, Stats};
+use midge_core::{
+    Admitted, After, Broker, ClientRules, Connection, Credentials, Link, Outbox, Refusal, Stats,
+};
 use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
@@ -118,7 +120,11 @@ pub(crate) async fn serve<S: Transport>(
         Some(connect) => connect,
         None => return,
     };
+    // With an Authentication Method the method decides (MQTT 5 enhanced authentication), not
+    // the password file.
+    let enhanced = connect.protocol.is_v5() && connect.properties.authentication_method.is_some();
     let credentials = match username_source {
+        Username::FromConnect if enhanced => Credentials::Unchecked,
         Username::FromConnect => {
             authenticator
                 .verdict(connect.username.as_ref(), connect.password.as_ref())
@@ -140,17 +146,20 @@ pub(crate) async fn serve<S: Transport>(
     };
     let version = connect.protocol;
     let (keep_alive_asked, clean_start) = (connect.keep_alive, connect.clean_start);
-    let username = connect.username.clone();
     let link = Arc::new(ConnectionLink::default());
     let mut out = Outbox::new(version);
-    let mut connection = match broker.connect_on(
+    // AUTH packets may follow CONNECT, and are read in the CONNECT's version.
+    decoder.set_version(version);
+    let admitted = broker.admit(
         *connect,
         credentials,
         &rules,
         link.clone(),
         Instant::now().into_std(),
         &mut out,
-    ) {
+    );
+    let authenticated = authenticate(&stream, admitted, &mut decoder, &mut input, &mut out, stats).await;
+    let mut connection = match authenticated {
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(event = "client.refused", %peer, reason = %refusal.detail, "Client refused from {peer}: {}.", refusal.detail);
@@ -158,8 +167,9 @@ pub(crate) async fn serve<S: Transport>(
             return;
         }
     };
-    decoder.set_version(version);
     let client_id = connection.client_id().clone();
+    // The user name in force: CONNECT's, or the one enhanced authentication proved.
+    let username = connection.username().cloned();
     tracing::info!(
         event = "client.connected",
         client_id = %client_id,
@@ -362,6 +372,60 @@ async fn read_connect<S: Transport>(
                 return None;
             }
         }
+    }
+}
+
+/// Carries a CONNECT's enhanced authentication to its end: sends each AUTH the core puts in
+/// the outbox, and hands the client's answers to the handshake until it accepts or refuses.
+/// The whole exchange must end within [`CONNECT_TIMEOUT`].
+async fn authenticate<S: Transport>(
+    stream: &S,
+    mut admitted: Result<Admitted, Refusal>,
+    decoder: &mut Decoder,
+    input: &mut BytesMut,
+    out: &mut Outbox,
+    stats: &Stats,
+) -> Result<Connection, Refusal> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let ended = |detail: String| Refusal {
+        reason: ReasonCode::UnspecifiedError,
+        detail,
+    };
+    loop {
+        let handshake = match admitted? {
+            Admitted::Connected(connection) => return Ok(connection),
+            Admitted::Authenticating(handshake) => handshake,
+        };
+        flush(stream, out, stats, &mut None).await;
+        let packet = loop {
+            match decoder.decode(input) {
+                Ok(Some(packet)) => break packet,
+                Ok(None) => {}
+                Err(error) => {
+                    let reason = error.reason_code();
+                    if reason.allowed_in(midge_codec::PacketType::ConnAck) {
+                        out.send(&Packet::ConnAck(ConnAck::new(reason)));
+                    }
+                    return Err(ended(format!(
+                        "bad packet during enhanced authentication: {error}"
+                    )));
+                }
+            }
+            match tokio::time::timeout_at(deadline, read_some(stream, decoder, input, stats)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return Err(ended("connection closed during enhanced authentication".into()));
+                }
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    return Err(ended(format!(
+                        "enhanced authentication not finished in {}s",
+                        CONNECT_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        };
+        Stats::add(&stats.packets_received, 1);
+        admitted = handshake.handle(packet, Instant::now().into_std(), out);
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use midge_codec::ReasonCode;
-use midge_core::{Broker, BrokerConfig, ClientRules};
+use midge_core::{AuthMethods, Broker, BrokerConfig, ClientRules};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -92,7 +92,7 @@ pub struct ListenerClientOptions {
 pub struct ListenerSecurity {
     /// `allow_anonymous`, `allow_zero_length_clientid`, `auto_id_prefix`.
     pub rules: ClientRules,
-    /// The listener's password file.
+    /// The listener's password file. (The listener's `scram_file` is in `rules.auth`.)
     pub authenticator: Arc<Authenticator>,
 }
 
@@ -108,6 +108,8 @@ enum Bound {
 pub struct Server {
     broker: Arc<Broker>,
     authenticator: Arc<Authenticator>,
+    /// The broker-wide enhanced authentication methods (`scram_file`).
+    auth_methods: Option<Arc<dyn AuthMethods>>,
     /// Each bound socket with its listener, the listener's place in the configuration, and
     /// its count of open connections (shared by its sockets: IPv4 and IPv6 are one listener).
     listeners: Vec<(Bound, ListenerSpec, usize, Arc<OpenCount>)>,
@@ -169,6 +171,7 @@ impl Server {
         Self {
             broker,
             authenticator: Arc::new(Authenticator::new(None)),
+            auth_methods: None,
             listeners: listeners.0,
             global_max_connections: None,
             counters: Arc::default(),
@@ -192,6 +195,13 @@ impl Server {
     /// Checks CONNECT credentials with `authenticator` (by default nothing is checked).
     pub fn with_authenticator(mut self, authenticator: Arc<Authenticator>) -> Self {
         self.authenticator = authenticator;
+        self
+    }
+
+    /// Offers enhanced authentication with `methods` on listeners without security settings
+    /// of their own (by default none is offered).
+    pub fn with_auth_methods(mut self, methods: Option<Arc<dyn AuthMethods>>) -> Self {
+        self.auth_methods = methods;
         self
     }
 
@@ -251,7 +261,7 @@ impl Server {
                 open,
                 everywhere.clone(),
                 self.broker.clone(),
-                self.authenticator.clone(),
+                (self.authenticator.clone(), self.auth_methods.clone()),
                 stop_rx.clone(),
             ));
         }
@@ -432,12 +442,18 @@ async fn accept_loop(
     open: Arc<OpenCount>,
     everywhere: Limits,
     broker: Arc<Broker>,
-    authenticator: Arc<Authenticator>,
+    (authenticator, auth_methods): (Arc<Authenticator>, Option<Arc<dyn AuthMethods>>),
     mut stop: watch::Receiver<bool>,
 ) {
     let (rules, authenticator) = match &spec.security {
         Some(security) => (security.rules.clone(), security.authenticator.clone()),
-        None => (broker.config().client_rules(), authenticator),
+        None => (
+            ClientRules {
+                auth: auth_methods,
+                ..broker.config().client_rules()
+            },
+            authenticator,
+        ),
     };
     let rules = Arc::new(ClientRules {
         mount_point: spec.client.mount_point.clone(),

@@ -124,6 +124,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         let server = Server::new(broker, listeners)
             .with_http(http)
             .with_authenticator(settings.authenticator)
+            .with_auth_methods(settings.auth_methods)
             .with_global_max_connections(settings.global_max_connections)
             .with_sys_interval(settings.sys_interval)
             .with_bridges(settings.bridges);
@@ -134,6 +135,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         reload::on_sighup(
             server.broker().clone(),
             settings.password_files,
+            settings.scram_files,
             settings.acl_files,
             settings.tls,
             log,

@@ -2,7 +2,7 @@
 //! and deletes users of a password file, or hashes a file of plain-text passwords:
 //!
 //! ```text
-//! midge passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id] [-c | -D] passwordfile username
+//! midge passwd [-H sha512 | -H sha512-pbkdf2 | -H argon2id | -H scram] [-c | -D] passwordfile username
 //! midge passwd [-H ...] [-c] -b passwordfile username password
 //! midge passwd -U passwordfile
 //! ```
@@ -15,6 +15,11 @@
 //!
 //! Extensions and deliberate differences (each also noted where it is made):
 //! - `-H argon2id` writes Mosquitto 2.1's `$argon2id$` hashes (Mosquitto 2.0 cannot read them).
+//! - `-H scram` writes SCRAM verifiers for a `scram_file` (MQTT 5 enhanced authentication):
+//!   SCRAM-SHA-256 and SCRAM-SHA-512 on one line, or one of them with `-H scram-sha-256` or
+//!   `-H scram-sha-512` (`midge_auth::scram_file` has the format). The password must be UTF-8
+//!   and is normalised with SASLprep; `-I` sets the iteration count (default 4096 for SHA-256,
+//!   10,000 for SHA-512) and is honoured by `-U` too.
 //! - The file is replaced atomically, keeping its mode and owner (`file`).
 //! - A file with a line `mosquitto_passwd` calls corrupt is never rewritten (2.0.11 drops the
 //!   lines after it when adding a user), and an added user never joins the last line (`edit`).
@@ -33,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use midge_auth::password_hash::parse_iterations;
+use midge_auth::scram::{MAX_ITERATIONS, Mechanism, PasswordError, Verifier};
 use midge_auth::{HashKind, MOSQUITTO_PBKDF2_ITERATIONS, hash_password};
 
 use edit::EditError;
@@ -55,6 +61,8 @@ enum Hash {
     Sha512,
     Sha512Pbkdf2,
     Argon2id,
+    /// SCRAM verifiers for these mechanisms, on one line.
+    Scram(&'static [Mechanism]),
 }
 
 /// What to do to the file.
@@ -80,6 +88,8 @@ enum Action {
 struct Command {
     hash: Hash,
     iterations: NonZeroU32,
+    /// `-I` as given, for SCRAM (whose default depends on the mechanism).
+    iterations_given: Option<NonZeroU32>,
     file: PathBuf,
     action: Action,
 }
@@ -100,6 +110,7 @@ Usage: midge passwd [-H sha512 | -H sha512-pbkdf2] [-c | -D] passwordfile userna
  -H : specify the hashing algorithm. Defaults to sha512-pbkdf2, which is recommended.
       Mosquitto 1.6 and earlier defaulted to sha512.
       -H argon2id writes Mosquitto 2.1's hashes, which Mosquitto 2.0 cannot read.
+      -H scram writes SCRAM-SHA-256 and SCRAM-SHA-512 verifiers for a scram_file.
  -U : update a plain text password file to use hashed passwords.
 
 See https://mosquitto.org/ for more information.
@@ -137,6 +148,7 @@ impl Command {
         }
         let mut hash = Hash::Sha512Pbkdf2;
         let mut iterations = NonZeroU32::new(MOSQUITTO_PBKDF2_ITERATIONS).unwrap_or(NonZeroU32::MIN);
+        let mut iterations_given = None;
         let (mut batch, mut create, mut delete, mut hash_all) = (false, false, false, false);
         let mut idx = 0;
         while let Some(arg) = args.get(idx) {
@@ -151,6 +163,9 @@ impl Command {
                         b"sha512" => Hash::Sha512,
                         b"sha512-pbkdf2" => Hash::Sha512Pbkdf2,
                         b"argon2id" => Hash::Argon2id,
+                        b"scram" => Hash::Scram(&Mechanism::ALL),
+                        b"scram-sha-256" => Hash::Scram(&[Mechanism::Sha256]),
+                        b"scram-sha-512" => Hash::Scram(&[Mechanism::Sha512]),
                         other => return Err(fail(&[b"Error: Unknown hash type '", other, b"'"])),
                     };
                     idx += 1;
@@ -168,6 +183,7 @@ impl Command {
                         .ok()
                         .and_then(NonZeroU32::new)
                         .ok_or_else(|| fail(&[b"Error: Number of iterations must be > 0."]))?;
+                    iterations_given = Some(iterations);
                     idx += 1;
                 }
                 b"-U" => hash_all = true,
@@ -247,9 +263,15 @@ impl Command {
                 b"Error: Password must be less than 65536 characters long.",
             ]));
         }
+        if matches!(hash, Hash::Scram(_)) && iterations.get() > MAX_ITERATIONS {
+            return Err(fail(&[
+                b"Error: SCRAM iteration counts must be at most 10000000.",
+            ]));
+        }
         Ok(Self {
             hash,
             iterations,
+            iterations_given,
             file: PathBuf::from(arg(0)),
             action,
         })
@@ -322,8 +344,29 @@ impl Command {
             Hash::Sha512 => HashKind::Sha512,
             Hash::Sha512Pbkdf2 => HashKind::Sha512Pbkdf2 { iterations },
             Hash::Argon2id => HashKind::Argon2id,
+            Hash::Scram(mechanisms) => return self.scram_verifiers(password, mechanisms),
         };
         hash_password(password, kind).map_err(|_| Failure::Hash)
+    }
+}
+
+impl Command {
+    /// The SCRAM verifiers of `password`, separated by spaces.
+    fn scram_verifiers(&self, password: &[u8], mechanisms: &[Mechanism]) -> Result<String, Failure> {
+        let password = std::str::from_utf8(password).map_err(|_| Failure::Saslprep)?;
+        let mut verifiers = Vec::with_capacity(mechanisms.len());
+        for &mechanism in mechanisms {
+            let iterations = self
+                .iterations_given
+                .map_or(mechanism.default_iterations(), NonZeroU32::get);
+            let verifier =
+                Verifier::generate(mechanism, password, iterations).map_err(|error| match error {
+                    PasswordError::Saslprep => Failure::Saslprep,
+                    _ => Failure::Hash,
+                })?;
+            verifiers.push(verifier.to_string());
+        }
+        Ok(verifiers.join(" "))
     }
 }
 
@@ -355,6 +398,8 @@ enum Failure {
     Open(io::Error),
     Prompt(prompt::PromptError),
     Hash,
+    /// A SCRAM password that is not UTF-8 or that SASLprep refuses.
+    Saslprep,
     Edit(EditError<()>),
     Write(WriteError),
 }
@@ -398,6 +443,9 @@ impl Failure {
             ]),
             Self::Prompt(error) => error.report(),
             Self::Hash => fail(&[b"Error: Unable to hash password."]),
+            Self::Saslprep => {
+                fail(&[b"Error: A SCRAM password must be UTF-8 text that SASLprep (RFC 4013) accepts."])
+            }
             Self::Edit(EditError::Corrupt { line, user_seen }) => {
                 let status = fail(&[format!("Error: Corrupt password file at line {line}.").as_bytes()]);
                 // mosquitto_passwd -D also says the user was not found in the lines it read.

@@ -1,4 +1,4 @@
-//! SIGHUP: reopen the log file (for logrotate), re-read the password and ACL files and the TLS
+//! SIGHUP: reopen the log file (for logrotate), re-read the password, SCRAM and ACL files and the TLS
 //! certificates, as Mosquitto does, but never silently. Certificate files are also watched, so a renewal (certbot replacing the
 //! files) reaches new connections without a signal.
 //!
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use midge_core::Broker;
-use midge_server::security::{self, Authenticator};
+use midge_server::security::{self, Authenticator, ScramMethods};
 use midge_server::tls::TlsListener;
 
 use crate::logging::LogHandle;
@@ -25,6 +25,7 @@ const CERTIFICATE_WATCH: std::time::Duration = std::time::Duration::from_secs(5)
 pub(crate) fn on_sighup(
     broker: Arc<Broker>,
     password_files: Vec<(PathBuf, Arc<Authenticator>)>,
+    scram_files: Vec<(PathBuf, Arc<ScramMethods>)>,
     acl_files: Vec<Option<PathBuf>>,
     tls: Vec<Arc<TlsListener>>,
     log: LogHandle,
@@ -68,6 +69,7 @@ pub(crate) fn on_sighup(
             }
             tracing::info!(event = "config.reloading", "Reloading config.");
             reload(&broker, &password_files, &acl_files);
+            reload_scram(&scram_files);
             for listener in &tls {
                 match listener.reload() {
                     Ok(()) => tracing::info!(
@@ -137,6 +139,28 @@ fn reload(broker: &Broker, password_files: &[(PathBuf, Arc<Authenticator>)], acl
                 event = "config.reload_failed",
                 "Error: reloading ACL files failed, the previous rules stay in force: {error}"
             )
+        }
+    }
+}
+
+/// Re-reads each SCRAM file; one that fails keeps its users in force.
+fn reload_scram(scram_files: &[(PathBuf, Arc<ScramMethods>)]) {
+    for (path, methods) in scram_files {
+        match security::load_scram_file(path) {
+            Ok(file) => {
+                let users = file.len();
+                methods.replace(file);
+                tracing::info!(
+                    event = "config.reloaded",
+                    "Reloaded SCRAM file {} ({users} users).",
+                    path.display()
+                );
+            }
+            Err(error) => tracing::error!(
+                event = "config.reload_failed",
+                "Error: reloading {} failed, the previous SCRAM users stay in force: {error}",
+                path.display()
+            ),
         }
     }
 }

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use midge_core::{AccessControl, BrokerConfig, ClientRules};
+use midge_core::{AccessControl, AuthMethods, BrokerConfig, ClientRules};
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, ListenerOrigin, NoticeKind, Protocol, SocketDomain,
     TlsOptions,
 };
 use midge_server::http::{Anonymous, HttpAuth, HttpSpec, LogRing};
-use midge_server::security::{self, Authenticator};
+use midge_server::security::{self, Authenticator, ScramMethods};
 use midge_server::server::Endpoint;
 use midge_server::tls::TlsListener;
 use midge_server::{ListenerClientOptions, ListenerSecurity, ListenerSpec};
@@ -32,6 +32,11 @@ pub(crate) struct Settings {
     pub(crate) authenticator: Arc<Authenticator>,
     /// Every password file in use and the authenticator it feeds, for SIGHUP.
     pub(crate) password_files: Vec<(PathBuf, Arc<Authenticator>)>,
+    /// The broker-wide enhanced authentication (`scram_file`), for listeners without rules
+    /// of their own.
+    pub(crate) auth_methods: Option<Arc<dyn AuthMethods>>,
+    /// Every SCRAM file in use and the methods it feeds, for SIGHUP.
+    pub(crate) scram_files: Vec<(PathBuf, Arc<ScramMethods>)>,
     /// The topic rules: the ACL file's, or the `$`-topic rules every broker applies.
     pub(crate) access: Arc<dyn AccessControl>,
     /// Each listener's ACL file, in the order of `listeners`, for SIGHUP.
@@ -102,6 +107,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
     // With per_listener_settings each listener admits clients by its own rules and password
     // file (files named twice are read once).
     let mut authenticators: HashMap<Option<PathBuf>, Arc<Authenticator>> = HashMap::new();
+    let mut scram_files: Vec<(PathBuf, Arc<ScramMethods>)> = Vec::new();
     let mut listeners = Vec::new();
     // The ACL file of each listener opened, in the same order (the core's listener index).
     let mut acl_files = Vec::new();
@@ -146,6 +152,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
                             use_username_as_clientid: false,
                             accepted_versions: Vec::new(),
                             listener: 0,
+                            auth: scram_methods(&listener.security.scram_file, &mut scram_files)?,
                         },
                         authenticator,
                     });
@@ -229,6 +236,11 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         }
         authenticator
     };
+    let auth_methods = if config.per_listener_settings {
+        None
+    } else {
+        scram_methods(&first.security.scram_file, &mut scram_files)?
+    };
     let (access, notes) = security::load_listener_rules(&acl_files)?;
     warnings.extend(notes);
     let bridges = midge_server::bridge::plan_all(&config.bridges, &hostname())?;
@@ -238,6 +250,8 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         listeners,
         authenticator,
         password_files,
+        auth_methods,
+        scram_files,
         access,
         acl_files,
         tls,
@@ -250,6 +264,21 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         http,
         warnings,
     })
+}
+
+/// The enhanced authentication methods of a `scram_file` (`None`: no file), each file read
+/// once however many listeners name it.
+fn scram_methods(
+    path: &Option<PathBuf>,
+    loaded: &mut Vec<(PathBuf, Arc<ScramMethods>)>,
+) -> anyhow::Result<Option<Arc<dyn AuthMethods>>> {
+    let Some(path) = path else { return Ok(None) };
+    if let Some((_, methods)) = loaded.iter().find(|(loaded, _)| loaded == path) {
+        return Ok(Some(methods.clone()));
+    }
+    let methods = Arc::new(ScramMethods::new(security::load_scram_file(path)?));
+    loaded.push((path.clone(), methods.clone()));
+    Ok(Some(methods))
 }
 
 /// The machine's name, for the bridges' default client identifiers (`HOSTNAME.NAME`, as

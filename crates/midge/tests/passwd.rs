@@ -72,12 +72,13 @@ fn midge_passwd(dir: &Path, args: &[&str], input: &[u8]) -> Run {
 }
 
 /// `mosquitto_passwd`'s run as `midge passwd` would print it: the program named `midge passwd`,
-/// and the usage text's one extra line (about `-H argon2id`) added.
+/// and the usage text's extra lines (about `-H argon2id` and `-H scram`) added.
 fn as_midge(mut run: Run, dir: &Path, midge_dir: &Path) -> Run {
     run.stdout = run.stdout.replace("mosquitto_passwd", "midge passwd").replace(
         "      Mosquitto 1.6 and earlier defaulted to sha512.\n",
         "      Mosquitto 1.6 and earlier defaulted to sha512.\n      \
-         -H argon2id writes Mosquitto 2.1's hashes, which Mosquitto 2.0 cannot read.\n",
+         -H argon2id writes Mosquitto 2.1's hashes, which Mosquitto 2.0 cannot read.\n      \
+         -H scram writes SCRAM-SHA-256 and SCRAM-SHA-512 verifiers for a scram_file.\n",
     );
     // Error messages name files by their real path, which differs between the two directories.
     let (from, to) = (dir.to_str().unwrap(), midge_dir.to_str().unwrap());
@@ -600,4 +601,61 @@ fn the_broker_command_line_is_unchanged() {
     let (code, output) = support::run_midge(&["-p", "passwd"], std::time::Duration::from_secs(10));
     assert_ne!(code, Some(0), "{output}");
     assert!(!output.contains("mosquitto_passwd"), "{output}");
+}
+
+#[test]
+fn scram_verifiers_are_written_with_their_counts_and_passwords_must_pass_saslprep() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&midge_passwd(
+        d,
+        &["-H", "scram", "-c", "-b", "scram", "alice", "wonder land"],
+        b"",
+    ));
+    ok(&midge_passwd(
+        d,
+        &["-H", "scram-sha-512", "-I", "5000", "-b", "scram", "bob", "b"],
+        b"",
+    ));
+    // Prompted, as for any other hash.
+    let prompted = midge_passwd(d, &["-H", "scram-sha-256", "scram", "carol"], b"c\nc\n");
+    assert_eq!(prompted.status, Some(0), "{prompted:?}");
+    let text = fs::read_to_string(d.join("scram")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let fields = |line: &str| -> Vec<String> {
+        let (_, verifiers) = line.split_once(':').unwrap();
+        verifiers
+            .split(' ')
+            .map(|v| v.split(':').next().unwrap().to_owned())
+            .collect()
+    };
+    assert!(lines[0].starts_with("alice:"));
+    assert_eq!(fields(lines[0]), ["SCRAM-SHA-256$4096", "SCRAM-SHA-512$10000"]);
+    assert!(lines[1].starts_with("bob:"));
+    assert_eq!(fields(lines[1]), ["SCRAM-SHA-512$5000"]);
+    assert!(lines[2].starts_with("carol:"));
+    assert_eq!(fields(lines[2]), ["SCRAM-SHA-256$4096"]);
+    // The broker reads what was written.
+    let file = midge_auth::ScramFile::load(d.join("scram")).unwrap();
+    assert_eq!(file.len(), 3);
+
+    // A control character is refused by SASLprep; nothing is written.
+    let refused = midge_passwd(d, &["-H", "scram", "-b", "scram", "dave", "a\u{7}b"], b"");
+    assert_eq!(refused.status, Some(1));
+    assert_eq!(
+        refused.stderr,
+        "Error: A SCRAM password must be UTF-8 text that SASLprep (RFC 4013) accepts.\n"
+    );
+    assert_eq!(fs::read_to_string(d.join("scram")).unwrap(), text);
+    let refused = midge_passwd(
+        d,
+        &["-H", "scram", "-I", "20000000", "-b", "scram", "dave", "d"],
+        b"",
+    );
+    assert_eq!(refused.status, Some(1), "{refused:?}");
+    assert_eq!(
+        refused.stderr,
+        "Error: SCRAM iteration counts must be at most 10000000.\n"
+    );
 }

@@ -3,6 +3,7 @@
 //! sockets are the runtime's.
 
 mod ack;
+mod auth;
 mod disconnect;
 mod publish;
 mod subscribe;

@@ -247,6 +247,10 @@ pub struct SecurityOptions {
     pub password_file: Option<PathBuf>,
     /// `acl_file`: topic access rules in Mosquitto's format. Default: none (no topic rules).
     pub acl_file: Option<PathBuf>,
+    /// `scram_file` (Midge's own): SCRAM verifiers, as `midge passwd -H scram` writes them,
+    /// for MQTT 5 enhanced authentication with SCRAM-SHA-256 and SCRAM-SHA-512. Default: none
+    /// (a CONNECT naming an authentication method is refused with 0x8C).
+    pub scram_file: Option<PathBuf>,
 }
 
 impl Default for SecurityOptions {
@@ -258,6 +262,7 @@ impl Default for SecurityOptions {
             auto_id_prefix: "auto-".to_owned(),
             password_file: None,
             acl_file: None,
+            scram_file: None,
         }
     }
 }

@@ -179,6 +179,7 @@ pub(in crate::config) struct SecurityDraft {
     pub(in crate::config) auto_id_prefix: Option<String>,
     pub(in crate::config) password_file: Option<PathBuf>,
     pub(in crate::config) acl_file: Option<PathBuf>,
+    pub(in crate::config) scram_file: Option<PathBuf>,
 }
 
 impl SecurityDraft {
@@ -194,6 +195,7 @@ impl SecurityDraft {
             auto_id_prefix: self.auto_id_prefix.clone().unwrap_or(defaults.auto_id_prefix),
             password_file: self.password_file.clone(),
             acl_file: self.acl_file.clone(),
+            scram_file: self.scram_file.clone(),
         }
     }
 }

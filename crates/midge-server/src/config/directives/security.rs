@@ -18,6 +18,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("listener_auto_id_prefix", Listener, listener_auto_id_prefix),
     supported("password_file", Security, password_file),
     supported("acl_file", Security, acl_file),
+    supported("scram_file", Security, scram_file),
     never("psk_file", Security, super::tls::NO_PSK, security_file),
     not_yet("plugin", Security, Area::Security, plugin),
     not_yet("auth_plugin", Security, Area::Security, plugin),
@@ -81,6 +82,16 @@ fn acl_file(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     let target = parser.security_target();
     parser.set_once(target);
     parser.security().acl_file = Some(path);
+    Ok(())
+}
+
+/// `scram_file`: a path, in the security scope (Midge's own: SCRAM verifiers for enhanced
+/// authentication).
+fn scram_file(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let path = PathBuf::from(parser.string_value(args)?);
+    let target = parser.security_target();
+    parser.set_once(target);
+    parser.security().scram_file = Some(path);
     Ok(())
 }
 

@@ -168,6 +168,7 @@ fn production_file_with_includes() {
         auto_id_prefix: "gw-".to_owned(),
         password_file: Some(PathBuf::from("/etc/mosquitto/passwd")),
         acl_file: None,
+        scram_file: None,
     };
     let addresses: Vec<String> = config.listeners.iter().map(|l| l.address.to_string()).collect();
     assert_eq!(
