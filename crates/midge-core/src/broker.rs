@@ -29,7 +29,7 @@ use crate::connection::Connection;
 use crate::link::Link;
 use crate::message::{Delivery, Message};
 use crate::outbox::Outbox;
-use crate::retained::Retained;
+use crate::retained::RetainedStore;
 use crate::session::{PendingWill, Session, SessionCell};
 use crate::stats::Stats;
 use crate::topic_index::{Matches, Subscriber, TopicIndex};
@@ -65,7 +65,7 @@ pub struct Broker {
     pub(crate) config: BrokerConfig,
     pub(crate) sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
     pub(crate) index: RwLock<TopicIndex>,
-    pub(crate) retained: RwLock<Retained>,
+    pub(crate) retained: RetainedStore,
     timers: Mutex<Timers>,
     stats: Stats,
     id_counter: AtomicU64,
@@ -96,7 +96,7 @@ impl Broker {
             config,
             sessions: Mutex::new(HashMap::new()),
             index: RwLock::new(TopicIndex::default()),
-            retained: RwLock::new(Retained::default()),
+            retained: RetainedStore::default(),
             timers: Mutex::new(Timers::default()),
             stats: Stats::default(),
             id_counter: AtomicU64::new(0),
@@ -131,10 +131,7 @@ impl Broker {
     /// call it once per reporting interval, not per message.
     pub fn census(&self) -> Census {
         let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
-        let (retained, retained_bytes) = {
-            let store = self.retained.read();
-            (store.len(), store.bytes())
-        };
+        let (retained, retained_bytes) = self.retained.totals();
         let mut census = Census {
             sessions: sessions.len(),
             retained,
@@ -180,7 +177,7 @@ impl Broker {
 
     /// Retained messages held.
     pub fn retained_count(&self) -> usize {
-        self.retained.read().len()
+        self.retained.totals().0
     }
 
     /// Installs (or with `None` removes) the topic access rules. Every connection's next
@@ -629,10 +626,12 @@ impl Broker {
     /// Sends `message` to every session with a matching subscription, first keeping it as its
     /// topic's retained message as `keep` says.
     ///
-    /// The retained store stays locked while the subscribers are looked up, and a SUBSCRIBE
-    /// holds it while it adds its subscription and reads the retained messages: a subscription
-    /// made at the same moment as a retained publish gets the message once, as the retained
-    /// copy or as a live one, never both.
+    /// The topic's shard of the retained store stays locked while the subscribers are looked
+    /// up, and a SUBSCRIBE holds every shard while it adds its subscription and queues the
+    /// retained messages: a subscription made at the same moment as a retained publish gets the
+    /// message once, as the retained copy or as a live one, never both, and never an older
+    /// value after it. Publishers to other shards (and all non-retained publishers) do not
+    /// wait for each other.
     pub(crate) fn publish(&self, message: Arc<Message>, keep: Keep, now: Instant) -> Routed {
         self.tap.record(&message, now);
         let mut matches = Matches::default();
@@ -640,7 +639,7 @@ impl Broker {
         if keep == Keep::Nothing {
             self.index.read().matches(&message.topic, &mut matches);
         } else {
-            let mut retained = self.retained.write();
+            let mut retained = self.retained.shard(message.topic.as_str());
             retained.set(message.clone());
             if keep == Keep::Journaled
                 && let Some(journal) = &self.journal
