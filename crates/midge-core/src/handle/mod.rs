@@ -6,3 +6,4 @@ mod ack;
 mod disconnect;
 mod publish;
 mod subscribe;
+mod will;
