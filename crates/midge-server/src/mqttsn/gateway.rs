@@ -67,6 +67,7 @@ struct Gateway {
     wakes: Arc<Wakes>,
     qos_neg1: Option<(Connection, Outbox)>,
     refusal_log: LogThrottle,
+    malformed_log: LogThrottle,
 }
 
 /// Serves one MQTT-SN socket until `stop` changes.
@@ -110,6 +111,7 @@ pub(crate) async fn run(
         wakes: Arc::default(),
         qos_neg1: None,
         refusal_log: LogThrottle::default(),
+        malformed_log: LogThrottle::default(),
     };
     let wakes = gateway.wakes.clone();
     let mut tick = tokio::time::interval(TICK);
@@ -171,7 +173,15 @@ impl Gateway {
             Ok(message) => message,
             Err(error) => {
                 SnCounters::bump(&counters.dropped_malformed);
-                tracing::debug!(%from, %error, kind = error.kind(), "MQTT-SN datagram from {from} dropped: {error}.");
+                // One line a second at most, whatever the flood.
+                if let Some(more) = self.malformed_log.should_log(now) {
+                    let more = if more > 0 {
+                        format!(" ({more} more since the last such line)")
+                    } else {
+                        String::new()
+                    };
+                    tracing::info!(event = "mqttsn.malformed", %from, kind = error.kind(), "MQTT-SN datagram from {from} dropped: {error}.{more}");
+                }
                 return;
             }
         };
