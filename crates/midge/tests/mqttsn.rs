@@ -561,6 +561,131 @@ fn a_persistent_session_keeps_subscriptions_registry_and_queued_messages_across_
     assert_eq!(&mqtt.recv_publish().payload[..], b"still");
 }
 
+/// A port free for both UDP and TCP now, for a gateway that must come back on the same port.
+fn free_udp_port() -> u16 {
+    loop {
+        let port = support::free_port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn a_persistent_session_keeps_topic_ids_subscriptions_queue_and_will_across_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let config = format!(
+        "persistence true\npersistence_location {}/\nlistener {port} 127.0.0.1\nprotocol mqttsn\n",
+        dir.path().display()
+    );
+    let gateway = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut midge = Midge::start(&config);
+    midge.wait_for_log("Opening mqttsn");
+
+    // A persistent client with a will (then updated), its own topic id, a wildcard
+    // subscription, and an id the gateway registered with it for a message under the wildcard.
+    let sn = Sn::new(gateway);
+    sn.send(&Message::Connect(Connect {
+        will: true,
+        clean_session: false,
+        duration: 60,
+        client_id: "keeper".into(),
+    }));
+    assert_eq!(sn.recv(), Message::WillTopicReq);
+    sn.send(&Message::WillTopic(Some(v12::WillTopic {
+        qos: v12::QoS::AtLeastOnce,
+        retain: false,
+        topic: "keeper/status".into(),
+    })));
+    assert_eq!(sn.recv(), Message::WillMsgReq);
+    sn.send(&Message::WillMsg {
+        data: Bytes::from_static(b"first will"),
+    });
+    assert_eq!(
+        sn.recv(),
+        Message::ConnAck {
+            return_code: ReturnCode::Accepted
+        }
+    );
+    sn.send(&Message::WillMsgUpd {
+        data: Bytes::from_static(b"lost"),
+    });
+    assert_eq!(
+        sn.recv(),
+        Message::WillMsgResp {
+            return_code: ReturnCode::Accepted
+        }
+    );
+    let own = sn.register("keeper/out", 1);
+    let ack = sn.subscribe(TopicSpec::Name("in/#".into()), v12::QoS::AtLeastOnce, 2);
+    assert_eq!(ack.return_code, ReturnCode::Accepted);
+    mqtt_publish(&midge, "in/first", "live");
+    let mut registered = Vec::new();
+    let live = sn.receive_publish(&mut registered);
+    assert_eq!(&live.data[..], b"live");
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    let gateway_id = registered[0].0;
+    assert_eq!(live.topic, PublishTopic::Id(gateway_id));
+    sn.send(&Message::Disconnect { duration: None });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+
+    // Queued while it is away: each PUBACK comes only once the store has it (and everything
+    // the gateway wrote before).
+    mqtt_publish(&midge, "in/first", "q1");
+    mqtt_publish(&midge, "in/second", "q2");
+    midge.signal("KILL");
+    midge.wait_exit();
+
+    let midge = Midge::start(&config);
+    let line = midge.wait_for_log("Restored from");
+    assert!(line.contains("1 subscriptions, 2 queued messages"), "{line}");
+    midge.wait_for_log("Opening mqttsn");
+
+    // Back from another port, without a will of its own: the queue comes, on the id the
+    // gateway registered before the restart (no REGISTER), then on a new one.
+    let sn = Sn::new(gateway);
+    sn.connect("keeper", false, 60);
+    let mut registered = Vec::new();
+    let first = sn.receive_publish(&mut registered);
+    assert_eq!(&first.data[..], b"q1");
+    assert_eq!(first.topic, PublishTopic::Id(gateway_id));
+    assert!(registered.is_empty(), "registered again: {registered:?}");
+    let second = sn.receive_publish(&mut registered);
+    assert_eq!(&second.data[..], b"q2");
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(registered[0].1, "in/second");
+    assert!(![own, gateway_id].contains(&registered[0].0), "{registered:?}");
+
+    // Its own id still stands for its topic: accepted, not PUBACK 0x02.
+    let mut watcher = RawClient::session(midge.addr(), V311, "watcher");
+    watcher.subscribe(&[("keeper/#", QoS::AtMostOnce)]);
+    sn.publish(PublishTopic::Id(own), v12::QoS::AtLeastOnce, 9, "still");
+    assert_eq!(
+        sn.recv(),
+        Message::PubAck(PubAck {
+            topic_id: own,
+            msg_id: 9,
+            return_code: ReturnCode::Accepted
+        })
+    );
+    let out = watcher.recv_publish();
+    assert_eq!(
+        (out.topic.as_str(), &out.payload[..]),
+        ("keeper/out", &b"still"[..])
+    );
+
+    // And its will, as updated before the restart, is kept (§6.3): a missed sleep publishes it.
+    sn.send(&Message::Disconnect { duration: Some(1) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    let will = watcher.recv_publish();
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("keeper/status", &b"lost"[..])
+    );
+    midge.wait_for_log("Client keeper disconnected: sleep deadline missed");
+}
+
 #[test]
 fn discovery_searchgw_gets_gwinfo_and_advertise_is_sent() {
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -13,7 +13,9 @@
 //!   again (PUBLISH with DUP), and after `mqttsn_retry_count` tries the client is lost;
 //! - sleep (§6.14): the session stays attached while the client sleeps but nothing is taken
 //!   from its queue, so the core buffers for it under `max_queued_messages`; a wake sends what
-//!   waited, through the same one-at-a-time flow, then PINGRESP.
+//!   waited, through the same one-at-a-time flow, then PINGRESP;
+//! - what a persistent client keeps between connections besides its session (topic ids, will):
+//!   written to the store as it changes, so that it survives a broker restart.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -32,7 +34,7 @@ use midge_core::{After, Connection, Link, Outbox};
 use midge_sn::v12::{self, Message, PubAck, PublishTopic, RegAck, Register, ReturnCode, SubAck, TopicSpec};
 use parking_lot::Mutex;
 
-use super::registry::Registry;
+use super::registry::{Change, Registry};
 use super::{Context, SnCounters, Wakes};
 
 /// Requests (SUBSCRIBE, UNSUBSCRIBE) and inbound QoS 1/2 PUBLISHes remembered at once per
@@ -155,6 +157,8 @@ pub(crate) struct Client {
     pub(crate) registry: Registry,
     /// The will as last set, kept for a clean-session-off reconnect without a will (§6.3).
     pub(crate) will: Option<Will>,
+    /// The will changed since it was last written to the store.
+    will_changed: bool,
     pending: VecDeque<Packet>,
     flight: Option<Flight>,
     inbound_topics: VecDeque<(u16, u16)>,
@@ -198,6 +202,7 @@ impl Client {
             last_heard: now,
             registry,
             will,
+            will_changed: false,
             pending: VecDeque::new(),
             flight: None,
             inbound_topics: VecDeque::new(),
@@ -207,6 +212,46 @@ impl Client {
             next_msg_id: 0,
             swallow_pubrel: HashSet::new(),
             held: false,
+        }
+    }
+
+    /// Writes everything a persistent client keeps besides its session (topic ids, will) to the
+    /// store, replacing what was there: on CONNECT, when the core may just have made the
+    /// session anew (and with it deleted what the store had).
+    pub(crate) fn persist_all(&mut self, ctx: &Context) {
+        self.registry.take_changes();
+        self.will_changed = false;
+        if let Some(journal) = ctx.journal.as_ref().filter(|_| !self.clean_session) {
+            journal.put_mqttsn(
+                &self.client_id,
+                &midge_store::SnSession {
+                    topics: self.registry.entries(),
+                    will: self.will.as_ref().map(will_record),
+                },
+            );
+        }
+    }
+
+    /// Writes what changed of the topic ids and the will to the store, for a persistent client
+    /// (MQTT-SN 1.2 §6.3: both outlive the connection); for others, forgets the changes.
+    pub(crate) fn persist(&mut self, ctx: &Context) {
+        let changes = self.registry.take_changes();
+        let will_changed = std::mem::take(&mut self.will_changed);
+        let Some(journal) = ctx.journal.as_ref().filter(|_| !self.clean_session) else {
+            return;
+        };
+        for change in changes {
+            match change {
+                Change::Added(id, topic) => {
+                    journal.put_mqttsn_topic(&self.client_id, id, &midge_store::SnTopicRecord { topic });
+                }
+                Change::Removed(id) => {
+                    journal.delete_mqttsn_topic(&self.client_id, id);
+                }
+            }
+        }
+        if will_changed {
+            journal.put_mqttsn_will(&self.client_id, self.will.as_ref().map(will_record).as_ref());
         }
     }
 
@@ -679,10 +724,11 @@ impl Client {
                 Err(_) => ReturnCode::NotSupported,
             },
         };
-        if return_code.is_accepted()
-            && let Some(connection) = &mut self.connection
-        {
-            connection.replace_will(self.will.as_ref());
+        if return_code.is_accepted() {
+            self.will_changed = true;
+            if let Some(connection) = &mut self.connection {
+                connection.replace_will(self.will.as_ref());
+            }
         }
         ctx.send(self.addr, &Message::WillTopicResp { return_code });
         Outcome::Continue
@@ -692,6 +738,7 @@ impl Client {
         let return_code = match &mut self.will {
             Some(will) => {
                 will.payload = data;
+                self.will_changed = true;
                 if let Some(connection) = &mut self.connection {
                     connection.replace_will(Some(will));
                 }
@@ -1051,6 +1098,30 @@ fn remember(list: &mut VecDeque<(u16, u16)>, entry: (u16, u16)) {
         list.pop_front();
     }
     list.push_back(entry);
+}
+
+/// A will as the store keeps it.
+fn will_record(will: &Will) -> midge_store::MessageRecord {
+    midge_store::MessageRecord {
+        topic: will.topic.clone(),
+        payload: will.payload.clone(),
+        qos: will.qos,
+        retain: will.retain,
+        properties: Default::default(),
+        expires_at: None,
+        publisher: None,
+    }
+}
+
+/// A will read back from the store.
+pub(crate) fn will_from_record(record: midge_store::MessageRecord) -> Will {
+    Will {
+        topic: record.topic,
+        payload: record.payload,
+        qos: record.qos,
+        retain: record.retain,
+        properties: Default::default(),
+    }
 }
 
 /// An MQTT will from MQTT-SN's parts.

@@ -21,7 +21,7 @@ use midge_sn::v12::{self, Message, PublishTopic, ReturnCode};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::client::{Client, Outcome, SnLink, State, short_topic, will};
+use super::client::{Client, Outcome, SnLink, State, short_topic, will, will_from_record};
 use super::registry::Registry;
 use super::{Context, GatewaySpec, SnCounters, Wakes};
 use crate::limits::{LogThrottle, RateLimit};
@@ -42,7 +42,8 @@ struct Prompt {
     since: Instant,
 }
 
-/// What a persistent session keeps of its MQTT-SN side between connections.
+/// What a persistent session keeps of its MQTT-SN side between connections: here while the
+/// gateway runs, and (with persistence) in the store, where it is found after a restart.
 #[derive(Debug)]
 struct Kept {
     registry: Registry,
@@ -84,7 +85,8 @@ pub(crate) async fn run(
 ) {
     let port = socket.local_addr().map_or(0, |a| a.port());
     let socket = Arc::new(socket);
-    let durable = broker.journal().map(|journal| journal.watch());
+    let journal = broker.journal().cloned();
+    let durable = journal.as_ref().map(|journal| journal.watch());
     let mut durable_changes = durable.clone();
     let first_free_id = spec.predefined.highest().saturating_add(1);
     let mut gateway = Gateway {
@@ -95,6 +97,7 @@ pub(crate) async fn run(
             first_free_id,
             counters,
             durable,
+            journal,
         },
         broker,
         rules,
@@ -303,14 +306,8 @@ impl Gateway {
             self.ctx.send(from, &Message::WillTopicReq);
             return;
         }
-        let kept_will = if connect.clean_session {
-            None
-        } else {
-            self.kept
-                .get(&connect.client_id)
-                .and_then(|kept| kept.will.clone())
-        };
-        self.connect(connect, kept_will, from, now);
+        // No Will flag: a persistent client keeps the will it had (§6.3).
+        self.connect(connect, None, from, now);
     }
 
     /// WILLTOPIC and WILLMSG after a CONNECT with Will set.
@@ -322,7 +319,7 @@ impl Gateway {
             Message::WillTopic(None) => {
                 // An empty WILLTOPIC: no will after all.
                 if let Some(prompt) = self.prompts.remove(&from) {
-                    self.connect(prompt.connect, None, from, now);
+                    self.connect(prompt.connect, Some(None), from, now);
                 }
             }
             Message::WillTopic(Some(topic)) if prompt.topic.is_none() => {
@@ -342,7 +339,7 @@ impl Gateway {
                     let name = TopicName::new(topic.topic).ok()?;
                     Some(will(name, data, topic.qos, topic.retain))
                 });
-                self.connect(prompt.connect, will, from, now);
+                self.connect(prompt.connect, Some(will), from, now);
             }
             Message::Connect(connect) => {
                 self.prompts.remove(&from);
@@ -352,12 +349,40 @@ impl Gateway {
         }
     }
 
-    /// Admits the client into the core (CONNACK follows from the core's answer).
-    fn connect(&mut self, sn: v12::Connect, will: Option<Will>, from: SocketAddr, now: Instant) {
-        let kept = self.kept.remove(&sn.client_id);
-        let registry = match kept {
-            Some(kept) if !sn.clean_session => kept.registry,
-            _ => Registry::default(),
+    /// What a persistent client kept from its last connection: from memory, or after a
+    /// restart from the store.
+    fn recall(&mut self, client_id: &ByteString) -> Option<Kept> {
+        if let Some(kept) = self.kept.remove(client_id) {
+            return Some(kept);
+        }
+        let stored = self.ctx.journal.as_ref()?.read_mqttsn(client_id);
+        if stored.is_empty() {
+            return None;
+        }
+        Some(Kept {
+            registry: Registry::restore(stored.topics, self.ctx.options.max_registered_topics),
+            will: stored.will.map(will_from_record),
+        })
+    }
+
+    /// Admits the client into the core (CONNACK follows from the core's answer). `new_will` is
+    /// what the will prompts gave, `None` if the CONNECT had no Will flag: then a persistent
+    /// client keeps its will (§6.3).
+    fn connect(&mut self, sn: v12::Connect, new_will: Option<Option<Will>>, from: SocketAddr, now: Instant) {
+        let kept = if sn.clean_session {
+            self.kept.remove(&sn.client_id);
+            None
+        } else {
+            self.recall(&sn.client_id)
+        };
+        let (registry, kept_will) = match &kept {
+            Some(kept) => (kept.registry.clone(), kept.will.clone()),
+            None => (Registry::default(), None),
+        };
+        let will = match new_will {
+            Some(will) => will,
+            None if sn.clean_session => None,
+            None => kept_will,
         };
         let mut connect = Connect::new(ProtocolVersion::V5, sn.client_id.clone());
         connect.clean_start = sn.clean_session;
@@ -400,6 +425,10 @@ impl Gateway {
                         _ => ReturnCode::NotSupported,
                     };
                     self.refuse(from, return_code, &refusal.detail, now);
+                    // Refused, the client keeps what it had for its next try.
+                    if let Some(kept) = kept {
+                        self.kept.insert(sn.client_id.clone(), kept);
+                    }
                     return;
                 }
             };
@@ -414,7 +443,8 @@ impl Gateway {
             sn.duration,
             self.ctx.options.username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
         );
-        let client = Client::new(from, connection, out, link, sn.clean_session, registry, will, now);
+        let mut client = Client::new(from, connection, out, link, sn.clean_session, registry, will, now);
+        client.persist_all(&self.ctx);
         if let Some(old) = self.by_id.insert(client_id, slot) {
             // The same client from another address: the core took the session over and closes
             // the old link; its address is forgotten at once.
@@ -436,6 +466,9 @@ impl Gateway {
     }
 
     fn after(&mut self, slot: u64, outcome: Outcome) {
+        if let Some(client) = self.clients.get_mut(&slot) {
+            client.persist(&self.ctx);
+        }
         if let Outcome::Ended { reason } = outcome {
             self.forget(slot, &reason);
         }
@@ -452,9 +485,10 @@ impl Gateway {
     }
 
     fn forget(&mut self, slot: u64, reason: &str) {
-        let Some(client) = self.clients.remove(&slot) else {
+        let Some(mut client) = self.clients.remove(&slot) else {
             return;
         };
+        client.persist(&self.ctx);
         if self.peers.get(&client.addr) == Some(&slot) {
             self.peers.remove(&client.addr);
         }

@@ -176,6 +176,8 @@ pub(crate) struct Context {
     pub(crate) counters: Arc<SnCounters>,
     /// The journal's durable mark, with persistence.
     pub(crate) durable: Option<watch::Receiver<u64>>,
+    /// The journal, with persistence: persistent clients' topic ids and wills go there.
+    pub(crate) journal: Option<Arc<midge_store::Journal>>,
 }
 
 impl Context {

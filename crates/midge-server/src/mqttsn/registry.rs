@@ -4,6 +4,8 @@
 //!
 //! Ids 0 and 0xFFFF are never issued. Registered ids are numbered above the predefined ones so
 //! a client can never confuse the two, and at most `max_registered_topics` per client exist.
+//! A registry notes its changes so that the gateway can write those of a persistent client to
+//! the store; it never writes anything itself.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -141,15 +143,62 @@ impl Predefined {
     }
 }
 
+/// A change to a registry, for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// `id` now stands for the topic.
+    Added(u16, TopicName),
+    /// `id` is forgotten.
+    Removed(u16),
+}
+
 /// One client's registered topic ids.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registry {
     by_id: HashMap<u16, TopicName>,
     by_name: HashMap<ByteString, u16>,
     next: u16,
+    /// Changes since [`Registry::take_changes`] was last called.
+    changes: Vec<Change>,
 }
 
 impl Registry {
+    /// A registry holding `topics` as read back from the store: ids 0 and 0xFFFF, repeated ids
+    /// or topics, and ids beyond `max` are left out. New ids continue above the highest.
+    pub(crate) fn restore(topics: impl IntoIterator<Item = (u16, TopicName)>, max: u16) -> Self {
+        let mut registry = Self::default();
+        for (id, topic) in topics {
+            if registry.by_id.len() >= usize::from(max)
+                || id == 0
+                || id == 0xFFFF
+                || registry.by_id.contains_key(&id)
+                || registry.by_name.contains_key(topic.as_str())
+            {
+                continue;
+            }
+            registry.by_name.insert(topic.as_byte_string().clone(), id);
+            registry.by_id.insert(id, topic);
+            registry.next = registry.next.max(if id >= 0xFFFE { 0 } else { id + 1 });
+        }
+        registry
+    }
+
+    /// Every registered id and its topic, in id order.
+    pub(crate) fn entries(&self) -> Vec<(u16, TopicName)> {
+        let mut entries: Vec<(u16, TopicName)> = self
+            .by_id
+            .iter()
+            .map(|(id, topic)| (*id, topic.clone()))
+            .collect();
+        entries.sort_unstable_by_key(|(id, _)| *id);
+        entries
+    }
+
+    /// The changes made since the last call.
+    pub(crate) fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
     /// The topic registered as `id`.
     pub(crate) fn topic(&self, id: u16) -> Option<&TopicName> {
         self.by_id.get(&id)
@@ -180,6 +229,7 @@ impl Registry {
             if id != 0 && id != 0xFFFF && !self.by_id.contains_key(&id) {
                 self.by_id.insert(id, topic.clone());
                 self.by_name.insert(topic.as_byte_string().clone(), id);
+                self.changes.push(Change::Added(id, topic.clone()));
                 return Some(id);
             }
         }
@@ -190,6 +240,7 @@ impl Registry {
     pub(crate) fn forget(&mut self, id: u16) {
         if let Some(topic) = self.by_id.remove(&id) {
             self.by_name.remove(topic.as_str());
+            self.changes.push(Change::Removed(id));
         }
     }
 
@@ -220,6 +271,41 @@ mod tests {
         registry.forget(8);
         assert_eq!(registry.id("a"), None);
         assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn changes_are_noted_and_a_restored_registry_goes_on_above_its_highest_id() {
+        let mut registry = Registry::default();
+        registry.register(&topic("a"), 8, 10);
+        registry.register(&topic("a"), 8, 10);
+        registry.register(&topic("b"), 8, 10);
+        registry.forget(8);
+        registry.forget(8);
+        assert_eq!(
+            registry.take_changes(),
+            vec![
+                Change::Added(8, topic("a")),
+                Change::Added(9, topic("b")),
+                Change::Removed(8)
+            ]
+        );
+        assert!(registry.take_changes().is_empty());
+
+        let mut restored = Registry::restore(
+            [
+                (12, topic("x")),
+                (0, topic("zero")),
+                (0xFFFF, topic("reserved")),
+                (12, topic("again")),
+                (13, topic("x")),
+                (20, topic("y")),
+            ],
+            10,
+        );
+        assert_eq!(restored.entries(), vec![(12, topic("x")), (20, topic("y"))]);
+        assert!(restored.take_changes().is_empty());
+        assert_eq!(restored.register(&topic("z"), 8, 10), Some(21));
+        assert_eq!(Registry::restore([(1, topic("a")), (2, topic("b"))], 1).len(), 1);
     }
 
     #[test]
