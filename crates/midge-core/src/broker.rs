@@ -1066,7 +1066,7 @@ pub(crate) fn mounted_filter(mount_point: Option<&ByteString>, filter: &TopicFil
 }
 
 /// Will properties carried over to the PUBLISH the will becomes (§3.1.3.2).
-fn will_as_publish_properties(
+pub(crate) fn will_as_publish_properties(
     will: &midge_codec::properties::WillProperties,
 ) -> midge_codec::properties::PublishProperties {
     let mut properties = midge_codec::properties::PublishProperties::default();
