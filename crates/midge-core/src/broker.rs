@@ -306,6 +306,7 @@ impl Broker {
             let mut session = cell.state.lock();
             session.generation += 1;
             session.link = Some(link);
+            session.note_attached();
             session.version = Some(version);
             session.window = self.config.inflight_window(client_receive_maximum);
             session.username = connect.username.clone();

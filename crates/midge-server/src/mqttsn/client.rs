@@ -673,6 +673,7 @@ impl Client {
         match (&self.state, client_id) {
             (State::Asleep { duration, .. }, Some(id)) if id == self.client_id => {
                 self.state = State::Awake { duration: *duration };
+                self.set_taking_messages(true);
                 SnCounters::bump(&ctx.counters.wakes);
                 Outcome::Continue
             }
@@ -687,6 +688,14 @@ impl Client {
         }
     }
 
+    /// Tells the core whether this client takes messages now: asleep it does not, and its
+    /// queue must not hold the publishers filling it (`midge_core::backpressure`).
+    fn set_taking_messages(&self, taking: bool) {
+        if let Some(connection) = &self.connection {
+            connection.set_taking_messages(taking);
+        }
+    }
+
     fn on_disconnect(&mut self, duration: Option<u16>, ctx: &Context, now: Instant) -> Outcome {
         ctx.send(self.addr, &Message::Disconnect { duration: None });
         match duration {
@@ -696,6 +705,7 @@ impl Client {
                     until: now + sleep_tolerance(duration),
                     duration,
                 };
+                self.set_taking_messages(false);
                 SnCounters::bump(&ctx.counters.sleeps);
                 Outcome::Continue
             }
@@ -816,6 +826,7 @@ impl Client {
                 until: now + sleep_tolerance(duration),
                 duration,
             };
+            self.set_taking_messages(false);
         }
         self.out.release_if_empty();
         Outcome::Continue
