@@ -95,4 +95,8 @@ pub enum EncodeError {
     /// QoS -1 where only PUBLISH may carry it.
     #[error("QoS -1 in {0:?}, allowed only in PUBLISH (§5.3.4)")]
     QosMinusOneNotAllowed(MsgType),
+    /// An encapsulation without a wireless node id or without a message, or around another
+    /// encapsulation (§5.5).
+    #[error("encapsulated message with {0} (§5.5)")]
+    BadEncapsulation(&'static str),
 }

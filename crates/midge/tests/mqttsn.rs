@@ -6,7 +6,10 @@
 
 mod support;
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -31,21 +34,122 @@ fn start(extra: &str) -> (Midge, SocketAddr) {
     (midge, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Raw MQTT-SN over a UDP socket of its own.
+/// Raw MQTT-SN over UDP: a client with a socket of its own, or a wireless node behind a raw
+/// [`Forwarder`] (§5.5), whose messages go encapsulated with its node id over the forwarder's
+/// socket and whose replies must come back encapsulated with the same id.
 struct Sn {
-    socket: UdpSocket,
+    socket: Rc<UdpSocket>,
     gateway: SocketAddr,
+    node: Option<Node>,
+}
+
+/// What a node behind a forwarder knows besides its socket.
+struct Node {
+    id: Vec<u8>,
+    /// What the forwarder read for any of its nodes and no one has taken yet.
+    parked: Rc<RefCell<VecDeque<Relayed>>>,
+    /// The Ctrl radius of the last datagram taken for this node.
+    last_radius: Cell<u8>,
+}
+
+/// One encapsulated datagram a forwarder received: for which node, with which radius, what.
+struct Relayed {
+    node: Vec<u8>,
+    radius: u8,
+    inner: Vec<u8>,
+}
+
+/// A raw MQTT-SN forwarder: one UDP socket relaying for any number of wireless nodes.
+struct Forwarder {
+    socket: Rc<UdpSocket>,
+    gateway: SocketAddr,
+    parked: Rc<RefCell<VecDeque<Relayed>>>,
+}
+
+impl Forwarder {
+    fn new(gateway: SocketAddr) -> Self {
+        Self {
+            socket: Rc::new(UdpSocket::bind("127.0.0.1:0").unwrap()),
+            gateway,
+            parked: Rc::default(),
+        }
+    }
+
+    /// The node `id` behind this forwarder.
+    fn node(&self, id: &[u8]) -> Sn {
+        Sn {
+            socket: self.socket.clone(),
+            gateway: self.gateway,
+            node: Some(Node {
+                id: id.to_vec(),
+                parked: self.parked.clone(),
+                last_radius: Cell::new(0xFF),
+            }),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// Sends bytes as they are (a datagram of the forwarder's own, or a hand-made encapsulation).
+    fn send_bytes(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.gateway).unwrap();
+    }
+
+    /// The next datagram the forwarder's socket receives, whole; `None` after `timeout`.
+    fn recv_raw(&self, timeout: Duration) -> Option<Vec<u8>> {
+        recv_datagram(&self.socket, timeout)
+    }
+
+    /// Nothing at all for any node of this forwarder, nor for the forwarder itself.
+    fn expect_nothing(&self, quiet: Duration) {
+        assert!(
+            self.parked.borrow().is_empty(),
+            "datagrams for nodes were left unread"
+        );
+        if let Some(bytes) = self.recv_raw(quiet) {
+            panic!("expected silence at the forwarder, got {bytes:02x?}");
+        }
+    }
+}
+
+fn recv_datagram(socket: &UdpSocket, timeout: Duration) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
 }
 
 impl Sn {
     fn new(gateway: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        Self { socket, gateway }
+        let socket = Rc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        Self {
+            socket,
+            gateway,
+            node: None,
+        }
     }
 
     fn send(&self, message: &Message) {
         let mut buf = BytesMut::new();
         message.encode(&mut buf).unwrap();
+        if let Some(node) = &self.node {
+            // The forwarder's radius means nothing to the gateway (§5.5): send one anyway.
+            let mut outer = BytesMut::new();
+            Message::Encapsulated(v12::Encapsulated {
+                radius: 1,
+                node_id: Bytes::copy_from_slice(&node.id),
+                inner: buf.freeze(),
+            })
+            .encode(&mut outer)
+            .unwrap();
+            buf = outer;
+        }
         self.socket.send_to(&buf, self.gateway).unwrap();
     }
 
@@ -53,14 +157,43 @@ impl Sn {
         self.socket.send_to(bytes, self.gateway).unwrap();
     }
 
-    /// The next datagram's bytes, or `None` after `timeout`.
+    /// The next datagram's bytes (for a node, the message encapsulated for it), or `None` after
+    /// `timeout`. A forwarder's datagram that is not an encapsulation fails the test.
     fn recv_bytes(&self, timeout: Duration) -> Option<Vec<u8>> {
-        self.socket.set_read_timeout(Some(timeout)).unwrap();
-        let mut buf = [0u8; 2048];
-        match self.socket.recv_from(&mut buf) {
-            Ok((n, _)) => Some(buf[..n].to_vec()),
-            Err(_) => None,
+        let Some(node) = &self.node else {
+            return recv_datagram(&self.socket, timeout);
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mine = {
+                let mut parked = node.parked.borrow_mut();
+                let at = parked.iter().position(|relayed| relayed.node == node.id);
+                at.and_then(|at| parked.remove(at))
+            };
+            if let Some(relayed) = mine {
+                node.last_radius.set(relayed.radius);
+                return Some(relayed.inner);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let datagram = recv_datagram(&self.socket, left)?;
+            match v12::decode(Bytes::from(datagram)) {
+                Ok(Message::Encapsulated(relayed)) => node.parked.borrow_mut().push_back(Relayed {
+                    node: relayed.node_id.to_vec(),
+                    radius: relayed.radius,
+                    inner: relayed.inner.to_vec(),
+                }),
+                other => panic!("the forwarder got a datagram that is no encapsulation: {other:?}"),
+            }
         }
+    }
+
+    /// The Ctrl radius of the last message this node received.
+    fn last_radius(&self) -> u8 {
+        self.node
+            .as_ref()
+            .expect("a node behind a forwarder")
+            .last_radius
+            .get()
     }
 
     fn recv(&self) -> Message {
@@ -913,4 +1046,256 @@ fn mqttsn_options_on_an_mqtt_listener_are_refused_naming_the_line() {
         output.contains("bad.conf:2: mqttsn_qos_neg1: only valid on a listener with `protocol mqttsn`"),
         "{output}"
     );
+}
+
+/// An MQTT 5.0 client publishes `payload` on `topic` at QoS 1.
+fn mqtt5_publish(midge: &Midge, topic: &str, payload: &str) {
+    let mut client = RawClient::session(midge.addr(), V5, "mqtt5-publisher");
+    let publish = packets::publish(topic, payload.as_bytes().to_vec(), QoS::AtLeastOnce, 1);
+    client.send(&publish);
+    assert!(matches!(client.recv(), Packet::PubAck(_)));
+}
+
+/// Waits for `$SYS/broker/mqttsn/{name}` (retained, republished when it changes each
+/// `sys_interval`) to say `expected`.
+fn wait_for_sn_counter(midge: &Midge, name: &str, expected: u64) {
+    let mut watcher = RawClient::session(midge.addr(), V311, "counter-watcher");
+    let topic = format!("$SYS/broker/mqttsn/{name}");
+    watcher.subscribe(&[(topic.as_str(), QoS::AtMostOnce)]);
+    let mut last = None;
+    while last != Some(expected) {
+        match watcher.recv_timeout(Duration::from_secs(5)) {
+            Ok(Some(Packet::Publish(publish))) if publish.topic.as_str() == topic => {
+                last = std::str::from_utf8(&publish.payload).unwrap().parse().ok();
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("{topic} never said {expected}; last {last:?}"),
+        }
+    }
+}
+
+/// Issue 13, MQTT-SN 1.2 §5.5: two wireless nodes behind one forwarder (one UDP socket) are two
+/// clients, with their own sessions, topic ids and subscriptions, and every reply and message
+/// to each comes back encapsulated with its own node id (radius 0); MQTT 3.1.1 and 5.0 clients
+/// see them as any other client. The forwarder's own address is not a client.
+#[test]
+fn nodes_behind_one_forwarder_are_clients_of_their_own_with_replies_encapsulated_for_them() {
+    let (midge, gateway) = start("mqttsn_forwarders true\n");
+    let mut v311 = RawClient::session(midge.addr(), V311, "fwd-sub311");
+    v311.subscribe(&[("fwd/#", QoS::AtLeastOnce)]);
+    let mut v5 = RawClient::session(midge.addr(), V5, "fwd-sub5");
+    v5.subscribe(&[("fwd/#", QoS::AtLeastOnce)]);
+
+    let forwarder = Forwarder::new(gateway);
+    let a = forwarder.node(&[0x00, 0x01]);
+    let b = forwarder.node(&[0x00, 0x02]);
+    a.connect("node-a", true, 60);
+    assert_eq!(a.last_radius(), 0, "a reply to one node goes with radius 0");
+    b.connect("node-b", true, 60);
+    let log = midge.wait_for_log("as node-a");
+    assert!(
+        log.contains(&format!("from {} node 0001 as node-a", forwarder.addr())),
+        "{log}"
+    );
+
+    // Each node registers and publishes in its own session.
+    let id_a = a.register("fwd/from/a", 1);
+    let id_b = b.register("fwd/from/b", 1);
+    a.publish(PublishTopic::Id(id_a), v12::QoS::AtLeastOnce, 2, "hello from a");
+    assert_eq!(
+        a.recv(),
+        Message::PubAck(PubAck {
+            topic_id: id_a,
+            msg_id: 2,
+            return_code: ReturnCode::Accepted
+        })
+    );
+    b.publish(PublishTopic::Id(id_b), v12::QoS::AtMostOnce, 0, "hello from b");
+    for subscriber in [&mut v311, &mut v5] {
+        let mut got: Vec<(String, String)> = (0..2)
+            .map(|_| {
+                let publish = subscriber.recv_publish();
+                (
+                    publish.topic.as_str().to_owned(),
+                    String::from_utf8(publish.payload.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("fwd/from/a".to_owned(), "hello from a".to_owned()),
+                ("fwd/from/b".to_owned(), "hello from b".to_owned())
+            ]
+        );
+    }
+
+    // Subscriptions are each node's own: a to one topic, b to a wildcard.
+    let ack_a = a.subscribe(TopicSpec::Name("cmd/a".into()), v12::QoS::AtLeastOnce, 3);
+    assert_eq!(ack_a.return_code, ReturnCode::Accepted);
+    assert_ne!(ack_a.topic_id, 0);
+    let ack_b = b.subscribe(TopicSpec::Name("cmd/+".into()), v12::QoS::AtLeastOnce, 3);
+    assert_eq!((ack_b.return_code, ack_b.topic_id), (ReturnCode::Accepted, 0));
+    mqtt5_publish(&midge, "cmd/a", "for a and b");
+    mqtt_publish(&midge, "cmd/b", "for b only");
+
+    let mut registered_a = Vec::new();
+    let publish = a.receive_publish(&mut registered_a);
+    assert_eq!(
+        (publish.topic, &publish.data[..]),
+        (PublishTopic::Id(ack_a.topic_id), &b"for a and b"[..])
+    );
+    assert!(registered_a.is_empty(), "a knows cmd/a from its SUBACK");
+    assert_eq!(a.last_radius(), 0);
+    let mut registered_b = Vec::new();
+    let first = b.receive_publish(&mut registered_b);
+    let second = b.receive_publish(&mut registered_b);
+    assert_eq!(&first.data[..], b"for a and b");
+    assert_eq!(&second.data[..], b"for b only");
+    assert_eq!(
+        registered_b.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        ["cmd/a", "cmd/b"]
+    );
+    a.expect_nothing(Duration::from_millis(300));
+
+    // The forwarder's own address has no session: its PINGREQ is a stranger's, answered with
+    // a plain DISCONNECT.
+    forwarder.send_bytes(&[2, 0x16]);
+    assert_eq!(forwarder.recv_raw(Duration::from_secs(5)), Some(vec![2, 0x18]));
+
+    // Two sessions: b leaves, a stays.
+    b.send(&Message::Disconnect { duration: None });
+    assert_eq!(b.recv(), Message::Disconnect { duration: None });
+    midge.wait_for_log("Client node-b disconnected.");
+    a.send(&Message::PingReq { client_id: None });
+    assert_eq!(a.recv(), Message::PingResp);
+    forwarder.expect_nothing(Duration::from_millis(300));
+    assert!(
+        !midge
+            .logs()
+            .iter()
+            .any(|l| l.contains("Client node-a disconnected"))
+    );
+}
+
+/// A sleeping node behind a forwarder is bound to (forwarder address, node id): a PINGREQ with
+/// its client identifier from another node id of the same forwarder, from the same node id
+/// behind another forwarder, or from the forwarder's address without encapsulation gets
+/// nothing at all; from its own node id it gets the buffer, then PINGRESP.
+#[test]
+fn a_forwarded_sleeper_wakes_only_from_its_own_forwarder_and_node_id() {
+    let (midge, gateway) = start("mqttsn_forwarders true\n");
+    let forwarder = Forwarder::new(gateway);
+    let sleeper = forwarder.node(b"\x0a\x0b");
+    sleeper.connect("fwd-sleeper", false, 60);
+    sleeper.subscribe(TopicSpec::Name("alerts/#".into()), v12::QoS::AtLeastOnce, 1);
+    sleeper.send(&Message::Disconnect { duration: Some(30) });
+    assert_eq!(sleeper.recv(), Message::Disconnect { duration: None });
+    for n in 1..=2 {
+        mqtt_publish(&midge, &format!("alerts/{n}"), &format!("a{n}"));
+    }
+    forwarder.expect_nothing(Duration::from_millis(300));
+
+    let wake = Message::PingReq {
+        client_id: Some("fwd-sleeper".into()),
+    };
+    let neighbour = forwarder.node(b"\x0a\x0c");
+    neighbour.send(&wake);
+    let other_forwarder = Forwarder::new(gateway);
+    other_forwarder.node(b"\x0a\x0b").send(&wake);
+    let mut plain = BytesMut::new();
+    wake.encode(&mut plain).unwrap();
+    forwarder.send_bytes(&plain);
+    forwarder.expect_nothing(Duration::from_millis(500));
+    other_forwarder.expect_nothing(Duration::from_millis(100));
+    midge.wait_for_log(&format!(
+        "PINGREQ for fwd-sleeper from {} node 0a0c, which is not its address",
+        forwarder.addr()
+    ));
+    midge.wait_for_log(&format!(
+        "PINGREQ for fwd-sleeper from {} node 0a0b, which is not its address",
+        other_forwarder.addr()
+    ));
+
+    sleeper.send(&wake);
+    let mut registered = Vec::new();
+    for n in 1..=2 {
+        let publish = sleeper.receive_publish(&mut registered);
+        assert_eq!(publish.data, Bytes::from(format!("a{n}")));
+    }
+    assert_eq!(sleeper.recv(), Message::PingResp);
+    forwarder.expect_nothing(Duration::from_millis(300));
+}
+
+/// Encapsulations the gateway cannot serve (a nested one, a malformed or truncated inner
+/// message, no node id, a reserved inner type) are dropped without a reply and counted as
+/// malformed. A stranger node gets no reply larger than its whole datagram (encapsulation
+/// included): DISCONNECT for a PUBLISH, GWINFO for a SEARCHGW with the SEARCHGW's radius.
+#[test]
+fn bad_encapsulations_are_counted_without_reply_and_strangers_get_no_larger_reply() {
+    let (midge, gateway) = start("mqttsn_forwarders true\nsys_interval 1\n");
+    let forwarder = Forwarder::new(gateway);
+    let bad: &[&[u8]] = &[
+        // An encapsulation inside an encapsulation.
+        &[4, 0xFE, 0, 7, 4, 0xFE, 0, 7, 2, 0x16],
+        // Inner length field says 3, one byte follows.
+        &[4, 0xFE, 0, 7, 3, 0x16],
+        // A lone length octet inside.
+        &[4, 0xFE, 0, 7, 2],
+        // No wireless node id.
+        &[3, 0xFE, 0, 2, 0x16],
+        // A reserved message type inside.
+        &[4, 0xFE, 0, 7, 2, 0x03],
+        // A CONNECT with protocol id 2 inside.
+        &[4, 0xFE, 0, 7, 7, 0x04, 0, 2, 0, 9, b'c'],
+    ];
+    for datagram in bad {
+        forwarder.send_bytes(datagram);
+    }
+    forwarder.expect_nothing(Duration::from_millis(300));
+    wait_for_sn_counter(&midge, "datagrams/dropped/malformed", bad.len() as u64);
+
+    // A node the gateway does not know publishes at QoS 1: DISCONNECT, encapsulated for it.
+    let stranger = forwarder.node(&[0x42; 8]);
+    stranger.publish(PublishTopic::Id(5), v12::QoS::AtLeastOnce, 1, "?");
+    let request_len = 3 + 8 + 8;
+    let reply = forwarder.recv_raw(Duration::from_secs(5)).expect("DISCONNECT");
+    assert!(reply.len() <= request_len, "{reply:02x?}");
+    let mut expected = vec![11, 0xFE, 0];
+    expected.extend_from_slice(&[0x42; 8]);
+    expected.extend_from_slice(&[2, 0x18]);
+    assert_eq!(reply, expected);
+
+    // SEARCHGW with radius 2 through the forwarder: GWINFO, encapsulated with radius 2.
+    stranger.send(&Message::SearchGw { radius: 2 });
+    assert_eq!(
+        stranger.recv(),
+        Message::GwInfo(v12::GwInfo {
+            gw_id: 1,
+            gw_addr: Bytes::new()
+        })
+    );
+    assert_eq!(stranger.last_radius(), 2);
+    wait_for_sn_counter(&midge, "datagrams/forwarded", 2);
+    wait_for_sn_counter(&midge, "datagrams/dropped/malformed", bad.len() as u64);
+}
+
+/// With `mqttsn_forwarders` off (the default), an encapsulated CONNECT gets no answer and is
+/// counted, and the log says why once; direct clients are served as ever.
+#[test]
+fn encapsulations_are_dropped_and_counted_when_mqttsn_forwarders_is_off() {
+    let (midge, gateway) = start("sys_interval 1\n");
+    let forwarder = Forwarder::new(gateway);
+    let node = forwarder.node(&[0x00, 0x01]);
+    node.send(&Message::Connect(Connect {
+        will: false,
+        clean_session: true,
+        duration: 60,
+        client_id: "not-served".into(),
+    }));
+    forwarder.expect_nothing(Duration::from_millis(500));
+    midge.wait_for_log("dropped: mqttsn_forwarders is off");
+    wait_for_sn_counter(&midge, "datagrams/dropped/forwarders_off", 1);
+    Sn::new(gateway).connect("direct", true, 60);
 }

@@ -48,6 +48,10 @@ pub struct MqttSnOptions {
     /// `mqttsn_retry_count`: how many times it sends again before it takes the client for lost
     /// (§6.13 Nretry). Default: 3.
     pub retry_count: u8,
+    /// `mqttsn_forwarders`: serve clients behind MQTT-SN forwarders (encapsulated messages,
+    /// §5.5), each (forwarder address, wireless node id) a client address of its own. Default:
+    /// off, because one source address then speaks for any number of clients.
+    pub forwarders: bool,
     /// Where the first `mqttsn_*` line of this listener is, for the error when the listener
     /// turns out not to speak MQTT-SN.
     pub(crate) first_option: Option<(Location, String)>,
@@ -69,6 +73,7 @@ impl Default for MqttSnOptions {
             max_sleep: Duration::from_secs(86_400),
             retry_interval: Duration::from_secs(10),
             retry_count: 3,
+            forwarders: false,
             first_option: None,
         }
     }

@@ -18,7 +18,6 @@
 //!   written to the store as it changes, so that it survives a broker restart.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +34,7 @@ use midge_sn::v12::{self, Message, PubAck, PublishTopic, RegAck, Register, Retur
 use parking_lot::Mutex;
 
 use super::registry::{Change, Registry};
-use super::{Context, SnCounters, Wakes};
+use super::{Context, Peer, SnCounters, Wakes};
 
 /// Requests (SUBSCRIBE, UNSUBSCRIBE) and inbound QoS 1/2 PUBLISHes remembered at once per
 /// client; an MQTT-SN client has one of each in flight, so more is abuse and the oldest goes.
@@ -144,7 +143,8 @@ pub(crate) enum Outcome {
 /// One connected (or sleeping) MQTT-SN client.
 #[derive(Debug)]
 pub(crate) struct Client {
-    pub(crate) addr: SocketAddr,
+    /// Where the client is: its address, or its forwarder's and its node id.
+    pub(crate) peer: Peer,
     pub(crate) client_id: ByteString,
     pub(crate) state: State,
     pub(crate) clean_session: bool,
@@ -175,7 +175,7 @@ pub(crate) struct Client {
 impl Client {
     #[allow(clippy::too_many_arguments, reason = "a client's parts, from CONNECT")]
     pub(crate) fn new(
-        addr: SocketAddr,
+        peer: Peer,
         connection: Connection,
         out: Outbox,
         link: Arc<SnLink>,
@@ -190,7 +190,7 @@ impl Client {
             seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
         };
         Self {
-            addr,
+            peer,
             client_id: connection.client_id().clone(),
             state: State::Active,
             clean_session,
@@ -302,7 +302,7 @@ impl Client {
                 publish.dup = true;
             }
             let message = flight.message.clone();
-            ctx.send(self.addr, &message);
+            ctx.send(&self.peer, &message);
         }
         Outcome::Continue
     }
@@ -318,7 +318,8 @@ impl Client {
         Outcome::Ended { reason }
     }
 
-    /// One message from the client (already known to come from its address).
+    /// One message from the client (already known to come from its address, or its forwarder
+    /// and node id).
     pub(crate) fn on_message(&mut self, message: Message, ctx: &Context, now: Instant) -> Outcome {
         self.last_heard = now;
         let outcome = match message {
@@ -388,7 +389,7 @@ impl Client {
             }
         };
         ctx.send(
-            self.addr,
+            &self.peer,
             &Message::RegAck(RegAck {
                 topic_id,
                 msg_id: register.msg_id,
@@ -412,7 +413,7 @@ impl Client {
         let Some(topic) = self.inbound_topic(&publish.topic, ctx) else {
             SnCounters::bump(&ctx.counters.publish_unknown_topic);
             ctx.send(
-                self.addr,
+                &self.peer,
                 &Message::PubAck(PubAck {
                     topic_id,
                     msg_id: publish.msg_id,
@@ -590,7 +591,7 @@ impl Client {
             Ok(found) => found,
             Err(return_code) => {
                 ctx.send(
-                    self.addr,
+                    &self.peer,
                     &Message::SubAck(SubAck {
                         qos: v12::QoS::AtMostOnce,
                         topic_id: 0,
@@ -644,7 +645,7 @@ impl Client {
         let Some(filter) = filter else {
             // Nothing can be subscribed under such a name: done.
             ctx.send(
-                self.addr,
+                &self.peer,
                 &Message::UnsubAck {
                     msg_id: unsubscribe.msg_id,
                 },
@@ -682,7 +683,7 @@ impl Client {
                 Outcome::Continue
             }
             _ => {
-                ctx.send(self.addr, &Message::PingResp);
+                ctx.send(&self.peer, &Message::PingResp);
                 Outcome::Continue
             }
         }
@@ -697,7 +698,7 @@ impl Client {
     }
 
     fn on_disconnect(&mut self, duration: Option<u16>, ctx: &Context, now: Instant) -> Outcome {
-        ctx.send(self.addr, &Message::Disconnect { duration: None });
+        ctx.send(&self.peer, &Message::Disconnect { duration: None });
         match duration {
             Some(seconds) if seconds > 0 => {
                 let duration = Duration::from_secs(u64::from(seconds)).min(ctx.options.max_sleep);
@@ -740,7 +741,7 @@ impl Client {
                 connection.replace_will(self.will.as_ref());
             }
         }
-        ctx.send(self.addr, &Message::WillTopicResp { return_code });
+        ctx.send(&self.peer, &Message::WillTopicResp { return_code });
         Outcome::Continue
     }
 
@@ -757,7 +758,7 @@ impl Client {
             // No will topic to go with it.
             None => ReturnCode::NotSupported,
         };
-        ctx.send(self.addr, &Message::WillMsgResp { return_code });
+        ctx.send(&self.peer, &Message::WillMsgResp { return_code });
         Outcome::Continue
     }
 
@@ -821,7 +822,7 @@ impl Client {
             && self.pending.is_empty()
             && self.out.is_empty()
         {
-            ctx.send(self.addr, &Message::PingResp);
+            ctx.send(&self.peer, &Message::PingResp);
             self.state = State::Asleep {
                 until: now + sleep_tolerance(duration),
                 duration,
@@ -856,7 +857,7 @@ impl Client {
                 Packet::Publish(_) | Packet::PubRel(_) => self.pending.push_back(packet),
                 Packet::ConnAck(_) => {
                     ctx.send(
-                        self.addr,
+                        &self.peer,
                         &Message::ConnAck {
                             return_code: ReturnCode::Accepted,
                         },
@@ -866,7 +867,7 @@ impl Client {
                     let topic_id = self.inbound_topic_id(ack.packet_id);
                     let return_code = publish_return_code(ack.reason_code);
                     ctx.send(
-                        self.addr,
+                        &self.peer,
                         &Message::PubAck(PubAck {
                             topic_id,
                             msg_id: ack.packet_id.get(),
@@ -876,7 +877,7 @@ impl Client {
                 }
                 Packet::PubRec(ack) => {
                     ctx.send(
-                        self.addr,
+                        &self.peer,
                         &Message::PubRec {
                             msg_id: ack.packet_id.get(),
                         },
@@ -885,7 +886,7 @@ impl Client {
                 Packet::PubComp(ack) => {
                     self.inbound_topic_id(ack.packet_id);
                     ctx.send(
-                        self.addr,
+                        &self.peer,
                         &Message::PubComp {
                             msg_id: ack.packet_id.get(),
                         },
@@ -912,7 +913,7 @@ impl Client {
                         0
                     };
                     ctx.send(
-                        self.addr,
+                        &self.peer,
                         &Message::SubAck(SubAck {
                             qos,
                             topic_id,
@@ -924,7 +925,7 @@ impl Client {
                 Packet::UnsubAck(ack) => {
                     if let Some(request) = self.requests.remove(&ack.packet_id.get()) {
                         ctx.send(
-                            self.addr,
+                            &self.peer,
                             &Message::UnsubAck {
                                 msg_id: request.msg_id,
                             },
@@ -933,7 +934,7 @@ impl Client {
                 }
                 Packet::Disconnect(disconnect) => {
                     let reason = format!("closed by the broker ({:#04x})", disconnect.reason_code.as_u8());
-                    ctx.send(self.addr, &Message::Disconnect { duration: None });
+                    ctx.send(&self.peer, &Message::Disconnect { duration: None });
                     return self.end(now, false, reason);
                 }
                 _ => {}
@@ -1014,10 +1015,7 @@ impl Client {
             msg_id: publish.packet_id.map_or(0, NonZeroU16::get),
             data: publish.payload.clone(),
         });
-        let fits = message
-            .encoded_len()
-            .is_ok_and(|len| len <= usize::from(ctx.options.max_packet_size));
-        if !fits {
+        if !ctx.fits(&self.peer, &message) {
             SnCounters::bump(&ctx.counters.too_large_for_client);
             return self.drop_delivery(&publish, ctx, now);
         }
@@ -1029,13 +1027,13 @@ impl Client {
                 }
             }
             (QoS::ExactlyOnce, Some(id)) => self.send_in_flight(Waiting::PubRec(id), message, ctx, now),
-            _ => ctx.send(self.addr, &message),
+            _ => ctx.send(&self.peer, &message),
         }
         Outcome::Continue
     }
 
     fn send_in_flight(&mut self, waiting: Waiting, message: Message, ctx: &Context, now: Instant) {
-        ctx.send(self.addr, &message);
+        ctx.send(&self.peer, &message);
         self.flight = Some(Flight {
             waiting,
             message,

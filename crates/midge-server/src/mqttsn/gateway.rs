@@ -1,7 +1,8 @@
 //! One UDP socket of an MQTT-SN listener and every client on it, in one task: datagrams are
-//! decoded and dispatched by source address; CONNECT (with its will prompts), SEARCHGW and
-//! QoS -1 PUBLISH are the only messages an unknown address may send; timers (keep alive,
-//! sleep, retransmission, ADVERTISE) run on one tick.
+//! decoded and dispatched by source address (for an encapsulated one from a forwarder, by the
+//! forwarder's address and the wireless node id, see `peer`); CONNECT (with its will prompts),
+//! SEARCHGW and QoS -1 PUBLISH are the only messages an unknown address may send; timers (keep
+//! alive, sleep, retransmission, ADVERTISE) run on one tick.
 //!
 //! One task per socket keeps every client's state free of locks; the broker's work (routing,
 //! persistence) runs in the core as for any connection. Sessions are keyed by a slot number
@@ -17,11 +18,13 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use midge_codec::{Connect, Packet, ProtocolVersion, ReasonCode, TopicName, Will};
 use midge_core::{Broker, ClientRules, Connection, Credentials, Link, Outbox};
+use midge_sn::DecodeError;
 use midge_sn::v12::{self, Message, PublishTopic, ReturnCode};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::client::{Client, Outcome, SnLink, State, short_topic, will, will_from_record};
+use super::peer::{Peer, RateKey};
 use super::registry::Registry;
 use super::{Context, GatewaySpec, SnCounters, Wakes};
 use crate::limits::{LogThrottle, RateLimit};
@@ -57,18 +60,19 @@ struct Gateway {
     rules: Arc<ClientRules>,
     port: u16,
     max_connections: Option<usize>,
-    connect_rate: Option<RateLimit>,
+    connect_rate: Option<RateLimit<RateKey>>,
     unknown_replies: (Instant, u32),
-    peers: HashMap<SocketAddr, u64>,
+    peers: HashMap<Peer, u64>,
     clients: HashMap<u64, Client>,
     by_id: HashMap<ByteString, u64>,
-    prompts: HashMap<SocketAddr, Prompt>,
+    prompts: HashMap<Peer, Prompt>,
     kept: HashMap<ByteString, Kept>,
     next_slot: u64,
     wakes: Arc<Wakes>,
     qos_neg1: Option<(Connection, Outbox)>,
     refusal_log: LogThrottle,
     malformed_log: LogThrottle,
+    forwarder_log: LogThrottle,
 }
 
 /// Serves one MQTT-SN socket until `stop` changes.
@@ -115,6 +119,7 @@ pub(crate) async fn run(
         qos_neg1: None,
         refusal_log: LogThrottle::default(),
         malformed_log: LogThrottle::default(),
+        forwarder_log: LogThrottle::default(),
     };
     let wakes = gateway.wakes.clone();
     let mut tick = tokio::time::interval(TICK);
@@ -172,28 +177,54 @@ impl Gateway {
             SnCounters::bump(&counters.dropped_too_large);
             return;
         }
-        let message = match v12::decode(Bytes::copy_from_slice(datagram)) {
-            Ok(message) => message,
-            Err(error) => {
-                SnCounters::bump(&counters.dropped_malformed);
-                // One line a second at most, whatever the flood.
-                if let Some(more) = self.malformed_log.should_log(now) {
-                    let more = if more > 0 {
-                        format!(" ({more} more since the last such line)")
-                    } else {
-                        String::new()
-                    };
-                    tracing::info!(event = "mqttsn.malformed", %from, kind = error.kind(), "MQTT-SN datagram from {from} dropped: {error}.{more}");
+        let (peer, message) = match v12::decode(Bytes::copy_from_slice(datagram)) {
+            Ok(Message::Encapsulated(encapsulated)) => {
+                if !self.ctx.options.forwarders {
+                    SnCounters::bump(&counters.dropped_forwarders_off);
+                    if let Some(more) = self.forwarder_log.should_log(now) {
+                        tracing::info!(event = "mqttsn.forwarder_refused", %from, "MQTT-SN encapsulated datagram from {from} dropped: mqttsn_forwarders is off.{}", more_since(more));
+                    }
+                    return;
                 }
+                match Peer::open(from, encapsulated) {
+                    Ok(opened) => {
+                        SnCounters::bump(&counters.forwarded);
+                        opened
+                    }
+                    Err(error) => {
+                        self.drop_malformed(from, "encapsulated message", &error, now);
+                        return;
+                    }
+                }
+            }
+            Ok(message) => (Peer::direct(from), message),
+            Err(error) => {
+                self.drop_malformed(from, "datagram", &error, now);
                 return;
             }
         };
-        if let Some(&slot) = self.peers.get(&from) {
+        self.on_message(peer, message, datagram.len(), now);
+    }
+
+    /// A datagram (or the message a forwarder encapsulated) that does not decode: dropped,
+    /// counted, never answered.
+    fn drop_malformed(&mut self, from: SocketAddr, what: &str, error: &DecodeError, now: Instant) {
+        SnCounters::bump(&self.ctx.counters.dropped_malformed);
+        // One line a second at most, whatever the flood.
+        if let Some(more) = self.malformed_log.should_log(now) {
+            tracing::info!(event = "mqttsn.malformed", %from, kind = error.kind(), "MQTT-SN {what} from {from} dropped: {error}.{}", more_since(more));
+        }
+    }
+
+    /// One message from `peer`, in a datagram of `request_len` bytes.
+    fn on_message(&mut self, peer: Peer, message: Message, request_len: usize, now: Instant) {
+        let counters = self.ctx.counters.clone();
+        if let Some(&slot) = self.peers.get(&peer) {
             if let Message::Connect(connect) = message {
                 // The client starts over from the same address: its old connection ends
                 // without its will (it is back), and the new CONNECT is served.
                 self.finish(slot, now, false, "reconnected".to_owned());
-                self.on_connect(connect, from, now);
+                self.on_connect(connect, &peer, now);
                 return;
             }
             let outcome = match self.clients.get_mut(&slot) {
@@ -203,32 +234,29 @@ impl Gateway {
             self.after(slot, outcome);
             return;
         }
-        if self.prompts.contains_key(&from) {
-            self.on_prompt_answer(message, from, now);
+        if self.prompts.contains_key(&peer) {
+            self.on_prompt_answer(message, &peer, now);
             return;
         }
         match message {
-            Message::Connect(connect) => self.on_connect(connect, from, now),
-            Message::SearchGw { .. } => {
-                if self.may_reply_to_unknown(now) {
-                    let gw_id = self.ctx.options.gateway_id;
-                    self.ctx.send(
-                        from,
-                        &Message::GwInfo(v12::GwInfo {
-                            gw_id,
-                            gw_addr: Bytes::new(),
-                        }),
-                    );
-                }
+            Message::Connect(connect) => self.on_connect(connect, &peer, now),
+            Message::SearchGw { radius } => {
+                let gw_info = Message::GwInfo(v12::GwInfo {
+                    gw_id: self.ctx.options.gateway_id,
+                    gw_addr: Bytes::new(),
+                });
+                // Through a forwarder, with the radius the client searched with (§5.5).
+                self.reply_to_unknown(&peer, &gw_info, radius, request_len, now);
             }
             Message::Publish(publish) if publish.qos == v12::QoS::MinusOne => {
-                self.on_qos_neg1(publish, from, now);
+                self.on_qos_neg1(publish, &peer, now);
             }
             Message::PingReq { client_id: Some(id) } if self.by_id.contains_key(&id) => {
-                // A sleeping (or connected) client's identifier from another address: a forged
-                // or moved source gets nothing, not even an answer.
+                // A sleeping (or connected) client's identifier from another address (or
+                // forwarder, or node id): a forged or moved source gets nothing, not even an
+                // answer.
                 SnCounters::bump(&counters.wakes_refused);
-                tracing::info!(event = "mqttsn.wake_refused", %from, client_id = %id, "MQTT-SN PINGREQ for {id} from {from}, which is not its address; ignored.");
+                tracing::info!(event = "mqttsn.wake_refused", from = %peer, client_id = %id, "MQTT-SN PINGREQ for {id} from {peer}, which is not its address; ignored.");
             }
             // Never answer other gateways' discovery messages.
             Message::Advertise { .. } | Message::GwInfo(_) | Message::Disconnect { .. } => {
@@ -236,13 +264,25 @@ impl Gateway {
             }
             _ => {
                 // A client the gateway does not know (it restarted, or the client's address
-                // changed): DISCONNECT tells it to connect again. Two bytes, never more than
-                // the datagram, and rate-limited.
+                // changed): DISCONNECT tells it to connect again. Two bytes (and the same
+                // encapsulation as the request), never more than the datagram, rate-limited.
                 SnCounters::bump(&counters.dropped_unknown_peer);
-                if self.may_reply_to_unknown(now) {
-                    self.ctx.send(from, &Message::Disconnect { duration: None });
-                }
+                let disconnect = Message::Disconnect { duration: None };
+                self.reply_to_unknown(&peer, &disconnect, 0, request_len, now);
             }
+        }
+    }
+
+    /// Answers a peer without a session: within the socket's budget, and never with a datagram
+    /// larger than the one it answers (encapsulation counted on both sides), so that a forged
+    /// source cannot make the gateway an amplifier.
+    fn reply_to_unknown(&mut self, to: &Peer, reply: &Message, radius: u8, request_len: usize, now: Instant) {
+        if !to.encoded_len(reply).is_ok_and(|len| len <= request_len) {
+            tracing::debug!(%to, message = ?reply.msg_type(), "MQTT-SN {:?} to {to} not sent: larger than the datagram it answers", reply.msg_type());
+            return;
+        }
+        if self.may_reply_to_unknown(now) {
+            self.ctx.send_with_radius(to, reply, radius);
         }
     }
 
@@ -261,7 +301,7 @@ impl Gateway {
         true
     }
 
-    fn refuse(&mut self, from: SocketAddr, return_code: ReturnCode, why: &str, now: Instant) {
+    fn refuse(&mut self, from: &Peer, return_code: ReturnCode, why: &str, now: Instant) {
         SnCounters::bump(&self.ctx.counters.connects_refused);
         self.ctx.send(from, &Message::ConnAck { return_code });
         if let Some(more) = self.refusal_log.should_log(now) {
@@ -274,14 +314,14 @@ impl Gateway {
         }
     }
 
-    fn on_connect(&mut self, connect: v12::Connect, from: SocketAddr, now: Instant) {
+    fn on_connect(&mut self, connect: v12::Connect, from: &Peer, now: Instant) {
         if connect.client_id.is_empty() {
             // MQTT-SN 1.2 has no assigned identifiers: the client could not learn one.
             self.refuse(from, ReturnCode::NotSupported, "empty client identifier", now);
             return;
         }
         if let Some(rate) = &mut self.connect_rate
-            && !rate.admit(from.ip(), now)
+            && !rate.admit(from.rate_key(), now)
         {
             SnCounters::bump(&self.ctx.counters.dropped_rate_limited);
             self.refuse(from, ReturnCode::Congestion, "max_connection_rate exceeded", now);
@@ -296,7 +336,7 @@ impl Gateway {
         }
         if connect.will {
             self.prompts.insert(
-                from,
+                from.clone(),
                 Prompt {
                     connect,
                     topic: None,
@@ -311,20 +351,20 @@ impl Gateway {
     }
 
     /// WILLTOPIC and WILLMSG after a CONNECT with Will set.
-    fn on_prompt_answer(&mut self, message: Message, from: SocketAddr, now: Instant) {
-        let Some(prompt) = self.prompts.get_mut(&from) else {
+    fn on_prompt_answer(&mut self, message: Message, from: &Peer, now: Instant) {
+        let Some(prompt) = self.prompts.get_mut(from) else {
             return;
         };
         match message {
             Message::WillTopic(None) => {
                 // An empty WILLTOPIC: no will after all.
-                if let Some(prompt) = self.prompts.remove(&from) {
+                if let Some(prompt) = self.prompts.remove(from) {
                     self.connect(prompt.connect, Some(None), from, now);
                 }
             }
             Message::WillTopic(Some(topic)) if prompt.topic.is_none() => {
                 if TopicName::new(topic.topic.clone()).is_err() {
-                    self.prompts.remove(&from);
+                    self.prompts.remove(from);
                     self.refuse(from, ReturnCode::NotSupported, "invalid will topic", now);
                     return;
                 }
@@ -332,7 +372,7 @@ impl Gateway {
                 self.ctx.send(from, &Message::WillMsgReq);
             }
             Message::WillMsg { data } if prompt.topic.is_some() => {
-                let Some(prompt) = self.prompts.remove(&from) else {
+                let Some(prompt) = self.prompts.remove(from) else {
                     return;
                 };
                 let will = prompt.topic.and_then(|topic| {
@@ -342,7 +382,7 @@ impl Gateway {
                 self.connect(prompt.connect, Some(will), from, now);
             }
             Message::Connect(connect) => {
-                self.prompts.remove(&from);
+                self.prompts.remove(from);
                 self.on_connect(connect, from, now);
             }
             _ => SnCounters::bump(&self.ctx.counters.unexpected),
@@ -368,7 +408,7 @@ impl Gateway {
     /// Admits the client into the core (CONNACK follows from the core's answer). `new_will` is
     /// what the will prompts gave, `None` if the CONNECT had no Will flag: then a persistent
     /// client keeps its will (§6.3).
-    fn connect(&mut self, sn: v12::Connect, new_will: Option<Option<Will>>, from: SocketAddr, now: Instant) {
+    fn connect(&mut self, sn: v12::Connect, new_will: Option<Option<Will>>, from: &Peer, now: Instant) {
         let kept = if sn.clean_session {
             self.kept.remove(&sn.client_id);
             None
@@ -443,16 +483,25 @@ impl Gateway {
             sn.duration,
             self.ctx.options.username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
         );
-        let mut client = Client::new(from, connection, out, link, sn.clean_session, registry, will, now);
+        let mut client = Client::new(
+            from.clone(),
+            connection,
+            out,
+            link,
+            sn.clean_session,
+            registry,
+            will,
+            now,
+        );
         client.persist_all(&self.ctx);
         if let Some(old) = self.by_id.insert(client_id, slot) {
             // The same client from another address: the core took the session over and closes
             // the old link; its address is forgotten at once.
             if let Some(old_client) = self.clients.get(&old) {
-                self.peers.remove(&old_client.addr);
+                self.peers.remove(&old_client.peer);
             }
         }
-        self.peers.insert(from, slot);
+        self.peers.insert(from.clone(), slot);
         self.clients.insert(slot, client);
         self.pump(slot, now);
     }
@@ -489,8 +538,8 @@ impl Gateway {
             return;
         };
         client.persist(&self.ctx);
-        if self.peers.get(&client.addr) == Some(&slot) {
-            self.peers.remove(&client.addr);
+        if self.peers.get(&client.peer) == Some(&slot) {
+            self.peers.remove(&client.peer);
         }
         let current = self.by_id.get(&client.client_id) == Some(&slot);
         if current {
@@ -512,9 +561,9 @@ impl Gateway {
         }
         let id = &client.client_id;
         if reason == "disconnected" {
-            tracing::info!(event = "client.disconnected", client_id = %id, peer = %client.addr, reason, "Client {id} disconnected.");
+            tracing::info!(event = "client.disconnected", client_id = %id, peer = %client.peer, reason, "Client {id} disconnected.");
         } else {
-            tracing::info!(event = "client.disconnected", client_id = %id, peer = %client.addr, reason, "Client {id} disconnected: {reason}.");
+            tracing::info!(event = "client.disconnected", client_id = %id, peer = %client.peer, reason, "Client {id} disconnected: {reason}.");
         }
     }
 
@@ -584,7 +633,7 @@ impl Gateway {
             .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), self.port));
         let duration = u16::try_from(period.as_secs()).unwrap_or(u16::MAX);
         self.ctx.send(
-            to,
+            &Peer::direct(to),
             &Message::Advertise {
                 gw_id: self.ctx.options.gateway_id,
                 duration,
@@ -594,14 +643,14 @@ impl Gateway {
 
     /// A QoS -1 PUBLISH (§6.8): no connection, no answer. Published at QoS 0 as the
     /// listener's own session, `mqttsn_qos_neg1_username` for the access rules.
-    fn on_qos_neg1(&mut self, publish: v12::Publish, from: SocketAddr, now: Instant) {
+    fn on_qos_neg1(&mut self, publish: v12::Publish, from: &Peer, now: Instant) {
         let counters = self.ctx.counters.clone();
         if !self.ctx.options.qos_neg1 {
             SnCounters::bump(&counters.qos_neg1_dropped);
             return;
         }
         if let Some(rate) = &mut self.connect_rate
-            && !rate.admit(from.ip(), now)
+            && !rate.admit(from.rate_key(), now)
         {
             SnCounters::bump(&counters.dropped_rate_limited);
             return;
@@ -676,5 +725,14 @@ impl Gateway {
         if let Some((connection, _)) = self.qos_neg1.take() {
             connection.end(now, false);
         }
+    }
+}
+
+/// The tail of a throttled log line: how many were not logged since the last one.
+fn more_since(more: u64) -> String {
+    if more > 0 {
+        format!(" ({more} more since the last such line)")
+    } else {
+        String::new()
     }
 }

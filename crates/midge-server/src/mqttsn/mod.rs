@@ -10,19 +10,22 @@
 //!   back, topic ids, one message in flight, retransmission, sleep.
 //! - `registry`: predefined topic ids (configuration and Paho's CSV file) and each client's
 //!   registered ones.
+//! - `peer`: a client's address, UDP or a forwarder's UDP address and a wireless node id, and
+//!   the forwarder encapsulation (§5.5) both ways.
 //!
 //! # Rules
 //! Plain UDP authenticates nothing: anyone can forge a source address. So a session is bound to
 //! the address it connected from (a datagram from elsewhere never acts on it, a wake from
-//! another port gets nothing), no reply to an unknown peer is larger than what it sent, a
-//! datagram that does not decode is dropped and counted without a reply, and what an unknown
-//! peer can make the gateway hold is bounded by `max_connections`.
+//! another port, another forwarder or another node id gets nothing), no reply to an unknown
+//! peer is larger than the datagram it sent, a datagram that does not decode is dropped and
+//! counted without a reply, and what an unknown peer can make the gateway hold is bounded by
+//! `max_connections`. Encapsulated datagrams are served only with `mqttsn_forwarders true`.
 
 mod client;
 mod gateway;
+mod peer;
 mod registry;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +37,7 @@ use tokio::sync::{Notify, watch};
 
 pub use crate::config::MqttSnOptions;
 pub(crate) use gateway::run;
+pub(crate) use peer::Peer;
 pub use registry::{Predefined, PredefinedError};
 
 /// What one MQTT-SN listener runs with: its options and its predefined topics, read when the
@@ -75,6 +79,10 @@ pub struct SnCounters {
     pub dropped_unknown_peer: AtomicU64,
     /// Datagrams dropped because the sender exceeded a rate limit.
     pub dropped_rate_limited: AtomicU64,
+    /// Encapsulated datagrams from forwarders, served (`mqttsn_forwarders true`).
+    pub forwarded: AtomicU64,
+    /// Encapsulated datagrams dropped because `mqttsn_forwarders` is off.
+    pub dropped_forwarders_off: AtomicU64,
     /// Messages a client did not expect in its state (a CONNACK from a client, say).
     pub unexpected: AtomicU64,
     /// PINGREQ with a sleeping client's identifier from another address: ignored.
@@ -119,7 +127,7 @@ impl SnCounters {
     }
 
     /// Every counter with its `$SYS/broker/mqttsn/` name.
-    pub fn named(&self) -> [(&'static str, u64); 21] {
+    pub fn named(&self) -> [(&'static str, u64); 23] {
         let get = Self::get;
         [
             ("datagrams/received", get(&self.datagrams_received)),
@@ -128,6 +136,11 @@ impl SnCounters {
             ("datagrams/dropped/too_large", get(&self.dropped_too_large)),
             ("datagrams/dropped/unknown_peer", get(&self.dropped_unknown_peer)),
             ("datagrams/dropped/rate_limited", get(&self.dropped_rate_limited)),
+            ("datagrams/forwarded", get(&self.forwarded)),
+            (
+                "datagrams/dropped/forwarders_off",
+                get(&self.dropped_forwarders_off),
+            ),
             ("datagrams/dropped/unexpected", get(&self.unexpected)),
             ("wakes/refused", get(&self.wakes_refused)),
             ("wakes/accepted", get(&self.wakes)),
@@ -181,19 +194,32 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// Sends one message. UDP may lose it anyway: a full socket buffer drops it the same way,
-    /// and the retransmission of what needs an answer covers both.
-    pub(crate) fn send(&self, to: SocketAddr, message: &Message) {
+    /// Sends one message (encapsulated for a forwarded client, radius 0). UDP may lose it
+    /// anyway: a full socket buffer drops it the same way, and the retransmission of what
+    /// needs an answer covers both.
+    pub(crate) fn send(&self, to: &Peer, message: &Message) {
+        self.send_with_radius(to, message, 0);
+    }
+
+    /// Sends one message; a forwarded client's goes with `radius` in the Ctrl octet.
+    pub(crate) fn send_with_radius(&self, to: &Peer, message: &Message, radius: u8) {
         let mut buf = BytesMut::new();
-        if let Err(error) = message.encode(&mut buf) {
+        if let Err(error) = to.encode(message, radius, &mut buf) {
             tracing::error!(%error, message = ?message.msg_type(), "could not encode an MQTT-SN message; skipped");
             return;
         }
-        match self.socket.try_send_to(&buf, to) {
+        match self.socket.try_send_to(&buf, to.addr()) {
             Ok(_) => SnCounters::bump(&self.counters.datagrams_sent),
             Err(error) => {
                 tracing::debug!(%to, %error, "MQTT-SN datagram to {to} not sent: {error}");
             }
         }
+    }
+
+    /// Whether `message` fits `mqttsn_max_packet_size` as `to` receives it (encapsulation
+    /// included).
+    pub(crate) fn fits(&self, to: &Peer, message: &Message) -> bool {
+        to.encoded_len(message)
+            .is_ok_and(|len| len <= usize::from(self.options.max_packet_size))
     }
 }

@@ -177,9 +177,14 @@ pub fn decode(datagram: Bytes) -> Result<Message, DecodeError> {
             if MsgType::from_u8(inner_type(&inner)) == Some(MsgType::Encapsulated) {
                 return Err(DecodeError::BadEncapsulation("another encapsulation inside"));
             }
+            let node_id = body.rest();
+            if node_id.is_empty() {
+                // The id is how replies find their node (§5.5): without one there is no node.
+                return Err(DecodeError::BadEncapsulation("an empty wireless node id"));
+            }
             Message::Encapsulated(Encapsulated {
                 radius: ctrl & 0b11,
-                node_id: body.rest(),
+                node_id,
                 inner,
             })
         }
@@ -188,7 +193,7 @@ pub fn decode(datagram: Bytes) -> Result<Message, DecodeError> {
 }
 
 /// The message type octet of an undecoded message (0xFF, reserved, if it has none).
-fn inner_type(message: &[u8]) -> u8 {
+pub(super) fn inner_type(message: &[u8]) -> u8 {
     let at = if message.first() == Some(&0x01) { 3 } else { 1 };
     message.get(at).copied().unwrap_or(0xFF)
 }

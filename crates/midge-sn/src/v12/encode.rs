@@ -5,8 +5,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::decode::{CLEAN_SESSION, DUP, RETAIN, WILL};
-use super::types::{PublishTopic, QoS, ReturnCode, TopicIdType, TopicSpec};
+use super::decode::{CLEAN_SESSION, DUP, RETAIN, WILL, inner_type};
+use super::types::{MsgType, PublishTopic, QoS, ReturnCode, TopicIdType, TopicSpec};
 use super::{Message, PROTOCOL_ID, WillTopic};
 use crate::error::EncodeError;
 
@@ -119,6 +119,17 @@ impl Message {
             }
             Self::WillTopic(Some(will)) | Self::WillTopicUpd(Some(will)) if will.qos == QoS::MinusOne => {
                 return Err(EncodeError::QosMinusOneNotAllowed(self.msg_type()));
+            }
+            Self::Encapsulated(encapsulated) => {
+                if encapsulated.node_id.is_empty() {
+                    return Err(EncodeError::BadEncapsulation("an empty wireless node id"));
+                }
+                if encapsulated.inner.is_empty() {
+                    return Err(EncodeError::BadEncapsulation("no message inside"));
+                }
+                if inner_type(&encapsulated.inner) == MsgType::Encapsulated.as_u8() {
+                    return Err(EncodeError::BadEncapsulation("another encapsulation inside"));
+                }
             }
             _ => {}
         }

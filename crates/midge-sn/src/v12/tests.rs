@@ -407,6 +407,57 @@ fn encode_refuses_what_the_wire_cannot_say() {
     assert!(register.encoded_len().is_err());
 }
 
+/// A gateway encodes replies to forwarders with the node id the forwarder sent: what it could
+/// not decode, it must not send either.
+#[test]
+fn encode_refuses_an_encapsulation_without_node_or_message_or_around_another() {
+    let ping = Bytes::from(encode(&Message::PingReq { client_id: None }));
+    let wrap = |node_id: &'static [u8], inner: Bytes| {
+        Message::Encapsulated(Encapsulated {
+            radius: 0,
+            node_id: Bytes::from_static(node_id),
+            inner,
+        })
+    };
+    let bad = crate::EncodeError::BadEncapsulation;
+    assert_eq!(
+        wrap(b"", ping.clone()).encoded_len(),
+        Err(bad("an empty wireless node id"))
+    );
+    assert_eq!(
+        wrap(b"n", Bytes::new()).encoded_len(),
+        Err(bad("no message inside"))
+    );
+    let nested = Bytes::from(encode(&wrap(b"n", ping.clone())));
+    assert_eq!(
+        wrap(b"m", nested).encoded_len(),
+        Err(bad("another encapsulation inside"))
+    );
+    // Length, 0xFE, Ctrl, the node id, then the two-octet PINGREQ.
+    assert_eq!(wrap(b"n", ping).encoded_len(), Ok(6));
+}
+
+#[test]
+fn an_encapsulated_message_decodes_to_its_node_and_inner_message() {
+    // A forwarder relays a CONNECT for node 0x0102 with radius 2 in its Ctrl octet.
+    let connect = encode(&Message::Connect(Connect {
+        will: false,
+        clean_session: true,
+        duration: 30,
+        client_id: "n1".into(),
+    }));
+    let mut wire = vec![5, 0xFE, 0b1111_1110, 0x01, 0x02];
+    wire.extend_from_slice(&connect);
+    let Ok(Message::Encapsulated(outer)) = decode(Bytes::from(wire)) else {
+        panic!("not an encapsulation");
+    };
+    // Reserved Ctrl bits are ignored; the radius is bits 1-0.
+    assert_eq!(outer.radius, 2);
+    assert_eq!(&outer.node_id[..], &[0x01, 0x02]);
+    assert_eq!(&outer.inner[..], &connect[..]);
+    assert!(matches!(decode(outer.inner), Ok(Message::Connect(c)) if c.client_id == "n1"));
+}
+
 /// Datagrams a gateway must drop, each with the error that says why.
 #[test]
 fn malformed_datagrams_are_refused_with_their_reason() {
@@ -501,6 +552,12 @@ fn malformed_datagrams_are_refused_with_their_reason() {
         (&[3, 0xFE, 0], |e| matches!(e, E::LengthMismatch { .. })),
         (&[2, 0xFE, 2, 0x16], |e| matches!(e, E::BadBodyLength { .. })),
         (&[3, 0xFE, 0, 3, 0xFE, 0], |e| matches!(e, E::BadEncapsulation(_))),
+        (&[4, 0xFE, 0, 7, 4, 0xFE, 0, 7, 2, 0x16], |e| {
+            matches!(e, E::BadEncapsulation(_))
+        }),
+        (&[3, 0xFE, 0, 2, 0x16], |e| {
+            *e == E::BadEncapsulation("an empty wireless node id")
+        }),
     ];
     assert!(cases.len() >= 30);
     for (wire, expected) in cases {
@@ -543,6 +600,10 @@ fn nonempty_text() -> impl Strategy<Value = ByteString> {
 
 fn data() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 0..400).prop_map(Bytes::from)
+}
+
+fn nonempty_data() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 1..400).prop_map(Bytes::from)
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
@@ -681,7 +742,7 @@ fn message() -> impl Strategy<Value = Message> {
         return_code().prop_map(|return_code| Message::WillTopicResp { return_code }),
         data().prop_map(|data| Message::WillMsgUpd { data }),
         return_code().prop_map(|return_code| Message::WillMsgResp { return_code }),
-        (0u8..4, data(), any::<u16>()).prop_map(|(radius, node_id, msg_id)| {
+        (0u8..4, nonempty_data(), any::<u16>()).prop_map(|(radius, node_id, msg_id)| {
             let mut inner = BytesMut::new();
             Message::PubRel { msg_id }.encode(&mut inner).unwrap();
             Message::Encapsulated(Encapsulated {

@@ -29,6 +29,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("mqttsn_max_sleep", ListenerScope, max_sleep),
     supported("mqttsn_retry_interval", ListenerScope, retry_interval),
     supported("mqttsn_retry_count", ListenerScope, retry_count),
+    supported("mqttsn_forwarders", ListenerScope, forwarders),
 ];
 
 /// The current listener's MQTT-SN options; these directives need a `listener` line first.
@@ -138,5 +139,11 @@ fn retry_interval(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failur
 fn retry_count(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     let count = value::number(args.value()?, 0, 255)?;
     options(parser)?.retry_count = count;
+    Ok(())
+}
+
+fn forwarders(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let on = value::boolean(args.value()?)?;
+    options(parser)?.forwarders = on;
     Ok(())
 }
