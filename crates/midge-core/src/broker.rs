@@ -336,7 +336,7 @@ impl Broker {
         out.send(&Packet::ConnAck(connack));
 
         let mut connection = Connection::new(self.clone(), cell, generation, &connect, checked, expiry);
-        connection.auth = auth;
+        connection.auth = auth.map(Box::new);
         if session_present {
             connection.resend_inflight(now, out);
         }

@@ -65,7 +65,7 @@ pub struct Connection {
     /// not echo each other's messages.
     pub(crate) bridge: bool,
     /// The enhanced authentication the connection was admitted by, for re-authentication.
-    pub(crate) auth: Option<ConnectionAuth>,
+    pub(crate) auth: Option<Box<ConnectionAuth>>,
     /// Topic aliases this connection sends (`topic_alias.rs`): only when the client allows
     /// them. A lock only because PUBLISHes are written under the session's lock, through
     /// `&self`; nothing else ever takes it.

@@ -13,6 +13,7 @@
 //! grows to the packet being read and is released whenever it is empty, and the outbox
 //! likewise, so an idle connection holds no buffers (see `transport`).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use midge_core::{
 use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::limits::{ConnectionCounters, OpenSlot};
 use crate::security::Authenticator;
@@ -584,9 +585,10 @@ async fn run<S: Transport>(
     tokio::pin!(keep_alive_timer);
     let woken = link.notify.notified();
     tokio::pin!(woken);
-    // While the client is not read, the time at which to look again at the queues it waits on.
-    let resume_timer = sleep_until(far_future());
-    tokio::pin!(resume_timer);
+    // While the client is not read, the time at which to look again at the queues it waits on;
+    // boxed and made on first use, since most connections never need it and every idle one
+    // would carry it.
+    let mut resume_timer: Option<Pin<Box<Sleep>>> = None;
     loop {
         let mut paused = connection.read_paused(Instant::now().into_std());
         if unhandled && paused.is_none() {
@@ -598,7 +600,10 @@ async fn run<S: Transport>(
             paused = connection.read_paused(Instant::now().into_std());
         }
         if let Some(at) = paused {
-            resume_timer.as_mut().reset(at.into());
+            match &mut resume_timer {
+                Some(timer) => timer.as_mut().reset(at.into()),
+                None => resume_timer = Some(Box::pin(sleep_until(at.into()))),
+            }
         }
         if input.is_empty() {
             input = BytesMut::new();
@@ -613,7 +618,7 @@ async fn run<S: Transport>(
         let use_socket = !held && (paused.is_none() || !out.is_empty());
         tokio::select! {
             () = durable_moved(durable), if held => {}
-            () = &mut resume_timer, if paused.is_some() => {}
+            () = resumed(&mut resume_timer), if paused.is_some() => {}
             ready = stream.ready(interest), if use_socket => {
                 let ready = match ready {
                     Ok(ready) => ready,
@@ -673,6 +678,14 @@ async fn run<S: Transport>(
                 keep_alive_timer.as_mut().reset(deadline);
             }
         }
+    }
+}
+
+/// Completes when the resume timer fires (never, if there is none).
+async fn resumed(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
