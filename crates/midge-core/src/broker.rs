@@ -819,11 +819,15 @@ impl Broker {
                 return;
             }
             if let Some(will) = will {
-                let ends_first = expiry.is_some_and(|e| e <= will.delay);
-                if ended + will.delay <= now || ends_first {
+                if ended + will.delay <= now {
                     will_now = Some(will);
                 } else {
-                    will_due = Some(ended + will.delay);
+                    // It waits for its delay or the session's end, whichever comes first
+                    // [MQTT-3.1.2-8]: `end_session` publishes a will still waiting.
+                    let ends_first = expiry.is_some_and(|e| e <= will.delay);
+                    if !ends_first {
+                        will_due = Some(ended + will.delay);
+                    }
                     session.will = Some(will);
                 }
             }
@@ -878,7 +882,7 @@ impl Broker {
             self.unpersist(&cell.client_id, &mut session);
             session.will.take()
         };
-        // A delayed will still pending goes out when the session ends [MQTT-3.1.3-9].
+        // A delayed will still pending goes out when the session ends [MQTT-3.1.2-8].
         if let Some(will) = will {
             self.publish_will(will, now);
         }

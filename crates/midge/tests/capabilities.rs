@@ -69,7 +69,11 @@ fn the_connack_says_what_the_configuration_says() {
 fn mqtt_3_2_2_9_and_3_2_2_10_max_qos_0_is_announced_and_subscriptions_are_granted_at_0() {
     let midge = Midge::start("max_qos 0");
     let (mut client, ack) = connack(&midge, "q0");
-    assert_eq!(ack.properties.maximum_qos, Some(QoS::AtMostOnce), "[MQTT-3.2.2-9]");
+    assert_eq!(
+        ack.properties.maximum_qos,
+        Some(QoS::AtMostOnce),
+        "[MQTT-3.2.2-9]"
+    );
     // [MQTT-3.2.2-10]: SUBSCRIBE at any QoS is accepted, and granted at most 0.
     assert_eq!(
         client.subscribe(&[("a", QoS::ExactlyOnce), ("b", QoS::AtLeastOnce)]),
@@ -140,9 +144,21 @@ fn subscriptions_the_connack_said_are_unavailable_are_refused_with_their_reason_
          shared_subscription_available false",
     );
     let cases: [(&str, Packet, ReasonCode); 3] = [
-        ("id", subscribe_with_id("a/b", 7), ReasonCode::SubscriptionIdentifiersNotSupported),
-        ("wild", subscribe(&[("a/+", QoS::AtMostOnce)], 1), ReasonCode::WildcardSubscriptionsNotSupported),
-        ("shared", subscribe(&[("$share/g/a", QoS::AtMostOnce)], 1), ReasonCode::SharedSubscriptionsNotSupported),
+        (
+            "id",
+            subscribe_with_id("a/b", 7),
+            ReasonCode::SubscriptionIdentifiersNotSupported,
+        ),
+        (
+            "wild",
+            subscribe(&[("a/+", QoS::AtMostOnce)], 1),
+            ReasonCode::WildcardSubscriptionsNotSupported,
+        ),
+        (
+            "shared",
+            subscribe(&[("$share/g/a", QoS::AtMostOnce)], 1),
+            ReasonCode::SharedSubscriptionsNotSupported,
+        ),
     ];
     for (id, packet, reason) in cases {
         let (mut client, _) = connack(&midge, id);
@@ -151,7 +167,10 @@ fn subscriptions_the_connack_said_are_unavailable_are_refused_with_their_reason_
     }
     // What is available goes on working.
     let (mut plain, _) = connack(&midge, "plain");
-    assert_eq!(plain.subscribe(&[("a/b", QoS::AtMostOnce)]), [ReasonCode::Success]);
+    assert_eq!(
+        plain.subscribe(&[("a/b", QoS::AtMostOnce)]),
+        [ReasonCode::Success]
+    );
     plain.send(&publish("a/b", "still here", QoS::AtMostOnce, 0));
     assert_eq!(&plain.recv_publish().payload[..], b"still here");
     // MQTT 3.1.1 has no DISCONNECT to say it: those filters get 0x80, the others are granted.
@@ -180,11 +199,16 @@ fn mqtt_3_1_2_28_response_information_only_to_clients_that_ask_for_it() {
 
     let midge = Midge::start("response_information replies/");
     let (_c, ack) = RawClient::connected(midge.addr(), asking("asks"));
-    assert_eq!(ack.properties.response_information.as_deref(), Some("replies/asks"));
+    assert_eq!(
+        ack.properties.response_information.as_deref(),
+        Some("replies/asks")
+    );
     // [MQTT-3.1.2-28]: Request Response Information 0, or absent.
     let (_c, ack) = RawClient::connected(
         midge.addr(),
-        connect_with(V5, "says-no", |c| c.properties.request_response_information = Some(false)),
+        connect_with(V5, "says-no", |c| {
+            c.properties.request_response_information = Some(false)
+        }),
     );
     assert_eq!(ack.properties.response_information, None);
     let (_c, ack) = connack(&midge, "silent");

@@ -45,17 +45,39 @@ fn aliased(alias: u16) -> Packet {
 /// The client's violations, each with the reason it must hear.
 #[test]
 fn mqtt_3_14_2_2_each_violation_gets_its_reason_code_and_no_session_expiry() {
-    let midge = Midge::start(
-        "max_qos 1\nretain_available false\nmax_packet_size 300\nmax_topic_alias 2",
-    );
+    let midge = Midge::start("max_qos 1\nretain_available false\nmax_packet_size 300\nmax_topic_alias 2");
     let cases: Vec<(&str, Vec<u8>, ReasonCode)> = vec![
         // PUBLISH with QoS 3 [MQTT-3.3.1-4].
-        ("malformed", vec![0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01], ReasonCode::MalformedPacket),
-        ("second CONNECT", bytes(&connect(V5, "again")), ReasonCode::ProtocolError),
-        ("qos above max_qos", bytes(&publish("a", "2", QoS::ExactlyOnce, 1)), ReasonCode::QosNotSupported),
-        ("retain unavailable", bytes(&publish_retained("a", "r", QoS::AtMostOnce, 0)), ReasonCode::RetainNotSupported),
-        ("alias above the maximum", bytes(&aliased(3)), ReasonCode::TopicAliasInvalid),
-        ("too large", bytes(&publish("a", vec![0u8; 400], QoS::AtMostOnce, 0)), ReasonCode::PacketTooLarge),
+        (
+            "malformed",
+            vec![0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01],
+            ReasonCode::MalformedPacket,
+        ),
+        (
+            "second CONNECT",
+            bytes(&connect(V5, "again")),
+            ReasonCode::ProtocolError,
+        ),
+        (
+            "qos above max_qos",
+            bytes(&publish("a", "2", QoS::ExactlyOnce, 1)),
+            ReasonCode::QosNotSupported,
+        ),
+        (
+            "retain unavailable",
+            bytes(&publish_retained("a", "r", QoS::AtMostOnce, 0)),
+            ReasonCode::RetainNotSupported,
+        ),
+        (
+            "alias above the maximum",
+            bytes(&aliased(3)),
+            ReasonCode::TopicAliasInvalid,
+        ),
+        (
+            "too large",
+            bytes(&publish("a", vec![0u8; 400], QoS::AtMostOnce, 0)),
+            ReasonCode::PacketTooLarge,
+        ),
     ];
     for (case, bytes, reason) in cases {
         let (mut client, _) = RawClient::connected(midge.addr(), connect(V5, case));
@@ -97,7 +119,11 @@ fn the_brokers_own_reasons_keep_alive_takeover_and_shutdown() {
     let started = Instant::now();
     let d = the_disconnect(&mut quiet, "keep alive");
     assert_eq!(d.reason_code, ReasonCode::KeepAliveTimeout);
-    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
 
     // 0x8E: the same client identifier connects again [MQTT-3.1.4-3].
     let (mut first, _) = RawClient::connected(midge.addr(), connect(V5, "twice"));

@@ -63,7 +63,12 @@ struct Said {
 }
 
 fn said(packet: &Packet) -> Said {
-    let ack = |a: &AckProperties| (a.reason_string.as_deref().map(str::to_owned), !a.user_properties.is_empty());
+    let ack = |a: &AckProperties| {
+        (
+            a.reason_string.as_deref().map(str::to_owned),
+            !a.user_properties.is_empty(),
+        )
+    };
     let (reason, (reason_string, user_properties)) = match packet {
         Packet::ConnAck(p) => (
             p.reason_code,
@@ -175,7 +180,13 @@ fn every_refusal_is_explained_to_a_client_that_does_not_say_otherwise() {
     let explained = explained(&sent);
     assert!(explained.iter().all(|(_, why)| *why), "{sent:#?}");
     // A few of the words, so that a Reason String is seen to say what happened.
-    assert!(sent[0].reason_string.as_ref().unwrap().contains("allow_zero_length_clientid"));
+    assert!(
+        sent[0]
+            .reason_string
+            .as_ref()
+            .unwrap()
+            .contains("allow_zero_length_clientid")
+    );
     assert!(sent[1].reason_string.as_ref().unwrap().contains("UTF-8"));
     assert!(sent[7].reason_string.as_ref().unwrap().contains("second CONNECT"));
 }

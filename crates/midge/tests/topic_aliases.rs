@@ -212,7 +212,10 @@ fn mqtt_3_3_2_12_every_alias_from_1_to_the_maximum_is_accepted_and_none_above() 
     let got: Vec<(String, String)> = (0..4)
         .map(|_| {
             let p = watcher.recv_publish();
-            (p.topic.to_string(), String::from_utf8(p.payload.to_vec()).unwrap())
+            (
+                p.topic.to_string(),
+                String::from_utf8(p.payload.to_vec()).unwrap(),
+            )
         })
         .collect();
     assert_eq!(
