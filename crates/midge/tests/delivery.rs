@@ -731,3 +731,44 @@ fn mqtt_3_1_3_6_and_3_2_2_16_assigned_client_identifiers_are_unique() {
     assert!(until_pingresp(&mut first).is_empty());
     assert!(until_pingresp(&mut second).is_empty());
 }
+
+/// §3.14.2.2.2: a DISCONNECT may change the Session Expiry Interval, unless CONNECT set 0
+/// (then a non-zero value is a Protocol Error, which publishes the will).
+#[test]
+fn the_session_expiry_interval_set_at_disconnect_is_the_one_that_counts() {
+    let midge = Midge::start("");
+    let disconnect_with = |seconds: u32| {
+        let mut d = midge_codec::Disconnect::new(ReasonCode::Success);
+        d.properties.session_expiry_interval = Some(seconds);
+        Packet::Disconnect(d)
+    };
+    // An hour at CONNECT, 0 at DISCONNECT: the session ends with the connection.
+    let (mut client, _) = RawClient::connected(midge.addr(), persistent("shortened", 3600));
+    client.send(&disconnect_with(0));
+    assert!(client.expect_close().is_empty());
+    let (_c, ack) = RawClient::connected(midge.addr(), persistent("shortened", 3600));
+    assert!(!ack.session_present);
+    // A second at CONNECT, an hour at DISCONNECT: still there after two seconds.
+    let (mut client, _) = RawClient::connected(midge.addr(), persistent("lengthened", 1));
+    client.send(&disconnect_with(3600));
+    assert!(client.expect_close().is_empty());
+    std::thread::sleep(Duration::from_millis(2000));
+    let (_c, ack) = RawClient::connected(midge.addr(), persistent("lengthened", 1));
+    assert!(ack.session_present);
+    // 0 at CONNECT, then non-zero: a Protocol Error; the will goes out as after any error.
+    let mut watcher = RawClient::session(midge.addr(), V5, "watcher");
+    watcher.subscribe(&[("will/#", QoS::AtMostOnce)]);
+    let (mut client, _) = RawClient::connected(
+        midge.addr(),
+        connect_with(V5, "zero", |c| {
+            c.will = Some(will("will/zero", "protocol error", QoS::AtMostOnce, false))
+        }),
+    );
+    client.send(&disconnect_with(60));
+    let got = client.expect_close();
+    assert!(
+        matches!(&got[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ProtocolError),
+        "{got:?}"
+    );
+    assert_eq!(text(&watcher.recv_publish()), "protocol error");
+}
