@@ -653,7 +653,7 @@ impl Broker {
         let access = guard.rules();
         let mut routed = Routed::default();
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
-        // every subscription identifier [MQTT-3.3.5-1] [MQTT-3.3.4-3..5].
+        // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5].
         matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
         let mut plain = matches.plain.into_iter().peekable();
         while let Some(first) = plain.next() {

@@ -54,7 +54,7 @@ pub struct Connection {
     pub(crate) topic_aliases: HashMap<u16, TopicName>,
     /// The client's Maximum Packet Size.
     pub(crate) client_max_packet_size: Option<u32>,
-    /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change [MQTT-3.14.2-2].
+    /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change (§3.14.2.2.2).
     pub(crate) connect_expiry_was_zero: bool,
     /// The listener's `mount_point`: put before the client's topics and filters, taken off
     /// what it receives.

@@ -253,3 +253,38 @@ fn a_listener_with_a_server_reference_sends_every_client_elsewhere() {
     assert_eq!(ack.reason_code, ReasonCode::ServerMoved);
     assert_eq!(ack.properties.server_reference.as_deref(), Some("other.example"));
 }
+
+#[test]
+fn quotas_and_payload_formats_are_refused_packet_by_packet() {
+    let midge = Midge::start("message_size_limit 10");
+    let (mut client, _) = connack(&midge, "sizes");
+    // message_size_limit: PUBACK 0x97 Quota exceeded, with a Reason String; the connection goes on.
+    client.send(&publish("s/x", "longer than ten bytes", QoS::AtLeastOnce, 1));
+    match client.recv() {
+        Packet::PubAck(ack) => {
+            assert_eq!(ack.reason_code, ReasonCode::QuotaExceeded);
+            assert!(
+                ack.properties
+                    .reason_string
+                    .unwrap()
+                    .contains("message_size_limit")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    client.send(&Packet::PingReq);
+    assert!(matches!(client.recv(), Packet::PingResp));
+    // A will whose payload is not the UTF-8 its Payload Format Indicator says: CONNACK 0x99
+    // (§3.1.3.2.3).
+    let (mut refused, ack) = RawClient::connected(
+        midge.addr(),
+        connect_with(V5, "bad-will", |c| {
+            let mut w = will("w/x", "", QoS::AtMostOnce, false);
+            w.payload = bytes::Bytes::from_static(&[0xC3, 0x28]);
+            w.properties.payload_format_indicator = Some(midge_codec::PayloadFormat::Utf8);
+            c.will = Some(w);
+        }),
+    );
+    assert_eq!(ack.reason_code, ReasonCode::PayloadFormatInvalid);
+    assert!(refused.expect_close().is_empty());
+}

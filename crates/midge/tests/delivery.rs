@@ -123,22 +123,56 @@ fn mqtt_3_3_1_12_and_3_3_1_13_retain_as_published_keeps_the_retain_flag() {
 }
 
 #[test]
-fn mqtt_3_8_4_3_a_repeated_subscription_replaces_the_first_with_its_new_qos() {
+fn mqtt_3_8_4_3_and_3_8_4_4_a_repeated_subscription_replaces_the_first_and_loses_nothing() {
     let midge = Midge::start("");
-    let mut sub = RawClient::session(midge.addr(), V5, "again");
-    assert_eq!(sub.subscribe(&[("rq/x", QoS::AtMostOnce)]), [ReasonCode::Success]);
+    // One message at a time, so that one waits in flight and one in the queue.
+    let (mut sub, _) = RawClient::connected(
+        midge.addr(),
+        connect_with(V5, "again", |c| {
+            c.properties.receive_maximum = std::num::NonZeroU16::new(1)
+        }),
+    );
+    assert_eq!(
+        sub.subscribe(&[("rq/x", QoS::AtLeastOnce)]),
+        [ReasonCode::GrantedQos1]
+    );
+    let mut publisher = RawClient::session(midge.addr(), V5, "pub");
+    publisher.send(&publish_retained("rq/x", "in flight", QoS::AtLeastOnce, 1));
+    publisher.send(&publish("rq/x", "queued", QoS::AtLeastOnce, 2));
+    until_pingresp(&mut publisher);
+    let in_flight = sub.recv_publish();
     assert_eq!(
         sub.subscribe(&[("rq/x", QoS::ExactlyOnce)]),
         [ReasonCode::GrantedQos2]
     );
-    let mut publisher = RawClient::session(midge.addr(), V5, "pub");
-    publisher.send(&publish("rq/x", "two", QoS::ExactlyOnce, 1));
+    // Retained messages are sent again [MQTT-3.8.4-4] (after the queued one: the window is
+    // full until the first is acknowledged).
+    sub.send(&puback(in_flight.packet_id.unwrap()));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = sub.recv_publish();
+        got.push((text(&p), p.retain));
+        if p.qos == QoS::AtLeastOnce {
+            sub.send(&puback(p.packet_id.unwrap()));
+        } else {
+            sub.send(&pubrec(p.packet_id.unwrap()));
+            assert!(matches!(sub.recv(), Packet::PubRel(_)));
+            sub.send(&pubcomp(p.packet_id.unwrap()));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [("in flight".into(), true), ("queued".into(), false)],
+        "nothing lost by the replacement [MQTT-3.8.4-4]"
+    );
+    // One subscription, with the new QoS [MQTT-3.8.4-3]: one copy, at QoS 2.
+    publisher.send(&publish("rq/x", "two", QoS::ExactlyOnce, 3));
     let p = sub.recv_publish();
-    assert_eq!(p.qos, QoS::ExactlyOnce, "the new subscription's QoS applies");
+    assert_eq!((text(&p).as_str(), p.qos), ("two", QoS::ExactlyOnce));
     sub.send(&pubrec(p.packet_id.unwrap()));
     assert!(matches!(sub.recv(), Packet::PubRel(_)));
     sub.send(&pubcomp(p.packet_id.unwrap()));
-    // One subscription, so one copy.
     assert!(until_pingresp(&mut sub).is_empty());
 }
 
@@ -633,7 +667,7 @@ fn mqtt_4_1_0_1_a_session_is_kept_while_its_connection_lasts() {
 }
 
 #[test]
-fn mqtt_3_1_2_25_a_qos_1_message_too_large_for_the_client_is_dropped_as_if_sent() {
+fn mqtt_3_1_2_25_qos_1_and_2_messages_too_large_for_the_client_are_dropped_as_if_sent() {
     let midge = Midge::start("");
     let small = |id| {
         connect_with(V5, id, |c| {
@@ -643,10 +677,11 @@ fn mqtt_3_1_2_25_a_qos_1_message_too_large_for_the_client_is_dropped_as_if_sent(
         })
     };
     let (mut sub, _) = RawClient::connected(midge.addr(), small("small"));
-    sub.subscribe(&[("big/#", QoS::AtLeastOnce)]);
+    sub.subscribe(&[("big/#", QoS::ExactlyOnce)]);
     let mut publisher = RawClient::session(midge.addr(), V5, "pub");
     publisher.send(&publish("big/x", vec![b'x'; 100], QoS::AtLeastOnce, 1));
-    publisher.send(&publish("big/x", "fits", QoS::AtLeastOnce, 2));
+    publisher.send(&publish("big/x", vec![b'x'; 100], QoS::ExactlyOnce, 2));
+    publisher.send(&publish("big/x", "fits", QoS::AtLeastOnce, 3));
     let p = sub.recv_publish();
     assert_eq!(text(&p), "fits");
     sub.send(&puback(p.packet_id.unwrap()));

@@ -137,7 +137,7 @@ async fn v311_qos_0_1_2_in_both_directions() {
             }
             let got = sub.publish().await;
             assert_eq!(text(&got.payload), payload);
-            // Delivered at min(published QoS, granted QoS) [MQTT-3.8.4-6].
+            // Delivered at min(published QoS, granted QoS) [MQTT-3.8.4-8].
             assert_eq!(got.qos, std::cmp::min_by_key(qos, pub_qos, |q| *q as u8));
         }
     }
@@ -171,7 +171,7 @@ async fn v311_persistent_session_gets_what_was_published_while_away() {
         publisher.acked().await;
     }
     let (mut sub, ack) = Client4::start(&midge, "away", persistent).await;
-    assert!(ack.session_present, "[MQTT-3.2.2-2]");
+    assert!(ack.session_present, "[MQTT-3.2.2-3]");
     for n in 0..20 {
         assert_eq!(text(&sub.publish().await.payload), n.to_string());
     }
@@ -195,7 +195,7 @@ async fn v311_retained_message_and_will() {
         .await
         .unwrap();
     let retained = watcher.publish().await;
-    assert!(retained.retain, "[MQTT-3.3.1-8]");
+    assert!(retained.retain, "[MQTT-3.3.1-8] (3.1.1)");
     assert_eq!(text(&retained.payload), "on");
 
     // A client with a will whose connection dies: the will is published.
@@ -422,7 +422,7 @@ async fn v5_will_with_delay_from_rumqttc() {
     assert_eq!(text(&will.payload), "after a second");
     assert!(
         dropped.elapsed() >= Duration::from_millis(900),
-        "[MQTT-3.1.3-9] {:?}",
+        "[MQTT-3.1.2-8] {:?}",
         dropped.elapsed()
     );
 }

@@ -5,7 +5,7 @@
 //! CONNACK said is unavailable (wildcards, Subscription Identifiers, shared subscriptions, by
 //! configuration) is a Protocol Error from an MQTT 5 client, DISCONNECT 0xA2, 0xA1 or 0x9E;
 //! a 3.x client gets 0x80 for that filter. Retained
-//! messages follow the SUBACK, with RETAIN set [MQTT-3.3.1-8], as Retain Handling says; shared
+//! messages follow the SUBACK, with RETAIN set (§3.3.1.3), as Retain Handling says; shared
 //! subscriptions get none (§4.8.2).
 
 use std::time::Instant;
