@@ -42,6 +42,12 @@ fn aliased(alias: u16) -> Packet {
     Packet::Publish(p)
 }
 
+fn aliased_empty(alias: u16) -> Packet {
+    let mut p = Publish::new(TopicName::empty(), "x");
+    p.properties.topic_alias = NonZeroU16::new(alias);
+    Packet::Publish(p)
+}
+
 /// The client's violations, each with the reason it must hear.
 #[test]
 fn mqtt_3_14_2_2_each_violation_gets_its_reason_code_and_no_session_expiry() {
@@ -56,6 +62,19 @@ fn mqtt_3_14_2_2_each_violation_gets_its_reason_code_and_no_session_expiry() {
         (
             "second CONNECT",
             bytes(&connect(V5, "again")),
+            ReasonCode::ProtocolError,
+        ),
+        // No Local on a shared subscription [MQTT-3.8.3-4]: SUBSCRIBE id 1, no properties,
+        // "$share/g/a" with options 0x04.
+        (
+            "no local shared",
+            [&[0x82, 16, 0, 1, 0, 0, 10][..], b"$share/g/a", &[0x04]].concat(),
+            ReasonCode::ProtocolError,
+        ),
+        // An alias never set, with an empty topic (§3.3.2.3.4).
+        (
+            "unknown alias",
+            bytes(&aliased_empty(2)),
             ReasonCode::ProtocolError,
         ),
         (
