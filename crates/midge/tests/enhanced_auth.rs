@@ -261,6 +261,8 @@ fn mqtt_4_12_0_4_wrong_passwords_and_unknown_users_get_connack_0x86_and_are_clos
             "{mechanism} {user}"
         );
         assert!(ack.properties.authentication_method.is_none());
+        // Nothing that tells a wrong password from an unknown user.
+        assert_eq!(ack.properties.reason_string, None, "{mechanism} {user}");
         client.expect_close();
     }
     // An unknown user is answered with a salt all the same, so that it cannot be told apart
@@ -488,7 +490,8 @@ fn mqtt_4_12_1_2_failed_reauthentication_gets_disconnect_0x87_and_the_connection
         ));
         let closing = client.expect_close();
         assert!(
-            matches!(&closing[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::NotAuthorized),
+            matches!(&closing[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::NotAuthorized
+                && d.properties.reason_string.as_deref() == Some("re-authentication failed")),
             "{user}: {closing:?}"
         );
     }
