@@ -251,13 +251,13 @@ impl Broker {
     /// wildcard does not match `$` topics), in no particular order.
     pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
         let mut out = Vec::new();
-        self.retained.read().matching(filter, &mut out);
+        self.retained.read_all().matching(filter, &mut out);
         out
     }
 
     /// Deletes the retained message of `topic`. False if there was none.
     pub fn delete_retained(&self, topic: &TopicName) -> bool {
-        let mut retained = self.retained.write();
+        let mut retained = self.retained.shard(topic.as_str());
         let before = retained.len();
         retained.set(Arc::new(Message::new(
             topic.clone(),

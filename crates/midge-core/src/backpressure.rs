@@ -15,7 +15,9 @@
 //! nothing was taken for [`STALLED_AFTER`] is *stalled* and exerts no pressure until it drains
 //! again; meanwhile the queue limits drop its messages and count them, as without flow control.
 //! So a stalled subscriber holds its publishers once, for that long. Offline sessions never
-//! exert pressure: their queue limits decide alone.
+//! exert pressure: their queue limits decide alone; nor do the sessions of clients that are
+//! attached but said they take nothing for now (an MQTT-SN client asleep,
+//! [`Connection::set_taking_messages`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +62,8 @@ pub(crate) struct Pressure {
     last_progress: Option<Instant>,
     /// No progress for [`STALLED_AFTER`] while congested; cleared when the queue drains.
     stalled: bool,
+    /// The client takes no messages for now: the queue buffers without holding anyone.
+    resting: bool,
     /// The links of publishers waiting for this queue to drain.
     waiters: Vec<Arc<dyn Link>>,
 }
@@ -83,7 +87,7 @@ impl Session {
     /// Whether the queue holds `messages` or `bytes` or more, its client is connected and it
     /// has not stalled.
     fn pressing(&mut self, messages: usize, bytes: u64, now: Instant) -> bool {
-        if self.link.is_none() || self.pressure.stalled {
+        if self.link.is_none() || self.pressure.stalled || self.pressure.resting {
             return false;
         }
         if self.queue.len() < messages && self.queued_bytes < bytes {
@@ -119,6 +123,14 @@ impl Session {
             self.pressure.stalled = false;
             self.release_waiters();
         }
+    }
+
+    /// A connection attached: it takes messages until it says otherwise, and its queue starts
+    /// afresh.
+    pub(crate) fn note_attached(&mut self) {
+        self.pressure.resting = false;
+        self.pressure.stalled = false;
+        self.pressure.last_progress = None;
     }
 
     /// Wakes every publisher waiting on this queue (it drained, or the session went away).
@@ -174,6 +186,17 @@ impl Connection {
             true
         });
         deadline
+    }
+
+    /// Says whether the client takes messages now. A client that is attached but takes none
+    /// for a while (an MQTT-SN client asleep, whose messages the broker buffers until it wakes)
+    /// must not hold the publishers that fill its queue; those waiting are released.
+    pub fn set_taking_messages(&self, taking: bool) {
+        let mut session = self.session.state.lock();
+        session.pressure.resting = !taking;
+        if !taking {
+            session.release_waiters();
+        }
     }
 
     /// Whether a publish handled since the last [`Connection::read_paused`] congested a

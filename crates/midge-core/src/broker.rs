@@ -28,7 +28,7 @@ use crate::connection::Connection;
 use crate::link::Link;
 use crate::message::{Delivery, Message};
 use crate::outbox::Outbox;
-use crate::retained::Retained;
+use crate::retained::RetainedStore;
 use crate::session::{PendingWill, Session, SessionCell};
 use crate::stats::Stats;
 use crate::topic_index::{Matches, Subscriber, TopicIndex};
@@ -64,7 +64,7 @@ pub struct Broker {
     pub(crate) config: BrokerConfig,
     pub(crate) sessions: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
     pub(crate) index: RwLock<TopicIndex>,
-    pub(crate) retained: RwLock<Retained>,
+    pub(crate) retained: RetainedStore,
     timers: Mutex<Timers>,
     stats: Stats,
     id_counter: AtomicU64,
@@ -95,7 +95,7 @@ impl Broker {
             config,
             sessions: Mutex::new(HashMap::new()),
             index: RwLock::new(TopicIndex::default()),
-            retained: RwLock::new(Retained::default()),
+            retained: RetainedStore::default(),
             timers: Mutex::new(Timers::default()),
             stats: Stats::default(),
             id_counter: AtomicU64::new(0),
@@ -130,10 +130,7 @@ impl Broker {
     /// call it once per reporting interval, not per message.
     pub fn census(&self) -> Census {
         let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
-        let (retained, retained_bytes) = {
-            let store = self.retained.read();
-            (store.len(), store.bytes())
-        };
+        let (retained, retained_bytes) = self.retained.totals();
         let mut census = Census {
             sessions: sessions.len(),
             retained,
@@ -179,7 +176,7 @@ impl Broker {
 
     /// Retained messages held.
     pub fn retained_count(&self) -> usize {
-        self.retained.read().len()
+        self.retained.totals().0
     }
 
     /// Installs (or with `None` removes) the topic access rules. Every connection's next
@@ -309,6 +306,7 @@ impl Broker {
             let mut session = cell.state.lock();
             session.generation += 1;
             session.link = Some(link);
+            session.note_attached();
             session.version = Some(version);
             session.window = self.config.inflight_window(client_receive_maximum);
             session.username = connect.username.clone();
@@ -618,10 +616,12 @@ impl Broker {
     /// Sends `message` to every session with a matching subscription, first keeping it as its
     /// topic's retained message as `keep` says.
     ///
-    /// The retained store stays locked while the subscribers are looked up, and a SUBSCRIBE
-    /// holds it while it adds its subscription and reads the retained messages: a subscription
-    /// made at the same moment as a retained publish gets the message once, as the retained
-    /// copy or as a live one, never both.
+    /// The topic's shard of the retained store stays locked while the subscribers are looked
+    /// up, and a SUBSCRIBE holds every shard while it adds its subscription and queues the
+    /// retained messages: a subscription made at the same moment as a retained publish gets the
+    /// message once, as the retained copy or as a live one, never both, and never an older
+    /// value after it. Publishers to other shards (and all non-retained publishers) do not
+    /// wait for each other.
     pub(crate) fn publish(&self, message: Arc<Message>, keep: Keep, now: Instant) -> Routed {
         self.tap.record(&message, now);
         let mut matches = Matches::default();
@@ -629,7 +629,7 @@ impl Broker {
         if keep == Keep::Nothing {
             self.index.read().matches(&message.topic, &mut matches);
         } else {
-            let mut retained = self.retained.write();
+            let mut retained = self.retained.shard(message.topic.as_str());
             retained.set(message.clone());
             if keep == Keep::Journaled
                 && let Some(journal) = &self.journal
@@ -1060,7 +1060,7 @@ pub(crate) fn mounted_filter(mount_point: Option<&ByteString>, filter: &TopicFil
 }
 
 /// Will properties carried over to the PUBLISH the will becomes (§3.1.3.2).
-fn will_as_publish_properties(
+pub(crate) fn will_as_publish_properties(
     will: &midge_codec::properties::WillProperties,
 ) -> midge_codec::properties::PublishProperties {
     let mut properties = midge_codec::properties::PublishProperties::default();

@@ -32,7 +32,7 @@ pub struct Message {
     pub publisher: Option<ByteString>,
     /// Encodings shared by every subscriber that gets the message unchanged, one per
     /// (3.x or 5.0, QoS, RETAIN): GUIDE §3 "encode once, send many".
-    templates: [OnceLock<Option<PublishTemplate>>; 12],
+    templates: Templates,
     /// Its body in the store, once a persistent session has queued it (`persist.rs`).
     pub(crate) body: OnceLock<Arc<crate::persist::StoredBody>>,
 }
@@ -56,7 +56,7 @@ impl Message {
             properties,
             expires_at,
             publisher,
-            templates: Default::default(),
+            templates: Templates::default(),
             body: OnceLock::new(),
         }
     }
@@ -97,14 +97,11 @@ impl Message {
         if self.expires_at.is_some() {
             return None;
         }
-        let slot = usize::from(version.is_v5()) * 6 + usize::from(qos.as_u8()) * 2 + usize::from(retain);
-        self.templates
-            .get(slot)?
-            .get_or_init(|| {
-                let publish = self.to_publish(qos, retain, &[], now);
-                publish.template(version).ok()
-            })
-            .as_ref()
+        let slot = u8::from(version.is_v5()) * 6 + qos.as_u8() * 2 + u8::from(retain);
+        self.templates.get_or_init(slot, || {
+            let publish = self.to_publish(qos, retain, &[], now);
+            publish.template(version).ok()
+        })
     }
 
     /// True once the expiry deadline has passed.
@@ -115,6 +112,45 @@ impl Message {
     /// The size counted against byte limits: topic and payload.
     pub fn size(&self) -> usize {
         self.topic.len() + self.payload.len()
+    }
+}
+
+/// How many shapes a message can be sent in: (3.x or 5.0) × QoS × RETAIN.
+const SHAPES: usize = 12;
+
+/// A message's shared encodings, by shape. Nearly every message is sent in one shape only (its
+/// subscribers speak one version at one QoS), so that one is held inline and the table for the
+/// others is allocated only when a second shape is asked for: a table of twelve held inline
+/// made every message a kilobyte larger, and allocating, zeroing and dropping it showed in
+/// profiles.
+#[derive(Debug, Default)]
+struct Templates {
+    /// The first shape asked for, and its encoding.
+    first: OnceLock<(u8, Option<PublishTemplate>)>,
+    /// Every other shape.
+    others: OnceLock<Box<[OnceLock<Option<PublishTemplate>>; SHAPES]>>,
+}
+
+impl Templates {
+    /// The encoding for shape `slot`, made by `encode` the first time it is asked for.
+    fn get_or_init(
+        &self,
+        slot: u8,
+        encode: impl FnOnce() -> Option<PublishTemplate>,
+    ) -> Option<&PublishTemplate> {
+        let mut encode = Some(encode);
+        let (first_slot, first) = self
+            .first
+            .get_or_init(|| (slot, encode.take().and_then(|encode| encode())));
+        if *first_slot == slot {
+            return first.as_ref();
+        }
+        let encode = encode?;
+        self.others
+            .get_or_init(Box::default)
+            .get(usize::from(slot))?
+            .get_or_init(encode)
+            .as_ref()
     }
 }
 
@@ -131,4 +167,60 @@ pub struct Delivery {
     pub subscription_ids: Vec<SubscriptionId>,
     /// Its place in the session's stored queue, if it is stored.
     pub(crate) stored: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each shape gets its own encoding, whichever is asked for first, and asking again gives
+    /// the same one back.
+    #[test]
+    fn every_shape_is_encoded_on_its_own_and_kept() {
+        let message = Message::new(
+            TopicName::try_from("a/b").unwrap_or_else(|_| unreachable!()),
+            Bytes::from_static(b"payload"),
+            QoS::ExactlyOnce,
+            true,
+            PublishProperties::default(),
+            None,
+            None,
+        );
+        let now = Instant::now();
+        let shapes = [
+            (ProtocolVersion::V5, QoS::AtLeastOnce, false),
+            (ProtocolVersion::V311, QoS::AtMostOnce, true),
+            (ProtocolVersion::V311, QoS::ExactlyOnce, false),
+            (ProtocolVersion::V5, QoS::AtMostOnce, true),
+        ];
+        for _ in 0..2 {
+            for (version, qos, retain) in shapes {
+                let template = message.template(version, qos, retain, now);
+                let head = template.map(|t| t.head(midge_codec::PacketId::new(7), false));
+                let first = head.as_ref().and_then(|h| h.first().copied());
+                // Fixed header: PUBLISH (3) with QoS in bits 1-2 and RETAIN in bit 0.
+                let expected = 0x30 | (qos.as_u8() << 1) | u8::from(retain);
+                assert_eq!(first, Some(expected), "{version:?} {qos:?} retain {retain}");
+                let length_differs = matches!(version, ProtocolVersion::V5);
+                let len = template.map(|t| t.len()).unwrap_or_default();
+                let other = message
+                    .template(
+                        if length_differs {
+                            ProtocolVersion::V311
+                        } else {
+                            ProtocolVersion::V5
+                        },
+                        qos,
+                        retain,
+                        now,
+                    )
+                    .map(|t| t.len())
+                    .unwrap_or_default();
+                assert_ne!(
+                    len, other,
+                    "3.1.1 and 5.0 encodings differ (property length byte)"
+                );
+            }
+        }
+    }
 }

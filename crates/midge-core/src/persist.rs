@@ -340,7 +340,7 @@ impl Broker {
                 restored.expired += 1;
                 continue;
             }
-            self.retained.write().set(message);
+            self.retained.set(message);
             restored.retained += 1;
         }
         let mut bodies: HashMap<u64, Arc<Message>> = HashMap::with_capacity(snapshot.messages.len());

@@ -4,11 +4,73 @@
 //! A trie over topic levels, the mirror of the subscription index: here the stored keys are
 //! topic names and the query is a filter, so `+` visits every child and `#` a whole subtree.
 //! First-level wildcards skip `$` topics [MQTT-4.7.2-1].
+//!
+//! The store is split into [`SHARDS`] tries by a hash of the topic, each behind its own lock
+//! ([`RetainedStore`]): a retained PUBLISH locks only its topic's shard, so publishers on
+//! different cores do not queue behind one lock; a SUBSCRIBE (rarer) reads every shard.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use crate::message::Message;
+
+/// How many independently locked tries the store is split into.
+pub(crate) const SHARDS: usize = 16;
+
+/// The retained messages of every topic, in [`SHARDS`] locked tries.
+#[derive(Debug, Default)]
+pub(crate) struct RetainedStore {
+    shards: [RwLock<Retained>; SHARDS],
+}
+
+/// Every shard of the store, read-locked together (in shard order, so two holders never wait
+/// on each other crosswise).
+pub(crate) struct AllShards<'a>([RwLockReadGuard<'a, Retained>; SHARDS]);
+
+impl RetainedStore {
+    /// The shard that holds `topic`'s retained message, write-locked.
+    pub(crate) fn shard(&self, topic: &str) -> RwLockWriteGuard<'_, Retained> {
+        self.shards[shard_of(topic)].write()
+    }
+
+    /// Every shard, read-locked: what a SUBSCRIBE looks through.
+    pub(crate) fn read_all(&self) -> AllShards<'_> {
+        AllShards(std::array::from_fn(|i| self.shards[i].read()))
+    }
+
+    /// Stores (or, for an empty payload, deletes) `message` for its topic.
+    pub(crate) fn set(&self, message: Arc<Message>) {
+        self.shard(message.topic.as_str()).set(message);
+    }
+
+    /// How many retained messages are stored, and their topic and payload bytes.
+    pub(crate) fn totals(&self) -> (usize, u64) {
+        self.shards.iter().fold((0, 0), |(count, bytes), shard| {
+            let shard = shard.read();
+            (count + shard.len(), bytes + shard.bytes())
+        })
+    }
+}
+
+impl AllShards<'_> {
+    /// Every retained message whose topic matches `filter`, as [`Retained::matching`].
+    pub(crate) fn matching(&self, filter: &str, out: &mut Vec<Arc<Message>>) {
+        for shard in &self.0 {
+            shard.matching(filter, out);
+        }
+    }
+}
+
+/// The shard of `topic`: FNV-1a over its bytes, cheap for the short strings topics are.
+fn shard_of(topic: &str) -> usize {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in topic.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    hash as usize % SHARDS
+}
 
 #[derive(Debug, Default)]
 struct Node {
@@ -22,7 +84,7 @@ impl Node {
     }
 }
 
-/// The retained message store.
+/// One shard of the retained messages.
 #[derive(Debug, Default)]
 pub(crate) struct Retained {
     root: Node,
@@ -176,5 +238,36 @@ mod tests {
         assert_eq!(topics(&store, "+"), ["a"]);
         assert_eq!(topics(&store, "+/+"), ["/lead", "a/b", "x/b"]);
         assert_eq!(topics(&store, "$SYS/#"), ["$SYS/up"]);
+    }
+
+    #[test]
+    fn the_sharded_store_finds_topics_of_every_shard_and_counts_them_all() {
+        let store = RetainedStore::default();
+        let names: Vec<String> = (0..200).map(|n| format!("room/{n}/temp")).collect();
+        for name in &names {
+            store.set(Arc::new(Message::new(
+                TopicName::try_from(name.as_str()).unwrap(),
+                Bytes::from(name.clone().into_bytes()),
+                QoS::AtMostOnce,
+                true,
+                Default::default(),
+                None,
+                None,
+            )));
+        }
+        let used: std::collections::HashSet<usize> = names.iter().map(|n| shard_of(n)).collect();
+        assert_eq!(used.len(), SHARDS, "200 topics spread over every shard");
+        let mut found = Vec::new();
+        store.read_all().matching("room/+/temp", &mut found);
+        assert_eq!(found.len(), 200);
+        let (count, bytes) = store.totals();
+        assert_eq!(count, 200);
+        assert!(bytes > 200 * 2 * "room/0/temp".len() as u64);
+        store.set(message("room/7/temp", ""));
+        assert_eq!(
+            store.totals().0,
+            199,
+            "an empty payload deletes from the right shard"
+        );
     }
 }

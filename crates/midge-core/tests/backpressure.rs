@@ -156,3 +156,40 @@ fn an_offline_session_exerts_no_pressure_and_a_disconnect_releases_its_publisher
     );
     assert_eq!(publisher.connection.read_paused(now), None);
 }
+
+#[test]
+fn a_client_that_takes_no_messages_for_now_holds_no_publisher() {
+    let broker = broker(config());
+    let now = Instant::now();
+    let mut sleeper = connect(&broker, V311, "sleeper", now);
+    sleeper.send(subscribe(&[("t", QoS::AtLeastOnce)], 1), now);
+    let mut publisher = connect(&broker, V5, "publisher", now);
+    for id in 1..=5 {
+        publisher.send(publish("t", "m", QoS::AtLeastOnce, id), now);
+    }
+    assert!(publisher.connection.read_paused(now).is_some());
+
+    // It goes to sleep (MQTT-SN): the waiting publisher is released and not held again.
+    let wakes = publisher.link.wakes.load(Ordering::SeqCst);
+    sleeper.connection.set_taking_messages(false);
+    assert!(publisher.link.wakes.load(Ordering::SeqCst) > wakes);
+    assert_eq!(publisher.connection.read_paused(now), None);
+    for id in 6..=9 {
+        publisher.send(publish("t", "m", QoS::AtLeastOnce, id), now);
+        assert_eq!(
+            publisher.connection.read_paused(now),
+            None,
+            "held by a sleeper at {id}"
+        );
+    }
+    assert_eq!(
+        broker.stats().dropped_total(),
+        0,
+        "its queue buffers within its limit"
+    );
+
+    // Awake again, its full queue holds publishers as any other.
+    sleeper.connection.set_taking_messages(true);
+    publisher.send(publish("t", "m", QoS::AtLeastOnce, 10), now);
+    assert!(publisher.connection.read_paused(now).is_some());
+}

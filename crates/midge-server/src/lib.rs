@@ -6,6 +6,7 @@
 //! - [`server`]: binding listeners, accepting connections, driving the core's timers, shutdown.
 //! - `connection`: one task per client connection, moving bytes between a socket and the core.
 //! - [`persistence`]: opening the store at startup and rebuilding the broker from it.
+//! - [`mqttsn`]: the MQTT-SN gateway: UDP listeners whose clients are sessions of the core.
 //! - [`limits`]: connection limits (`max_connections`, `global_max_connections`,
 //!   `max_connection_rate`) and the counts of refusals.
 //! - `sys`: the `$SYS/broker/...` topics, published every `sys_interval`.
@@ -21,6 +22,7 @@ pub mod config;
 mod connection;
 pub mod http;
 pub mod limits;
+pub mod mqttsn;
 pub mod persistence;
 pub mod security;
 pub mod server;

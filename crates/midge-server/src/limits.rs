@@ -7,6 +7,7 @@
 //! refused since, so a flood of connections cannot flood the log too.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -93,14 +94,16 @@ impl Drop for OpenSlot {
     }
 }
 
-/// `max_connection_rate`: at most so many new connections per address in a second.
+/// `max_connection_rate`: at most so many new connections per address in a second. The
+/// address is an IP address, or for the MQTT-SN gateway what stands for one (a forwarder's IP
+/// address and a wireless node id).
 #[derive(Debug)]
-pub(crate) struct RateLimit {
+pub(crate) struct RateLimit<K = IpAddr> {
     per_second: u32,
-    seen: HashMap<IpAddr, (Instant, u32)>,
+    seen: HashMap<K, (Instant, u32)>,
 }
 
-impl RateLimit {
+impl<K: Hash + Eq> RateLimit<K> {
     pub(crate) fn new(per_second: u32) -> Self {
         Self {
             per_second,
@@ -109,7 +112,7 @@ impl RateLimit {
     }
 
     /// Whether a new connection from `address` is within the limit (and counts it).
-    pub(crate) fn admit(&mut self, address: IpAddr, now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, address: K, now: Instant) -> bool {
         if self.seen.len() >= RATE_MEMORY {
             self.seen
                 .retain(|_, (since, _)| now.duration_since(*since) < RATE_WINDOW);

@@ -14,13 +14,14 @@ use std::time::Duration;
 use midge_codec::ReasonCode;
 use midge_core::{AuthMethods, Broker, BrokerConfig, ClientRules};
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::bridge::BridgePlan;
 use crate::connection::{self, Admission, Username};
 use crate::limits::{ConnectionCounters, LogThrottle, OpenCount, OpenSlot, RateLimit};
+use crate::mqttsn::{GatewaySpec, SnCounters};
 use crate::security::Authenticator;
 use crate::tls::TlsListener;
 
@@ -74,6 +75,8 @@ pub struct ListenerSpec {
     /// `mount_point`, `use_username_as_clientid`, `accept_protocol_versions` and
     /// `server_reference`: the listener's own, laid over the client rules in force.
     pub client: ListenerClientOptions,
+    /// `protocol mqttsn`: an MQTT-SN gateway on UDP instead of MQTT on TCP (TCP endpoints only).
+    pub mqttsn: Option<Arc<GatewaySpec>>,
 }
 
 /// The client rules a listener has whatever `per_listener_settings` says.
@@ -115,6 +118,10 @@ pub struct Server {
     /// Each bound socket with its listener, the listener's place in the configuration, and
     /// its count of open connections (shared by its sockets: IPv4 and IPv6 are one listener).
     listeners: Vec<(Bound, ListenerSpec, usize, Arc<OpenCount>)>,
+    /// MQTT-SN listeners' sockets.
+    datagrams: Vec<(UdpSocket, ListenerSpec, usize)>,
+    /// The MQTT-SN gateways' counters.
+    sn_counters: Arc<SnCounters>,
     /// `global_max_connections`.
     global_max_connections: Option<usize>,
     counters: Arc<ConnectionCounters>,
@@ -128,16 +135,30 @@ pub struct Server {
 
 /// The listeners' sockets, bound and not yet accepting.
 #[derive(Debug)]
-pub struct Listeners(Vec<(Bound, ListenerSpec, usize, Arc<OpenCount>)>);
+pub struct Listeners {
+    streams: Vec<(Bound, ListenerSpec, usize, Arc<OpenCount>)>,
+    /// MQTT-SN listeners' UDP sockets, with their listener and its place.
+    datagrams: Vec<(UdpSocket, ListenerSpec, usize)>,
+}
 
 impl Listeners {
     /// Binds every listener. A listener fails only if none of its addresses can be bound (a
     /// machine without IPv6 still serves `listener 1883` on IPv4); then the whole start fails.
     pub async fn bind(specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
         let mut listeners = Vec::with_capacity(specs.len());
+        let mut datagrams = Vec::new();
         for (index, spec) in specs.into_iter().enumerate() {
             let open = Arc::new(OpenCount::default());
             match &spec.endpoint {
+                Endpoint::Tcp { addrs, port } if spec.mqttsn.is_some() => {
+                    let broadcast = spec
+                        .mqttsn
+                        .as_ref()
+                        .is_some_and(|g| g.options.advertise.is_some());
+                    for socket in bind_udp(addrs, *port, broadcast, spec.bind_interface.as_deref())? {
+                        datagrams.push((socket, spec.clone(), index));
+                    }
+                }
                 Endpoint::Tcp { addrs, port } => {
                     for listener in bind_tcp(addrs, *port, spec.websockets, spec.bind_interface.as_deref())? {
                         listeners.push((Bound::Tcp(listener), spec.clone(), index, open.clone()));
@@ -150,7 +171,10 @@ impl Listeners {
                 }
             }
         }
-        Ok(Self(listeners))
+        Ok(Self {
+            streams: listeners,
+            datagrams,
+        })
     }
 }
 
@@ -174,7 +198,9 @@ impl Server {
             broker,
             authenticator: Arc::new(Authenticator::new(None)),
             auth_methods: None,
-            listeners: listeners.0,
+            listeners: listeners.streams,
+            datagrams: listeners.datagrams,
+            sn_counters: Arc::default(),
             global_max_connections: None,
             counters: Arc::default(),
             sys_interval: None,
@@ -232,6 +258,19 @@ impl Server {
         self
     }
 
+    /// The UDP addresses the MQTT-SN listeners actually bound.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.datagrams
+            .iter()
+            .filter_map(|(socket, ..)| socket.local_addr().ok())
+            .collect()
+    }
+
+    /// The MQTT-SN gateways' counters.
+    pub fn sn_counters(&self) -> &Arc<SnCounters> {
+        &self.sn_counters
+    }
+
     /// How often each connection limit was hit.
     pub fn counters(&self) -> &Arc<ConnectionCounters> {
         &self.counters
@@ -267,6 +306,33 @@ impl Server {
                 stop_rx.clone(),
             ));
         }
+        let sn_counters = (!self.datagrams.is_empty()).then(|| self.sn_counters.clone());
+        for (socket, spec, index) in self.datagrams {
+            let Some(gateway) = spec.mqttsn.clone() else {
+                continue;
+            };
+            let rules = match &spec.security {
+                Some(security) => security.rules.clone(),
+                None => self.broker.config().client_rules(),
+            };
+            let rules = Arc::new(ClientRules {
+                mount_point: spec.client.mount_point.clone(),
+                use_username_as_clientid: false,
+                accepted_versions: Vec::new(),
+                listener: index,
+                ..rules
+            });
+            tasks.spawn(crate::mqttsn::run(
+                socket,
+                gateway,
+                rules,
+                spec.max_connections,
+                spec.max_connection_rate,
+                self.broker.clone(),
+                self.sn_counters.clone(),
+                stop_rx.clone(),
+            ));
+        }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
         if let Some(http) = self.http {
             tasks.spawn(http.run(self.broker.clone(), self.counters.clone(), infos, stop_rx.clone()));
@@ -276,6 +342,7 @@ impl Server {
                 self.broker.clone(),
                 self.counters.clone(),
                 bridges,
+                sn_counters,
                 interval,
                 format!("midge version {}", env!("CARGO_PKG_VERSION")),
                 stop_rx.clone(),
@@ -345,6 +412,63 @@ fn bind_each(
             }
             Err(error) => {
                 let error = std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"));
+                if addrs.len() > 1 {
+                    tracing::warn!(%error, "{error}");
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    if bound.is_empty() {
+        return Err(last_error.unwrap_or_else(|| std::io::Error::other("a listener has no address to bind")));
+    }
+    Ok(bound)
+}
+
+/// Binds an MQTT-SN listener's UDP port on each of `addrs`, as `bind_tcp` does for TCP: fails
+/// only if none can be bound; with port 0 the first address picks the port for the others.
+fn bind_udp(
+    addrs: &[IpAddr],
+    mut port: u16,
+    broadcast: bool,
+    interface: Option<&str>,
+) -> std::io::Result<Vec<UdpSocket>> {
+    let mut bound = Vec::new();
+    let mut last_error = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        let socket = (|| {
+            let domain = if addr.is_ipv4() {
+                Domain::IPV4
+            } else {
+                Domain::IPV6
+            };
+            let socket = Socket::new(domain, Type::DGRAM, Some(socket2::Protocol::UDP))?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.set_reuse_address(true)?;
+            if broadcast && addr.is_ipv4() {
+                socket.set_broadcast(true)?;
+            }
+            if let Some(interface) = interface {
+                socket.bind_device(Some(interface.as_bytes()))?;
+            }
+            socket.bind(&addr.into())?;
+            socket.set_nonblocking(true)?;
+            UdpSocket::from_std(socket.into())
+        })();
+        match socket {
+            Ok(socket) => {
+                let local = socket.local_addr()?;
+                port = local.port();
+                let family = if local.is_ipv4() { "IPv4" } else { "IPv6" };
+                tracing::info!(event = "listener.opened", address = %local, "Opening mqttsn {family} listen socket on port {port}.");
+                bound.push(socket);
+            }
+            Err(error) => {
+                let error =
+                    std::io::Error::new(error.kind(), format!("cannot listen on udp {addr}: {error}"));
                 if addrs.len() > 1 {
                     tracing::warn!(%error, "{error}");
                 }

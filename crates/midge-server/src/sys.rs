@@ -9,6 +9,9 @@
 //! included) and `messages/dropped` (by the bridge, and by its session's queue limits); its
 //! `state` is published by the bridge itself as the link changes.
 //!
+//! MQTT-SN gateways' counters are under `mqttsn/` (`docs/mqtt-sn.md`), when the broker has an
+//! MQTT-SN listener.
+//!
 //! Mosquitto's `heap/current` and `heap/maximum` need its memory tracking and are not
 //! published.
 
@@ -24,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::bridge::BridgeStatus;
 use crate::limits::ConnectionCounters;
+use crate::mqttsn::SnCounters;
 
 /// The load averages' damping periods, in minutes, as in Mosquitto.
 const PERIODS: [(u32, &str); 3] = [(1, "1min"), (5, "5min"), (15, "15min")];
@@ -33,12 +37,14 @@ pub(crate) async fn run(
     broker: Arc<Broker>,
     counters: Arc<ConnectionCounters>,
     bridges: Vec<Arc<BridgeStatus>>,
+    sn_counters: Option<Arc<SnCounters>>,
     interval: Duration,
     version: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tree = SysTree::new(broker, counters, version);
     tree.bridges = bridges;
+    tree.sn_counters = sn_counters;
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -66,6 +72,8 @@ struct SysTree {
     loads: Vec<Load>,
     max_clients: usize,
     bridges: Vec<Arc<BridgeStatus>>,
+    /// The MQTT-SN gateways' counters, when there is an MQTT-SN listener.
+    sn_counters: Option<Arc<SnCounters>>,
 }
 
 impl SysTree {
@@ -98,6 +106,7 @@ impl SysTree {
             loads,
             max_clients: 0,
             bridges: Vec::new(),
+            sn_counters: None,
         }
     }
 
@@ -211,6 +220,11 @@ impl SysTree {
             ];
             for (name, value) in values {
                 self.publish(&format!("{base}/{name}"), value.to_string(), false);
+            }
+        }
+        if let Some(counters) = self.sn_counters.clone() {
+            for (name, value) in counters.named() {
+                self.publish(&format!("mqttsn/{name}"), value.to_string(), false);
             }
         }
 

@@ -30,6 +30,7 @@ fn spec(max_connections: Option<usize>, rate: Option<u32>, tls: Option<Arc<TlsLi
         websockets: false,
         bind_interface: None,
         client: ListenerClientOptions::default(),
+        mqttsn: None,
     }
 }
 

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::clock::WallClock;
 use crate::key;
-use crate::record::{EntryRecord, MessageRecord, SessionRecord, SubscriptionRecord};
+use crate::record::{EntryRecord, MessageRecord, SessionRecord, SnTopicRecord, SubscriptionRecord};
 use crate::store::{Store, Write};
 
 /// A write's place in the journal; writes are durable in this order.
@@ -45,6 +45,23 @@ pub enum FsyncPolicy {
     Interval(Duration),
     /// Never synced by the broker: safe against a crash of the broker, not of the machine.
     Never,
+}
+
+/// What the store holds of an MQTT-SN client besides its session: its topic ids and the will
+/// kept for its next connection (see [`Journal::read_mqttsn`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnSession {
+    /// Topic ids and their topics, in id order.
+    pub topics: Vec<(u16, midge_codec::TopicName)>,
+    /// The will, if one is kept.
+    pub will: Option<MessageRecord>,
+}
+
+impl SnSession {
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty() && self.will.is_none()
+    }
 }
 
 /// Counters of the journal's work.
@@ -283,6 +300,72 @@ impl Journal {
         self.submit(Write::Delete(key::incoming(client_id, packet_id)))
     }
 
+    /// Stores a topic id of an MQTT-SN client.
+    pub fn put_mqttsn_topic(&self, client_id: &str, topic_id: u16, record: &SnTopicRecord) -> Seq {
+        self.submit(Write::Put(
+            key::mqttsn_topic(client_id, topic_id),
+            record.encode(),
+        ))
+    }
+
+    /// Forgets a topic id of an MQTT-SN client.
+    pub fn delete_mqttsn_topic(&self, client_id: &str, topic_id: u16) -> Seq {
+        self.submit(Write::Delete(key::mqttsn_topic(client_id, topic_id)))
+    }
+
+    /// Stores (`Some`) or forgets (`None`) the will kept for an MQTT-SN client.
+    pub fn put_mqttsn_will(&self, client_id: &str, will: Option<&MessageRecord>) -> Seq {
+        match will {
+            Some(record) => self.submit(Write::Put(key::mqttsn_will(client_id), record.encode())),
+            None => self.submit(Write::Delete(key::mqttsn_will(client_id))),
+        }
+    }
+
+    /// Replaces everything kept of an MQTT-SN client with `state`, in one batch.
+    pub fn put_mqttsn(&self, client_id: &str, state: &SnSession) -> Seq {
+        let _group = self.atomic();
+        let mut seq = self.submit(Write::DeletePrefix(key::mqttsn_prefix(client_id)));
+        for (topic_id, topic) in &state.topics {
+            seq = self.put_mqttsn_topic(client_id, *topic_id, &SnTopicRecord { topic: topic.clone() });
+        }
+        if let Some(will) = &state.will {
+            seq = self.put_mqttsn_will(client_id, Some(will));
+        }
+        seq
+    }
+
+    /// Reads back what is kept of an MQTT-SN client, as far as it is committed. Records that
+    /// do not decode are logged and left out; a store that cannot be read gives nothing.
+    pub fn read_mqttsn(&self, client_id: &str) -> SnSession {
+        let mut state = SnSession::default();
+        let read = self
+            .shared
+            .store
+            .scan_prefix(&key::mqttsn_prefix(client_id), &mut |raw_key, value| {
+                match key::parse(raw_key) {
+                    Some(key::Key::MqttSnTopic(_, topic_id)) => match SnTopicRecord::decode(value) {
+                        Ok(record) => state.topics.push((topic_id, record.topic)),
+                        Err(error) => {
+                            tracing::error!(client_id, topic_id, %error, "a stored MQTT-SN topic id cannot be read; the client registers it again");
+                        }
+                    },
+                    Some(key::Key::MqttSnWill(_)) => match MessageRecord::decode(value) {
+                        Ok(record) => state.will = Some(record),
+                        Err(error) => {
+                            tracing::error!(client_id, %error, "a stored MQTT-SN will cannot be read; it is dropped");
+                        }
+                    },
+                    _ => {}
+                }
+                Ok(())
+            });
+        if let Err(error) = read {
+            tracing::error!(client_id, %error, "reading what the store keeps of an MQTT-SN client failed");
+            return SnSession::default();
+        }
+        state
+    }
+
     /// Stores the retained message of its topic.
     pub fn put_retained(&self, record: &MessageRecord) -> Seq {
         self.submit(Write::Put(key::retained(record.topic.as_str()), record.encode()))
@@ -479,6 +562,57 @@ mod tests {
         journal.close();
         assert_eq!(store.len(), 1600);
         assert!(checks > 0);
+    }
+
+    #[test]
+    fn an_mqttsn_clients_topic_ids_and_will_read_back_and_go_with_its_session() {
+        let store = Arc::new(MemoryStore::new());
+        let journal = Journal::start(store, FsyncPolicy::EveryBatch, 1);
+        let topic = |name: &str| midge_codec::TopicName::new(name.to_owned()).unwrap();
+        let will = MessageRecord {
+            topic: topic("sensors/gone"),
+            payload: bytes::Bytes::from_static(b"bye"),
+            qos: midge_codec::QoS::AtLeastOnce,
+            retain: true,
+            properties: Default::default(),
+            expires_at: None,
+            publisher: None,
+        };
+        journal.put_mqttsn_topic("other", 5, &SnTopicRecord { topic: topic("x") });
+        journal.put_mqttsn(
+            "node",
+            &SnSession {
+                topics: vec![(8, topic("a/b")), (9, topic("c"))],
+                will: Some(will.clone()),
+            },
+        );
+        journal.put_mqttsn_topic("node", 10, &SnTopicRecord { topic: topic("d") });
+        let seq = journal.delete_mqttsn_topic("node", 9);
+        assert!(journal.wait_durable_blocking(seq, Duration::from_secs(5)));
+        assert_eq!(
+            journal.read_mqttsn("node"),
+            SnSession {
+                topics: vec![(8, topic("a/b")), (10, topic("d"))],
+                will: Some(will),
+            }
+        );
+        // A rewrite replaces all of it.
+        let seq = journal.put_mqttsn(
+            "node",
+            &SnSession {
+                topics: vec![(11, topic("e"))],
+                will: None,
+            },
+        );
+        assert!(journal.wait_durable_blocking(seq, Duration::from_secs(5)));
+        assert_eq!(journal.read_mqttsn("node").topics, vec![(11, topic("e"))]);
+        assert_eq!(journal.read_mqttsn("node").will, None);
+        // Deleting the session deletes it too; another client's is untouched.
+        let seq = journal.delete_session("node");
+        assert!(journal.wait_durable_blocking(seq, Duration::from_secs(5)));
+        assert!(journal.read_mqttsn("node").is_empty());
+        assert_eq!(journal.read_mqttsn("other").topics, vec![(5, topic("x"))]);
+        journal.close();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Durable broker state for Midge: sessions, subscriptions, queued and in-flight messages,
-//! QoS 2 packet identifiers awaiting PUBREL, and retained messages, kept write-ahead so that an
+//! QoS 2 packet identifiers awaiting PUBREL, retained messages, and the MQTT-SN gateway's
+//! topic ids and wills of persistent clients, kept write-ahead so that an
 //! acknowledged message survives `kill -9` (and, with fsync, power loss).
 //!
 //! # Layout
@@ -34,9 +35,10 @@ mod error;
 
 pub use clock::WallClock;
 pub use error::StoreError;
-pub use journal::{AtomicWrites, FsyncPolicy, Journal, Seq};
+pub use journal::{AtomicWrites, FsyncPolicy, Journal, Seq, SnSession};
 pub use open::{MovedAside, Opened, Snapshot, StoredSession, open, open_bounded};
 pub use record::{
-    EntryRecord, EntryState, MessageRecord, RecordError, SessionRecord, SubscriptionRecord, WillRecord,
+    EntryRecord, EntryState, MessageRecord, RecordError, SessionRecord, SnTopicRecord, SubscriptionRecord,
+    WillRecord,
 };
 pub use store::{FjallStore, MemoryStore, Store, Write};

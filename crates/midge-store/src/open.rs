@@ -20,7 +20,7 @@ use midge_codec::PacketId;
 
 use crate::error::StoreError;
 use crate::key::{self, Key};
-use crate::record::{EntryRecord, FORMAT, MessageRecord, SessionRecord, SubscriptionRecord};
+use crate::record::{EntryRecord, FORMAT, MessageRecord, SessionRecord, SnTopicRecord, SubscriptionRecord};
 use crate::store::{FjallStore, OpenFailure, Store, Write};
 
 /// One session as read back, with everything under its key prefix.
@@ -182,6 +182,33 @@ impl Snapshot {
                         &mut snapshot,
                         raw_key,
                         format!("queued message {seq} of {client}: {error}"),
+                    ),
+                },
+                // The MQTT-SN gateway reads these when the client connects again; here they are
+                // only checked, and tied to their session so that they go if it is gone.
+                Key::MqttSnTopic(client, id) => match SnTopicRecord::decode(value) {
+                    Ok(_) if id != 0 && id != 0xFFFF => {
+                        sessions.entry(client.into()).or_default();
+                    }
+                    Ok(_) => unreadable(
+                        &mut snapshot,
+                        raw_key,
+                        format!("MQTT-SN topic id {id} of {client}: a reserved id"),
+                    ),
+                    Err(error) => unreadable(
+                        &mut snapshot,
+                        raw_key,
+                        format!("MQTT-SN topic id {id} of {client}: {error}"),
+                    ),
+                },
+                Key::MqttSnWill(client) => match MessageRecord::decode(value) {
+                    Ok(_) => {
+                        sessions.entry(client.into()).or_default();
+                    }
+                    Err(error) => unreadable(
+                        &mut snapshot,
+                        raw_key,
+                        format!("MQTT-SN will of {client}: {error}"),
                     ),
                 },
                 Key::Incoming(client, id) => match PacketId::new(id) {

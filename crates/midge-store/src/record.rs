@@ -120,6 +120,14 @@ pub struct EntryRecord {
     pub packet_id: Option<PacketId>,
 }
 
+/// A topic id of an MQTT-SN client (MQTT-SN 1.2 §6.5), kept with its persistent session so
+/// that the client can go on publishing on it after the broker restarts; the id is in the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnTopicRecord {
+    /// The topic the id stands for.
+    pub topic: TopicName,
+}
+
 fn header(buf: &mut BytesMut) {
     buf.put_u8(FORMAT);
 }
@@ -374,6 +382,25 @@ impl SubscriptionRecord {
             }),
             _ => Err(RecordError::Invalid("subscription count")),
         }
+    }
+}
+
+impl SnTopicRecord {
+    /// The value stored for this topic id: the format, then the topic name.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.topic.len() + 1);
+        header(&mut buf);
+        buf.put_slice(self.topic.as_bytes());
+        buf.freeze()
+    }
+
+    /// Reads a value written by [`SnTopicRecord::encode`].
+    pub fn decode(value: &[u8]) -> Result<Self, RecordError> {
+        let mut buf = value;
+        read_header(&mut buf)?;
+        let text = std::str::from_utf8(buf).map_err(|_| RecordError::Invalid("topic"))?;
+        let topic = TopicName::try_from(text).map_err(|_| RecordError::Invalid("topic"))?;
+        Ok(Self { topic })
     }
 }
 

@@ -42,6 +42,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Calls `visit` with every key and value, in key order; stops at the first error the
     /// visitor or the engine reports.
     fn scan(&self, visit: &mut Visitor<'_>) -> Result<(), StoreError>;
+
+    /// Calls `visit` with every key starting with `prefix` and its value, in key order; stops
+    /// as [`Store::scan`] does.
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError>;
 }
 
 /// The name of the one keyspace Midge uses inside a fjall database.
@@ -210,6 +214,14 @@ impl Store for FjallStore {
         }
         Ok(())
     }
+
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        for item in self.keyspace.prefix(prefix) {
+            let (key, value) = item.into_inner().map_err(engine)?;
+            visit(&key, &value)?;
+        }
+        Ok(())
+    }
 }
 
 /// A store in memory, for tests.
@@ -274,6 +286,17 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        let map = self.map.lock();
+        for (key, value) in map
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+        {
+            visit(key, value)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +332,28 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, vec![(b"a3".to_vec(), b"w".to_vec())]);
+        store
+            .apply(&[
+                Write::Put(b"b".to_vec(), Bytes::from_static(b"1")),
+                Write::Put(b"ba".to_vec(), Bytes::from_static(b"2")),
+                Write::Put(b"c".to_vec(), Bytes::from_static(b"3")),
+            ])
+            .unwrap();
+        let mut under_b = Vec::new();
+        store
+            .scan_prefix(b"b", &mut |k, _| {
+                under_b.push(k.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(under_b, vec![b"b".to_vec(), b"ba".to_vec()]);
+        store
+            .apply(&[
+                Write::Delete(b"b".to_vec()),
+                Write::Delete(b"ba".to_vec()),
+                Write::Delete(b"c".to_vec()),
+            ])
+            .unwrap();
     }
 
     #[test]

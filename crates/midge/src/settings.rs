@@ -18,6 +18,7 @@ use midge_server::config::{
     TlsOptions,
 };
 use midge_server::http::{Anonymous, HttpAuth, HttpSpec, LogRing};
+use midge_server::mqttsn::GatewaySpec;
 use midge_server::security::{self, Authenticator, ScramMethods};
 use midge_server::server::Endpoint;
 use midge_server::tls::TlsListener;
@@ -299,9 +300,16 @@ fn hostname() -> String {
 /// The listener to open for `listener`, `None` for kinds not supported yet.
 fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Option<ListenerSpec>> {
     let websockets = match listener.protocol {
-        Protocol::Mqtt => false,
+        Protocol::Mqtt | Protocol::MqttSn => false,
         Protocol::Websockets => true,
         Protocol::HttpApi => return Ok(None),
+    };
+    let mqttsn = match listener.protocol {
+        Protocol::MqttSn => Some(Arc::new(
+            GatewaySpec::load(&listener.mqttsn)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", describe(listener)))?,
+        )),
+        _ => None,
     };
     let max_connections = listener
         .max_connections
@@ -325,6 +333,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
                 websockets: false,
                 bind_interface: None,
                 client: client_options(listener),
+                mqttsn: None,
             }));
         }
     };
@@ -358,6 +367,7 @@ fn listener_spec(listener: &Listener, tcp_nodelay: bool) -> anyhow::Result<Optio
         websockets,
         bind_interface: listener.bind_interface.clone(),
         client: client_options(listener),
+        mqttsn,
     }))
 }
 

@@ -7,3 +7,4 @@ mod auth;
 mod disconnect;
 mod publish;
 mod subscribe;
+mod will;

@@ -90,12 +90,12 @@ impl Connection {
                 RetainHandling::SendIfNew => !existed && filter.shared().is_none(),
                 RetainHandling::DoNotSend => false,
             };
-            // The retained store is held from adding the subscription to queueing its retained
+            // The retained store (every shard) is held from adding the subscription to queueing its retained
             // messages, so a retained publish at this moment arrives once and in order (see
             // `Broker::publish`). They reach the client after the SUBACK: the queue is drained
             // only once this packet is handled.
             {
-                let store = self.broker.retained.read();
+                let store = self.broker.retained.read_all();
                 let existed = self.broker.index.write().subscribe(
                     &filter,
                     Subscriber {

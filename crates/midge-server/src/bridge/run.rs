@@ -333,7 +333,6 @@ impl Runner {
         self.remote_max_qos = connack.properties.maximum_qos.unwrap_or(QoS::ExactlyOnce);
         self.remote_retain = connack.properties.retain_available.unwrap_or(true);
         let address = self.address();
-        tracing::info!(event = "bridge.connected", bridge = %self.plan.name, %address, session_present = connack.session_present, "Bridge {} connected to {address} as {} (session present: {}).", self.plan.name, self.plan.client.client_id, connack.session_present);
 
         if let Some(notifications) = self.plan.notifications.clone().filter(|n| !n.local_only) {
             let qos = if self.remote_max_qos == QoS::AtMostOnce {
@@ -411,6 +410,9 @@ impl Runner {
                 tracing::error!(bridge = %self.plan.name, reason = %refusal.detail, "Bridge {}: the broker refused its local session: {}", self.plan.name, refusal.detail);
             }
         }
+        // Logged once the local subscriptions are in place, so that the line means the bridge
+        // carries what is published from now on (and a test can rely on it).
+        tracing::info!(event = "bridge.connected", bridge = %self.plan.name, %address, session_present = connack.session_present, "Bridge {} connected to {address} as {} (session present: {}).", self.plan.name, self.plan.client.client_id, connack.session_present);
         self.announce(true);
     }
 

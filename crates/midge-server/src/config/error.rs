@@ -144,6 +144,13 @@ pub enum Problem {
         /// The cap.
         cap: i64,
     },
+    /// `mqttsn_*` options on a listener that does not say `protocol mqttsn`.
+    #[error("only valid on a listener with `protocol mqttsn`")]
+    NotMqttSn,
+    /// A `protocol mqttsn` listener on something other than a UDP port, or with TLS options
+    /// (DTLS is not supported yet).
+    #[error("an mqttsn listener {0}")]
+    BadMqttSnListener(&'static str),
     /// The directory named by `include_dir` cannot be listed.
     #[error("cannot open directory \"{}\": {source}", dir.display())]
     IncludeDir {

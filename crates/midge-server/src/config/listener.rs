@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use midge_codec::{ProtocolVersion, QoS, TopicName};
 
+use super::mqttsn::MqttSnOptions;
 use super::{Area, Location};
 
 /// One listening socket and the options that apply to the clients that connect through it.
@@ -59,6 +60,8 @@ pub struct Listener {
     pub security: SecurityOptions,
     /// The TLS options: the listener speaks TLS when it has a `certfile` and `keyfile`.
     pub tls: TlsOptions,
+    /// The `mqttsn_*` options (used with `protocol mqttsn`).
+    pub mqttsn: MqttSnOptions,
     /// Feature areas that this listener's options need and Midge does not support yet (TLS
     /// options, `protocol websockets`, per-listener `password_file`, ...), in order, without
     /// repeats. The runtime must not open a listener whose needs it cannot meet, above all TLS:
@@ -87,6 +90,7 @@ impl Listener {
             accept_protocol_versions: vec![ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5],
             security: SecurityOptions::default(),
             tls: TlsOptions::default(),
+            mqttsn: MqttSnOptions::default(),
             not_supported_yet: Vec::new(),
         }
     }
@@ -178,6 +182,8 @@ pub enum Protocol {
     Websockets,
     /// Mosquitto 2.1's HTTP API. Not supported yet.
     HttpApi,
+    /// An MQTT-SN v1.2 gateway on UDP (the value Mosquitto reserved).
+    MqttSn,
 }
 
 /// A listener's TLS options, as mosquitto.conf names them.

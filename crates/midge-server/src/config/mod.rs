@@ -82,6 +82,7 @@ mod error;
 mod http;
 mod listener;
 mod logging;
+mod mqttsn;
 mod notice;
 mod parser;
 mod source;
@@ -101,6 +102,7 @@ pub use listener::{
     TlsOptions, TlsVersion,
 };
 pub use logging::{LogConfig, LogDestinations, LogFormat, LogType, LogTypes};
+pub use mqttsn::MqttSnOptions;
 pub use notice::{Area, Notice, NoticeKind};
 
 /// The broker's configuration: Mosquitto 2.0's defaults, changed by the lines of a

@@ -469,6 +469,10 @@ impl Parser {
             listeners.push(default);
         }
 
+        for listener in &listeners {
+            check_mqttsn(listener)?;
+        }
+
         let mut config = self.config;
         config.local_only = self.local_only;
         config.listeners = listeners;
@@ -553,4 +557,38 @@ pub(in crate::config) fn duplicate_of(
             ListenerOrigin::Declared(at) | ListenerOrigin::Default(at) => Some(at.clone()),
             ListenerOrigin::LocalOnly => None,
         })
+}
+
+/// `mqttsn_*` options need `protocol mqttsn`, and an MQTT-SN listener needs a UDP port and no
+/// TLS options (DTLS is not supported yet).
+fn check_mqttsn(listener: &Listener) -> Result<(), ConfigError> {
+    let fail = |at: &Location, directive: &str, problem| ConfigError::Directive {
+        at: at.clone(),
+        directive: directive.to_owned(),
+        problem,
+    };
+    if listener.protocol != Protocol::MqttSn {
+        return match &listener.mqttsn.first_option {
+            Some((at, directive)) => Err(fail(at, directive, Problem::NotMqttSn)),
+            None => Ok(()),
+        };
+    }
+    let (ListenerOrigin::Declared(at) | ListenerOrigin::Default(at)) = &listener.origin else {
+        return Ok(());
+    };
+    if matches!(listener.address, ListenerAddress::Unix { .. }) {
+        return Err(fail(
+            at,
+            "listener",
+            Problem::BadMqttSnListener("needs a UDP port, not a Unix socket"),
+        ));
+    }
+    if listener.tls.enabled() {
+        return Err(fail(
+            at,
+            "listener",
+            Problem::BadMqttSnListener("cannot use TLS options (DTLS is not supported yet)"),
+        ));
+    }
+    Ok(())
 }

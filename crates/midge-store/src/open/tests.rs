@@ -79,6 +79,45 @@ fn a_snapshot_holds_what_was_written_and_drops_orphans() {
 }
 
 #[test]
+fn mqttsn_records_stay_with_their_session_and_go_without_it() {
+    let store = Arc::new(MemoryStore::new());
+    let journal = Journal::start(store.clone(), FsyncPolicy::Never, 1);
+    let topic = |name: &str| TopicName::new(name.to_owned()).unwrap();
+    journal.put_session("sensor", &session());
+    journal.put_mqttsn(
+        "sensor",
+        &crate::SnSession {
+            topics: vec![(8, topic("a/b"))],
+            will: Some(message("gone")),
+        },
+    );
+    journal.put_mqttsn_topic("orphan", 9, &SnTopicRecord { topic: topic("x") });
+    journal.put_mqttsn_will("orphan", Some(&message("w")));
+    journal.close();
+    store
+        .apply(&[
+            Write::Put(key::mqttsn_topic("sensor", 10), Bytes::from_static(b"\x01a/+")),
+            Write::Put(key::mqttsn_topic("sensor", 0xFFFF), Bytes::from_static(b"\x01ok")),
+        ])
+        .unwrap();
+
+    let snapshot = Snapshot::load(store.as_ref()).unwrap();
+    assert_eq!(snapshot.sessions.len(), 1);
+    assert_eq!(snapshot.unreadable.len(), 2, "{:?}", snapshot.unreadable);
+    store.apply(&snapshot.cleanup).unwrap();
+    let journal = Journal::start(store, FsyncPolicy::Never, 1);
+    assert_eq!(
+        journal.read_mqttsn("sensor"),
+        crate::SnSession {
+            topics: vec![(8, topic("a/b"))],
+            will: Some(message("gone")),
+        }
+    );
+    assert!(journal.read_mqttsn("orphan").is_empty());
+    journal.close();
+}
+
+#[test]
 fn an_unreadable_record_is_reported_and_skipped() {
     let store = MemoryStore::new();
     store

@@ -35,6 +35,24 @@ fn a_message_reads_back() {
 }
 
 #[test]
+fn an_mqttsn_topic_id_reads_back_and_a_bad_one_is_refused() {
+    let record = SnTopicRecord {
+        topic: TopicName::try_from("sensors/kitchen/temperature").unwrap(),
+    };
+    assert_eq!(SnTopicRecord::decode(&record.encode()).unwrap(), record);
+    assert_eq!(SnTopicRecord::decode(b"\x02a"), Err(RecordError::Format(2)));
+    assert_eq!(SnTopicRecord::decode(b""), Err(RecordError::Truncated("format")));
+    assert_eq!(
+        SnTopicRecord::decode(b"\x01a/#"),
+        Err(RecordError::Invalid("topic"))
+    );
+    assert_eq!(
+        SnTopicRecord::decode(b"\x01\xff"),
+        Err(RecordError::Invalid("topic"))
+    );
+}
+
+#[test]
 fn a_session_reads_back() {
     let record = SessionRecord {
         expiry_secs: Some(3600),

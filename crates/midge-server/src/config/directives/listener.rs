@@ -105,12 +105,14 @@ fn protocol(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
         ("mqtt", Protocol::Mqtt),
         ("websockets", Protocol::Websockets),
         ("http_api", Protocol::HttpApi),
+        ("mqttsn", Protocol::MqttSn),
     ];
-    let protocol = value::choice(args.value()?, "mqtt, websockets or http_api", &choices)?;
+    let protocol = value::choice(args.value()?, "mqtt, websockets, mqttsn or http_api", &choices)?;
     parser.listener_option(false);
     let not_yet = match protocol {
         Protocol::Mqtt => None,
         Protocol::Websockets => None,
+        Protocol::MqttSn => None,
         Protocol::HttpApi => Some(Area::Other),
     };
     let draft = parser.current_listener();

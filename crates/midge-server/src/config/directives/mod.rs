@@ -16,6 +16,7 @@ mod general;
 mod http;
 mod listener;
 mod logging;
+mod mqttsn;
 mod persistence;
 mod security;
 mod tls;
@@ -66,7 +67,7 @@ pub(super) enum Support {
 }
 
 /// The groups, in the order of `docs/configuration.md`.
-pub(super) const GROUPS: [(&str, &[Directive]); 8] = [
+pub(super) const GROUPS: [(&str, &[Directive]); 9] = [
     ("General", general::DIRECTIVES),
     ("Logging", logging::DIRECTIVES),
     ("Security", security::DIRECTIVES),
@@ -75,6 +76,7 @@ pub(super) const GROUPS: [(&str, &[Directive]); 8] = [
     ("Persistence", persistence::DIRECTIVES),
     ("Bridges", bridge::DIRECTIVES),
     ("HTTP API", http::DIRECTIVES),
+    ("MQTT-SN", mqttsn::DIRECTIVES),
 ];
 
 /// Every known directive.

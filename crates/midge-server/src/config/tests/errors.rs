@@ -128,8 +128,8 @@ fn missing_value() {
 #[test]
 fn unknown_choice() {
     assert_eq!(
-        error("listener 1883\nprotocol mqttsn\n"),
-        "test.conf:2: protocol: expected mqtt, websockets or http_api, got \"mqttsn\""
+        error("listener 1883\nprotocol coap\n"),
+        "test.conf:2: protocol: expected mqtt, websockets, mqttsn or http_api, got \"coap\""
     );
     assert_eq!(
         error("listener 1883\nsocket_domain ipv5"),
@@ -439,5 +439,30 @@ fn bad_values_of_the_tls_and_limit_directives_name_the_line() {
     assert_eq!(
         error("sys_interval soon"),
         "test.conf:1: sys_interval: expected a whole number, got \"soon\""
+    );
+}
+
+#[test]
+fn mqttsn_options_need_an_mqttsn_listener_on_udp_without_tls() {
+    assert_eq!(
+        error("listener 1883\nmqttsn_gateway_id 3\n"),
+        "test.conf:2: mqttsn_gateway_id: only valid on a listener with `protocol mqttsn`"
+    );
+    assert_eq!(
+        error("mqttsn_gateway_id 3\n"),
+        "test.conf:1: mqttsn_gateway_id: only valid after a `listener` line"
+    );
+    assert_eq!(
+        error("listener 0 /tmp/sn.sock\nprotocol mqttsn\n"),
+        "test.conf:1: listener: an mqttsn listener needs a UDP port, not a Unix socket"
+    );
+    assert_eq!(
+        error("listener 1884\nprotocol mqttsn\nmqttsn_predefined_topic 1 a/b\nmqttsn_predefined_topic 1 c\n"),
+        "test.conf:4: mqttsn_predefined_topic: expected a topic id and a topic that no other \
+         mqttsn_predefined_topic line of this listener has, got \"1 c\""
+    );
+    assert_eq!(
+        error("listener 1884\nprotocol mqttsn\nmqttsn_predefined_topic 1 a/+\n"),
+        "test.conf:3: mqttsn_predefined_topic: \"a/+\" is not a valid topic name: [MQTT-3.3.2-2] topic name contains a wildcard character"
     );
 }

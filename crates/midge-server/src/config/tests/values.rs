@@ -275,3 +275,15 @@ fn bridge_block_values_and_defaults() {
     assert!(!plain.tls.enabled());
     assert_eq!(plain.remote_clientid, None);
 }
+
+#[test]
+fn mqttsn_forwarders_are_off_unless_a_listener_says_so() {
+    let config =
+        parse("listener 1884\nprotocol mqttsn\nlistener 1885\nprotocol mqttsn\nmqttsn_forwarders true\n");
+    let forwarders: Vec<bool> = config
+        .listeners
+        .iter()
+        .map(|listener| listener.mqttsn.forwarders)
+        .collect();
+    assert_eq!(forwarders, [false, true]);
+}
