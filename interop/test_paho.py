@@ -117,7 +117,7 @@ class PahoBothVersions(unittest.TestCase):
         self.assertEqual(got, list(range(200)))
 
     def test_retained_message_set_replaced_and_cleared(self):
-        """[MQTT-3.3.1-5], [MQTT-3.3.1-8], [MQTT-3.3.1-10]."""
+        """[MQTT-3.3.1-5], [MQTT-3.3.1-6]; RETAIN on the retained copy: §3.3.1.3."""
         for protocol in (V311, V5):
             with self.subTest(protocol=protocol):
                 pub = self.client(f"rpub-{protocol}", protocol)
@@ -145,12 +145,12 @@ class PahoBothVersions(unittest.TestCase):
                 for n in range(5):
                     pub.publish(f"away{protocol}/x", str(n).encode(), 1)
                 back = self.client(cid, protocol, clean=False, session_expiry=300)
-                self.assertTrue(back.flags.session_present, "[MQTT-3.2.2-2]")
+                self.assertTrue(back.flags.session_present, "[MQTT-3.2.2-3]")
                 self.assertEqual([back.message().payload for _ in range(5)],
                                  [str(n).encode() for n in range(5)])
 
     def test_will_published_on_keep_alive_timeout_not_after_disconnect(self):
-        """[MQTT-3.1.2-8], [MQTT-3.1.2-24]: a silent client is dropped after 1.5 x keep alive."""
+        """[MQTT-3.1.2-8], [MQTT-3.1.2-22]: a silent client is dropped after 1.5 x keep alive."""
         for protocol in (V311, V5):
             with self.subTest(protocol=protocol):
                 watcher = self.client(f"watch-{protocol}", protocol)

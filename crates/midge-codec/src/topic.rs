@@ -169,7 +169,7 @@ impl TryFrom<&str> for TopicName {
 }
 
 /// A Topic Filter: non-empty, `#` only as the whole last level, `+` only as a whole level
-/// [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3], and a well-formed shared subscription when it
+/// [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.3-1], and a well-formed shared subscription when it
 /// starts with `$share/` [MQTT-4.8.2-1] [MQTT-4.8.2-2].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicFilter(ByteString);

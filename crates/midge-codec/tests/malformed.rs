@@ -414,6 +414,24 @@ fn catalogue() -> Vec<Case> {
             malformed,
         ),
         case(
+            "[MQTT-3.3.2-13] Response Topic is not UTF-8",
+            V5,
+            publish5(&[0x08, 0, 2, 0xC3, 0x28]),
+            E::InvalidUtf8 {
+                field: "Response Topic",
+            },
+            malformed,
+        ),
+        case(
+            "[MQTT-3.3.2-19] Content Type is not UTF-8",
+            V5,
+            publish5(&[0x03, 0, 1, 0xFF]),
+            E::InvalidUtf8 {
+                field: "Content Type",
+            },
+            malformed,
+        ),
+        case(
             "[MQTT-1.5.4-1] User Property name is not UTF-8",
             V5,
             publish5(&[0x26, 0, 1, 0xFF, 0, 0]),
@@ -552,6 +570,34 @@ fn catalogue() -> Vec<Case> {
             E::Truncated {
                 field: "will payload",
             },
+            malformed,
+        ),
+        case(
+            "[MQTT-3.1.2-17] user name flag without a user name",
+            V311,
+            connect4(0x82, &[]),
+            E::Truncated { field: "user name" },
+            malformed,
+        ),
+        case(
+            "[MQTT-3.1.2-19] password flag without a password",
+            V311,
+            connect4(0xC2, &[0, 1, b'u']),
+            E::Truncated { field: "password" },
+            malformed,
+        ),
+        case(
+            "[MQTT-3.1.3-11] will topic is not UTF-8",
+            V5,
+            connect5(0x06, &[], &[0, 0, 2, 0xC3, 0x28, 0, 0]),
+            E::InvalidUtf8 { field: "will topic" },
+            malformed,
+        ),
+        case(
+            "[MQTT-3.1.3-12] user name is not UTF-8",
+            V311,
+            connect4(0x82, &[0, 1, 0x80]),
+            E::InvalidUtf8 { field: "user name" },
             malformed,
         ),
         case(
@@ -789,6 +835,24 @@ fn catalogue() -> Vec<Case> {
             packet(0xA2, &[0, 1]),
             E::EmptyUnsubscribe,
             protocol,
+        ),
+        case(
+            "[MQTT-3.10.3-1] UNSUBSCRIBE filter is not UTF-8",
+            V311,
+            packet(0xA2, &[0, 1, 0, 2, 0xC3, 0x28]),
+            E::InvalidUtf8 {
+                field: "topic filter",
+            },
+            malformed,
+        ),
+        case(
+            "[MQTT-3.8.3-1] topic filter is not UTF-8",
+            V5,
+            subscribe(V5, &[0xC3, 0x28], 0),
+            E::InvalidUtf8 {
+                field: "topic filter",
+            },
+            malformed,
         ),
         case(
             "[MQTT-4.7.1-1] UNSUBSCRIBE '#' not last",

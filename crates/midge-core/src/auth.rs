@@ -36,7 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use bytestring::ByteString;
 use midge_codec::properties::AuthProperties;
-use midge_codec::{Auth, ConnAck, Connect, Packet, PacketType, ReasonCode};
+use midge_codec::{Auth, Connect, Packet, PacketType, ReasonCode};
 
 use crate::broker::{Broker, Refusal};
 use crate::config::ClientRules;
@@ -139,6 +139,12 @@ impl Broker {
         out: &mut Outbox,
     ) -> Result<Admitted, Refusal> {
         let method = match &connect.properties.authentication_method {
+            // A listener that redirects its clients does not authenticate them first.
+            Some(_) if rules.redirect.is_some() => {
+                return self
+                    .connect_on(connect, credentials, rules, link, now, out)
+                    .map(Admitted::Connected);
+            }
             Some(method) if connect.protocol.is_v5() => method.clone(),
             _ => {
                 return self
@@ -150,8 +156,11 @@ impl Broker {
         let Some(exchange) = rules.auth.as_ref().and_then(|methods| methods.start(&method)) else {
             // [MQTT-4.12.0-1]
             return Err(self.refuse_connect(
+                &connect,
+                rules,
                 ReasonCode::BadAuthenticationMethod,
                 format!("authentication method \"{method}\" is not offered [MQTT-4.12.0-1]"),
+                true,
                 out,
             ));
         };
@@ -167,16 +176,26 @@ impl Broker {
         handshake.step(&data, now, out)
     }
 
-    /// Counts a refused CONNECT and puts its CONNACK in `out`.
-    pub(crate) fn refuse_connect(&self, reason: ReasonCode, detail: String, out: &mut Outbox) -> Refusal {
+    /// Counts a refused CONNECT and puts its CONNACK in `out`; `explain`: whether `detail`
+    /// may go to the client as the Reason String.
+    pub(crate) fn refuse_connect(
+        &self,
+        connect: &Connect,
+        rules: &ClientRules,
+        reason: ReasonCode,
+        detail: String,
+        explain: bool,
+        out: &mut Outbox,
+    ) -> Refusal {
         let reason = if reason.allowed_in(PacketType::ConnAck) {
             reason
         } else {
             ReasonCode::NotAuthorized
         };
         Stats::bump(&self.stats().connects_refused);
-        out.send(&Packet::ConnAck(ConnAck::new(reason)));
-        Refusal { reason, detail }
+        let refusal = Refusal { reason, detail };
+        crate::connack::send_refusal(connect, rules, &refusal, explain, out);
+        refusal
     }
 }
 
@@ -224,7 +243,14 @@ impl Handshake {
     }
 
     fn protocol_error(&self, detail: String, out: &mut Outbox) -> Refusal {
-        self.broker.refuse_connect(ReasonCode::ProtocolError, detail, out)
+        self.broker.refuse_connect(
+            &self.connect,
+            &self.rules,
+            ReasonCode::ProtocolError,
+            detail,
+            true,
+            out,
+        )
     }
 
     fn step(mut self, data: &[u8], now: Instant, out: &mut Outbox) -> Result<Admitted, Refusal> {
@@ -239,10 +265,13 @@ impl Handshake {
                 Ok(Admitted::Authenticating(self))
             }
             AuthStep::Failure { reason, detail } => {
-                // [MQTT-4.12.0-4]
+                // [MQTT-4.12.0-4]. The detail (an unknown user, say) is for the log only.
                 Err(self.broker.refuse_connect(
+                    &self.connect,
+                    &self.rules,
                     reason,
                     format!("{} authentication failed: {detail}", self.method),
+                    false,
                     out,
                 ))
             }
@@ -259,8 +288,11 @@ impl Handshake {
                     && *named != username
                 {
                     return Err(broker.refuse_connect(
+                        &connect,
+                        &rules,
                         ReasonCode::BadUserNameOrPassword,
                         format!("CONNECT names user \"{named}\" but {method} authenticated \"{username}\""),
+                        false,
                         out,
                     ));
                 }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use bytestring::ByteString;
-use midge_codec::properties::ConnAckProperties;
 use midge_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 use midge_store::{Journal, Seq};
 use parking_lot::{Mutex, RwLock};
@@ -266,7 +265,7 @@ impl Broker {
             Ok(checked) => checked,
             Err(refusal) => {
                 Stats::bump(&self.stats.connects_refused);
-                out.send(&Packet::ConnAck(ConnAck::new(refusal.reason)));
+                crate::connack::send_refusal(&connect, rules, &refusal, true, out);
                 return Err(refusal);
             }
         };
@@ -275,11 +274,12 @@ impl Broker {
             self.take_session(&client_id, connect.clean_start)
         else {
             Stats::bump(&self.stats.connects_refused);
-            out.send(&Packet::ConnAck(ConnAck::new(ReasonCode::QuotaExceeded)));
-            return Err(Refusal {
+            let refusal = Refusal {
                 reason: ReasonCode::QuotaExceeded,
                 detail: "global_max_clients reached".to_owned(),
-            });
+            };
+            crate::connack::send_refusal(&connect, rules, &refusal, true, out);
+            return Err(refusal);
         };
         if let Some(will) = will_to_publish {
             self.publish_will(will, now);
@@ -324,7 +324,7 @@ impl Broker {
         connack.session_present = session_present;
         let (auth, auth_data) = auth.map_or((None, None), |(auth, data)| (Some(auth), data));
         if version.is_v5() {
-            let mut properties = self.connack_properties(&connect, &checked);
+            let mut properties = crate::connack::accepted(&self.config, &connect, &checked);
             if let Some(auth) = &auth {
                 // [MQTT-4.12.0-5]: the CONNECT's method, and the method's last word.
                 properties.authentication_method = Some(auth.method.clone());
@@ -399,6 +399,9 @@ impl Broker {
                 detail: detail.to_owned(),
             })
         };
+        if let Some(redirect) = crate::connack::redirect(rules) {
+            return Err(redirect);
+        }
         let version = connect.protocol;
         if !rules.accepted_versions.is_empty() && !rules.accepted_versions.contains(&version) {
             return refuse(
@@ -479,11 +482,22 @@ impl Broker {
             if will.retain && !self.config.retain_available {
                 return refuse(
                     ReasonCode::RetainNotSupported,
-                    "will retain, and retain_available is false",
+                    "will retain, and retain_available is false [MQTT-3.2.2-13]",
                 );
             }
             if will.qos > self.config.max_qos {
-                return refuse(ReasonCode::QosNotSupported, "will QoS above max_qos");
+                return refuse(
+                    ReasonCode::QosNotSupported,
+                    "will QoS above max_qos [MQTT-3.2.2-12]",
+                );
+            }
+            if will.properties.payload_format_indicator == Some(midge_codec::PayloadFormat::Utf8)
+                && std::str::from_utf8(&will.payload).is_err()
+            {
+                return refuse(
+                    ReasonCode::PayloadFormatInvalid,
+                    "will payload is not UTF-8, as its Payload Format Indicator says (§3.1.3.2.3)",
+                );
             }
         }
         Ok(CheckedConnect {
@@ -518,31 +532,6 @@ impl Broker {
         } else {
             self.config.persistent_client_expiration
         }
-    }
-
-    fn connack_properties(&self, connect: &Connect, checked: &CheckedConnect) -> ConnAckProperties {
-        let config = &self.config;
-        let mut properties = ConnAckProperties::default();
-        if checked.assigned {
-            properties.assigned_client_identifier = Some(checked.client_id.clone());
-        }
-        if checked.keep_alive != connect.keep_alive {
-            properties.server_keep_alive = Some(checked.keep_alive);
-        }
-        properties.receive_maximum = std::num::NonZeroU16::new(config.receive_maximum);
-        if config.max_packet_size < midge_codec::PROTOCOL_MAX_PACKET_SIZE {
-            properties.maximum_packet_size = std::num::NonZeroU32::new(config.max_packet_size);
-        }
-        if config.max_topic_alias > 0 {
-            properties.topic_alias_maximum = Some(config.max_topic_alias);
-        }
-        if !config.retain_available {
-            properties.retain_available = Some(false);
-        }
-        if config.max_qos < QoS::ExactlyOnce {
-            properties.maximum_qos = Some(config.max_qos);
-        }
-        properties
     }
 
     /// Finds or makes the session for `client_id` and detaches whatever connection had it
@@ -664,7 +653,7 @@ impl Broker {
         let access = guard.rules();
         let mut routed = Routed::default();
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
-        // every subscription identifier [MQTT-3.3.5-1] [MQTT-3.3.4-3..5].
+        // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5].
         matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
         let mut plain = matches.plain.into_iter().peekable();
         while let Some(first) = plain.next() {
@@ -830,11 +819,15 @@ impl Broker {
                 return;
             }
             if let Some(will) = will {
-                let ends_first = expiry.is_some_and(|e| e <= will.delay);
-                if ended + will.delay <= now || ends_first {
+                if ended + will.delay <= now {
                     will_now = Some(will);
                 } else {
-                    will_due = Some(ended + will.delay);
+                    // It waits for its delay or the session's end, whichever comes first
+                    // [MQTT-3.1.2-8]: `end_session` publishes a will still waiting.
+                    let ends_first = expiry.is_some_and(|e| e <= will.delay);
+                    if !ends_first {
+                        will_due = Some(ended + will.delay);
+                    }
                     session.will = Some(will);
                 }
             }
@@ -889,7 +882,7 @@ impl Broker {
             self.unpersist(&cell.client_id, &mut session);
             session.will.take()
         };
-        // A delayed will still pending goes out when the session ends [MQTT-3.1.3-9].
+        // A delayed will still pending goes out when the session ends [MQTT-3.1.2-8].
         if let Some(will) = will {
             self.publish_will(will, now);
         }

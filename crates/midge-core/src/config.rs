@@ -56,6 +56,19 @@ pub struct BrokerConfig {
     /// How many bytes of encoded packets a connection may hold waiting for its socket before the
     /// broker stops moving queued messages to it.
     pub outbox_high_water: usize,
+    /// `wildcard_subscription_available` (Midge): accept filters with `+` and `#`. When false,
+    /// CONNACK says so and an MQTT 5 SUBSCRIBE with one gets DISCONNECT 0xA2.
+    pub wildcard_subscriptions: bool,
+    /// `subscription_identifier_available` (Midge): accept Subscription Identifiers. When
+    /// false, CONNACK says so and a SUBSCRIBE with one gets DISCONNECT 0xA1.
+    pub subscription_identifiers: bool,
+    /// `shared_subscription_available` (Midge): accept `$share/` filters. When false, CONNACK
+    /// says so and an MQTT 5 SUBSCRIBE with one gets DISCONNECT 0x9E.
+    pub shared_subscriptions: bool,
+    /// `response_information` (Midge): a client that sets Request Response Information gets
+    /// this followed by its client identifier as Response Information, the root of the topics
+    /// it may take responses on (`None`: no Response Information is sent).
+    pub response_information: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -80,6 +93,10 @@ impl Default for BrokerConfig {
             max_topic_alias: 10,
             receive_maximum: 20,
             outbox_high_water: 256 * 1024,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+            response_information: None,
         }
     }
 }
@@ -108,6 +125,20 @@ pub struct ClientRules {
     /// The enhanced authentication methods offered (`scram_file`); `None`: none, and a
     /// CONNECT naming a method is refused with 0x8C.
     pub auth: Option<std::sync::Arc<dyn crate::auth::AuthMethods>>,
+    /// `server_reference` (Midge): every client is refused and, in MQTT 5, sent to another
+    /// server (§4.11); `None`: clients are served here.
+    pub redirect: Option<Redirect>,
+}
+
+/// Where a listener sends its clients instead of serving them (§4.11 Server redirection): the
+/// building block for draining a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The Server Reference sent with the refusal: another server's address, or several
+    /// separated by spaces (the form §4.11 suggests, not one it requires).
+    pub reference: ByteString,
+    /// For good (0x9D Server moved) rather than for now (0x9C Use another server).
+    pub moved: bool,
 }
 
 impl BrokerConfig {
@@ -122,6 +153,7 @@ impl BrokerConfig {
             accepted_versions: Vec::new(),
             listener: 0,
             auth: None,
+            redirect: None,
         }
     }
 

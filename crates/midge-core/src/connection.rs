@@ -19,6 +19,7 @@ use crate::auth::ConnectionAuth;
 use crate::broker::{Broker, CheckedConnect};
 use crate::message::Delivery;
 use crate::outbox::Outbox;
+use crate::problem::ProblemInfo;
 use crate::session::{Awaiting, Inflight, SessionCell};
 use crate::stats::{DropReason, Stats};
 use crate::topic_alias::{AliasPlan, OutboundAliases};
@@ -53,7 +54,7 @@ pub struct Connection {
     pub(crate) topic_aliases: HashMap<u16, TopicName>,
     /// The client's Maximum Packet Size.
     pub(crate) client_max_packet_size: Option<u32>,
-    /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change [MQTT-3.14.2-2].
+    /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change (§3.14.2.2.2).
     pub(crate) connect_expiry_was_zero: bool,
     /// The listener's `mount_point`: put before the client's topics and filters, taken off
     /// what it receives.
@@ -73,6 +74,8 @@ pub struct Connection {
     /// Subscribers' queues this client's messages congested: it is not read until they drain
     /// (`backpressure.rs`).
     pub(crate) waiting_on: Vec<Arc<SessionCell>>,
+    /// What the client lets the broker explain in Reason Strings (`problem.rs`).
+    pub(crate) problem: ProblemInfo,
 }
 
 impl Connection {
@@ -107,6 +110,7 @@ impl Connection {
                 .and_then(OutboundAliases::new)
                 .map(|table| Box::new(Mutex::new(table))),
             waiting_on: Vec::new(),
+            problem: ProblemInfo::of(connect),
         }
     }
 
@@ -182,7 +186,7 @@ impl Connection {
     /// Ends the connection for a protocol violation: MQTT 5 clients get DISCONNECT with the
     /// reason first [MQTT-4.13.1-1].
     pub(crate) fn violation(&self, reason: ReasonCode, detail: &str, out: &mut Outbox) -> After {
-        self.send_disconnect(reason, out);
+        self.send_disconnect(reason, Some(detail), out);
         After::Close {
             publish_will: true,
             reason: format!("{detail} (reason {:#04x})", reason.as_u8()),
@@ -192,14 +196,19 @@ impl Connection {
     /// Puts a DISCONNECT with `reason` in the outbox if the client speaks MQTT 5 (earlier
     /// versions have no server DISCONNECT). A reason DISCONNECT may not carry (0x84, say, from
     /// a second CONNECT of an unknown protocol) is sent as 0x82 Protocol Error (§3.14.2.1).
-    pub fn send_disconnect(&self, reason: ReasonCode, out: &mut Outbox) {
+    /// `explanation` becomes its Reason String (by default, a few words for the reason code),
+    /// unless it would not fit the client's Maximum Packet Size (`problem.rs`). The server's
+    /// DISCONNECT never carries a Session Expiry Interval [MQTT-3.14.2-2].
+    pub fn send_disconnect(&self, reason: ReasonCode, explanation: Option<&str>, out: &mut Outbox) {
         if self.version.is_v5() {
             let reason = if reason.allowed_in(PacketType::Disconnect) {
                 reason
             } else {
                 ReasonCode::ProtocolError
             };
-            out.send(&Packet::Disconnect(Disconnect::new(reason)));
+            let explanation = explanation.or_else(|| default_explanation(reason));
+            self.problem
+                .send(Packet::Disconnect(Disconnect::new(reason)), explanation, out);
         }
     }
 
@@ -365,10 +374,30 @@ impl Connection {
         false
     }
 
+    /// Puts an acknowledgement in the outbox with `explanation` as its Reason String, where the
+    /// client allows it and it fits (`problem.rs`).
+    pub(crate) fn send_explained(&self, packet: Packet, explanation: Option<&str>, out: &mut Outbox) {
+        self.problem.send(packet, explanation, out);
+    }
+
     /// The connection is gone (socket closed, keep alive expired, protocol error, or the client
     /// disconnected). Detaches the session, publishing or scheduling the will if asked to.
     pub fn end(self, now: Instant, publish_will: bool) {
         self.broker
             .detach(&self.session, self.generation, publish_will, now);
     }
+}
+
+/// The Reason String of a DISCONNECT the broker sends for a reason of its own, not a client's
+/// violation (which is explained by what the client did).
+fn default_explanation(reason: ReasonCode) -> Option<&'static str> {
+    Some(match reason {
+        ReasonCode::ServerShuttingDown => "the broker is shutting down",
+        ReasonCode::KeepAliveTimeout => "nothing received for one and a half times the keep alive",
+        ReasonCode::SessionTakenOver => {
+            "another connection with this client identifier took over the session"
+        }
+        ReasonCode::AdministrativeAction => "disconnected by an administrator",
+        _ => return None,
+    })
 }

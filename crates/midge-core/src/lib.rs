@@ -11,6 +11,10 @@
 //! - [`message`]: a message and one subscriber's delivery of it.
 //! - [`outbox`]: encoded packets waiting for a connection's socket.
 //! - [`link`]: how the core wakes or closes a connection it does not own.
+//! - `connack`: what a CONNACK says: capabilities, decisions about the client, refusals and
+//!   server redirection.
+//! - `problem`: Reason Strings, within Request Problem Information and the client's Maximum
+//!   Packet Size.
 //! - [`access`]: the authentication verdicts and access rules the runtime supplies.
 //! - [`auth`]: enhanced authentication (AUTH, §4.12) at CONNECT and on a live connection,
 //!   with the methods the runtime supplies.
@@ -31,12 +35,14 @@ pub mod auth;
 pub mod backpressure;
 pub mod broker;
 pub mod config;
+mod connack;
 pub mod connection;
 mod handle;
 pub mod link;
 pub mod message;
 pub mod outbox;
 mod persist;
+mod problem;
 mod ratelimit;
 mod retained;
 mod session;
@@ -48,7 +54,7 @@ pub use access::{Access, AccessControl, Credentials, Identity};
 pub use admin::{SessionInfo, TopicActivity, TopicReport};
 pub use auth::{Admitted, AuthExchange, AuthMethods, AuthStep, Handshake};
 pub use broker::{Broker, Census, Refusal};
-pub use config::{BrokerConfig, ClientRules};
+pub use config::{BrokerConfig, ClientRules, Redirect};
 pub use connection::{After, Connection};
 pub use link::Link;
 pub use message::{Delivery, Message};

@@ -95,7 +95,7 @@ pub(crate) struct Retained {
 
 impl Retained {
     /// Stores `message` for its topic, replacing any; an empty payload deletes instead
-    /// [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+    /// [MQTT-3.3.1-6] [MQTT-3.3.1-7].
     pub(crate) fn set(&mut self, message: Arc<Message>) {
         let topic = message.topic.as_str().to_owned();
         let levels: Vec<&str> = topic.split('/').collect();

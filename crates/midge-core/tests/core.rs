@@ -44,13 +44,13 @@ fn mqtt_4_3_2_qos1_round_trip_between_two_clients() {
     assert_eq!(delivered.len(), 1);
     assert_eq!(&delivered[0].payload[..], b"hello");
     assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
-    assert!(!delivered[0].retain, "[MQTT-3.3.1-9]");
+    assert!(!delivered[0].retain, "[MQTT-3.3.1-12]");
     let id = delivered[0].packet_id.unwrap();
     sub.send(Packet::PubAck(Ack::new(id)), now);
 }
 
 #[test]
-fn mqtt_3_3_5_1_overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+fn mqtt_3_3_4_2_overlapping_subscriptions_deliver_once_at_the_highest_qos() {
     let now = Instant::now();
     let broker = broker(BrokerConfig::default());
     let mut sub = connect(&broker, V311, "sub", now);
@@ -92,13 +92,13 @@ fn mqtt_3_3_1_retained_messages_are_stored_replaced_and_deleted() {
     let delivered = publishes(&got);
     assert_eq!(delivered.len(), 1);
     assert_eq!(&delivered[0].payload[..], b"second", "[MQTT-3.3.1-5]");
-    assert!(delivered[0].retain, "[MQTT-3.3.1-8]");
+    assert!(delivered[0].retain, "§3.3.1.3 (3.1.1: [MQTT-3.3.1-8])");
 
     publisher.send(retained("r/1", ""), now);
-    assert_eq!(broker.retained_count(), 1, "[MQTT-3.3.1-10]");
+    assert_eq!(broker.retained_count(), 1, "[MQTT-3.3.1-6]");
     let mut late = connect(&broker, V311, "late", now);
     let (_, got) = late.send(subscribe(&[("r/1", QoS::AtMostOnce)], 1), now);
-    assert!(publishes(&got).is_empty(), "[MQTT-3.3.1-11]");
+    assert!(publishes(&got).is_empty(), "[MQTT-3.3.1-7]");
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn mqtt_3_1_2_8_will_is_published_on_abnormal_end_only() {
 }
 
 #[test]
-fn mqtt_3_1_3_2_will_delay_waits_and_a_reconnect_cancels_it() {
+fn mqtt_3_1_3_9_will_delay_waits_and_a_reconnect_cancels_it() {
     let start = Instant::now();
     let broker = broker(BrokerConfig::default());
     let mut watcher = watcher(&broker, start);
@@ -251,7 +251,7 @@ fn mqtt_4_4_0_1_persistent_session_queues_offline_and_resends_inflight_with_dup(
     let (mut sub, got) = connect_with(&broker, persistent, now);
     assert!(
         matches!(&got[0], Packet::ConnAck(a) if a.session_present),
-        "[MQTT-3.2.2-2]"
+        "[MQTT-3.2.2-3]"
     );
     let delivered = publishes(&got);
     assert_eq!(delivered.len(), 2);

@@ -153,7 +153,7 @@ fn a_restored_broker_resends_in_flight_with_the_same_ids_then_the_queue_in_order
     let Packet::ConnAck(ack) = &got[0] else {
         panic!("{got:?}")
     };
-    assert!(ack.session_present, "[MQTT-3.2.2-2]");
+    assert!(ack.session_present, "[MQTT-3.2.2-3]");
     let mut got = got;
     got.extend(sub.received(now));
     let all = publishes(&got);

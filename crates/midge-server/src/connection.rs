@@ -200,15 +200,15 @@ pub(crate) async fn serve<S: Transport>(
         Ending::Handled { publish_will, .. } => *publish_will,
         Ending::Eof | Ending::SocketError(_) => true,
         Ending::Timeout => {
-            connection.send_disconnect(ReasonCode::KeepAliveTimeout, &mut out);
+            connection.send_disconnect(ReasonCode::KeepAliveTimeout, None, &mut out);
             true
         }
         Ending::Malformed(error) => {
-            connection.send_disconnect(error.reason_code(), &mut out);
+            connection.send_disconnect(error.reason_code(), Some(&error.to_string()), &mut out);
             true
         }
         Ending::ClosedByBroker(reason) => {
-            connection.send_disconnect(*reason, &mut out);
+            connection.send_disconnect(*reason, None, &mut out);
             false
         }
     };

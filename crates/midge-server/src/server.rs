@@ -72,8 +72,8 @@ pub struct ListenerSpec {
     /// `bind_interface`: bind to this network device (`SO_BINDTODEVICE`, needs root or
     /// CAP_NET_RAW, as in Mosquitto).
     pub bind_interface: Option<String>,
-    /// `mount_point`, `use_username_as_clientid` and `accept_protocol_versions`: the listener's
-    /// own, laid over the client rules in force.
+    /// `mount_point`, `use_username_as_clientid`, `accept_protocol_versions` and
+    /// `server_reference`: the listener's own, laid over the client rules in force.
     pub client: ListenerClientOptions,
     /// `protocol mqttsn`: an MQTT-SN gateway on UDP instead of MQTT on TCP (TCP endpoints only).
     pub mqttsn: Option<Arc<GatewaySpec>>,
@@ -88,6 +88,8 @@ pub struct ListenerClientOptions {
     pub use_username_as_clientid: bool,
     /// `accept_protocol_versions` (empty: all).
     pub accepted_versions: Vec<midge_codec::ProtocolVersion>,
+    /// `server_reference` and `server_moved`: send every client elsewhere.
+    pub redirect: Option<midge_core::Redirect>,
 }
 
 /// How one listener admits clients.
@@ -583,6 +585,7 @@ async fn accept_loop(
         mount_point: spec.client.mount_point.clone(),
         use_username_as_clientid: spec.client.use_username_as_clientid,
         accepted_versions: spec.client.accepted_versions.clone(),
+        redirect: spec.client.redirect.clone(),
         listener: index,
         ..rules
     });

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use midge_core::{AccessControl, AuthMethods, BrokerConfig, ClientRules};
+use midge_core::{AccessControl, AuthMethods, BrokerConfig, ClientRules, Redirect};
 use midge_server::config::{
     Area, BindAddress, Config, Listener, ListenerAddress, ListenerOrigin, NoticeKind, Protocol, SocketDomain,
     TlsOptions,
@@ -154,6 +154,7 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
                             accepted_versions: Vec::new(),
                             listener: 0,
                             auth: scram_methods(&listener.security.scram_file, &mut scram_files)?,
+                            redirect: None,
                         },
                         authenticator,
                     });
@@ -214,6 +215,10 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         max_qos: first.max_qos,
         max_topic_alias: first.max_topic_alias,
         receive_maximum: if max_inflight == 0 { u16::MAX } else { max_inflight },
+        wildcard_subscriptions: config.wildcard_subscription_available,
+        subscription_identifiers: config.subscription_identifier_available,
+        shared_subscriptions: config.shared_subscription_available,
+        response_information: config.response_information.clone(),
         ..defaults
     };
     let mut password_files: Vec<(PathBuf, Arc<Authenticator>)> = authenticators
@@ -372,6 +377,10 @@ fn client_options(listener: &Listener) -> ListenerClientOptions {
         mount_point: listener.mount_point.as_ref().map(|m| m.as_byte_string().clone()),
         use_username_as_clientid: listener.use_username_as_clientid,
         accepted_versions: listener.accept_protocol_versions.clone(),
+        redirect: listener.server_reference.as_ref().map(|reference| Redirect {
+            reference: reference.as_str().into(),
+            moved: listener.server_moved,
+        }),
     }
 }
 

@@ -261,6 +261,8 @@ fn mqtt_4_12_0_4_wrong_passwords_and_unknown_users_get_connack_0x86_and_are_clos
             "{mechanism} {user}"
         );
         assert!(ack.properties.authentication_method.is_none());
+        // Nothing that tells a wrong password from an unknown user.
+        assert_eq!(ack.properties.reason_string, None, "{mechanism} {user}");
         client.expect_close();
     }
     // An unknown user is answered with a salt all the same, so that it cannot be told apart
@@ -491,6 +493,16 @@ fn mqtt_4_12_1_2_failed_reauthentication_gets_disconnect_0x87_and_the_connection
             matches!(&closing[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::NotAuthorized),
             "{user}: {closing:?}"
         );
+        // A wrong password is not told apart from anything else; bob proved who he is, and
+        // may hear that it is the wrong user.
+        let Packet::Disconnect(d) = &closing[0] else {
+            unreachable!()
+        };
+        let why = d.properties.reason_string.as_deref().unwrap_or_default();
+        match user {
+            "alice" => assert_eq!(why, "re-authentication failed"),
+            _ => assert!(why.contains("not as the connection's user"), "{why}"),
+        }
     }
 }
 

@@ -357,6 +357,10 @@ fn publishing_respects_the_broker_limits() {
         &json!({"topic": "a", "qos": 1.0, "payload": "1234"}),
     );
     assert_eq!(answer.json(), json!({"delivered": 0}));
+    // A topic no MQTT packet could carry [MQTT-4.7.3-3].
+    let long = "t".repeat(65_536);
+    let answer = send_json(addr, "POST", "/api/v1/publish", &json!({"topic": long}));
+    assert_error(&answer, 400, "bad_request");
 }
 
 #[test]

@@ -166,7 +166,7 @@ fn persistent_client_expiration_forgets_3_1_1_sessions() {
 }
 
 #[test]
-fn mqtt_3_1_2_11_v5_session_expiry_interval_is_honoured() {
+fn mqtt_3_1_2_23_v5_session_expiry_interval_is_honoured() {
     let midge = Midge::start("");
     let with_expiry = |id: &str, seconds: u32| {
         connect_with(V5, id, |c| {
@@ -210,7 +210,7 @@ fn v5_client_receive_maximum_bounds_what_the_broker_sends_unacknowledged() {
 }
 
 #[test]
-fn mqtt_3_3_4_8_a_client_exceeding_the_brokers_receive_maximum_is_disconnected() {
+fn mqtt_3_3_4_7_a_client_exceeding_the_brokers_receive_maximum_is_disconnected() {
     let midge = Midge::start("max_inflight_messages 2");
     let (mut c, ack) = RawClient::connected(midge.addr(), connect(V5, "greedy"));
     assert_eq!(ack.properties.receive_maximum, NonZeroU16::new(2));

@@ -58,7 +58,7 @@ fn assert_restored(midge: &Midge) {
     let (mut keeper, ack) = RawClient::connected(midge.addr(), connect_persistent(V311, "keeper"));
     assert!(
         ack.session_present,
-        "[MQTT-3.2.2-2] the session survived the restart"
+        "[MQTT-3.2.2-3] the session survived the restart"
     );
     for expected in ["first", "second"] {
         let message = keeper.recv_publish();

@@ -160,7 +160,7 @@ fn mqtt_3_1_4_3_takeover_closes_the_first_connection_and_publishes_its_will() {
     first.subscribe(&[("kept/#", QoS::AtLeastOnce)]);
 
     let (mut second, ack) = RawClient::connected(midge.addr(), connect_persistent(V5, "dup"));
-    assert!(ack.session_present, "the session continues [MQTT-3.2.2-2]");
+    assert!(ack.session_present, "the session continues [MQTT-3.2.2-3]");
     let before = first.expect_close();
     assert!(
         matches!(&before[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SessionTakenOver),
@@ -214,14 +214,14 @@ fn mqtt_3_2_2_session_present_and_queued_messages_for_a_persistent_client() {
         assert!(matches!(publisher.recv(), Packet::PingResp));
 
         let (mut sub, ack) = RawClient::connected(midge.addr(), connect_persistent(version, &id));
-        assert!(ack.session_present, "[MQTT-3.2.2-2]");
+        assert!(ack.session_present, "[MQTT-3.2.2-3]");
         for n in 1..=3 {
             let p = sub.recv_publish();
             assert_eq!(p.payload, Bytes::from(format!("m{n}")));
             sub.send(&puback(p.packet_id.unwrap()));
         }
         sub.expect_nothing(Duration::from_millis(300));
-        // A clean start discards the session [MQTT-3.1.2-6].
+        // A clean start discards the session [MQTT-3.1.2-4].
         sub.shutdown();
         let (_s, ack) = RawClient::connected(midge.addr(), connect(version, &id));
         assert!(!ack.session_present);
@@ -478,7 +478,7 @@ fn wildcards_plus_and_hash() {
 }
 
 #[test]
-fn mqtt_3_3_5_1_overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+fn mqtt_3_3_4_2_overlapping_subscriptions_deliver_once_at_the_highest_qos() {
     let midge = Midge::start("");
     let mut sub = RawClient::session(midge.addr(), V311, "overlap");
     sub.subscribe(&[("a/#", QoS::AtMostOnce), ("a/+", QoS::AtLeastOnce)]);
@@ -628,11 +628,11 @@ fn mqtt_3_3_1_5_retained_messages_are_stored_replaced_and_deleted() {
             ("ret/b".into(), "b".into(), true)
         ]
     );
-    // A live message to an existing subscriber has retain 0 in 3.1.1 [MQTT-3.3.1-9]
-    // (and in 5.0 without Retain As Published).
+    // A live message to an existing subscriber has retain 0: [MQTT-3.3.1-9] (3.1.1), and
+    // [MQTT-3.3.1-12] in 5.0 without Retain As Published.
     publisher.send(&publish_retained("ret/b", "live", QoS::AtMostOnce, 0));
     assert!(!sub.recv_publish().retain);
-    // An empty retained payload deletes [MQTT-3.3.1-10].
+    // An empty retained payload deletes [MQTT-3.3.1-6].
     publisher.send(&publish_retained("ret/a", Bytes::new(), QoS::AtMostOnce, 0));
     publisher.send(&Packet::PingReq);
     assert!(matches!(publisher.recv(), Packet::PingResp));
@@ -647,12 +647,12 @@ fn mqtt_3_3_1_5_retained_messages_are_stored_replaced_and_deleted() {
 fn retain_available_false_refuses_retained_publishes() {
     let midge = Midge::start("retain_available false");
     let (mut v5, ack) = RawClient::connected(midge.addr(), connect(V5, "r5"));
-    assert_eq!(ack.properties.retain_available, Some(false), "[MQTT-3.2.2-13]");
+    assert_eq!(ack.properties.retain_available, Some(false), "§3.2.2.3.5");
     v5.send(&publish_retained("r/x", "no", QoS::AtMostOnce, 0));
     let before = v5.expect_close();
     assert!(
         matches!(&before[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::RetainNotSupported),
-        "[MQTT-3.3.1-11] {before:?}"
+        "[MQTT-3.2.2-14] {before:?}"
     );
 }
 
@@ -683,7 +683,7 @@ fn mqtt_3_1_2_8_the_will_is_published_on_abrupt_close_but_not_after_disconnect()
         "[MQTT-3.14.4-3]: no will after DISCONNECT"
     );
     watcher.send(&puback(p.packet_id.unwrap()));
-    // The will was retained [MQTT-3.1.2-17].
+    // The will was retained [MQTT-3.1.2-15].
     let mut late = RawClient::session(midge.addr(), V311, "late");
     late.subscribe(&[("will/#", QoS::AtMostOnce)]);
     let p = late.recv_publish();
@@ -723,7 +723,7 @@ fn keep_alive_timeout_closes_after_one_and_a_half_times_and_publishes_the_will()
     let started = Instant::now();
     assert!(quiet.expect_close().is_empty());
     let waited = started.elapsed();
-    // [MQTT-3.1.2-24]: within one and a half keep alive periods (plus scheduling slack).
+    // [MQTT-3.1.2-22]: within one and a half keep alive periods (plus scheduling slack).
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
         "{waited:?}"
@@ -874,5 +874,5 @@ fn the_will_is_published_after_a_protocol_error_with_its_qos() {
     );
     let p = watcher.recv_publish();
     assert_eq!(&p.payload[..], b"broke the rules");
-    assert_eq!(p.qos, QoS::AtLeastOnce, "[MQTT-3.1.2-14]: the will's QoS");
+    assert_eq!(p.qos, QoS::AtLeastOnce, "§3.1.2.6: the will's QoS");
 }

@@ -986,7 +986,7 @@ fn forbidden_packet(rng: &mut Rng, version: ProtocolVersion, id: &str) -> Packet
             p.properties.subscription_identifiers = vec![SubscriptionId::new(7).unwrap()];
             Packet::Publish(p)
         }
-        // A Session Expiry Interval on DISCONNECT after CONNECT set none [MQTT-3.14.2-2].
+        // A Session Expiry Interval on DISCONNECT after CONNECT set none (§3.14.2.2.2).
         _ => {
             let mut d = Disconnect::new(ReasonCode::Success);
             d.properties.session_expiry_interval = Some(3600);

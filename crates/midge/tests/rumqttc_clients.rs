@@ -137,7 +137,7 @@ async fn v311_qos_0_1_2_in_both_directions() {
             }
             let got = sub.publish().await;
             assert_eq!(text(&got.payload), payload);
-            // Delivered at min(published QoS, granted QoS) [MQTT-3.8.4-6].
+            // Delivered at min(published QoS, granted QoS) [MQTT-3.8.4-8].
             assert_eq!(got.qos, std::cmp::min_by_key(qos, pub_qos, |q| *q as u8));
         }
     }
@@ -171,7 +171,7 @@ async fn v311_persistent_session_gets_what_was_published_while_away() {
         publisher.acked().await;
     }
     let (mut sub, ack) = Client4::start(&midge, "away", persistent).await;
-    assert!(ack.session_present, "[MQTT-3.2.2-2]");
+    assert!(ack.session_present, "[MQTT-3.2.2-3]");
     for n in 0..20 {
         assert_eq!(text(&sub.publish().await.payload), n.to_string());
     }
@@ -195,7 +195,7 @@ async fn v311_retained_message_and_will() {
         .await
         .unwrap();
     let retained = watcher.publish().await;
-    assert!(retained.retain, "[MQTT-3.3.1-8]");
+    assert!(retained.retain, "[MQTT-3.3.1-8] (3.1.1)");
     assert_eq!(text(&retained.payload), "on");
 
     // A client with a will whose connection dies: the will is published.
@@ -422,7 +422,120 @@ async fn v5_will_with_delay_from_rumqttc() {
     assert_eq!(text(&will.payload), "after a second");
     assert!(
         dropped.elapsed() >= Duration::from_millis(900),
-        "[MQTT-3.1.3-9] {:?}",
+        "[MQTT-3.1.2-8] {:?}",
         dropped.elapsed()
     );
+}
+
+/// Connects an MQTT 5 client that the broker refuses; returns rumqttc's error.
+async fn refused5(midge: &Midge, id: &str) -> rumqttc::v5::ConnectionError {
+    let options = v5::MqttOptions::new(id, "127.0.0.1", midge.port());
+    let (_client, mut eventloop) = v5::AsyncClient::new(options, 10);
+    loop {
+        match timeout(WAIT, eventloop.poll()).await.expect("an answer in time") {
+            Ok(_) => {}
+            Err(error) => return error,
+        }
+    }
+}
+
+/// CONNACK capabilities, Response Information and server redirection as rumqttc reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_connack_capabilities_response_information_and_redirection() {
+    let midge = Midge::start(
+        "max_qos 1\nretain_available false\nwildcard_subscription_available false\n\
+         subscription_identifier_available false\nshared_subscription_available false\n\
+         response_information replies/",
+    );
+    let (_c, ack) = Client5::start(&midge, "asks", |o| {
+        o.set_request_response_info(Some(1));
+    })
+    .await;
+    let p = ack.properties.expect("CONNACK properties");
+    assert_eq!(p.max_qos, Some(1));
+    assert_eq!(p.retain_available, Some(0));
+    assert_eq!(p.wildcard_subscription_available, Some(0));
+    assert_eq!(p.subscription_identifiers_available, Some(0));
+    assert_eq!(p.shared_subscription_available, Some(0));
+    assert_eq!(p.response_information.as_deref(), Some("replies/asks"));
+
+    let midge = Midge::start("server_reference other.example:1883");
+    let error = refused5(&midge, "moving").await;
+    assert!(
+        matches!(
+            error,
+            rumqttc::v5::ConnectionError::ConnectionRefused(
+                rumqttc::v5::mqttbytes::v5::ConnectReturnCode::UseAnotherServer
+            )
+        ),
+        "{error:?}"
+    );
+}
+
+/// No Local, Retain As Published, Subscription Identifiers, and a refused payload format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_subscription_options_identifiers_and_payload_format() {
+    use rumqttc::v5::mqttbytes::v5::{Filter, PubAckReason, SubscribeProperties};
+    let midge = Midge::start("");
+    let (mut me, _) = Client5::start(&midge, "me", |_| {}).await;
+    let mut filter = Filter::new("opt/#", v5::QoS::AtLeastOnce);
+    filter.nolocal = true;
+    filter.preserve_retain = true;
+    me.client
+        .subscribe_many_with_properties(
+            [filter],
+            SubscribeProperties {
+                id: Some(9),
+                user_properties: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    me.acked().await;
+    let (mut other, _) = Client5::start(&midge, "other", |_| {}).await;
+    // [MQTT-3.8.3-3]: my own message does not come back; the other's does, RETAIN kept
+    // [MQTT-3.3.1-13], with my subscription's identifier [MQTT-3.3.4-3].
+    me.client
+        .publish("opt/x", v5::QoS::AtLeastOnce, true, "mine")
+        .await
+        .unwrap();
+    me.acked().await;
+    other
+        .client
+        .publish("opt/x", v5::QoS::AtLeastOnce, true, "theirs")
+        .await
+        .unwrap();
+    other.acked().await;
+    let got = me.publish().await;
+    assert_eq!((text(&got.payload), got.retain), ("theirs", true));
+    assert_eq!(got.properties.unwrap().subscription_identifiers, [9]);
+
+    // Payload Format Indicator 1 over a payload that is not UTF-8: PUBACK 0x99 with a reason.
+    let properties = v5::PublishProperties {
+        payload_format_indicator: Some(1),
+        ..Default::default()
+    };
+    other
+        .client
+        .publish_with_properties(
+            "opt/y",
+            v5::QoS::AtLeastOnce,
+            false,
+            vec![0xFFu8, 0xFE],
+            properties,
+        )
+        .await
+        .unwrap();
+    let ack = loop {
+        match timeout(WAIT, other.events.recv())
+            .await
+            .expect("a PUBACK in time")
+        {
+            Some(Ok(v5::Packet::PubAck(ack))) => break ack,
+            Some(Ok(_)) => {}
+            end => panic!("{end:?}"),
+        }
+    };
+    assert_eq!(ack.reason, PubAckReason::PayloadFormatInvalid);
+    assert!(ack.properties.and_then(|p| p.reason_string).is_some());
 }

@@ -183,3 +183,69 @@ fn mqtt_3_3_2_7_aliases_end_with_the_connection() {
         "{closing:?}"
     );
 }
+
+/// A PUBLISH to `topic` (empty: by alias only) with Topic Alias `alias`.
+fn aliased(topic: &str, alias: u16, payload: &'static str) -> Packet {
+    let mut p = Publish::new(
+        if topic.is_empty() {
+            midge_codec::TopicName::empty()
+        } else {
+            midge_codec::TopicName::try_from(topic).unwrap()
+        },
+        payload,
+    );
+    p.properties.topic_alias = std::num::NonZeroU16::new(alias);
+    Packet::Publish(p)
+}
+
+#[test]
+fn mqtt_3_3_2_12_every_alias_from_1_to_the_maximum_is_accepted_and_none_above() {
+    let midge = Midge::start("max_topic_alias 10");
+    let mut watcher = subscriber(&midge, "watcher", None);
+    let (mut client, ack) = RawClient::connected(midge.addr(), connect(V5, "aliaser"));
+    assert_eq!(ack.properties.topic_alias_maximum, Some(10));
+    // Set 1 and 10 with their topics, then use them alone.
+    client.send(&aliased("low", 1, "set 1"));
+    client.send(&aliased("high", 10, "set 10"));
+    client.send(&aliased("", 1, "by 1"));
+    client.send(&aliased("", 10, "by 10"));
+    let got: Vec<(String, String)> = (0..4)
+        .map(|_| {
+            let p = watcher.recv_publish();
+            (
+                p.topic.to_string(),
+                String::from_utf8(p.payload.to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("low".into(), "set 1".into()),
+            ("high".into(), "set 10".into()),
+            ("low".into(), "by 1".into()),
+            ("high".into(), "by 10".into()),
+        ]
+    );
+    // 11 is above the maximum [MQTT-3.3.2-9]: DISCONNECT 0x94.
+    client.send(&aliased("over", 11, "no"));
+    let before = client.expect_close();
+    assert!(
+        matches!(&before[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::TopicAliasInvalid),
+        "{before:?}"
+    );
+}
+
+#[test]
+fn mqtt_3_2_2_18_max_topic_alias_0_refuses_every_alias() {
+    let midge = Midge::start("max_topic_alias 0");
+    let (mut client, ack) = RawClient::connected(midge.addr(), connect(V5, "no-aliases"));
+    // Absent means 0: the client may send none [MQTT-3.2.2-18].
+    assert_eq!(ack.properties.topic_alias_maximum, None);
+    client.send(&aliased("t", 1, "no"));
+    let before = client.expect_close();
+    assert!(
+        matches!(&before[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::TopicAliasInvalid),
+        "{before:?}"
+    );
+}

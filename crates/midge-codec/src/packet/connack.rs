@@ -1,7 +1,7 @@
 //! CONNACK (§3.2): the server's answer to CONNECT.
 //!
 //! One value serves every version: the reason code is an MQTT 5 [`ReasonCode`], mapped to and from
-//! the six 3.1.1 return codes at the wire [MQTT-3.2.2-4..6].
+//! the six 3.1.1 return codes at the wire (§3.2.2.3 of 3.1.1).
 
 use super::{Encode, PacketType};
 use crate::error::{DecodeError, EncodeError};

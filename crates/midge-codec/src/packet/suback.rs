@@ -1,4 +1,4 @@
-//! SUBACK (§3.9): one reason code per requested subscription, in request order [MQTT-3.8.4-6].
+//! SUBACK (§3.9): one reason code per requested subscription, in request order [MQTT-3.9.3-1].
 //!
 //! Before MQTT 5 the codes are the granted QoS or 0x80 for failure; every MQTT 5 failure code is
 //! sent to a 3.1.1 client as 0x80.

@@ -55,7 +55,9 @@ impl Connection {
         }
         drop(session);
         out.require_durable(stored);
-        out.send(&Packet::PubRel(release));
+        let explanation = (release.reason_code == ReasonCode::PacketIdentifierNotFound)
+            .then_some("no message in flight with this packet identifier");
+        self.send_explained(Packet::PubRel(release), explanation, out);
         After::Continue
     }
 
@@ -72,11 +74,13 @@ impl Connection {
             (known, stored)
         };
         let mut complete = Ack::new(ack.packet_id);
+        let mut explanation = None;
         if !known && self.version.is_v5() {
             complete.reason_code = ReasonCode::PacketIdentifierNotFound;
+            explanation = Some("no QoS 2 message awaits release with this packet identifier");
         }
         out.require_durable(stored);
-        out.send(&Packet::PubComp(complete));
+        self.send_explained(Packet::PubComp(complete), explanation, out);
         After::Continue
     }
 

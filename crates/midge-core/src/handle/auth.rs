@@ -88,12 +88,15 @@ impl Connection {
             AuthStep::Failure { detail, .. } => {
                 state.exchange = None;
                 // [MQTT-4.12.1-2]: 0x87, whatever the method said (DISCONNECT has no 0x86).
+                // The method's detail (an unknown user, say) is for the log, not the client.
                 let method = state.method.clone();
-                self.violation(
-                    ReasonCode::NotAuthorized,
-                    &format!("re-authentication ({method}) failed: {detail} [MQTT-4.12.1-2]"),
-                    out,
-                )
+                self.send_disconnect(ReasonCode::NotAuthorized, Some("re-authentication failed"), out);
+                After::Close {
+                    publish_will: true,
+                    reason: format!(
+                        "re-authentication ({method}) failed: {detail} [MQTT-4.12.1-2] (reason 0x87)"
+                    ),
+                }
             }
         }
     }

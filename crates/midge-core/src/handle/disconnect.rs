@@ -1,6 +1,6 @@
 //! DISCONNECT from a client (§3.14): a normal disconnection discards the will; MQTT 5's
 //! "Disconnect with Will Message" (0x04) publishes it; MQTT 5 may also change the session
-//! expiry, except from zero [MQTT-3.14.2-2].
+//! expiry, except from zero (§3.14.2.2.2: a Protocol Error).
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ impl Connection {
             if self.connect_expiry_was_zero && seconds != 0 {
                 return self.violation(
                     ReasonCode::ProtocolError,
-                    "DISCONNECT sets a session expiry after CONNECT set 0 [MQTT-3.14.2-2]",
+                    "DISCONNECT sets a session expiry after CONNECT set 0 (§3.14.2.2.2)",
                     out,
                 );
             }

@@ -1,6 +1,11 @@
 //! PUBLISH from a client (§3.3, §4.3): checks, topic alias resolution, the retained store,
 //! routing, and the acknowledgement that closes the sender's side of QoS 1 and 2.
 //!
+//! A PUBLISH above `max_qos` gets DISCONNECT 0x9B [MQTT-3.2.2-11]; a retained one while
+//! `retain_available` is false, 0x9A [MQTT-3.2.2-14]. A refused message (access rules 0x87,
+//! a payload that is not the UTF-8 its Payload Format Indicator says 0x99, `message_size_limit`
+//! 0x97) is acknowledged with the reason and a Reason String, and goes nowhere.
+//!
 //! QoS 2 is delivered once on first receipt; the packet identifier is remembered until PUBREL,
 //! so a retransmission (DUP) is acknowledged again without being routed again [MQTT-4.3.3-3].
 //! With persistence on, the identifier and the stored copies are written as one batch.
@@ -8,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use midge_codec::{Ack, Packet, Publish, QoS, ReasonCode};
+use midge_codec::{Ack, Packet, PayloadFormat, Publish, QoS, ReasonCode};
 
 use crate::access::{Access, Identity};
 use crate::broker::Keep;
@@ -111,7 +116,7 @@ impl Connection {
                 drop(session);
                 return self.violation(
                     ReasonCode::ReceiveMaximumExceeded,
-                    "more QoS 2 messages unacknowledged than Receive Maximum [MQTT-3.3.4-8]",
+                    "more QoS 2 messages unacknowledged than Receive Maximum [MQTT-3.3.4-7]",
                     out,
                 );
             }
@@ -125,12 +130,23 @@ impl Connection {
 
         let oversize =
             config.message_size_limit != 0 && publish.payload.len() > config.message_size_limit as usize;
+        // A payload that is not the UTF-8 its Payload Format Indicator promises (§3.3.2.3.2):
+        // refused with 0x99, as Mosquitto does (QoS 0: dropped).
+        let not_utf8 = publish.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
+            && std::str::from_utf8(&publish.payload).is_err();
+        let mut explanation = None;
         let reason = if !self.may(&publish.topic, Access::Write) {
             // 3.x: acknowledged and dropped, as Mosquitto does; 5.0: the ack says why.
             Stats::bump(&self.broker.stats().denied_write);
             tracing::debug!(client_id = %self.client_id, topic = %publish.topic, "PUBLISH denied by the access rules");
+            explanation = Some("the access rules do not let this client publish to this topic");
             ReasonCode::NotAuthorized
+        } else if not_utf8 {
+            tracing::debug!(client_id = %self.client_id, topic = %publish.topic, "PUBLISH payload is not UTF-8 but its Payload Format Indicator says it is");
+            explanation = Some("the payload is not UTF-8, as its Payload Format Indicator says it is");
+            ReasonCode::PayloadFormatInvalid
         } else if oversize {
+            explanation = Some("the payload is larger than the broker's message_size_limit");
             self.broker.stats().dropped(DropReason::MessageSizeLimit);
             self.session
                 .state
@@ -169,9 +185,9 @@ impl Connection {
                         out.require_durable(journal.delete_incoming(&self.client_id, id.get()));
                     }
                 }
-                out.send(&Packet::PubRec(ack));
+                self.send_explained(Packet::PubRec(ack), explanation, out);
             } else {
-                out.send(&Packet::PubAck(ack));
+                self.send_explained(Packet::PubAck(ack), explanation, out);
             }
         }
         After::Continue

@@ -1,8 +1,11 @@
 //! SUBSCRIBE and UNSUBSCRIBE (§3.8, §3.10): the subscription index and the session's own record
 //! of its subscriptions, SUBACK/UNSUBACK, and the retained messages a new subscription receives.
 //!
-//! A subscription to a filter the session already has replaces it [MQTT-3.8.4-3]. Retained
-//! messages follow the SUBACK, with RETAIN set [MQTT-3.3.1-8], as Retain Handling says; shared
+//! A subscription to a filter the session already has replaces it [MQTT-3.8.4-3]. What the
+//! CONNACK said is unavailable (wildcards, Subscription Identifiers, shared subscriptions, by
+//! configuration) is a Protocol Error from an MQTT 5 client, DISCONNECT 0xA2, 0xA1 or 0x9E;
+//! a 3.x client gets 0x80 for that filter. Retained
+//! messages follow the SUBACK, with RETAIN set (§3.3.1.3), as Retain Handling says; shared
 //! subscriptions get none (§4.8.2).
 
 use std::time::Instant;
@@ -22,7 +25,12 @@ impl Connection {
     pub(crate) fn handle_subscribe(&mut self, subscribe: Subscribe, now: Instant, out: &mut Outbox) -> After {
         let config = &self.broker.config;
         let id = subscribe.properties.subscription_identifier;
+        if let Some(refusal) = self.unavailable(&subscribe, out) {
+            return refusal;
+        }
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
+        // The Reason String of the SUBACK: why the first refused filter was refused.
+        let mut explanation = None;
         let access = self.broker.access_control();
         for subscription in subscribe.subscriptions {
             let mut options = subscription.options;
@@ -32,6 +40,20 @@ impl Connection {
                 // of its own messages back, RETAIN as published.
                 options.no_local = true;
                 options.retain_as_published = true;
+            }
+            // A 3.x client has no DISCONNECT to hear why: a filter the broker does not
+            // support gets the one failure code 3.1.1 has, 0x80 [MQTT-3.9.3-2].
+            let unsupported = if !config.wildcard_subscriptions && subscription.filter.has_wildcards() {
+                Some("wildcard subscriptions are not available on this broker")
+            } else if !config.shared_subscriptions && subscription.filter.shared().is_some() {
+                Some("shared subscriptions are not available on this broker")
+            } else {
+                None
+            };
+            if let Some(why) = unsupported {
+                reason_codes.push(ReasonCode::UnspecifiedError);
+                explanation.get_or_insert(why);
+                continue;
             }
             let filter = match &self.mount_point {
                 None => subscription.filter,
@@ -44,6 +66,8 @@ impl Connection {
                             } else {
                                 ReasonCode::UnspecifiedError
                             });
+                            explanation
+                                .get_or_insert("the filter is too long under the listener's mount_point");
                             continue;
                         }
                     }
@@ -58,6 +82,7 @@ impl Connection {
                 } else {
                     ReasonCode::UnspecifiedError
                 });
+                explanation.get_or_insert("the access rules do not let this client subscribe to this filter");
                 continue;
             }
             let wanted = |existed: bool| match options.retain_handling {
@@ -121,12 +146,48 @@ impl Connection {
                 QoS::ExactlyOnce => ReasonCode::GrantedQos2,
             });
         }
-        out.send(&Packet::SubAck(SubAck {
+        // The SUBSCRIBE's Packet Identifier [MQTT-3.8.4-2].
+        let suback = Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             reason_codes,
             properties: AckProperties::default(),
-        }));
+        });
+        self.send_explained(suback, explanation, out);
         After::Continue
+    }
+
+    /// An MQTT 5 SUBSCRIBE asking for what the CONNACK said is not available (`connack.rs`):
+    /// a Protocol Error, DISCONNECT with the reason of §3.2.2.3.11 to §3.2.2.3.13. A
+    /// Subscription Identifier (which 3.x cannot send) is checked first, then each filter.
+    fn unavailable(&self, subscribe: &Subscribe, out: &mut Outbox) -> Option<After> {
+        let config = &self.broker.config;
+        if subscribe.properties.subscription_identifier.is_some() && !config.subscription_identifiers {
+            return Some(self.violation(
+                ReasonCode::SubscriptionIdentifiersNotSupported,
+                "SUBSCRIBE with a Subscription Identifier, which this broker does not support (§3.2.2.3.12)",
+                out,
+            ));
+        }
+        if !self.version.is_v5() {
+            return None;
+        }
+        for subscription in &subscribe.subscriptions {
+            if !config.wildcard_subscriptions && subscription.filter.has_wildcards() {
+                return Some(self.violation(
+                    ReasonCode::WildcardSubscriptionsNotSupported,
+                    "SUBSCRIBE with a wildcard, which this broker does not support (§3.2.2.3.11)",
+                    out,
+                ));
+            }
+            if !config.shared_subscriptions && subscription.filter.shared().is_some() {
+                return Some(self.violation(
+                    ReasonCode::SharedSubscriptionsNotSupported,
+                    "SUBSCRIBE to a shared subscription, which this broker does not support (§3.2.2.3.13)",
+                    out,
+                ));
+            }
+        }
+        None
     }
 
     pub(crate) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Outbox) -> After {
@@ -150,7 +211,12 @@ impl Connection {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        out.send(&Packet::UnsubAck(UnsubAck {
+        let explanation = reason_codes
+            .contains(&ReasonCode::NoSubscriptionExisted)
+            .then_some(
+                "no subscription to that filter existed (filters are compared character by character)",
+            );
+        let unsuback = Packet::UnsubAck(UnsubAck {
             packet_id: unsubscribe.packet_id,
             reason_codes: if self.version.is_v5() {
                 reason_codes
@@ -158,7 +224,8 @@ impl Connection {
                 Vec::new()
             },
             properties: AckProperties::default(),
-        }));
+        });
+        self.send_explained(unsuback, explanation, out);
         After::Continue
     }
 }

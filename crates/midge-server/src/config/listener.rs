@@ -45,6 +45,12 @@ pub struct Listener {
     pub max_topic_alias_broker: u16,
     /// `use_username_as_clientid`: replace the client identifier with the username.
     pub use_username_as_clientid: bool,
+    /// `server_reference` (Midge): every client is refused, MQTT 5 clients with this Server
+    /// Reference (server redirection, §4.11). Default: none.
+    pub server_reference: Option<String>,
+    /// `server_moved` (Midge): with `server_reference`, refuse with 0x9D Server moved rather
+    /// than 0x9C Use another server. Default: false.
+    pub server_moved: bool,
     /// `accept_protocol_versions` (Mosquitto 2.1): the MQTT versions accepted, in order. Default:
     /// all three.
     pub accept_protocol_versions: Vec<ProtocolVersion>,
@@ -79,6 +85,8 @@ impl Listener {
             max_topic_alias: 10,
             max_topic_alias_broker: 10,
             use_username_as_clientid: false,
+            server_reference: None,
+            server_moved: false,
             accept_protocol_versions: vec![ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5],
             security: SecurityOptions::default(),
             tls: TlsOptions::default(),

@@ -154,6 +154,17 @@ pub struct Config {
     pub upgrade_outgoing_qos: bool,
     /// `set_tcp_nodelay`: disable Nagle's algorithm on client sockets. Default: false.
     pub set_tcp_nodelay: bool,
+    /// `wildcard_subscription_available` (Midge): accept filters with wildcards. Default: true.
+    pub wildcard_subscription_available: bool,
+    /// `subscription_identifier_available` (Midge): accept Subscription Identifiers. Default:
+    /// true.
+    pub subscription_identifier_available: bool,
+    /// `shared_subscription_available` (Midge): accept shared subscriptions. Default: true.
+    pub shared_subscription_available: bool,
+    /// `response_information` (Midge): the prefix of the Response Information sent to MQTT 5
+    /// clients that ask for it (followed by the client identifier). Default: none, nothing
+    /// sent.
+    pub response_information: Option<String>,
     /// `global_max_clients` (Mosquitto 2.1): clients, connected or not, the broker keeps at most.
     /// Default: `None` (-1), no limit.
     pub global_max_clients: Option<u32>,
@@ -244,6 +255,10 @@ impl Config {
             retain_available: true,
             upgrade_outgoing_qos: false,
             set_tcp_nodelay: false,
+            wildcard_subscription_available: true,
+            subscription_identifier_available: true,
+            shared_subscription_available: true,
+            response_information: None,
             global_max_clients: None,
             global_max_connections: None,
             sys_interval: Some(Duration::from_secs(10)),

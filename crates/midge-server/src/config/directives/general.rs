@@ -27,6 +27,10 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("persistent_client_expiration", Broker, persistent_client_expiration),
     supported("retain_available", Broker, retain_available),
     supported("upgrade_outgoing_qos", Broker, upgrade_outgoing_qos),
+    supported("wildcard_subscription_available", Broker, wildcard_subscription_available),
+    supported("subscription_identifier_available", Broker, subscription_identifier_available),
+    supported("shared_subscription_available", Broker, shared_subscription_available),
+    supported("response_information", Broker, response_information),
     supported("set_tcp_nodelay", Broker, set_tcp_nodelay),
     supported("global_max_clients", Broker, global_max_clients),
     supported("global_max_connections", Broker, global_max_connections),
@@ -155,6 +159,40 @@ fn retain_available(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Fail
 
 fn upgrade_outgoing_qos(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     parser.config.upgrade_outgoing_qos = value::boolean(args.value()?)?;
+    Ok(())
+}
+
+/// `wildcard_subscription_available BOOL` (Midge): announced in CONNACK; when false, MQTT 5
+/// clients subscribing with `+` or `#` are disconnected with 0xA2.
+fn wildcard_subscription_available(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    parser.config.wildcard_subscription_available = value::boolean(args.value()?)?;
+    Ok(())
+}
+
+/// `subscription_identifier_available BOOL` (Midge): announced in CONNACK; when false, a
+/// SUBSCRIBE with a Subscription Identifier gets DISCONNECT 0xA1.
+fn subscription_identifier_available(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    parser.config.subscription_identifier_available = value::boolean(args.value()?)?;
+    Ok(())
+}
+
+/// `shared_subscription_available BOOL` (Midge): announced in CONNACK; when false, MQTT 5
+/// clients subscribing to `$share/...` are disconnected with 0x9E.
+fn shared_subscription_available(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    parser.config.shared_subscription_available = value::boolean(args.value()?)?;
+    Ok(())
+}
+
+/// `response_information PREFIX` (Midge): what an MQTT 5 client that sets Request Response
+/// Information gets as Response Information, followed by its client identifier. A topic
+/// prefix without wildcards (it names topics the client will subscribe to).
+fn response_information(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let text = parser.string_value(args)?;
+    if text.contains(['+', '#']) || text.contains('\0') {
+        return Err(Problem::expected("a topic prefix without wildcards", text).into());
+    }
+    parser.set_once(Target::Broker);
+    parser.config.response_information = Some(text.to_owned());
     Ok(())
 }
 

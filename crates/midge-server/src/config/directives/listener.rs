@@ -31,6 +31,8 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("max_topic_alias_broker", ListenerScope, max_topic_alias_broker),
     supported("use_username_as_clientid", ListenerScope, use_username_as_clientid),
     supported("accept_protocol_versions", ListenerScope, accept_protocol_versions),
+    supported("server_reference", ListenerScope, server_reference),
+    supported("server_moved", ListenerScope, server_moved),
     not_yet("http_dir", ListenerScope, Area::Websockets, text),
     not_yet("websockets_origin", ListenerScope, Area::Websockets, text),
     not_yet("websockets_headers_size", Broker, Area::Websockets, count_u16),
@@ -192,6 +194,30 @@ fn max_topic_alias_broker(parser: &mut Parser, args: &mut Args<'_>) -> Result<()
     let max = value::number(args.value()?, 0, u16::MAX.into())?;
     parser.listener_option(false);
     parser.current_listener().listener.max_topic_alias_broker = max;
+    Ok(())
+}
+
+/// `server_reference REFERENCE` (Midge): the listener serves no one; every client is refused
+/// and MQTT 5 clients are told to use REFERENCE (text to the end of the line: an address, or
+/// several separated by spaces), with CONNACK 0x9C Use another server (§4.11).
+fn server_reference(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let reference = parser.string_value(args)?;
+    if reference.is_empty() || reference.contains('\0') {
+        return Err(Problem::expected("a server reference", reference).into());
+    }
+    parser.listener_option(false);
+    let target = parser.listener_target();
+    parser.set_once(target);
+    parser.current_listener().listener.server_reference = Some(reference.to_owned());
+    Ok(())
+}
+
+/// `server_moved BOOL` (Midge): with `server_reference`, refuse with 0x9D Server moved (for
+/// good) instead of 0x9C Use another server (for now).
+fn server_moved(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let moved = value::boolean(args.value()?)?;
+    parser.listener_option(false);
+    parser.current_listener().listener.server_moved = moved;
     Ok(())
 }
 

@@ -1,0 +1,285 @@
+"""MQTT 5 features as Python paho-mqtt 2.x (protocol=MQTTv5) sees them, each on its normal path:
+server redirection, Response Information, Reason Strings and Request Problem Information,
+CONNACK capabilities from configuration and the DISCONNECT that follows asking for what is not
+there, max_qos, Payload Format Indicator checks, No Local, Retain As Published, Subscription
+Identifiers, message expiry, the Session Expiry Interval changed at DISCONNECT, and User
+Properties on every packet a client sends.
+
+The Rust tests in crates/midge/tests (capabilities.rs, problem_information.rs, delivery.rs,
+disconnect_reasons.rs) check the same features packet by packet and name the statements.
+"""
+import queue
+import time
+import unittest
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from interop.harness import Broker, WAIT
+
+
+def props(packet_type, **values):
+    p = Properties(packet_type)
+    for name, value in values.items():
+        setattr(p, name, value)
+    return p
+
+
+class V5Client:
+    """A paho MQTT 5 client with its loop running and every event on a queue."""
+
+    def __init__(self, broker, client_id, connect_props=None, clean_start=True, keepalive=30,
+                 will=None, wait=True):
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        self.connacks = queue.Queue()
+        self.messages = queue.Queue()
+        self.acks = queue.Queue()
+        self.disconnects = queue.Queue()
+        self.c.on_connect = lambda c, u, flags, rc, p: self.connacks.put((flags, rc, p))
+        self.c.on_message = lambda c, u, m: self.messages.put(m)
+        self.c.on_publish = lambda c, u, mid, rc, p: self.acks.put(("puback", rc, p))
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.acks.put(("suback", rcs, p))
+        self.c.on_unsubscribe = lambda c, u, mid, rcs, p: self.acks.put(("unsuback", rcs, p))
+        self.c.on_disconnect = lambda c, u, flags, rc, p: self.disconnects.put((rc, p))
+        if will:
+            self.c.will_set(*will)
+        self.c.connect("127.0.0.1", broker.port, keepalive=keepalive, clean_start=clean_start,
+                       properties=connect_props)
+        self.c.loop_start()
+        if wait:
+            self.flags, self.rc, self.props = self.connacks.get(timeout=WAIT)
+
+    def ack(self, kind):
+        got, rc, p = self.acks.get(timeout=WAIT)
+        assert got == kind, (got, kind)
+        return rc, p
+
+    def subscribe(self, topic, options, properties=None):
+        self.c.subscribe(topic, options=options, properties=properties)
+        rcs, _ = self.ack("suback")
+        return [rc.value for rc in rcs]
+
+    def publish(self, topic, payload, qos=0, retain=False, properties=None):
+        """Publishes and returns the acknowledgement's reason and properties (paho reports a
+        QoS 0 message once it is written)."""
+        self.c.publish(topic, payload, qos, retain, properties=properties)
+        return self.ack("puback")
+
+    def message(self):
+        return self.messages.get(timeout=WAIT)
+
+    def no_message(self, quiet=0.4):
+        try:
+            m = self.messages.get(timeout=quiet)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected message on {m.topic}: {m.payload!r}")
+
+    def disconnected(self):
+        rc, p = self.disconnects.get(timeout=WAIT)
+        return rc.value, p
+
+    def close(self):
+        try:
+            self.c.disconnect()
+        finally:
+            self.c.loop_stop()
+
+
+class Mqtt5(unittest.TestCase):
+    extra = ""
+
+    def setUp(self):
+        self.broker = Broker(self.extra)
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self.broker.close()
+
+    def client(self, *args, **kwargs):
+        c = V5Client(self.broker, *args, **kwargs)
+        self.clients.append(c)
+        return c
+
+
+class Redirection(Mqtt5):
+    extra = "server_reference other.example:1883"
+
+    def test_paho_hears_use_another_server_with_the_reference(self):
+        c = self.client("moving")
+        self.assertEqual(c.rc.value, 0x9C)
+        self.assertEqual(c.props.ServerReference, "other.example:1883")
+        self.broker.wait_for_log("server use another server: other.example:1883")
+
+
+class ResponseInformation(Mqtt5):
+    extra = "response_information replies/"
+
+    def test_paho_gets_a_response_topic_root_and_a_request_comes_back_on_it(self):
+        asking = self.client("requester", props(PacketTypes.CONNECT, RequestResponseInformation=1))
+        root = asking.props.ResponseInformation
+        self.assertEqual(root, "replies/requester")
+        plain = self.client("plain")
+        self.assertFalse(hasattr(plain.props, "ResponseInformation"), "[MQTT-3.1.2-28]")
+        # The responder answers on the Response Topic the requester built from it.
+        responder = self.client("responder")
+        responder.subscribe("service/#", SubscribeOptions(qos=1))
+        asking.subscribe(f"{root}/#", SubscribeOptions(qos=1))
+        asking.publish("service/time", b"now?", 1, properties=props(
+            PacketTypes.PUBLISH, ResponseTopic=f"{root}/time", CorrelationData=b"42"))
+        request = responder.message()
+        responder.publish(request.properties.ResponseTopic, b"noon", 1, properties=props(
+            PacketTypes.PUBLISH, CorrelationData=request.properties.CorrelationData))
+        answer = asking.message()
+        self.assertEqual((answer.topic, answer.payload, answer.properties.CorrelationData),
+                         ("replies/requester/time", b"noon", b"42"))
+
+
+class ProblemInformation(Mqtt5):
+    def test_a_refused_publish_is_explained_unless_paho_asked_not_to(self):
+        bad = props(PacketTypes.PUBLISH, PayloadFormatIndicator=1)
+        plain = self.client("plain")
+        rc, p = plain.publish("pfi/x", b"\xff\xfe", 1, properties=bad)
+        self.assertEqual(rc.value, 0x99)
+        self.assertIn("UTF-8", p.ReasonString)
+        quiet = self.client("quiet", props(PacketTypes.CONNECT, RequestProblemInformation=0))
+        rc, p = quiet.publish("pfi/x", b"\xff\xfe", 1, properties=bad)
+        self.assertEqual(rc.value, 0x99)
+        self.assertFalse(hasattr(p, "ReasonString"), "[MQTT-3.1.2-29]")
+        # Valid UTF-8 passes, and the indicator is forwarded [MQTT-3.3.2-4].
+        sub = self.client("sub")
+        sub.subscribe("pfi/#", SubscribeOptions(qos=1))
+        rc, _ = plain.publish("pfi/x", "grüß".encode(), 1, properties=bad)
+        self.assertEqual(rc.value, 0)
+        m = sub.message()
+        self.assertEqual((m.payload.decode(), m.properties.PayloadFormatIndicator), ("grüß", 1))
+
+
+class Capabilities(Mqtt5):
+    extra = ("max_qos 1\nretain_available false\nwildcard_subscription_available false\n"
+             "subscription_identifier_available false\nshared_subscription_available false")
+
+    def test_paho_reads_the_capabilities_and_hears_why_it_is_disconnected(self):
+        c = self.client("caps")
+        self.assertEqual(c.props.MaximumQoS, 1)
+        self.assertEqual(c.props.RetainAvailable, 0)
+        self.assertEqual(c.props.WildcardSubscriptionAvailable, 0)
+        self.assertEqual(c.props.SubscriptionIdentifierAvailable, 0)
+        self.assertEqual(c.props.SharedSubscriptionAvailable, 0)
+        cases = [
+            ("id", lambda c: c.c.subscribe("a/b", options=SubscribeOptions(qos=0),
+                                           properties=props(PacketTypes.SUBSCRIBE,
+                                                            SubscriptionIdentifier=7)), 0xA1),
+            ("wild", lambda c: c.c.subscribe("a/#", options=SubscribeOptions(qos=0)), 0xA2),
+            ("shared", lambda c: c.c.subscribe("$share/g/a", options=SubscribeOptions(qos=0)), 0x9E),
+            ("qos2", lambda c: c.c.publish("a/b", b"two", 2), 0x9B),
+            ("retained", lambda c: c.c.publish("a/b", b"kept", 0, retain=True), 0x9A),
+        ]
+        for name, act, reason in cases:
+            with self.subTest(name):
+                client = self.client(name)
+                act(client)
+                code, p = client.disconnected()
+                self.assertEqual(code, reason)
+                self.assertTrue(p.ReasonString)
+                self.assertFalse(hasattr(p, "SessionExpiryInterval"), "[MQTT-3.14.2-2]")
+        # A plain subscription, granted at most max_qos.
+        ok = self.client("ok")
+        self.assertEqual(ok.subscribe("a/b", SubscribeOptions(qos=2)), [1])
+
+
+class Delivery(Mqtt5):
+    def test_no_local_and_retain_as_published(self):
+        """[MQTT-3.8.3-3], [MQTT-3.3.1-12], [MQTT-3.3.1-13]."""
+        me = self.client("me")
+        me.subscribe("opt/#", SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True))
+        other = self.client("other")
+        other.subscribe("opt/#", SubscribeOptions(qos=1))
+        me.publish("opt/x", b"mine", 1, retain=True)
+        m = other.message()
+        self.assertEqual((m.payload, m.retain), (b"mine", False))
+        me.no_message()
+        other.publish("opt/x", b"theirs", 1, retain=True)
+        m = me.message()
+        self.assertEqual((m.payload, m.retain), (b"theirs", True))
+
+    def test_every_matching_subscription_identifier_arrives(self):
+        """[MQTT-3.3.4-3], [MQTT-3.3.4-4]."""
+        sub = self.client("ids")
+        sub.subscribe("id/#", SubscribeOptions(qos=0),
+                      props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=1))
+        sub.subscribe("id/+", SubscribeOptions(qos=0),
+                      props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=2))
+        self.client("pub").publish("id/x", b"both", 0)
+        m = sub.message()
+        self.assertEqual(sorted(m.properties.SubscriptionIdentifier), [1, 2])
+        sub.no_message()
+
+    def test_message_expiry_counts_down_and_retained_messages_expire(self):
+        """[MQTT-3.3.2-5], [MQTT-3.3.2-6]."""
+        away = self.client("away", props(PacketTypes.CONNECT, SessionExpiryInterval=300),
+                           clean_start=False)
+        away.subscribe("exp/#", SubscribeOptions(qos=1))
+        away.close()
+        pub = self.client("pub")
+        pub.publish("exp/long", b"long", 1, properties=props(PacketTypes.PUBLISH,
+                                                             MessageExpiryInterval=60))
+        pub.publish("exp/short", b"short", 1, retain=True,
+                    properties=props(PacketTypes.PUBLISH, MessageExpiryInterval=1))
+        time.sleep(1.5)
+        back = self.client("away", props(PacketTypes.CONNECT, SessionExpiryInterval=300),
+                           clean_start=False)
+        m = back.message()
+        self.assertEqual(m.payload, b"long")
+        self.assertLess(m.properties.MessageExpiryInterval, 60)
+        back.no_message()
+        late = self.client("late")
+        late.subscribe("exp/#", SubscribeOptions(qos=1))
+        late.no_message()
+
+    def test_user_properties_on_every_packet_are_accepted_and_forwarded_in_order(self):
+        """[MQTT-3.3.2-17], [MQTT-3.3.2-18]; the other packets' User Properties are accepted."""
+        users = [("b", "1"), ("a", "2"), ("b", "3")]
+        c = self.client("users", props(PacketTypes.CONNECT, UserProperty=users))
+        self.assertEqual(c.subscribe("up/#", SubscribeOptions(qos=2),
+                                     props(PacketTypes.SUBSCRIBE, UserProperty=users)), [2])
+        for qos in (0, 1, 2):
+            c.publish("up/x", f"q{qos}".encode(), qos,
+                      properties=props(PacketTypes.PUBLISH, UserProperty=users))
+            m = c.message()
+            self.assertEqual(m.properties.UserProperty, users)
+        c.c.unsubscribe("up/#", properties=props(PacketTypes.UNSUBSCRIBE, UserProperty=users))
+        c.ack("unsuback")
+        c.c.disconnect(properties=props(PacketTypes.DISCONNECT, UserProperty=users))
+        self.broker.wait_for_log("Client users disconnected.")
+
+
+class SessionExpiry(Mqtt5):
+    def test_the_interval_set_at_disconnect_is_the_one_that_counts(self):
+        long_connect = props(PacketTypes.CONNECT, SessionExpiryInterval=3600)
+        c = self.client("shortened", long_connect, clean_start=False)
+        c.subscribe("s/#", SubscribeOptions(qos=1))
+        c.c.disconnect(properties=props(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
+        c.c.loop_stop()
+        self.broker.wait_for_log("Client shortened disconnected.")
+        back = self.client("shortened", long_connect, clean_start=False)
+        self.assertFalse(back.flags.session_present)
+
+    def test_zero_at_connect_then_non_zero_at_disconnect_publishes_the_will(self):
+        watcher = self.client("watcher")
+        watcher.subscribe("will/#", SubscribeOptions(qos=1))
+        c = self.client("zero", will=("will/zero", b"protocol error", 1, False))
+        c.c.disconnect(properties=props(PacketTypes.DISCONNECT, SessionExpiryInterval=60))
+        self.assertEqual(watcher.message().payload, b"protocol error")
+
+
+if __name__ == "__main__":
+    unittest.main()
