@@ -861,6 +861,19 @@ impl<'t, C: Connector> Connection<'t, C> {
                 ));
             }
         };
+        // The common case: room in the queue now (this task is its only sender), so the
+        // acknowledgement is queued and the event sent at once, without staging.
+        if self.permit.is_none() && !self.events_closed && self.task.events.capacity() > 0 {
+            if let Some(ack) = ack {
+                self.send(&ack)?;
+            }
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                self.task.events.try_send(Event::Publish(publish))
+            {
+                self.events_closed = true;
+            }
+            return Ok(());
+        }
         self.pending_event = Some((Event::Publish(publish), ack));
         Ok(())
     }

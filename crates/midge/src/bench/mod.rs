@@ -525,16 +525,17 @@ async fn receive(
                     break;
                 }
                 let now = Instant::now();
+                let received_at = now.duration_since(start);
                 let mut received = 0;
                 for event in batch.drain(..) {
                     match event {
                         Event::Publish(publish) => {
                             received += 1;
-                            tally.record(&publish.payload, start, now, window);
+                            tally.record(&publish.payload, received_at, window);
                             if let Some(recent) = recent.as_mut()
                                 && let Some((sent, _, _)) = measure::read_header(&publish.payload)
                             {
-                                let _ = recent.record(measure::latency(sent, start, now));
+                                let _ = recent.record(measure::latency(sent, received_at));
                             }
                         }
                         Event::ConnectionLost(_) | Event::Disconnect(_) => {
