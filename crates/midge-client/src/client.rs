@@ -86,6 +86,14 @@ impl Events {
     pub async fn recv(&mut self) -> Option<Event> {
         self.0.recv().await
     }
+
+    /// Every event already queued, up to `limit`, appended to `buffer`; waits only while
+    /// there is none. Returns how many were taken: 0 once the client has ended and every
+    /// event was taken (or when `limit` is 0). For a consumer that keeps up with thousands of
+    /// messages a second, one wake-up per batch instead of one per message.
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Event>, limit: usize) -> usize {
+        self.0.recv_many(buffer, limit).await
+    }
 }
 
 /// A handle on a connected client.

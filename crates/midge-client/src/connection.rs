@@ -14,7 +14,7 @@
 //! Spec: MQTT 5.0 §3.1-§3.2 (connect), §4.3-§4.4 (QoS flows and redelivery), §3.1.2.10 (keep
 //! alive), §4.9 (flow control), §3.3.2.3.4 (topic aliases from the server).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +34,15 @@ use crate::options::{ClientOptions, Direction};
 use crate::session::{Awaiting, Outstanding, PublishOutcome, Resend, Session};
 use crate::transport::Connector;
 
-/// Stop taking commands while this much is waiting to be written.
+/// Stop taking commands while this much is waiting to be written, and write before reading.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Read at least this much at a time.
 const READ_CHUNK: usize = 4096;
+/// Read at most this much at a time: a connection whose reads fill the buffer doubles its
+/// next read up to this, and one whose reads come back small goes back to [`READ_CHUNK`].
+const READ_CHUNK_MAX: usize = 64 * 1024;
+/// Commands taken from the queue in one go before the loop looks at the socket again.
+const COMMAND_BATCH: usize = 256;
 
 /// A connected stream with the CONNACK that accepted it and any bytes read past it.
 pub(crate) struct Established<S> {
@@ -161,6 +166,12 @@ pub(crate) struct Task<C: Connector> {
     options: ClientOptions,
     session: Session,
     commands: mpsc::Receiver<Command>,
+    /// Commands taken from the queue and not started yet (in-flight window full, no packet
+    /// identifier free, or the write buffer past its high-water mark), oldest first. At most
+    /// [`COMMAND_BATCH`]; they survive a reconnect, as commands still in the queue do.
+    queued: VecDeque<Command>,
+    /// Where commands land when taken from the queue, before moving to `queued`.
+    taken: Vec<Command>,
     events: mpsc::Sender<Event>,
     backoff: Backoff,
     /// Started in the background ([`Client::spawn_with`](crate::Client::spawn_with)): failed
@@ -184,6 +195,8 @@ impl<C: Connector> Task<C> {
             options,
             session: Session::default(),
             commands,
+            queued: VecDeque::new(),
+            taken: Vec::new(),
             events,
             backoff,
             background: false,
@@ -330,8 +343,6 @@ struct Connection<'t, C: Connector> {
     needs_flush: bool,
     last_sent: Instant,
     ping_sent: Option<Instant>,
-    /// A command that could not be started yet (window full, or no packet identifier free).
-    parked: Option<Command>,
     /// An event waiting for room in the queue, and the acknowledgement to send once it has it.
     pending_event: Option<(Event, Option<Packet>)>,
     /// Room reserved in the event queue.
@@ -368,7 +379,6 @@ impl<'t, C: Connector> Connection<'t, C> {
             needs_flush: false,
             last_sent: Instant::now(),
             ping_sent: None,
-            parked: None,
             pending_event: None,
             permit: None,
             events_closed: false,
@@ -410,6 +420,12 @@ impl<'t, C: Connector> Connection<'t, C> {
         self.resume()?;
         let mut eof = false;
         let lockstep = self.task.options.one_event_at_a_time;
+        let mut read_chunk = READ_CHUNK;
+        // The keep alive timer is armed once and moved only when it fires: a write only pushes
+        // the real deadline later, and `keep_alive` checks that before acting.
+        let mut armed = self.keep_alive_deadline();
+        let timer = tokio::time::sleep_until(armed.unwrap_or_else(Instant::now));
+        tokio::pin!(timer);
         loop {
             // Everything already read, as far as the event queue allows. In lockstep, a packet
             // is decoded only with room for its event already reserved.
@@ -441,9 +457,7 @@ impl<'t, C: Connector> Connection<'t, C> {
             {
                 return Err(error);
             }
-            if let Some(command) = self.parked.take() {
-                self.handle_command(command)?;
-            }
+            self.start_queued()?;
             if let Some(reply) = self.closing.take_if(|_| self.out.is_empty() && !self.needs_flush) {
                 let _ = writer.shutdown().await;
                 if let Some(reply) = reply {
@@ -453,27 +467,56 @@ impl<'t, C: Connector> Connection<'t, C> {
             }
 
             let can_read = self.pending_event.is_none() && self.closing.is_none() && !eof;
-            if can_read {
-                input.reserve(READ_CHUNK);
-            }
+            let spare_before = if can_read {
+                input.reserve(read_chunk);
+                input.capacity() - input.len()
+            } else {
+                0
+            };
             let want_room =
                 self.permit.is_none() && !self.events_closed && (self.pending_event.is_some() || lockstep);
             let can_command =
-                self.parked.is_none() && self.closing.is_none() && self.out.len() < WRITE_HIGH_WATER;
-            let deadline = self.keep_alive_deadline();
+                self.task.queued.is_empty() && self.closing.is_none() && self.out.len() < WRITE_HIGH_WATER;
             let can_write = !self.out.is_empty() || self.needs_flush;
-            let wake = tokio::select! {
-                read = reader.read_buf(input), if can_read => Wake::Read(read),
-                permit = self.task.events.clone().reserve_owned(), if want_room => Wake::Room(permit.ok()),
-                written = write_or_flush(writer, &mut self.out), if can_write => Wake::Written(written),
-                command = self.task.commands.recv(), if can_command => Wake::Command(command),
-                () = sleep_until(deadline) => Wake::Timer,
+            // Reading and taking commands come before writing, so that what they produce (the
+            // acknowledgements of everything read, the packets of every command queued) leaves
+            // in one write when nothing else is ready, not one write per packet. Past the
+            // high-water mark the write comes first. The timer comes before both, so that a
+            // connection that is never idle still sends its PINGREQ.
+            let wake = if self.out.len() < WRITE_HIGH_WATER {
+                tokio::select! {
+                    biased;
+                    () = &mut timer, if armed.is_some() => Wake::Timer,
+                    read = reader.read_buf(input), if can_read => Wake::Read(read),
+                    permit = self.task.events.clone().reserve_owned(), if want_room => Wake::Room(permit.ok()),
+                    taken = self.task.commands.recv_many(&mut self.task.taken, COMMAND_BATCH), if can_command => {
+                        Wake::Commands(taken)
+                    }
+                    written = write_or_flush(writer, &mut self.out), if can_write => Wake::Written(written),
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = &mut timer, if armed.is_some() => Wake::Timer,
+                    written = write_or_flush(writer, &mut self.out) => Wake::Written(written),
+                    read = reader.read_buf(input), if can_read => Wake::Read(read),
+                    permit = self.task.events.clone().reserve_owned(), if want_room => Wake::Room(permit.ok()),
+                }
             };
             match wake {
                 Wake::Read(read) => {
-                    if read? == 0 {
+                    let read = read?;
+                    if read == 0 {
                         eof = true;
                     }
+                    // A read that filled the buffer had more behind it: read more next time.
+                    read_chunk = if read >= spare_before {
+                        (read_chunk * 2).min(READ_CHUNK_MAX)
+                    } else if read < read_chunk / 4 {
+                        READ_CHUNK
+                    } else {
+                        read_chunk
+                    };
                 }
                 Wake::Room(Some(permit)) => self.permit = Some(permit),
                 // Nobody holds the events receiver: events are discarded from now on.
@@ -486,13 +529,24 @@ impl<'t, C: Connector> Connection<'t, C> {
                     self.needs_flush = true;
                 }
                 Wake::Written(None) => self.needs_flush = false,
-                Wake::Command(Some(command)) => self.handle_command(command)?,
-                Wake::Command(None) => {
+                // Everything that was queued goes into the same write.
+                Wake::Commands(taken) if taken > 0 => {
+                    let Task { queued, taken, .. } = &mut *self.task;
+                    queued.extend(taken.drain(..));
+                    self.start_queued()?;
+                }
+                Wake::Commands(_) => {
                     // Every handle dropped: leave cleanly.
                     self.send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)))?;
                     self.closing = Some(None);
                 }
-                Wake::Timer => self.keep_alive()?,
+                Wake::Timer => {
+                    self.keep_alive()?;
+                    armed = self.keep_alive_deadline();
+                    if let Some(deadline) = armed {
+                        timer.as_mut().reset(deadline);
+                    }
+                }
             }
         }
     }
@@ -501,11 +555,17 @@ impl<'t, C: Connector> Connection<'t, C> {
     /// listens), sending its acknowledgement first: a trace then shows the acknowledgement
     /// before anything the application does with the event.
     fn deliver_pending_event(&mut self) -> Result<(), ClientError> {
-        if self.pending_event.is_some() {
-            self.try_reserve();
-        }
-        if self.pending_event.is_none() || (self.permit.is_none() && !self.events_closed) {
+        if self.pending_event.is_none() {
             return Ok(());
+        }
+        // This task is the queue's only sender, so room seen now is still there at the send
+        // below: no permit needs reserving (and no sender cloning) in the common case.
+        if self.permit.is_none() && !self.events_closed {
+            if self.task.events.is_closed() {
+                self.events_closed = true;
+            } else if self.task.events.capacity() == 0 {
+                return Ok(());
+            }
         }
         if let Some((event, ack)) = self.pending_event.take() {
             if let Some(ack) = ack {
@@ -513,13 +573,17 @@ impl<'t, C: Connector> Connection<'t, C> {
             }
             if let Some(permit) = self.permit.take() {
                 permit.send(event);
+            } else if !self.events_closed
+                && let Err(mpsc::error::TrySendError::Closed(_)) = self.task.events.try_send(event)
+            {
+                self.events_closed = true;
             }
         }
         Ok(())
     }
 
-    /// Reserves room in the event queue without waiting, if there is some: the common case,
-    /// which then needs no trip through the select loop.
+    /// Reserves room in the event queue without waiting, if there is some: in lockstep, a
+    /// packet is decoded only once its event has room.
     fn try_reserve(&mut self) {
         if self.permit.is_some() || self.events_closed {
             return;
@@ -568,35 +632,47 @@ impl<'t, C: Connector> Connection<'t, C> {
     /// The keep alive timer fired: send PINGREQ, or give up if the last one went unanswered.
     fn keep_alive(&mut self) -> Result<(), ClientError> {
         let now = Instant::now();
+        let due = self.keep_alive_deadline().is_some_and(|deadline| now >= deadline);
         match self.ping_sent {
-            Some(_) => Err(ClientError::KeepAliveTimeout),
-            None => {
-                if let Some(deadline) = self.keep_alive_deadline()
-                    && now >= deadline
-                {
-                    self.send(&Packet::PingReq)?;
-                    self.ping_sent = Some(now);
-                }
+            Some(_) if due => Err(ClientError::KeepAliveTimeout),
+            None if due => {
+                self.send(&Packet::PingReq)?;
+                self.ping_sent = Some(now);
                 Ok(())
             }
+            _ => Ok(()),
         }
     }
 
-    fn handle_command(&mut self, command: Command) -> Result<(), ClientError> {
+    /// Starts the commands taken from the queue, in order, while they can start.
+    fn start_queued(&mut self) -> Result<(), ClientError> {
+        while self.closing.is_none() && self.out.len() < WRITE_HIGH_WATER {
+            let Some(command) = self.task.queued.pop_front() else {
+                break;
+            };
+            if let Some(command) = self.handle_command(command)? {
+                self.task.queued.push_front(command);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts one command; gives it back if it cannot start yet (the in-flight window is
+    /// full, or no packet identifier is free).
+    fn handle_command(&mut self, command: Command) -> Result<Option<Command>, ClientError> {
         match command {
             Command::Publish { mut publish, reply } => {
                 if publish.qos > self.limits.max_qos {
                     let _ = reply.send(Err(ClientError::QosNotSupported(publish.qos.as_u8())));
-                    return Ok(());
+                    return Ok(None);
                 }
                 if publish.qos != QoS::AtMostOnce {
                     if self.task.session.publishes_in_flight() >= self.limits.window {
-                        self.parked = Some(Command::Publish { publish, reply });
-                        return Ok(());
+                        return Ok(Some(Command::Publish { publish, reply }));
                     }
                     let Some(id) = self.task.session.next_packet_id() else {
-                        self.parked = Some(Command::Publish { publish, reply });
-                        return Ok(());
+                        return Ok(Some(Command::Publish { publish, reply }));
                     };
                     publish.packet_id = Some(id);
                 }
@@ -605,15 +681,15 @@ impl<'t, C: Connector> Connection<'t, C> {
                     let size = packet.encoded_len(self.version)?;
                     if size > max as usize {
                         let _ = reply.send(Err(ClientError::PacketTooLarge { size, max }));
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
                 if let Err(error) = self.send(&packet) {
                     let _ = reply.send(Err(error));
-                    return Ok(());
+                    return Ok(None);
                 }
                 let Packet::Publish(publish) = packet else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if publish.qos == QoS::AtMostOnce {
                     let _ = reply.send(Ok(PublishOutcome {
@@ -627,14 +703,13 @@ impl<'t, C: Connector> Connection<'t, C> {
             }
             Command::Subscribe { mut packet, reply } => {
                 let Some(id) = self.task.session.next_packet_id() else {
-                    self.parked = Some(Command::Subscribe { packet, reply });
-                    return Ok(());
+                    return Ok(Some(Command::Subscribe { packet, reply }));
                 };
                 packet.packet_id = id;
                 let wire = Packet::Subscribe(packet);
                 if let Err(error) = self.send(&wire) {
                     let _ = reply.send(Err(error));
-                    return Ok(());
+                    return Ok(None);
                 }
                 if let Packet::Subscribe(packet) = wire {
                     self.task
@@ -644,14 +719,13 @@ impl<'t, C: Connector> Connection<'t, C> {
             }
             Command::Unsubscribe { mut packet, reply } => {
                 let Some(id) = self.task.session.next_packet_id() else {
-                    self.parked = Some(Command::Unsubscribe { packet, reply });
-                    return Ok(());
+                    return Ok(Some(Command::Unsubscribe { packet, reply }));
                 };
                 packet.packet_id = id;
                 let wire = Packet::Unsubscribe(packet);
                 if let Err(error) = self.send(&wire) {
                     let _ = reply.send(Err(error));
-                    return Ok(());
+                    return Ok(None);
                 }
                 if let Packet::Unsubscribe(packet) = wire {
                     self.task
@@ -663,14 +737,14 @@ impl<'t, C: Connector> Connection<'t, C> {
                 let disconnect = Packet::Disconnect(disconnect);
                 if let Err(error) = self.send(&disconnect) {
                     let _ = reply.send(Err(error));
-                    return Ok(());
+                    return Ok(None);
                 }
                 self.closing = Some(Some(reply));
             }
             Command::Close { reply } => self.closing = Some(Some(reply)),
             Command::Reconnect => return Err(ClientError::ReconnectRequested),
         }
-        Ok(())
+        Ok(None)
     }
 
     fn handle_packet(&mut self, packet: Packet) -> Result<(), ClientError> {
@@ -787,6 +861,19 @@ impl<'t, C: Connector> Connection<'t, C> {
                 ));
             }
         };
+        // The common case: room in the queue now (this task is its only sender), so the
+        // acknowledgement is queued and the event sent at once, without staging.
+        if self.permit.is_none() && !self.events_closed && self.task.events.capacity() > 0 {
+            if let Some(ack) = ack {
+                self.send(&ack)?;
+            }
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                self.task.events.try_send(Event::Publish(publish))
+            {
+                self.events_closed = true;
+            }
+            return Ok(());
+        }
         self.pending_event = Some((Event::Publish(publish), ack));
         Ok(())
     }
@@ -817,7 +904,8 @@ enum Wake {
     Room(Option<mpsc::OwnedPermit<Event>>),
     /// Bytes written (`Some`), or the stream flushed (`None`).
     Written(Option<std::io::Result<usize>>),
-    Command(Option<Command>),
+    /// Commands taken from the queue (0: every handle is gone).
+    Commands(usize),
     Timer,
 }
 
@@ -834,12 +922,5 @@ async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
         }
     } else {
         Some(writer.write_buf(out).await)
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

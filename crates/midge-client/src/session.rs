@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use midge_codec::properties::AckProperties;
 use midge_codec::{PacketId, Publish, QoS, ReasonCode, SubAck, UnsubAck};
+use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::error::ClientError;
@@ -65,7 +66,8 @@ pub(crate) enum Outstanding {
 pub(crate) struct Session {
     last_id: u16,
     seq: u64,
-    outstanding: HashMap<u16, Outstanding>,
+    /// By packet identifier: ours, allocated in sequence, so a fast hash is safe here.
+    outstanding: FxHashMap<u16, Outstanding>,
     /// Outbound QoS 1 and 2 publications in `outstanding`.
     publishes: usize,
     /// Inbound QoS 2 packet identifiers for which PUBREC was sent and PUBREL not yet received,

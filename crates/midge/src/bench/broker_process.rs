@@ -1,5 +1,6 @@
 //! The broker under test, seen from `/proc`: CPU time used over the measured window and
-//! resident memory, for `midge bench --pid`.
+//! resident memory, for `midge bench --pid`; and the same CPU figure for the load generator
+//! itself, so a run shows which of the two was the limit.
 
 use std::time::Instant;
 

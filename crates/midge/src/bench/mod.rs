@@ -8,6 +8,12 @@
 //! measure latency (an HDR histogram), loss and duplication without coordination. A run is
 //! bounded in time: warm-up, measured window, then at most a few seconds to drain.
 //!
+//! It is built to outrun the broker on one core (`scripts/bench-compare` gives each one core):
+//! on one core everything runs on one thread; payloads are cut from shared blocks; subscribers
+//! take their client's events in batches and read the clock once per batch; and `midge-client`
+//! writes everything a wake-up produced in one syscall. The report gives the generator's own
+//! CPU beside the broker's, so a run shows which of the two was the limit.
+//!
 //! # Layout
 //! - `measure`: payloads, per-subscriber tallies, the histogram.
 //! - `broker_process`: CPU and memory of the broker under test, from `/proc`.
@@ -25,7 +31,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use midge_client::{Client, ClientOptions, Event, Events};
-use midge_codec::{ProtocolVersion, QoS};
+use midge_codec::{ProtocolVersion, Publish, QoS, TopicName};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -34,6 +40,8 @@ use measure::{PayloadMaker, Tally};
 
 /// How long subscribers may take, after the publishers stop, to receive what is still coming.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Events a subscriber takes from its client at once.
+const EVENT_BATCH: usize = 512;
 
 /// `midge bench`: measure an MQTT broker.
 #[derive(Debug, Parser)]
@@ -219,10 +227,17 @@ pub(crate) fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             };
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
+    let threads = args.threads.unwrap_or_else(available_cores).max(1);
+    // On one core (`taskset -c 1 midge bench ...`, as scripts/bench-compare runs it) one
+    // thread runs everything: a second would only take turns with it, and every hand-over
+    // between them is a futex call and a context switch.
+    let mut runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        runtime.worker_threads(threads);
+        runtime
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -232,7 +247,7 @@ pub(crate) fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let deadline = Duration::from_secs(args.warmup + args.duration) + DRAIN + Duration::from_secs(60);
-        match tokio::time::timeout(deadline, run(&args)).await {
+        match tokio::time::timeout(deadline, run(&args, threads)).await {
             Ok(result) => result,
             Err(_) => Err("the run did not finish in time".to_owned()),
         }
@@ -264,7 +279,12 @@ struct Live {
     recent: Mutex<Option<Histogram<u64>>>,
 }
 
-async fn run(args: &BenchArgs) -> Result<Report, String> {
+/// Cores this process may run on (its CPU affinity), 1 if that cannot be told.
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
     if args.scenario == Scenario::Conn {
         return connections(args).await;
     }
@@ -293,15 +313,28 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         }
         subscribers.push((client, events));
     }
-    // Publishers get a runtime (and thread) of their own: sharing one with the subscribers,
-    // a publisher sending flat out to a fast broker can keep the subscribers' connections from
-    // being polled at all, and the bench would measure itself.
-    let publishing = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-publishers")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the publishers' runtime: {e}"))?;
+    // With more than one thread, publishers get a runtime (and thread) of their own: sharing
+    // the work-stealing runtime with the subscribers, a publisher sending flat out to a fast
+    // broker can keep the subscribers' connections from being polled for long stretches. On
+    // one thread everything shares it, and the publishers yield to the rest every 1024
+    // messages and whenever their client's queue is full.
+    let own_runtime = if threads > 1 {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("bench-publishers")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the publishers' runtime: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let publishing = own_runtime
+        .as_ref()
+        .map_or_else(tokio::runtime::Handle::current, |runtime| {
+            runtime.handle().clone()
+        });
     let mut publishers = Vec::new();
     for i in 0..plan.publishers.len() {
         let options = args.options(format!("bench-pub-{run_id}-{i}"))?;
@@ -320,11 +353,12 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     let shared = plan.subscribers.iter().any(|(_, expected)| expected.is_none());
 
     let mut receiving = Vec::new();
+    let show_progress = !args.quiet;
     for (client, events) in subscribers {
         let live = live.clone();
         let stop = stop_rx.clone();
         receiving.push(tokio::spawn(async move {
-            let tally = receive(events, start, window, live, stop).await;
+            let tally = receive(events, start, window, live, stop, show_progress).await;
             drop(client);
             tally
         }));
@@ -338,12 +372,13 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     {
         let (live, maker) = (live.clone(), maker.clone());
         let (rate, inflight) = (args.rate, args.inflight.max(1));
+        let topic = TopicName::new(topic.as_str()).map_err(|e| format!("topic {topic:?}: {e}"))?;
         sending.push(publishing.spawn(async move {
             // Nothing is expected back; keep the event queue drained.
             let drain = tokio::spawn(drain_events(events));
             let sent = publish(
                 &client,
-                &topic,
+                topic,
                 index as u64 + 1,
                 qos,
                 rate,
@@ -360,13 +395,12 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     }
 
     let progress = (!args.quiet).then(|| tokio::spawn(progress(live.clone(), start, window)));
-    let cpu_from = match &broker {
-        Some(broker) => {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(start + window.0)).await;
-            Some(broker.sample())
-        }
-        None => None,
-    };
+    // The load generator watches its own CPU as it watches the broker's: at 100 % of its
+    // core it, not the broker, is what limits the figures.
+    let itself = BrokerProcess::new(std::process::id());
+    tokio::time::sleep_until(tokio::time::Instant::from_std(start + window.0)).await;
+    let cpu_from = broker.as_ref().map(BrokerProcess::sample);
+    let own_from = itself.sample();
     let mut published: HashMap<u64, u64> = HashMap::new();
     let mut clients = Vec::new();
     for (index, task) in sending.into_iter().enumerate() {
@@ -376,6 +410,7 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         }
     }
     let cpu_to = broker.as_ref().map(BrokerProcess::sample);
+    let own_cpu = itself.report(own_from, itself.sample()).cpu_percent;
     let sent_total: u64 = published.values().sum();
     // Let the subscribers collect what is still on its way.
     let drain_until = Instant::now() + DRAIN;
@@ -394,7 +429,7 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         if let Some(from) = expected {
             for publisher in from {
                 let id = *publisher as u64 + 1;
-                let last = tally.last_sequences().get(&id).copied().unwrap_or(0);
+                let last = tally.last_sequence(id);
                 tail_lost += published.get(&id).copied().unwrap_or(0).saturating_sub(last);
             }
         }
@@ -412,7 +447,9 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
             .await;
     }
     // Dropping a runtime inside another's task is not allowed; this leaves its threads to end.
-    publishing.shutdown_background();
+    if let Some(runtime) = own_runtime {
+        runtime.shutdown_background();
+    }
     let (lost, duplicated) = if shared {
         // Members of a group each see a part: only the totals can be compared.
         (
@@ -438,6 +475,7 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
             (Some(broker), Some(from), Some(to)) => Some(broker.report(from, to)),
             _ => None,
         },
+        bench_cpu_percent: Some(own_cpu),
         connections: None,
     })
 }
@@ -456,45 +494,71 @@ fn expected_deliveries(plan: &Plan, published: &HashMap<u64, u64>, shared: bool)
 }
 
 async fn drain_events(mut events: Events) {
-    while events.recv().await.is_some() {}
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+        batch.clear();
+    }
 }
 
-/// One subscriber's loop: records every message until told to stop.
+/// One subscriber's loop: records every message until told to stop. It takes the events
+/// already queued in one go, and reads the clock once for them: each was received before that
+/// moment, as close to it as a clock read per message would be.
 async fn receive(
     mut events: Events,
     start: Instant,
     window: (Duration, Duration),
     live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
+    show_progress: bool,
 ) -> Tally {
     let mut tally = Tally::new();
-    let mut recent = Tally::new();
+    // Latencies for the progress line, handed over every 100 ms.
+    let mut recent = show_progress.then(measure::new_histogram);
     let mut flushed = Instant::now();
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Some(Event::Publish(publish)) => {
-                    let now = Instant::now();
-                    tally.record(&publish.payload, start, now, window);
-                    recent.record(&publish.payload, start, now, (Duration::ZERO, Duration::MAX));
-                    live.received.fetch_add(1, Ordering::Relaxed);
-                    if now.duration_since(flushed) > Duration::from_millis(100) {
-                        let mut shared = live.recent.lock();
-                        match shared.as_mut() {
-                            Some(histogram) => { let _ = histogram.add(&recent.latency); }
-                            None => *shared = Some(recent.latency.clone()),
+            biased;
+            _ = stop.changed() => break,
+            taken = events.recv_many(&mut batch, EVENT_BATCH) => {
+                if taken == 0 {
+                    break;
+                }
+                let now = Instant::now();
+                let received_at = now.duration_since(start);
+                let mut received = 0;
+                for event in batch.drain(..) {
+                    match event {
+                        Event::Publish(publish) => {
+                            received += 1;
+                            tally.record(&publish.payload, received_at, window);
+                            if let Some(recent) = recent.as_mut()
+                                && let Some((sent, _, _)) = measure::read_header(&publish.payload)
+                            {
+                                let _ = recent.record(measure::latency(sent, received_at));
+                            }
                         }
-                        recent = Tally::new();
-                        flushed = now;
+                        Event::ConnectionLost(_) | Event::Disconnect(_) => {
+                            live.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
                     }
                 }
-                Some(Event::ConnectionLost(_)) | Some(Event::Disconnect(_)) => {
-                    live.errors.fetch_add(1, Ordering::Relaxed);
+                live.received.fetch_add(received, Ordering::Relaxed);
+                if let Some(recent) = recent.as_mut()
+                    && now.duration_since(flushed) > Duration::from_millis(100)
+                {
+                    let mut shared = live.recent.lock();
+                    match shared.as_mut() {
+                        Some(histogram) => {
+                            let _ = histogram.add(&*recent);
+                        }
+                        None => *shared = Some(recent.clone()),
+                    }
+                    recent.reset();
+                    flushed = now;
                 }
-                Some(_) => {}
-                None => break,
-            },
-            _ = stop.changed() => break,
+            }
         }
     }
     tally
@@ -505,12 +569,12 @@ async fn receive(
 #[allow(clippy::too_many_arguments, reason = "one call site, the run's settings")]
 async fn publish(
     client: &Client,
-    topic: &str,
+    topic: TopicName,
     publisher: u64,
     qos: QoS,
     rate: u64,
     inflight: usize,
-    maker: PayloadMaker,
+    mut maker: PayloadMaker,
     start: Instant,
     window: (Duration, Duration),
     live: &Live,
@@ -533,11 +597,9 @@ async fn publish(
         }
         sequence += 1;
         let sent = Instant::now().duration_since(start);
-        let payload = maker.make(sent, publisher, sequence);
-        match client
-            .start_publish(topic, payload, qos, false, Default::default())
-            .await
-        {
+        let mut message = Publish::new(topic.clone(), maker.make(sent, publisher, sequence));
+        message.qos = qos;
+        match client.start_publish_packet(message).await {
             Ok(pending) => {
                 live.sent.fetch_add(1, Ordering::Relaxed);
                 if sent >= window.0 && sent < window.1 {
@@ -679,6 +741,7 @@ async fn connections(args: &BenchArgs) -> Result<Report, String> {
         duplicated: None,
         errors: errors.load(Ordering::Relaxed),
         broker: None,
+        bench_cpu_percent: None,
         connections: Some(ConnectionFigures {
             connected,
             per_second: connected as f64 / took,
@@ -728,6 +791,8 @@ struct Report {
     duplicated: Option<u64>,
     errors: u64,
     broker: Option<broker_process::Usage>,
+    /// The load generator's own CPU over the measured window, percent of one core.
+    bench_cpu_percent: Option<f64>,
     connections: Option<ConnectionFigures>,
 }
 
@@ -789,6 +854,9 @@ impl Report {
                 usage.rss_bytes as f64 / 1048576.0
             ));
         }
+        if let Some(cpu) = self.bench_cpu_percent {
+            lines.push(format!("bench     CPU {cpu:.1} %  (the load generator itself)"));
+        }
         lines.join("\n")
     }
 
@@ -816,6 +884,9 @@ impl Report {
             if let Some(usage) = &self.broker {
                 fields.push(format!("\"broker_cpu_percent\":{:.1}", usage.cpu_percent));
                 fields.push(format!("\"broker_rss_bytes\":{}", usage.rss_bytes));
+            }
+            if let Some(cpu) = self.bench_cpu_percent {
+                fields.push(format!("\"bench_cpu_percent\":{cpu:.1}"));
             }
         }
         fields.push(format!("\"errors\":{}", self.errors));
