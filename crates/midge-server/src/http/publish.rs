@@ -52,8 +52,10 @@ pub(crate) struct PublishPropertiesBody {
     /// Payload Format Indicator: true for UTF-8 text.
     payload_format_indicator: Option<bool>,
     /// Message Expiry Interval in seconds.
+    // Documented as a 64-bit integer with MQTT's bounds: utoipa's default `int32` format for a
+    // u32 tells clients (and schemathesis) that values past 2^31 - 1 are invalid.
     #[serde(default, deserialize_with = "optional_whole")]
-    #[schema(minimum = 0, maximum = 4294967295_i64)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     message_expiry_interval: Option<u32>,
     /// Content Type (no U+0000, at most 65535 bytes).
     #[schema(pattern = "^[^\\u0000]*$")]
