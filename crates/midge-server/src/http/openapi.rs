@@ -67,13 +67,20 @@ pub(crate) fn json() -> &'static str {
         let Ok(mut value) = serde_json::to_value(&doc) else {
             return "{}".to_owned();
         };
-        // What the derive cannot say: a message has `payload` or `payload_base64`, not both.
+        // What the derive cannot say: a message has `payload` or `payload_base64`, not both
+        // (a `null` one counts as absent, as the handler reads it).
         if let Some(schema) = value.pointer_mut("/components/schemas/PublishRequest")
             && let Some(object) = schema.as_object_mut()
         {
             object.insert(
                 "not".to_owned(),
-                serde_json::json!({"required": ["payload", "payload_base64"]}),
+                serde_json::json!({
+                    "required": ["payload", "payload_base64"],
+                    "properties": {
+                        "payload": {"type": "string"},
+                        "payload_base64": {"type": "string"}
+                    }
+                }),
             );
         }
         serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".to_owned())
