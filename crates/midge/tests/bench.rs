@@ -91,6 +91,69 @@ fn fanout_counts_every_delivery_and_conn_opens_every_connection() {
 }
 
 #[test]
+fn on_one_thread_shared_and_qos2_flows_deliver_everything_and_the_bench_reports_its_own_cpu() {
+    let midge = Midge::start("");
+    let port = midge.port().to_string();
+    // `--threads 1` is how `taskset -c 1 midge bench` runs: everything on one thread.
+    let json = bench(&[
+        "bench",
+        "pairs",
+        "-p",
+        &port,
+        "-c",
+        "4",
+        "-q",
+        "2",
+        "-r",
+        "300",
+        "-d",
+        "1",
+        "-w",
+        "1",
+        "--json",
+        "--quiet",
+        "--threads",
+        "1",
+    ]);
+    let sent = field(&json, "sent");
+    assert!(sent >= 4.0 * 300.0 * 1.5, "{json}");
+    assert_eq!(field(&json, "received"), sent, "{json}");
+    assert_eq!(field(&json, "acked"), sent, "{json}");
+    assert_eq!(
+        (field(&json, "lost"), field(&json, "duplicated")),
+        (0.0, 0.0),
+        "{json}"
+    );
+    let cpu = field(&json, "bench_cpu_percent");
+    assert!((0.0..=150.0).contains(&cpu), "{json}");
+
+    let json = bench(&[
+        "bench",
+        "shared",
+        "-p",
+        &port,
+        "-c",
+        "3",
+        "--publishers",
+        "2",
+        "-q",
+        "1",
+        "-r",
+        "300",
+        "-d",
+        "1",
+        "-w",
+        "0",
+        "--json",
+        "--quiet",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(field(&json, "received"), field(&json, "sent"), "{json}");
+    assert_eq!(field(&json, "lost"), 0.0, "{json}");
+}
+
+#[test]
 fn a_bad_command_line_or_an_absent_broker_fails_clearly() {
     let (code, output) = run_midge(&["bench", "sideways"], Duration::from_secs(10));
     assert_eq!(code, Some(2), "{output}");

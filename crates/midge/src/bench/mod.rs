@@ -109,7 +109,8 @@ struct BenchArgs {
     /// MQTT 5), so that a broker with persistence stores what it queues for them.
     #[arg(long)]
     persistent: bool,
-    /// Worker threads of the load generator (default: every core).
+    /// Worker threads of the load generator (default: every core it may run on). With one,
+    /// everything runs on that thread; with more, publishers get a thread of their own.
     #[arg(long)]
     threads: Option<usize>,
     /// Display this help.
@@ -607,7 +608,15 @@ async fn publish(
                 }
                 if qos != QoS::AtMostOnce {
                     waiting.push_back(pending);
-                    while waiting.len() >= inflight {
+                    // A full window is refilled a quarter at a time, not one message per
+                    // acknowledgement: against a broker that acknowledges each message in a
+                    // write of its own, the next messages then still leave together.
+                    let refill = if waiting.len() >= inflight {
+                        inflight.div_ceil(4)
+                    } else {
+                        0
+                    };
+                    while waiting.len() > inflight - refill {
                         if let Some(pending) = waiting.pop_front() {
                             acknowledge(pending.await, live);
                         }
