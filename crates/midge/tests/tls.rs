@@ -122,11 +122,19 @@ fn clients_that_do_not_trust_the_server_or_do_not_speak_tls_are_turned_away() {
     let mut plain = std::net::TcpStream::connect(midge.addr()).unwrap();
     plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let started = std::time::Instant::now();
-    plain.write_all(b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04test").unwrap();
+    plain
+        .write_all(b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04test")
+        .unwrap();
     let mut answer = Vec::new();
-    plain.read_to_end(&mut answer).expect("the broker closes the socket");
+    plain
+        .read_to_end(&mut answer)
+        .expect("the broker closes the socket");
     assert!(answer.first().is_none_or(|&kind| kind == 21), "{answer:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "closed only after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only after {:?}",
+        started.elapsed()
+    );
     let ca = pki.path("ca.pem");
     let ok = mosquitto(
         "mosquitto_pub",
