@@ -145,6 +145,9 @@ pub enum Problem {
         cap: i64,
     },
     /// `mqttsn_*` options on a listener that does not say `protocol mqttsn`.
+    #[error("has no effect without `server_reference` on the same listener")]
+    MovedWithoutReference,
+
     #[error("only valid on a listener with `protocol mqttsn`")]
     NotMqttSn,
     /// A `protocol mqttsn` listener on something other than a UDP port, or with TLS options

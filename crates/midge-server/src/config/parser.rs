@@ -143,6 +143,8 @@ pub(in crate::config) struct ListenerDraft {
     /// For the default listener: an option that makes Mosquitto open it whatever its value (a TLS
     /// option, or a per-listener password file, PSK file or plugin).
     pub(in crate::config) forced: bool,
+    /// Where `server_moved true` was set, to refuse it if no `server_reference` follows.
+    pub(in crate::config) moved_at: Option<Location>,
 }
 
 impl ListenerDraft {
@@ -154,6 +156,7 @@ impl ListenerDraft {
             auto_id_prefix: None,
             first_option: None,
             forced: false,
+            moved_at: None,
         }
     }
 
@@ -457,6 +460,16 @@ impl Parser {
             }
         }
         let bridges: Vec<Bridge> = self.bridges.drain(..).map(|draft| draft.bridge).collect();
+
+        for draft in self.listeners.iter().chain([&self.default_listener]) {
+            if let (Some(at), None) = (&draft.moved_at, &draft.listener.server_reference) {
+                return Err(ConfigError::Directive {
+                    at: at.clone(),
+                    directive: "server_moved".to_owned(),
+                    problem: Problem::MovedWithoutReference,
+                });
+            }
+        }
 
         let mut listeners = Vec::new();
         for draft in &self.listeners {

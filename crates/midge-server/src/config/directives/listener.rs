@@ -217,7 +217,10 @@ fn server_reference(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Fail
 fn server_moved(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     let moved = value::boolean(args.value()?)?;
     parser.listener_option(false);
-    parser.current_listener().listener.server_moved = moved;
+    let at = moved.then(|| parser.file.at.clone());
+    let draft = parser.current_listener();
+    draft.listener.server_moved = moved;
+    draft.moved_at = at;
     Ok(())
 }
 

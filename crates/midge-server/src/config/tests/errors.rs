@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{error, load_error};
+use super::{error, load_error, parse};
 use crate::config::{Config, ConfigError, Location};
 
 #[test]
@@ -465,4 +465,48 @@ fn mqttsn_options_need_an_mqttsn_listener_on_udp_without_tls() {
         error("listener 1884\nprotocol mqttsn\nmqttsn_predefined_topic 1 a/+\n"),
         "test.conf:3: mqttsn_predefined_topic: \"a/+\" is not a valid topic name: [MQTT-3.3.2-2] topic name contains a wildcard character"
     );
+}
+
+#[test]
+fn bad_values_of_the_mqtt5_capability_and_redirection_directives_name_the_line() {
+    for directive in [
+        "wildcard_subscription_available",
+        "subscription_identifier_available",
+        "shared_subscription_available",
+    ] {
+        assert_eq!(
+            error(&format!("listener 1883\n{directive} no")),
+            format!("test.conf:2: {directive}: expected true or false, got \"no\"")
+        );
+        assert_eq!(
+            error(&format!("{directive}")),
+            format!("test.conf:1: {directive}: missing value")
+        );
+    }
+    assert_eq!(
+        error("listener 1883\nresponse_information replies/#"),
+        "test.conf:2: response_information: expected a topic prefix without wildcards, got \"replies/#\""
+    );
+    assert_eq!(
+        error("response_information a/+/b"),
+        "test.conf:1: response_information: expected a topic prefix without wildcards, got \"a/+/b\""
+    );
+    assert_eq!(
+        error("response_information"),
+        "test.conf:1: response_information: missing value"
+    );
+    assert_eq!(
+        error("listener 1883\nserver_reference"),
+        "test.conf:2: server_reference: missing value"
+    );
+    assert_eq!(
+        error("listener 1883\nserver_reference other:1883\nserver_moved perhaps"),
+        "test.conf:3: server_moved: expected true or false, got \"perhaps\""
+    );
+    // Alone, server_moved would leave the listener serving clients: a silent mistake.
+    assert_eq!(
+        error("listener 1883\nserver_moved true\nlistener 1884\nserver_reference b:1883"),
+        "test.conf:2: server_moved: has no effect without `server_reference` on the same listener"
+    );
+    parse("listener 1883\nserver_moved true\nserver_reference b:1883\nlistener 1884\nserver_moved false");
 }
