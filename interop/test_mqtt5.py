@@ -360,22 +360,41 @@ class ReceiveMaximumExceeded(Mqtt5):
 
     def test_paho_ignoring_the_servers_receive_maximum_gets_0x93(self):
         """[MQTT-3.3.4-7]: paho does not read the server's Receive Maximum (only its own
-        max_inflight_messages, 20), so ten QoS 2 messages sent at once exceed the broker's 1:
-        DISCONNECT 0x93."""
+        max_inflight_messages, 20), so two QoS 2 messages sent at once exceed the broker's 1:
+        DISCONNECT 0x93. paho's network loop is paused while it writes them, so that the first
+        exchange cannot complete (PUBREL) before the second PUBLISH is out; and no more are
+        sent, since a write after the broker has closed would end paho's connection before it
+        reads the DISCONNECT."""
         c = self.client("greedy")
         self.assertEqual(c.props.ReceiveMaximum, 1)
-        for n in range(10):
-            c.c.publish("rm/x", str(n).encode(), 2)
+        c.c.loop_stop()
+        for n in range(2):
+            self.assertEqual(c.c.publish("rm/x", str(n).encode(), 2).rc, 0)
+        c.c.loop_start()
         code, p = c.disconnected()
         self.assertEqual(code, 0x93)
         self.assertTrue(p.ReasonString)
+
+
+class Quota(Mqtt5):
+    extra = "message_size_limit 10"
+
+    def test_a_message_over_message_size_limit_gets_puback_0x97_and_the_connection_goes_on(self):
+        """Midge's quotas answer per packet, never with DISCONNECT 0x97."""
+        c = self.client("sizes")
+        rc, p = c.publish("q/x", b"longer than ten bytes", 1)
+        self.assertEqual(rc.value, 0x97)
+        self.assertIn("message_size_limit", p.ReasonString)
+        c.subscribe("q/x", SubscribeOptions(qos=1))
+        c.publish("q/x", b"short", 1)
+        self.assertEqual(c.message().payload, b"short")
 
 
 class PacketSize(Mqtt5):
     extra = "sys_interval 1"
 
     def test_messages_larger_than_pahos_maximum_are_dropped_and_counted(self):
-        """[MQTT-3.1.2-25]: paho announces Maximum Packet Size 128; a larger message is not sent
+        """[MQTT-3.1.2-24], [MQTT-3.1.2-25]: paho announces Maximum Packet Size 128; a larger message is not sent
         to it (the publisher is not told), the broker counts it as dropped, the rest flow."""
         small = self.client("small", props(PacketTypes.CONNECT, MaximumPacketSize=128))
         small.subscribe("mps/#", SubscribeOptions(qos=1))
@@ -411,7 +430,7 @@ class TopicAliases(Mqtt5):
     def test_paho_publishes_through_its_aliases_and_gets_none_it_did_not_allow(self):
         """Client to server: an alias set with its topic, then used with an empty topic
         (§3.3.2.3.4). Server to client: paho allows none (no Topic Alias Maximum in its
-        CONNECT), so every message arrives with its topic and no alias [MQTT-3.3.2-9]. MQTT.js
+        CONNECT), so every message arrives with its topic and no alias [MQTT-3.1.2-27]. MQTT.js
         takes the broker's aliases in interop/test_topic_aliases.py."""
         sub = self.client("sub")
         sub.subscribe("ta/#", SubscribeOptions(qos=1))
@@ -430,7 +449,7 @@ class TopicAliases(Mqtt5):
             self.assertFalse(hasattr(m.properties, "TopicAlias"))
 
     def test_an_alias_above_the_maximum_gets_0x94_and_an_unknown_one_0x82(self):
-        """[MQTT-3.3.2-10]: paho does not check the broker's Topic Alias Maximum. An alias
+        """[MQTT-3.3.2-9]: paho does not check the broker's Topic Alias Maximum. An alias
         never set, with an empty topic, is a Protocol Error (§3.3.2.3.4). paho refuses alias 0
         itself; the broker's 0x94 for it is in crates/midge/tests/rumqttc_v5.rs."""
         for name, topic, alias, reason in (("above", "ta/x", 3, 0x94),

@@ -4,9 +4,9 @@
 //! what it received on a channel; the tests assert on those events.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
 
-mod support;
 #[path = "support/rumqttc5.rs"]
 mod rumqttc5;
+mod support;
 
 use std::time::Duration;
 
@@ -361,6 +361,17 @@ async fn v5_connack_capabilities_response_information_and_redirection() {
             error,
             rumqttc::v5::ConnectionError::ConnectionRefused(
                 rumqttc::v5::mqttbytes::v5::ConnectReturnCode::UseAnotherServer
+            )
+        ),
+        "{error:?}"
+    );
+    let midge = Midge::start("server_reference other.example:1883\nserver_moved true");
+    let error = refused5(&midge, "moved").await;
+    assert!(
+        matches!(
+            error,
+            rumqttc::v5::ConnectionError::ConnectionRefused(
+                rumqttc::v5::mqttbytes::v5::ConnectReturnCode::ServerMoved
             )
         ),
         "{error:?}"

@@ -13,18 +13,18 @@
 //! tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
 
-mod support;
 #[path = "support/rumqttc5.rs"]
 mod rumqttc5;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectProperties, Disconnect, DisconnectProperties, DisconnectReasonCode, Filter, LastWill,
-    Packet, PubAckReason, PublishProperties, RetainForwardRule, SubscribeProperties,
-    SubscribeReasonCode, UnsubscribeProperties,
+    ConnectProperties, Disconnect, DisconnectProperties, DisconnectReasonCode, Filter, LastWill, Packet,
+    PubAckReason, PublishProperties, RetainForwardRule, SubscribeProperties, SubscribeReasonCode,
+    UnsubscribeProperties,
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
 use rumqttc5::{Client5, Wire5};
@@ -49,10 +49,7 @@ async fn v5_session_expiry_interval_keeps_the_session_for_as_long_as_it_says() {
     let midge = Midge::start("");
     let (mut away, ack) = Client5::start(&midge, "away", persistent(60)).await;
     assert!(!ack.session_present);
-    away.client
-        .subscribe("away/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    away.client.subscribe("away/#", QoS::AtLeastOnce).await.unwrap();
     away.acked().await;
     away.client.disconnect().await.unwrap();
     away.ended().await;
@@ -120,11 +117,7 @@ async fn v5_session_expiry_changed_at_disconnect_and_the_zero_to_non_zero_protoc
 
     // 0 at CONNECT, 60 at DISCONNECT.
     let (mut watcher, _) = Client5::start(&midge, "watcher", |_| {}).await;
-    watcher
-        .client
-        .subscribe("will/#", QoS::AtMostOnce)
-        .await
-        .unwrap();
+    watcher.client.subscribe("will/#", QoS::AtMostOnce).await.unwrap();
     watcher.acked().await;
     let will = LastWill::new("will/zero", "protocol error", QoS::AtMostOnce, false, None);
     let (mut wire, _) = Wire5::connect(&midge, "zero", expiry(0), Some(will)).await;
@@ -145,10 +138,7 @@ async fn v5_session_expiry_changed_at_disconnect_and_the_zero_to_non_zero_protoc
 async fn v5_message_expiry_counts_down_and_expired_messages_are_not_sent() {
     let midge = Midge::start("");
     let (mut away, _) = Client5::start(&midge, "away", persistent(300)).await;
-    away.client
-        .subscribe("exp/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    away.client.subscribe("exp/#", QoS::AtLeastOnce).await.unwrap();
     away.acked().await;
     away.client.disconnect().await.unwrap();
     away.ended().await;
@@ -184,10 +174,7 @@ async fn v5_message_expiry_counts_down_and_expired_messages_are_not_sent() {
     back.no_publish(Duration::from_millis(300)).await;
 
     let (mut late, _) = Client5::start(&midge, "late", |_| {}).await;
-    late.client
-        .subscribe("exp/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    late.client.subscribe("exp/#", QoS::AtLeastOnce).await.unwrap();
     late.acked().await;
     late.no_publish(Duration::from_millis(300)).await;
 }
@@ -206,10 +193,7 @@ async fn v5_receive_maximum_bounds_what_is_in_flight_both_ways() {
         o.set_manual_acks(true);
     })
     .await;
-    slow.client
-        .subscribe("rm/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    slow.client.subscribe("rm/#", QoS::AtLeastOnce).await.unwrap();
     slow.acked().await;
     let (mut publisher, _) = Client5::start(&midge, "pub", |_| {}).await;
     for n in 0..6 {
@@ -250,8 +234,8 @@ async fn v5_receive_maximum_bounds_what_is_in_flight_both_ways() {
     }
 }
 
-/// [MQTT-3.1.2-25]: a message larger than the client's Maximum Packet Size is not sent to it
-/// (rumqttc would refuse it) and is counted as dropped; the rest flow. [MQTT-3.2.2-15]: the
+/// [MQTT-3.1.2-24], [MQTT-3.1.2-25]: a message larger than the client's Maximum Packet Size is
+/// not sent to it (rumqttc would refuse it) and is counted as dropped; the rest flow. [MQTT-3.2.2-15]: the
 /// broker's own maximum is in the CONNACK, and rumqttc keeps to it by itself: it refuses to
 /// send a larger packet (the broker's DISCONNECT 0x95 for a client that does send one is in
 /// `interop/test_mqtt5.py::test_paho_sending_past_the_servers_maximum_gets_0x95` and
@@ -263,11 +247,7 @@ async fn v5_maximum_packet_size_both_ways() {
         o.set_max_packet_size(Some(128));
     })
     .await;
-    small
-        .client
-        .subscribe("mps/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    small.client.subscribe("mps/#", QoS::AtLeastOnce).await.unwrap();
     small.acked().await;
     let (mut publisher, _) = Client5::start(&midge, "pub", |_| {}).await;
     for payload in [vec![b'x'; 200], b"fits".to_vec()] {
@@ -324,9 +304,10 @@ fn alias(n: u16) -> PublishProperties {
 /// Topic aliases both ways. Client to server: an alias set with its topic, then used with an
 /// empty topic (§3.3.2.3.4); rumqttc refuses an alias above the broker's Topic Alias Maximum
 /// by itself, having read it from the CONNACK ([MQTT-3.2.2-17]); raised in rumqttc's state, it
-/// sends one and gets DISCONNECT 0x94 [MQTT-3.3.2-10]; alias 0 also 0x94 [MQTT-3.3.2-8]; an
+/// sends one and gets DISCONNECT 0x94 [MQTT-3.3.2-9]; alias 0 also 0x94 [MQTT-3.3.2-8]; an
 /// alias never set, with an empty topic, 0x82 (§3.3.2.3.4). Server to client: rumqttc allows
-/// two aliases, checks the ones the broker sends, and sees none above two [MQTT-3.3.2-9].
+/// two aliases, checks the ones the broker sends, and sees none above two [MQTT-3.1.2-26],
+/// [MQTT-3.3.2-11].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_topic_aliases_both_ways_and_their_protocol_errors() {
     let midge = Midge::start("max_topic_alias 2");
@@ -372,7 +353,7 @@ async fn v5_topic_aliases_both_ways_and_their_protocol_errors() {
     }
     assert!(
         aliases.iter().all(|a| matches!(a, None | Some(1..=2))),
-        "[MQTT-3.3.2-9]: {aliases:?}"
+        "[MQTT-3.3.2-11]: {aliases:?}"
     );
     assert!(
         aliases[1..].iter().all(Option::is_some),
@@ -472,18 +453,14 @@ async fn v5_retain_handling_0_1_and_2() {
         .publish("rh/lamp", QoS::AtLeastOnce, false, "live")
         .await
         .unwrap();
-    assert_eq!(
-        text(&sub.publish().await.payload),
-        "live",
-        "[MQTT-3.3.1-11]"
-    );
+    assert_eq!(text(&sub.publish().await.payload), "live", "[MQTT-3.3.1-11]");
 }
 
 /// `max_qos` and the capabilities the CONNACK says are off, none of which rumqttc checks before
-/// sending: a SUBSCRIBE is granted at most `max_qos` [MQTT-3.2.2-10]... and a PUBLISH above it
-/// gets DISCONNECT 0x9B [MQTT-3.2.2-11]; a retained PUBLISH without Retain Available 0x9A
-/// [MQTT-3.2.2-14]; a Subscription Identifier 0xA1, a wildcard 0xA2 and a shared subscription
-/// 0x9E where they are unavailable (§3.2.2.3.12–3.2.2.3.14); No Local on a shared
+/// sending: a SUBSCRIBE is accepted and granted at most `max_qos` [MQTT-3.2.2-10], a PUBLISH
+/// above it gets DISCONNECT 0x9B [MQTT-3.2.2-11]; a retained PUBLISH without Retain Available
+/// 0x9A [MQTT-3.2.2-14]; a Subscription Identifier 0xA1, a wildcard 0xA2 and a shared
+/// subscription 0x9E where they are unavailable (§3.2.2.3.12–3.2.2.3.14); No Local on a shared
 /// subscription, 0x82 [MQTT-3.8.3-4].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_max_qos_and_unavailable_features_get_their_disconnect() {
@@ -721,5 +698,55 @@ async fn v5_user_properties_quota_and_request_problem_information() {
         ack.properties.and_then(|p| p.reason_string),
         None,
         "[MQTT-3.1.2-29]"
+    );
+}
+
+/// [MQTT-3.3.4-3], [MQTT-3.3.4-4]: a message matching two of a client's subscriptions carries
+/// both their identifiers (Midge sends one copy), and a subscription without one adds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_every_matching_subscription_identifier_arrives() {
+    let midge = Midge::start("");
+    let (mut sub, _) = Client5::start(&midge, "ids", |_| {}).await;
+    for (filter, id) in [("id/#", Some(1)), ("id/+", Some(2)), ("+/x", None)] {
+        sub.client
+            .subscribe_with_properties(
+                filter,
+                QoS::AtMostOnce,
+                SubscribeProperties {
+                    id,
+                    user_properties: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+        sub.acked().await;
+    }
+    let (publisher, _) = Client5::start(&midge, "pub", |_| {}).await;
+    publisher
+        .client
+        .publish("id/x", QoS::AtMostOnce, false, "all three")
+        .await
+        .unwrap();
+    let p = sub.publish().await;
+    let mut ids = p.properties.unwrap().subscription_identifiers;
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2]);
+    sub.no_publish(Duration::from_millis(300)).await;
+}
+
+/// Midge's quotas answer per packet, never with DISCONNECT 0x97: a session over
+/// `global_max_clients` gets CONNACK 0x97 (the PUBACK 0x97 of `message_size_limit` is in
+/// `v5_user_properties_quota_and_request_problem_information`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_a_session_over_global_max_clients_gets_connack_0x97() {
+    let midge = Midge::start("global_max_clients 1");
+    let (_first, _) = Client5::start(&midge, "first", |_| {}).await;
+    let error = rumqttc5::refused5(&midge, "second").await;
+    assert!(
+        matches!(
+            error,
+            ConnectionError::ConnectionRefused(rumqttc::v5::mqttbytes::v5::ConnectReturnCode::QuotaExceeded)
+        ),
+        "{error:?}"
     );
 }

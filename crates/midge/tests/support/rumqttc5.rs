@@ -31,11 +31,7 @@ pub struct Client5 {
 impl Client5 {
     /// Connects with rumqttc's defaults (keep alive 30 s) changed by `configure`; returns the
     /// CONNACK, or fails the test if the connection is refused.
-    pub async fn start(
-        midge: &Midge,
-        id: &str,
-        configure: impl FnOnce(&mut MqttOptions),
-    ) -> (Self, ConnAck) {
+    pub async fn start(midge: &Midge, id: &str, configure: impl FnOnce(&mut MqttOptions)) -> (Self, ConnAck) {
         Self::start_with(midge, id, configure, |_| {}).await
     }
 
@@ -153,10 +149,7 @@ impl Client5 {
     /// The next PUBACK, with its reason code and properties.
     pub async fn puback(&mut self) -> PubAck {
         loop {
-            match timeout(WAIT, self.events.recv())
-                .await
-                .expect("a PUBACK in time")
-            {
+            match timeout(WAIT, self.events.recv()).await.expect("a PUBACK in time") {
                 Some(Ok(Packet::PubAck(ack))) => return ack,
                 Some(Ok(_)) => {}
                 other => panic!("no PUBACK: {other:?}"),
@@ -171,8 +164,7 @@ impl Client5 {
             match timeout(WAIT, self.events.recv()).await.expect("an end in time") {
                 Some(Ok(Packet::Disconnect(d))) => return Some(d.reason_code),
                 Some(Err(ConnectionError::MqttState(StateError::ServerDisconnect {
-                    reason_code,
-                    ..
+                    reason_code, ..
                 }))) => return Some(reason_code),
                 Some(Ok(_)) => {}
                 _ => return None,
