@@ -7,11 +7,17 @@ paho-mqtt 2.x can put an Authentication Method in CONNECT but cannot answer the 
 packet (it has no API to send AUTH), so the exchange runs over a small raw MQTT 5 client below;
 paho is used for what it can do: being refused a method the broker does not offer.
 
+The second independent client is MQTT.js (interop/mqttjs/scram.mjs): it carries the AUTH
+exchange itself, and the SCRAM client side there is RFC 5802 on Node's crypto. (rumqttc 0.25
+cannot: it does not decode AUTH packets.)
+
 Normative statements: [MQTT-4.12.0-1], [MQTT-4.12.0-2], [MQTT-4.12.0-4], [MQTT-4.12.0-5],
 [MQTT-4.12.1-1], [MQTT-4.12.1-2].
 """
 import base64
+import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -167,7 +173,10 @@ def reason_and_properties(body, skip=0):
     return reason, properties(body[at : at + length])
 
 
-class ScramInterop(unittest.TestCase):
+class ScramBroker:
+    """A broker that knows alice (password wonderland) and bob (bücher) only by SCRAM
+    verifiers written by `midge passwd -H scram`."""
+
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
@@ -184,6 +193,9 @@ class ScramInterop(unittest.TestCase):
     @staticmethod
     def passwd(*args):
         subprocess.run([midge_binary(), "passwd", *args], check=True, capture_output=True)
+
+
+class ScramInterop(ScramBroker, unittest.TestCase):
 
     def login(self, mechanism, user, password, client_id="scramp"):
         """The exchange at CONNECT; returns the client, the CONNACK's reason and properties,
@@ -296,6 +308,56 @@ class ScramInterop(unittest.TestCase):
         finally:
             client.loop_stop()
             client.disconnect()
+
+
+MQTTJS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mqttjs")
+
+
+@unittest.skipUnless(shutil.which("node") and os.path.isdir(os.path.join(MQTTJS_DIR, "node_modules", "mqtt")),
+                     "node and npm mqtt are needed")
+class ScramFromMqttJs(ScramBroker, unittest.TestCase):
+    def mqttjs(self, client_id, mechanism, user, password, mode=""):
+        """Runs scram.mjs; returns its exit code and its events."""
+        args = ["node", os.path.join(MQTTJS_DIR, "scram.mjs"), f"mqtt://127.0.0.1:{self.broker.port}",
+                client_id, mechanism, user, password]
+        if mode:
+            args.append(mode)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        return done.returncode, events, done.stderr
+
+    def test_mqttjs_logs_in_with_both_mechanisms_and_checks_the_server_signature(self):
+        """[MQTT-4.12.0-2], [MQTT-4.12.0-5]; MQTT.js completes the exchange and the server's
+        final message proves it holds the verifier (RFC 5802 §3)."""
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            with self.subTest(mechanism=mechanism):
+                code, events, err = self.mqttjs(f"js-{mechanism}", mechanism, "alice", "wonderland")
+                self.assertEqual(code, 0, f"{events} {err}")
+                self.assertEqual(events, [
+                    {"event": "connected", "verified": True},
+                    {"event": "message", "payload": f"hello from js-{mechanism}"},
+                ])
+
+    def test_mqttjs_reauthenticates_on_a_live_connection(self):
+        """[MQTT-4.12.1-1]: AUTH 0x19, then 0x18 both ways, then AUTH 0x00 with the server's
+        signature."""
+        code, events, err = self.mqttjs("js-again", "SCRAM-SHA-256", "alice", "wonderland", "reauth")
+        self.assertEqual(code, 0, f"{events} {err}")
+        self.assertEqual(events[-1], {"event": "reauthenticated", "verified": True}, events)
+
+    def test_mqttjs_hears_0x86_for_a_wrong_password_and_0x87_for_a_failed_reauthentication(self):
+        """[MQTT-4.12.0-4] CONNACK 0x86; [MQTT-4.12.1-2] DISCONNECT 0x87 and the close."""
+        code, events, err = self.mqttjs("js-wrong", "SCRAM-SHA-512", "alice", "Wonderland")
+        self.assertEqual((code, events), (0, [{"event": "refused", "code": 0x86}]), err)
+        code, events, err = self.mqttjs("js-lapsed", "SCRAM-SHA-256", "alice", "wonderland",
+                                        "reauth-wrong")
+        self.assertIn({"event": "disconnect", "code": 0x87}, events, err)
+        self.assertEqual(events[-1], {"event": "closed"}, events)
+
+    def test_mqttjs_is_refused_a_method_the_broker_does_not_offer(self):
+        """[MQTT-4.12.0-1]: SCRAM-SHA-1 is not offered: CONNACK 0x8C."""
+        code, events, err = self.mqttjs("js-sha1", "SCRAM-SHA-1", "alice", "wonderland")
+        self.assertEqual((code, events), (0, [{"event": "refused", "code": 0x8C}]), err)
 
 
 if __name__ == "__main__":

@@ -807,3 +807,52 @@ fn the_session_expiry_interval_set_at_disconnect_is_the_one_that_counts() {
     );
     assert_eq!(text(&watcher.recv_publish()), "protocol error");
 }
+
+/// [MQTT-3.3.2-4], [MQTT-3.3.2-15], [MQTT-3.3.2-16], [MQTT-3.3.2-17], [MQTT-3.3.2-18],
+/// [MQTT-3.3.2-20]: the Payload Format Indicator, Response Topic, Correlation Data, User
+/// Properties (in order, a name repeated) and Content Type reach the subscriber as sent, at
+/// every QoS.
+#[test]
+fn mqtt_3_3_2_15_to_3_3_2_20_publish_properties_are_forwarded_unaltered() {
+    let midge = Midge::start("");
+    let mut sub = RawClient::session(midge.addr(), V5, "sub");
+    sub.subscribe(&[("req/#", QoS::ExactlyOnce)]);
+    let mut publisher = RawClient::session(midge.addr(), V5, "pub");
+    let users = vec![
+        UserProperty::new("site", "lab"),
+        UserProperty::new("rack", "7"),
+        UserProperty::new("site", "roof"),
+    ];
+    for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        let Packet::Publish(mut p) = publish("req/time", "now?", qos, 1) else {
+            unreachable!()
+        };
+        p.properties.payload_format_indicator = Some(PayloadFormat::Utf8);
+        p.properties.response_topic = Some(midge_codec::TopicName::try_from("replies/pub").unwrap());
+        p.properties.correlation_data = Some(Bytes::from(vec![0, 0xFF, n as u8]));
+        p.properties.user_properties = users.clone();
+        p.properties.content_type = Some("text/plain; charset=utf-8".into());
+        publisher.send(&Packet::Publish(p.clone()));
+        let got = sub.recv_publish();
+        assert_eq!(text(&got), "now?");
+        let (sent, got) = (&p.properties, &got.properties);
+        assert_eq!(
+            got.payload_format_indicator, sent.payload_format_indicator,
+            "[MQTT-3.3.2-4]"
+        );
+        assert_eq!(got.response_topic, sent.response_topic, "[MQTT-3.3.2-15]");
+        assert_eq!(got.correlation_data, sent.correlation_data, "[MQTT-3.3.2-16]");
+        assert_eq!(got.user_properties, users, "[MQTT-3.3.2-17], [MQTT-3.3.2-18]");
+        assert_eq!(got.content_type, sent.content_type, "[MQTT-3.3.2-20]");
+        if qos == QoS::ExactlyOnce {
+            // Complete the exchange so the next one can reuse identifier 1.
+            assert!(matches!(publisher.recv(), Packet::PubRec(_)));
+            publisher.send(&Packet::PubRel(Ack::new(pid(1))));
+        } else if qos == QoS::AtLeastOnce {
+            assert!(matches!(publisher.recv(), Packet::PubAck(_)));
+        }
+    }
+}
