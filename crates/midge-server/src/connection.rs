@@ -117,9 +117,9 @@ pub(crate) async fn serve<S: Transport>(
     let mut input = BytesMut::new();
 
     let stats = broker.stats();
-    let mut connect = match read_connect(&stream, &mut decoder, &mut input, peer, &counters, stats).await {
-        Some(connect) => connect,
-        None => return,
+    let Some(mut connect) = read_connect(&stream, &mut decoder, &mut input, peer, &counters, stats).await
+    else {
+        return;
     };
     // With an Authentication Method the method decides (MQTT 5 enhanced authentication), not
     // the password file.
@@ -151,16 +151,22 @@ pub(crate) async fn serve<S: Transport>(
     let mut out = Outbox::new(version);
     // AUTH packets may follow CONNECT, and are read in the CONNECT's version.
     decoder.set_version(version);
+    // Unboxed here so that the box is freed now, not kept (empty) for the connection's life.
+    let connect = {
+        let boxed = connect;
+        *boxed
+    };
     let admitted = broker.admit(
-        *connect,
+        connect,
         credentials,
         &rules,
         link.clone(),
         Instant::now().into_std(),
         &mut out,
     );
-    let authenticated = authenticate(&stream, admitted, &mut decoder, &mut input, &mut out, stats).await;
-    let mut connection = match authenticated {
+    let mut connection = match authenticate(&stream, admitted, &mut decoder, &mut input, &mut out, stats)
+        .await
+    {
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(event = "client.refused", %peer, reason = %refusal.detail, "Client refused from {peer}: {}.", refusal.detail);
