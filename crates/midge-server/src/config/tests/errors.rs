@@ -479,7 +479,7 @@ fn bad_values_of_the_mqtt5_capability_and_redirection_directives_name_the_line()
             format!("test.conf:2: {directive}: expected true or false, got \"no\"")
         );
         assert_eq!(
-            error(&format!("{directive}")),
+            error(directive),
             format!("test.conf:1: {directive}: missing value")
         );
     }
