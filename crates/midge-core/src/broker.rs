@@ -282,24 +282,26 @@ impl Broker {
             return Err(refusal);
         };
         if let Some(will) = will_to_publish {
-            self.publish_will(will, now);
+            self.publish_will(*will, now);
         }
 
         let expiry = self.session_expiry(&connect);
-        let will = connect.will.as_ref().map(|will| PendingWill {
-            username: connect.username.clone(),
-            listener: rules.listener,
-            delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
-            message: Arc::new(Message::new(
-                mounted_topic(checked.mount_point.as_ref(), &will.topic)
-                    .unwrap_or_else(|| will.topic.clone()),
-                will.payload.clone(),
-                will.qos,
-                will.retain,
-                will_as_publish_properties(&will.properties),
-                None,
-                Some(client_id.clone()),
-            )),
+        let will = connect.will.as_ref().map(|will| {
+            Box::new(PendingWill {
+                username: connect.username.as_deref().map(ByteString::from),
+                listener: rules.listener,
+                delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
+                message: Arc::new(Message::new(
+                    mounted_topic(checked.mount_point.as_ref(), &will.topic)
+                        .unwrap_or_else(|| will.topic.clone()),
+                    will.payload.clone(),
+                    will.qos,
+                    will.retain,
+                    will_as_publish_properties(&will.properties),
+                    None,
+                    Some(client_id.clone()),
+                )),
+            })
         });
         let client_receive_maximum = connect.properties.receive_maximum.map_or(u16::MAX, |r| r.get());
         let (generation, stored) = {
@@ -309,7 +311,7 @@ impl Broker {
             session.note_attached();
             session.version = Some(version);
             session.window = self.config.inflight_window(client_receive_maximum);
-            session.username = connect.username.clone();
+            session.username = connect.username.as_deref().map(ByteString::from);
             session.listener = rules.listener;
             session.will = will;
             session.expiry = expiry;
@@ -433,7 +435,9 @@ impl Broker {
             assigned = true;
             self.assign_client_id(&rules.auto_id_prefix)
         } else {
-            connect.client_id.clone()
+            // A copy of its own: a slice of the CONNECT would keep the whole read buffer alive
+            // for as long as the session lasts.
+            ByteString::from(&*connect.client_id)
         };
 
         let mut keep_alive = connect.keep_alive;
@@ -460,7 +464,7 @@ impl Broker {
             // After authentication, as Mosquitto does; the identifier is then the user's.
             match &connect.username {
                 Some(username) => {
-                    client_id = username.clone();
+                    client_id = ByteString::from(&**username);
                     assigned = false;
                 }
                 None => {
@@ -542,7 +546,7 @@ impl Broker {
         &self,
         client_id: &ByteString,
         clean_start: bool,
-    ) -> Option<(Arc<SessionCell>, bool, Option<PendingWill>)> {
+    ) -> Option<(Arc<SessionCell>, bool, Option<Box<PendingWill>>)> {
         let mut sessions = self.sessions.lock();
         let Some(existing) = sessions.get(client_id).cloned() else {
             if self.config.max_clients.is_some_and(|max| sessions.len() >= max) {
@@ -805,7 +809,7 @@ impl Broker {
         &self,
         cell: &Arc<SessionCell>,
         generation: u64,
-        will: Option<PendingWill>,
+        will: Option<Box<PendingWill>>,
         expiry: Option<Duration>,
         ended: Instant,
         now: Instant,
@@ -840,7 +844,7 @@ impl Broker {
             timers.wills.insert(key, (cell.clone(), generation));
         }
         if let Some(will) = will_now {
-            self.publish_will(will, now);
+            self.publish_will(*will, now);
         }
         let expiry = expiry.map(|e| (ended + e).saturating_duration_since(now));
         match expiry {
@@ -884,7 +888,7 @@ impl Broker {
         };
         // A delayed will still pending goes out when the session ends [MQTT-3.1.2-8].
         if let Some(will) = will {
-            self.publish_will(will, now);
+            self.publish_will(*will, now);
         }
         {
             let mut sessions = self.sessions.lock();
@@ -922,7 +926,7 @@ impl Broker {
                 }
             };
             if let Some(will) = will {
-                self.publish_will(will, now);
+                self.publish_will(*will, now);
             }
         }
         loop {

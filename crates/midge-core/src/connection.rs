@@ -4,7 +4,7 @@
 //! when the session's link was woken, and [`Connection::end`] once the socket is gone. Per-packet
 //! logic lives in `handle/`, one file per packet family, in Mosquitto's `handle_*.c` spirit.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ pub struct Connection {
     pub(crate) clean_start: bool,
     pub(crate) keep_alive: u16,
     /// Topic aliases the client set up (MQTT 5, client to server).
-    pub(crate) topic_aliases: HashMap<u16, TopicName>,
+    pub(crate) topic_aliases: FxHashMap<u16, TopicName>,
     /// The client's Maximum Packet Size.
     pub(crate) client_max_packet_size: Option<u32>,
     /// Whether the session expiry was 0 at CONNECT, which DISCONNECT may not change (§3.14.2.2.2).
@@ -95,10 +95,10 @@ impl Connection {
             mount_point: checked.mount_point,
             listener: checked.listener,
             client_id: checked.client_id,
-            username: connect.username.clone(),
+            username: connect.username.as_deref().map(ByteString::from),
             clean_start: connect.clean_start,
             keep_alive: checked.keep_alive,
-            topic_aliases: HashMap::new(),
+            topic_aliases: FxHashMap::default(),
             client_max_packet_size: connect.properties.maximum_packet_size.map(|m| m.get()),
             connect_expiry_was_zero: expiry.is_some_and(|e| e.is_zero()) && connect.protocol.is_v5(),
             bridge: connect.bridge && !connect.protocol.is_v5(),

@@ -411,11 +411,13 @@ impl Broker {
                     .disconnected_at
                     .map_or(now, |ms| clock.to_instant(ms).min(now)),
             );
-            session.will = record.will.map(|will| PendingWill {
-                message: Arc::new(Message::from_record(will.message, clock)),
-                username: record.username.clone(),
-                listener: usize::try_from(record.listener).unwrap_or(usize::MAX),
-                delay: Duration::from_secs(u64::from(will.delay_secs)),
+            session.will = record.will.map(|will| {
+                Box::new(PendingWill {
+                    message: Arc::new(Message::from_record(will.message, clock)),
+                    username: record.username.clone(),
+                    listener: usize::try_from(record.listener).unwrap_or(usize::MAX),
+                    delay: Duration::from_secs(u64::from(will.delay_secs)),
+                })
             });
             session.incoming_qos2 = stored.incoming.iter().map(|id| id.get()).collect();
             for subscription in stored.subscriptions {

@@ -6,7 +6,9 @@
 //! contend only when they deliver to the same subscriber. The outgoing queue is bounded by count
 //! and bytes; what a bound refuses is counted and logged, never silently lost.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -120,8 +122,8 @@ pub(crate) struct Session {
     /// The current connection's window: min(max_inflight_messages, client Receive Maximum).
     pub(crate) window: u16,
     /// Packet identifiers of QoS 2 messages received and not yet released by PUBREL.
-    pub(crate) incoming_qos2: HashSet<u16>,
-    pub(crate) will: Option<PendingWill>,
+    pub(crate) incoming_qos2: FxHashSet<u16>,
+    pub(crate) will: Option<Box<PendingWill>>,
     /// How long the session outlives its connection; `None` is forever.
     pub(crate) expiry: Option<Duration>,
     /// When the last connection ended, while none is attached.

@@ -15,8 +15,11 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
 use midge_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use midge_core::{
@@ -24,7 +27,7 @@ use midge_core::{
 };
 use parking_lot::Mutex;
 use tokio::io::Interest;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::limits::{ConnectionCounters, OpenSlot};
@@ -40,20 +43,48 @@ const PACKETS_PER_BUDGET_UNIT: u64 = 8;
 const STACK_READ: usize = 8 * 1024;
 
 /// The runtime's side of [`Link`]: a notification to drain, or an order to close.
+///
+/// A flag and a waker rather than a `tokio::sync::Notify`: waiting on it is a poll function a
+/// few bytes big, where a `Notified` future takes 64 bytes of every connection's future.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionLink {
-    notify: Notify,
+    /// Set by [`Link::wake`] and [`Link::close`], taken by the connection's task.
+    signalled: AtomicBool,
+    waker: AtomicWaker,
     close: Mutex<Option<ReasonCode>>,
+}
+
+impl ConnectionLink {
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Completes once the link has been signalled since it last completed (at once if it was
+    /// signalled meanwhile: nothing is missed between two waits).
+    fn signalled(&self) -> impl Future<Output = ()> + Send + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.signalled.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.signalled.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
 }
 
 impl Link for ConnectionLink {
     fn wake(&self) {
-        self.notify.notify_one();
+        self.signal();
     }
 
     fn close(&self, reason: ReasonCode) {
         *self.close.lock() = Some(reason);
-        self.notify.notify_one();
+        self.signal();
     }
 }
 
@@ -97,30 +128,74 @@ pub(crate) struct Admission {
 
 /// Serves one client until its connection ends.
 /// `slot` is held for the connection's life: dropping it frees the listener's place.
-pub(crate) async fn serve<S: Transport>(
+///
+/// Memory: the future of a connection is what an idle client costs, so only the connected
+/// loop's waiting is inline. The handshake (CONNECT, authentication) and the ending run in
+/// boxes freed when they are done, and the arguments are captured by an `async move` block
+/// (an `async fn` would keep a second copy of each, #62958).
+pub(crate) fn serve<S: Transport>(
     stream: S,
     peer: String,
     broker: Arc<Broker>,
     admission: Admission,
     slot: OpenSlot,
-) {
-    let _slot = slot;
+) -> impl Future<Output = ()> + Send {
+    // Made before the task's own future, so that the stream and the admission are moved into
+    // the box rather than kept beside it.
+    let opening = Box::pin(open(stream, peer.clone(), broker.clone(), admission));
+    async move {
+        let Some((stream, mut live)) = opening.await else {
+            return;
+        };
+        let ending = run(&stream, &mut live, broker.stats()).await;
+        Box::pin(close(&stream, &peer, broker.stats(), live, ending)).await;
+        drop(slot);
+    }
+}
+
+/// A connected client's state, between the handshake and the ending.
+struct Live {
+    connection: Connection,
+    link: Arc<ConnectionLink>,
+    decoder: Decoder,
+    /// Bytes read and not yet decoded (empty and unallocated while idle).
+    input: BytesMut,
+    out: Outbox,
+    /// The journal's durable mark, with persistence on.
+    durable: Option<watch::Receiver<u64>>,
+}
+
+/// Reads CONNECT, checks the credentials, carries any enhanced authentication through, and
+/// logs the new client. `None` if the client was refused or went away.
+async fn open<S: Transport>(
+    stream: S,
+    peer: String,
+    broker: Arc<Broker>,
+    admission: Admission,
+) -> Option<(S, Live)> {
+    let live = admit(&stream, &peer, &broker, admission).await?;
+    Some((stream, live))
+}
+
+/// The handshake of [`open`], on a borrowed stream.
+async fn admit<S: Transport>(
+    stream: &S,
+    peer: &str,
+    broker: &Arc<Broker>,
+    admission: Admission,
+) -> Option<Live> {
     let Admission {
         authenticator,
         rules,
         username: username_source,
         counters,
     } = admission;
-    let peer = peer.as_str();
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();
 
     let stats = broker.stats();
-    let Some(mut connect) = read_connect(&stream, &mut decoder, &mut input, peer, &counters, stats).await
-    else {
-        return;
-    };
+    let mut connect = read_connect(stream, &mut decoder, &mut input, peer, &counters, stats).await?;
     // With an Authentication Method the method decides (MQTT 5 enhanced authentication), not
     // the password file.
     let enhanced = connect.protocol.is_v5() && connect.properties.authentication_method.is_some();
@@ -151,32 +226,25 @@ pub(crate) async fn serve<S: Transport>(
     let mut out = Outbox::new(version);
     // AUTH packets may follow CONNECT, and are read in the CONNECT's version.
     decoder.set_version(version);
-    // Unboxed here so that the box is freed now, not kept (empty) for the connection's life.
-    let connect = {
-        let boxed = connect;
-        *boxed
-    };
     let admitted = broker.admit(
-        connect,
+        *connect,
         credentials,
         &rules,
         link.clone(),
         Instant::now().into_std(),
         &mut out,
     );
-    let mut connection = match authenticate(&stream, admitted, &mut decoder, &mut input, &mut out, stats)
-        .await
-    {
+    let connection = match authenticate(stream, admitted, &mut decoder, &mut input, &mut out, stats).await {
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(event = "client.refused", %peer, reason = %refusal.detail, "Client refused from {peer}: {}.", refusal.detail);
-            flush(&stream, &mut out, broker.stats(), &mut None).await;
-            return;
+            flush(stream, &mut out, stats, &mut None).await;
+            return None;
         }
     };
-    let client_id = connection.client_id().clone();
+    let client_id = connection.client_id();
     // The user name in force: CONNECT's, or the one enhanced authentication proved.
-    let username = connection.username().cloned();
+    let username = connection.username();
     tracing::info!(
         event = "client.connected",
         client_id = %client_id,
@@ -185,21 +253,28 @@ pub(crate) async fn serve<S: Transport>(
         mosquitto_protocol_number(version),
         u8::from(clean_start),
         keep_alive_asked,
-        username.as_ref().map(|u| format!(", u'{u}'")).unwrap_or_default(),
+        username.map(|u| format!(", u'{u}'")).unwrap_or_default(),
     );
-
-    let mut durable = broker.journal().map(|journal| journal.watch());
-    let ending = run(
-        &stream,
-        &mut connection,
-        &link,
-        &mut decoder,
+    Some(Live {
+        connection,
+        link,
+        decoder,
         input,
-        &mut out,
-        broker.stats(),
-        &mut durable,
-    )
-    .await;
+        out,
+        durable: broker.journal().map(|journal| journal.watch()),
+    })
+}
+
+/// Ends a connection: detaches the session (publishing the will if due), logs why, and sends
+/// what is still waiting (acknowledgements, a DISCONNECT) for a short while.
+async fn close<S: Transport>(stream: &S, peer: &str, stats: &Stats, live: Live, ending: Ending) {
+    let Live {
+        connection,
+        mut out,
+        mut durable,
+        ..
+    } = live;
+    let client_id = connection.client_id().clone();
     // The session is detached before the disconnect is logged, so that anyone reading the log
     // line (a user, or a test) can rely on the client being offline already.
     let publish_will = match &ending {
@@ -242,7 +317,7 @@ pub(crate) async fn serve<S: Transport>(
         Ending::ClosedByBroker(_) => {}
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
-    flush(&stream, &mut out, broker.stats(), &mut durable).await;
+    flush(stream, &mut out, stats, &mut durable).await;
 }
 
 /// Upgrades a new connection to a WebSocket (within the CONNECT timeout), then serves MQTT in
@@ -554,56 +629,117 @@ async fn durable_moved(durable: &mut Option<watch::Receiver<u64>>) {
     }
 }
 
-/// The connected loop.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the connection's parts, borrowed separately"
-)]
-async fn run<S: Transport>(
-    stream: &S,
-    connection: &mut Connection,
-    link: &ConnectionLink,
-    decoder: &mut Decoder,
-    mut input: BytesMut,
-    out: &mut Outbox,
-    stats: &Stats,
-    durable: &mut Option<watch::Receiver<u64>>,
-) -> Ending {
-    let keep_alive = match connection.keep_alive() {
+/// The connected loop. While the client is idle (nothing to write, nothing left unhandled, no
+/// queue waited on) it waits here for bytes, a wake-up or the keep-alive deadline, which takes
+/// little room; everything else happens in [`busy`], whose bigger future lives in a box only
+/// while there is such work. Reads made while idle are handled here, so a publisher whose
+/// packets need no answer never enters the box.
+async fn run<S: Transport>(stream: &S, live: &mut Live, stats: &Stats) -> Ending {
+    let keep_alive = match live.connection.keep_alive() {
         0 => None,
         // [MQTT-3.1.2-22]: one and a half times the keep alive.
         seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
     };
-    let mut last_packet = Instant::now();
+    let mut clock = Clock {
+        last_packet: Instant::now(),
+        work: 0,
+    };
     // Packets that arrived with CONNECT are handled before the first read.
-    if let (Some(ending), _) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats) {
+    if let (Some(ending), _) = handle_input(live, &mut clock.last_packet, stats) {
         return ending;
     }
-    // Whether `input` may hold whole packets left unhandled when a subscriber's queue filled
-    // (`midge_core::backpressure`): they are handled before anything more is read.
-    let mut unhandled = connection.is_waiting();
-    // Packets handled since this task last took a unit of tokio's cooperative budget.
-    let mut work = 0;
-    // One timer and one wake-up registration for the connection's life, not one per packet:
-    // the keep-alive timer fires at the deadline as it was when armed, and only then looks at
-    // the last packet's time and re-arms if the client has been heard from since.
-    let keep_alive_timer = sleep_until(keep_alive.map_or_else(far_future, |k| last_packet + k));
+    loop {
+        if let Some(ending) = Box::pin(busy(stream, live, stats, keep_alive, &mut clock)).await {
+            return ending;
+        }
+        let deadline = keep_alive.map_or_else(far_future, |k| clock.last_packet + k);
+        tokio::select! {
+            ready = stream.idle_readable() => {
+                if let Err(error) = ready {
+                    return Ending::SocketError(error);
+                }
+                match read_into(stream, &live.decoder, &mut live.input, stats) {
+                    Ok(0) => return Ending::Eof,
+                    Ok(_) => {
+                        let (ending, packets) = handle_input(live, &mut clock.last_packet, stats);
+                        if let Some(ending) = ending {
+                            return ending;
+                        }
+                        clock.yield_after(packets).await;
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Ending::SocketError(error),
+                }
+            }
+            () = live.link.signalled() => {
+                if let Some(reason) = live.link.close.lock().take() {
+                    return Ending::ClosedByBroker(reason);
+                }
+                live.connection.drain(Instant::now().into_std(), &mut live.out);
+            }
+            () = sleep_until(deadline), if keep_alive.is_some() => {
+                if Instant::now() >= keep_alive.map_or_else(far_future, |k| clock.last_packet + k) {
+                    return Ending::Timeout;
+                }
+            }
+        }
+    }
+}
+
+/// What the connected loop keeps between its idle and busy phases.
+struct Clock {
+    /// When the client's last packet arrived (or reading resumed after a pause).
+    last_packet: Instant,
+    /// Packets handled since this task last took a unit of tokio's cooperative budget.
+    work: u64,
+}
+
+impl Clock {
+    /// Fair share: socket readiness does not count toward tokio's cooperative budget, so a
+    /// client that always has bytes waiting would keep this thread to itself, and the
+    /// subscribers it feeds would never get to write (seen: a flat-out publisher starved 50
+    /// subscribers on one core). One unit per few packets yields after about a thousand.
+    async fn yield_after(&mut self, packets: u64) {
+        self.work += packets;
+        while self.work >= PACKETS_PER_BUDGET_UNIT {
+            self.work -= PACKETS_PER_BUDGET_UNIT;
+            tokio::task::coop::consume_budget().await;
+        }
+    }
+}
+
+/// The connected loop while there is more to do than wait for the client's next packet:
+/// packets to write, a queue this client's messages filled ([`midge_core::backpressure`]:
+/// reading stops until it drains), acknowledgements held for the journal. Returns `None` once
+/// the connection is idle again.
+async fn busy<S: Transport>(
+    stream: &S,
+    live: &mut Live,
+    stats: &Stats,
+    keep_alive: Option<Duration>,
+    clock: &mut Clock,
+) -> Option<Ending> {
+    // Whether `input` may hold whole packets left unhandled when a subscriber's queue filled:
+    // they are handled before anything more is read.
+    let mut unhandled = live.connection.is_waiting();
+    // One keep-alive timer and one wake-up registration for the phase, not one per packet: the
+    // timer fires at the deadline as it was when armed, and only then looks at the last
+    // packet's time and re-arms if the client has been heard from since.
+    let keep_alive_timer = sleep_until(keep_alive.map_or_else(far_future, |k| clock.last_packet + k));
     tokio::pin!(keep_alive_timer);
-    let woken = link.notify.notified();
-    tokio::pin!(woken);
+    let link = live.link.clone();
     // While the client is not read, the time at which to look again at the queues it waits on;
-    // boxed and made on first use, since most connections never need it and every idle one
-    // would carry it.
+    // boxed and made on first use, since most busy phases never need it.
     let mut resume_timer: Option<Pin<Box<Sleep>>> = None;
     loop {
-        let mut paused = connection.read_paused(Instant::now().into_std());
+        let mut paused = live.connection.read_paused(Instant::now().into_std());
         if unhandled && paused.is_none() {
-            let (ending, _) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats);
-            if let Some(ending) = ending {
+            let (ending, _) = handle_input(live, &mut clock.last_packet, stats);
+            if ending.is_some() {
                 return ending;
             }
-            unhandled = connection.is_waiting();
-            paused = connection.read_paused(Instant::now().into_std());
+            unhandled = live.connection.is_waiting();
+            paused = live.connection.read_paused(Instant::now().into_std());
         }
         if let Some(at) = paused {
             match &mut resume_timer {
@@ -611,75 +747,67 @@ async fn run<S: Transport>(
                 None => resume_timer = Some(Box::pin(sleep_until(at.into()))),
             }
         }
-        if input.is_empty() {
-            input = BytesMut::new();
+        if live.input.is_empty() {
+            live.input = BytesMut::new();
         }
-        out.release_if_empty();
-        let held = is_held(out, durable);
-        let interest = match (paused.is_some(), out.is_empty()) {
+        live.out.release_if_empty();
+        let held = is_held(&live.out, &live.durable);
+        if paused.is_none() && !unhandled && !held && live.out.is_empty() {
+            return None;
+        }
+        let interest = match (paused.is_some(), live.out.is_empty()) {
             (false, true) => Interest::READABLE,
             (false, false) => Interest::READABLE | Interest::WRITABLE,
             (true, _) => Interest::WRITABLE,
         };
-        let use_socket = !held && (paused.is_none() || !out.is_empty());
+        let use_socket = !held && (paused.is_none() || !live.out.is_empty());
         tokio::select! {
-            () = durable_moved(durable), if held => {}
+            () = durable_moved(&mut live.durable), if held => {}
             () = resumed(&mut resume_timer), if paused.is_some() => {}
             ready = stream.ready(interest), if use_socket => {
                 let ready = match ready {
                     Ok(ready) => ready,
-                    Err(error) => return Ending::SocketError(error),
+                    Err(error) => return Some(Ending::SocketError(error)),
                 };
-                if ready.is_writable() && !out.is_empty() {
-                    if let Err(error) = write_some(stream, out, stats) {
-                        return Ending::SocketError(error);
+                if ready.is_writable() && !live.out.is_empty() {
+                    if let Err(error) = write_some(stream, &mut live.out, stats) {
+                        return Some(Ending::SocketError(error));
                     }
-                    if out.is_empty() {
+                    if live.out.is_empty() {
                         // Room in the outbox: pull more of what the session has queued.
-                        connection.drain(Instant::now().into_std(), out);
+                        live.connection.drain(Instant::now().into_std(), &mut live.out);
                     }
                 }
                 if paused.is_none() && (ready.is_readable() || ready.is_read_closed()) {
-                    match read_into(stream, decoder, &mut input, stats) {
-                        Ok(0) => return Ending::Eof,
+                    match read_into(stream, &live.decoder, &mut live.input, stats) {
+                        Ok(0) => return Some(Ending::Eof),
                         Ok(_) => {
-                            let (ending, packets) = handle_input(connection, decoder, &mut input, out, &mut last_packet, stats);
-                            if let Some(ending) = ending {
+                            let (ending, packets) = handle_input(live, &mut clock.last_packet, stats);
+                            if ending.is_some() {
                                 return ending;
                             }
-                            unhandled = connection.is_waiting();
-                            // Fair share: socket readiness does not count toward tokio's
-                            // cooperative budget, so a client that always has bytes waiting
-                            // would keep this thread to itself, and the subscribers it feeds
-                            // would never get to write (seen: a flat-out publisher starved 50
-                            // subscribers on one core). One unit per few packets yields after
-                            // about a thousand.
-                            work += packets;
-                            while work >= PACKETS_PER_BUDGET_UNIT {
-                                work -= PACKETS_PER_BUDGET_UNIT;
-                                tokio::task::coop::consume_budget().await;
-                            }
+                            unhandled = live.connection.is_waiting();
+                            clock.yield_after(packets).await;
                         }
                         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(error) => return Ending::SocketError(error),
+                        Err(error) => return Some(Ending::SocketError(error)),
                     }
                 }
             }
-            () = &mut woken => {
-                woken.set(link.notify.notified());
+            () = link.signalled() => {
                 if let Some(reason) = link.close.lock().take() {
-                    return Ending::ClosedByBroker(reason);
+                    return Some(Ending::ClosedByBroker(reason));
                 }
-                connection.drain(Instant::now().into_std(), out);
+                live.connection.drain(Instant::now().into_std(), &mut live.out);
             }
             () = &mut keep_alive_timer, if keep_alive.is_some() => {
                 if paused.is_some() {
                     // Not reading is the broker's doing, not the client's silence.
-                    last_packet = Instant::now();
+                    clock.last_packet = Instant::now();
                 }
-                let deadline = keep_alive.map_or_else(far_future, |k| last_packet + k);
+                let deadline = keep_alive.map_or_else(far_future, |k| clock.last_packet + k);
                 if Instant::now() >= deadline {
-                    return Ending::Timeout;
+                    return Some(Ending::Timeout);
                 }
                 keep_alive_timer.as_mut().reset(deadline);
             }
@@ -701,14 +829,14 @@ fn far_future() -> Instant {
 
 /// Decodes and handles the whole packets in `input`, stopping early if one congests a
 /// subscriber's queue; also says how many it handled.
-fn handle_input(
-    connection: &mut Connection,
-    decoder: &Decoder,
-    input: &mut BytesMut,
-    out: &mut Outbox,
-    last_packet: &mut Instant,
-    stats: &Stats,
-) -> (Option<Ending>, u64) {
+fn handle_input(live: &mut Live, last_packet: &mut Instant, stats: &Stats) -> (Option<Ending>, u64) {
+    let Live {
+        connection,
+        decoder,
+        input,
+        out,
+        ..
+    } = live;
     let mut packets = 0;
     let ending = loop {
         match decoder.decode(input) {

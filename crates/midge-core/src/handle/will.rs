@@ -37,7 +37,7 @@ impl Connection {
         if session.generation != self.generation {
             return 0;
         }
-        session.will = pending;
+        session.will = pending.map(Box::new);
         self.broker.persist_session_record(&self.client_id, &session)
     }
 }

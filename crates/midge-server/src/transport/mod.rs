@@ -29,6 +29,12 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// reading and writing separately would take two (and twice the room in the connection's
     /// future).
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
+    /// Like [`Transport::readable`], for a connection waiting while idle, where the size of
+    /// the future is part of what every idle client costs: a socket's is a poll function over
+    /// its readiness (a few bytes); layered transports keep the general one.
+    fn idle_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        self.readable()
+    }
     /// Completes when a write may make progress.
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
         async move { self.ready(Interest::WRITABLE).await.map(|_| ()) }
@@ -57,6 +63,9 @@ macro_rules! socket_transport {
             }
             fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
                 <$socket>::writable(self)
+            }
+            fn idle_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                std::future::poll_fn(move |cx| <$socket>::poll_read_ready(self, cx))
             }
             fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
                 <$socket>::ready(self, interest)
