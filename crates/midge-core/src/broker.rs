@@ -126,6 +126,17 @@ impl Broker {
         self.sessions.lock().len()
     }
 
+    /// Calls [`Link::tick`] on the link of every connected client.
+    pub fn tick_links(&self, now: Instant) {
+        let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
+        for cell in sessions {
+            let link = cell.state.lock().link.clone();
+            if let Some(link) = link {
+                link.tick(now);
+            }
+        }
+    }
+
     /// What the broker holds now, counted for `$SYS` and metrics: it walks every session, so
     /// call it once per reporting interval, not per message.
     pub fn census(&self) -> Census {

@@ -4,6 +4,8 @@
 //! This keeps the core free of I/O and of any async runtime: waking is a callback, and what the
 //! connection then does is the runtime's business.
 
+use std::time::Instant;
+
 use midge_codec::ReasonCode;
 
 /// The runtime's handle on one live connection.
@@ -14,4 +16,9 @@ pub trait Link: Send + Sync + std::fmt::Debug {
     /// speaks 5.0, then close the socket. The session was already detached; the connection's
     /// `end` will find nothing left to do.
     fn close(&self, reason: ReasonCode);
+    /// Called a few times a second on the link of every connected client
+    /// ([`Broker::tick_links`](crate::Broker::tick_links)), for what the runtime checks by the
+    /// clock, such as the keep-alive deadline: one pass over every client instead of a timer
+    /// in each.
+    fn tick(&self, _now: Instant) {}
 }

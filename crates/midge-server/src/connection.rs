@@ -1,9 +1,10 @@
 //! One client connection: the task that moves bytes between a socket and the core.
 //!
 //! It waits for CONNECT (closing sockets that send anything else, or nothing in time), then
-//! loops over four events: bytes from the client, the session's link being woken, the socket
-//! becoming writable while encoded packets wait, and the keep-alive deadline. Everything the
-//! broker decides happens in `midge-core`; this file only reads, writes, times and logs.
+//! loops over three events: bytes from the client, the session's link being signalled (new
+//! messages, a close, the keep-alive deadline found passed by the broker's tick), and the
+//! socket becoming writable while encoded packets wait. Everything the broker decides happens
+//! in `midge-core`; this file only reads, writes, times and logs.
 //!
 //! With persistence on, an outbox whose packets acknowledge journal writes
 //! ([`Outbox::durable_after`]) is held until the journal says they are durable; meanwhile the
@@ -11,11 +12,13 @@
 //!
 //! Memory: the connection waits for readability before it allocates a read buffer, the buffer
 //! grows to the packet being read and is released whenever it is empty, and the outbox
-//! likewise, so an idle connection holds no buffers (see `transport`).
+//! likewise, so an idle connection holds no buffers (see `transport`); and the task's future
+//! keeps inline only what waiting while idle needs (see [`serve`] and [`run`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -46,15 +49,49 @@ const STACK_READ: usize = 8 * 1024;
 ///
 /// A flag and a waker rather than a `tokio::sync::Notify`: waiting on it is a poll function a
 /// few bytes big, where a `Notified` future takes 64 bytes of every connection's future.
+///
+/// It also holds the keep-alive deadline, checked for every connection at once by the
+/// broker's tick ([`Link::tick`]) rather than by a timer in each connection's future.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionLink {
     /// Set by [`Link::wake`] and [`Link::close`], taken by the connection's task.
     signalled: AtomicBool,
     waker: AtomicWaker,
     close: Mutex<Option<ReasonCode>>,
+    /// One and a half times the keep alive, in milliseconds; 0 for none.
+    keep_alive_ms: AtomicU64,
+    /// When the client was last heard from (or reading resumed after a pause), in
+    /// milliseconds since [`EPOCH`].
+    heard_ms: AtomicU64,
+    /// Set by the tick when the keep-alive deadline passed, taken by the connection's task.
+    timed_out: AtomicBool,
+}
+
+/// The origin of [`ConnectionLink`]'s clock.
+static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
+
+fn millis(at: std::time::Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl ConnectionLink {
+    /// Starts the keep-alive clock: `limit` without a packet ends the connection.
+    fn watch_keep_alive(&self, limit: Option<Duration>, now: Instant) {
+        let limit = limit.map_or(0, |l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX));
+        self.heard(now);
+        self.keep_alive_ms.store(limit, Ordering::Relaxed);
+    }
+
+    /// The client was heard from (or is not read by the broker's choice) at `now`.
+    fn heard(&self, now: Instant) {
+        self.heard_ms.store(millis(now.into_std()), Ordering::Relaxed);
+    }
+
+    /// Whether the keep-alive deadline passed since this was last asked.
+    fn take_timed_out(&self) -> bool {
+        self.timed_out.swap(false, Ordering::AcqRel)
+    }
+
     fn signal(&self) {
         self.signalled.store(true, Ordering::Release);
         self.waker.wake();
@@ -85,6 +122,16 @@ impl Link for ConnectionLink {
     fn close(&self, reason: ReasonCode) {
         *self.close.lock() = Some(reason);
         self.signal();
+    }
+
+    fn tick(&self, now: std::time::Instant) {
+        let limit = self.keep_alive_ms.load(Ordering::Relaxed);
+        if limit != 0
+            && millis(now).saturating_sub(self.heard_ms.load(Ordering::Relaxed)) > limit
+            && !self.timed_out.swap(true, Ordering::AcqRel)
+        {
+            self.signal();
+        }
     }
 }
 
@@ -640,19 +687,16 @@ async fn run<S: Transport>(stream: &S, live: &mut Live, stats: &Stats) -> Ending
         // [MQTT-3.1.2-22]: one and a half times the keep alive.
         seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
     };
-    let mut clock = Clock {
-        last_packet: Instant::now(),
-        work: 0,
-    };
+    live.link.watch_keep_alive(keep_alive, Instant::now());
+    let mut work = 0;
     // Packets that arrived with CONNECT are handled before the first read.
-    if let (Some(ending), _) = handle_input(live, &mut clock.last_packet, stats) {
+    if let (Some(ending), _) = handle_input(live, stats) {
         return ending;
     }
     loop {
-        if let Some(ending) = Box::pin(busy(stream, live, stats, keep_alive, &mut clock)).await {
+        if let Some(ending) = Box::pin(busy(stream, live, stats, &mut work)).await {
             return ending;
         }
-        let deadline = keep_alive.map_or_else(far_future, |k| clock.last_packet + k);
         tokio::select! {
             ready = stream.idle_readable() => {
                 if let Err(error) = ready {
@@ -661,50 +705,38 @@ async fn run<S: Transport>(stream: &S, live: &mut Live, stats: &Stats) -> Ending
                 match read_into(stream, &live.decoder, &mut live.input, stats) {
                     Ok(0) => return Ending::Eof,
                     Ok(_) => {
-                        let (ending, packets) = handle_input(live, &mut clock.last_packet, stats);
+                        let (ending, packets) = handle_input(live, stats);
                         if let Some(ending) = ending {
                             return ending;
                         }
-                        clock.yield_after(packets).await;
+                        yield_after(&mut work, packets).await;
                     }
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(error) => return Ending::SocketError(error),
                 }
             }
             () = live.link.signalled() => {
+                if live.link.take_timed_out() {
+                    return Ending::Timeout;
+                }
                 if let Some(reason) = live.link.close.lock().take() {
                     return Ending::ClosedByBroker(reason);
                 }
                 live.connection.drain(Instant::now().into_std(), &mut live.out);
             }
-            () = sleep_until(deadline), if keep_alive.is_some() => {
-                if Instant::now() >= keep_alive.map_or_else(far_future, |k| clock.last_packet + k) {
-                    return Ending::Timeout;
-                }
-            }
         }
     }
 }
 
-/// What the connected loop keeps between its idle and busy phases.
-struct Clock {
-    /// When the client's last packet arrived (or reading resumed after a pause).
-    last_packet: Instant,
-    /// Packets handled since this task last took a unit of tokio's cooperative budget.
-    work: u64,
-}
-
-impl Clock {
-    /// Fair share: socket readiness does not count toward tokio's cooperative budget, so a
-    /// client that always has bytes waiting would keep this thread to itself, and the
-    /// subscribers it feeds would never get to write (seen: a flat-out publisher starved 50
-    /// subscribers on one core). One unit per few packets yields after about a thousand.
-    async fn yield_after(&mut self, packets: u64) {
-        self.work += packets;
-        while self.work >= PACKETS_PER_BUDGET_UNIT {
-            self.work -= PACKETS_PER_BUDGET_UNIT;
-            tokio::task::coop::consume_budget().await;
-        }
+/// Fair share: socket readiness does not count toward tokio's cooperative budget, so a client
+/// that always has bytes waiting would keep this thread to itself, and the subscribers it feeds
+/// would never get to write (seen: a flat-out publisher starved 50 subscribers on one core).
+/// One unit per few packets (counted in `work`) yields after about a thousand.
+async fn yield_after(work: &mut u64, packets: u64) {
+    *work += packets;
+    while *work >= PACKETS_PER_BUDGET_UNIT {
+        *work -= PACKETS_PER_BUDGET_UNIT;
+        tokio::task::coop::consume_budget().await;
     }
 }
 
@@ -712,21 +744,10 @@ impl Clock {
 /// packets to write, a queue this client's messages filled ([`midge_core::backpressure`]:
 /// reading stops until it drains), acknowledgements held for the journal. Returns `None` once
 /// the connection is idle again.
-async fn busy<S: Transport>(
-    stream: &S,
-    live: &mut Live,
-    stats: &Stats,
-    keep_alive: Option<Duration>,
-    clock: &mut Clock,
-) -> Option<Ending> {
+async fn busy<S: Transport>(stream: &S, live: &mut Live, stats: &Stats, work: &mut u64) -> Option<Ending> {
     // Whether `input` may hold whole packets left unhandled when a subscriber's queue filled:
     // they are handled before anything more is read.
     let mut unhandled = live.connection.is_waiting();
-    // One keep-alive timer and one wake-up registration for the phase, not one per packet: the
-    // timer fires at the deadline as it was when armed, and only then looks at the last
-    // packet's time and re-arms if the client has been heard from since.
-    let keep_alive_timer = sleep_until(keep_alive.map_or_else(far_future, |k| clock.last_packet + k));
-    tokio::pin!(keep_alive_timer);
     let link = live.link.clone();
     // While the client is not read, the time at which to look again at the queues it waits on;
     // boxed and made on first use, since most busy phases never need it.
@@ -734,7 +755,7 @@ async fn busy<S: Transport>(
     loop {
         let mut paused = live.connection.read_paused(Instant::now().into_std());
         if unhandled && paused.is_none() {
-            let (ending, _) = handle_input(live, &mut clock.last_packet, stats);
+            let (ending, _) = handle_input(live, stats);
             if ending.is_some() {
                 return ending;
             }
@@ -742,6 +763,8 @@ async fn busy<S: Transport>(
             paused = live.connection.read_paused(Instant::now().into_std());
         }
         if let Some(at) = paused {
+            // Not reading is the broker's doing, not the client's silence.
+            link.heard(Instant::now());
             match &mut resume_timer {
                 Some(timer) => timer.as_mut().reset(at.into()),
                 None => resume_timer = Some(Box::pin(sleep_until(at.into()))),
@@ -782,12 +805,12 @@ async fn busy<S: Transport>(
                     match read_into(stream, &live.decoder, &mut live.input, stats) {
                         Ok(0) => return Some(Ending::Eof),
                         Ok(_) => {
-                            let (ending, packets) = handle_input(live, &mut clock.last_packet, stats);
+                            let (ending, packets) = handle_input(live, stats);
                             if ending.is_some() {
                                 return ending;
                             }
                             unhandled = live.connection.is_waiting();
-                            clock.yield_after(packets).await;
+                            yield_after(work, packets).await;
                         }
                         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(error) => return Some(Ending::SocketError(error)),
@@ -795,21 +818,17 @@ async fn busy<S: Transport>(
                 }
             }
             () = link.signalled() => {
+                if link.take_timed_out() {
+                    if paused.is_none() {
+                        return Some(Ending::Timeout);
+                    }
+                    // Paused since before the deadline: the silence is the broker's.
+                    link.heard(Instant::now());
+                }
                 if let Some(reason) = link.close.lock().take() {
                     return Some(Ending::ClosedByBroker(reason));
                 }
                 live.connection.drain(Instant::now().into_std(), &mut live.out);
-            }
-            () = &mut keep_alive_timer, if keep_alive.is_some() => {
-                if paused.is_some() {
-                    // Not reading is the broker's doing, not the client's silence.
-                    clock.last_packet = Instant::now();
-                }
-                let deadline = keep_alive.map_or_else(far_future, |k| clock.last_packet + k);
-                if Instant::now() >= deadline {
-                    return Some(Ending::Timeout);
-                }
-                keep_alive_timer.as_mut().reset(deadline);
             }
         }
     }
@@ -823,18 +842,15 @@ async fn resumed(timer: &mut Option<Pin<Box<Sleep>>>) {
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
 /// Decodes and handles the whole packets in `input`, stopping early if one congests a
 /// subscriber's queue; also says how many it handled.
-fn handle_input(live: &mut Live, last_packet: &mut Instant, stats: &Stats) -> (Option<Ending>, u64) {
+fn handle_input(live: &mut Live, stats: &Stats) -> (Option<Ending>, u64) {
     let Live {
         connection,
         decoder,
         input,
         out,
+        link,
         ..
     } = live;
     let mut packets = 0;
@@ -842,9 +858,8 @@ fn handle_input(live: &mut Live, last_packet: &mut Instant, stats: &Stats) -> (O
         match decoder.decode(input) {
             Ok(Some(packet)) => {
                 packets += 1;
-                *last_packet = Instant::now();
-                if let After::Close { publish_will, reason } =
-                    connection.handle(packet, last_packet.into_std(), out)
+                let now = Instant::now();
+                if let After::Close { publish_will, reason } = connection.handle(packet, now.into_std(), out)
                 {
                     break Some(Ending::Handled { publish_will, reason });
                 }
@@ -856,6 +871,9 @@ fn handle_input(live: &mut Live, last_packet: &mut Instant, stats: &Stats) -> (O
             Err(error) => break Some(Ending::Malformed(error)),
         }
     };
+    if packets > 0 {
+        link.heard(Instant::now());
+    }
     Stats::add(&stats.packets_received, packets);
     (ending, packets)
 }

@@ -714,8 +714,14 @@ async fn accept(listener: &Bound, nodelay: bool) -> std::io::Result<Accepted> {
 }
 
 async fn tick_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut links_ticked = tokio::time::Instant::now();
     loop {
         let now = tokio::time::Instant::now();
+        // Keep-alive deadlines (`connection::ConnectionLink`), every TICK.
+        if now >= links_ticked + TICK {
+            broker.tick_links(now.into_std());
+            links_ticked = now;
+        }
         let next = broker.tick(now.into_std()).map_or(now + TICK, |at| {
             tokio::time::Instant::from_std(at).min(now + TICK)
         });
