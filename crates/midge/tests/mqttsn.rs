@@ -216,6 +216,33 @@ impl Sn {
             duration,
             client_id: id.into(),
         }));
+        self.expect_connack_accepted();
+    }
+
+    /// CONNECT with the will flag, answering the gateway's WILLTOPICREQ and WILLMSGREQ
+    /// prompts (§6.3) with the will's topic, QoS and message.
+    fn connect_with_will(&self, id: &str, clean: bool, duration: u16, will: (&str, v12::QoS, &'static [u8])) {
+        let (topic, qos, message) = will;
+        self.send(&Message::Connect(Connect {
+            will: true,
+            clean_session: clean,
+            duration,
+            client_id: id.into(),
+        }));
+        assert_eq!(self.recv(), Message::WillTopicReq);
+        self.send(&Message::WillTopic(Some(v12::WillTopic {
+            qos,
+            retain: false,
+            topic: topic.into(),
+        })));
+        assert_eq!(self.recv(), Message::WillMsgReq);
+        self.send(&Message::WillMsg {
+            data: Bytes::from_static(message),
+        });
+        self.expect_connack_accepted();
+    }
+
+    fn expect_connack_accepted(&self) {
         assert_eq!(
             self.recv(),
             Message::ConnAck {
@@ -536,28 +563,7 @@ fn a_missed_sleep_deadline_publishes_the_will() {
     let mut mqtt = RawClient::session(midge.addr(), V311, "watcher");
     mqtt.subscribe(&[("wills/#", QoS::AtMostOnce)]);
     let sn = Sn::new(gateway);
-    sn.send(&Message::Connect(Connect {
-        will: true,
-        clean_session: true,
-        duration: 60,
-        client_id: "dozer".into(),
-    }));
-    assert_eq!(sn.recv(), Message::WillTopicReq);
-    sn.send(&Message::WillTopic(Some(v12::WillTopic {
-        qos: v12::QoS::AtMostOnce,
-        retain: false,
-        topic: "wills/dozer".into(),
-    })));
-    assert_eq!(sn.recv(), Message::WillMsgReq);
-    sn.send(&Message::WillMsg {
-        data: Bytes::from_static(b"gone"),
-    });
-    assert_eq!(
-        sn.recv(),
-        Message::ConnAck {
-            return_code: ReturnCode::Accepted
-        }
-    );
+    sn.connect_with_will("dozer", true, 60, ("wills/dozer", v12::QoS::AtMostOnce, b"gone"));
     sn.send(&Message::Disconnect { duration: Some(1) });
     assert_eq!(sn.recv(), Message::Disconnect { duration: None });
     let started = Instant::now();
@@ -579,27 +585,11 @@ fn will_prompts_updates_and_keep_alive_timeout() {
     let mut mqtt = RawClient::session(midge.addr(), V311, "watcher");
     mqtt.subscribe(&[("wills/#", QoS::AtMostOnce)]);
     let sn = Sn::new(gateway);
-    sn.send(&Message::Connect(Connect {
-        will: true,
-        clean_session: true,
-        duration: 1,
-        client_id: "willing".into(),
-    }));
-    assert_eq!(sn.recv(), Message::WillTopicReq);
-    sn.send(&Message::WillTopic(Some(v12::WillTopic {
-        qos: v12::QoS::AtMostOnce,
-        retain: false,
-        topic: "wills/first".into(),
-    })));
-    assert_eq!(sn.recv(), Message::WillMsgReq);
-    sn.send(&Message::WillMsg {
-        data: Bytes::from_static(b"first"),
-    });
-    assert_eq!(
-        sn.recv(),
-        Message::ConnAck {
-            return_code: ReturnCode::Accepted
-        }
+    sn.connect_with_will(
+        "willing",
+        true,
+        1,
+        ("wills/first", v12::QoS::AtMostOnce, b"first"),
     );
     sn.send(&Message::WillTopicUpd(Some(v12::WillTopic {
         qos: v12::QoS::AtLeastOnce,
@@ -719,27 +709,11 @@ fn a_persistent_session_keeps_topic_ids_subscriptions_queue_and_will_across_a_br
     // A persistent client with a will (then updated), its own topic id, a wildcard
     // subscription, and an id the gateway registered with it for a message under the wildcard.
     let sn = Sn::new(gateway);
-    sn.send(&Message::Connect(Connect {
-        will: true,
-        clean_session: false,
-        duration: 60,
-        client_id: "keeper".into(),
-    }));
-    assert_eq!(sn.recv(), Message::WillTopicReq);
-    sn.send(&Message::WillTopic(Some(v12::WillTopic {
-        qos: v12::QoS::AtLeastOnce,
-        retain: false,
-        topic: "keeper/status".into(),
-    })));
-    assert_eq!(sn.recv(), Message::WillMsgReq);
-    sn.send(&Message::WillMsg {
-        data: Bytes::from_static(b"first will"),
-    });
-    assert_eq!(
-        sn.recv(),
-        Message::ConnAck {
-            return_code: ReturnCode::Accepted
-        }
+    sn.connect_with_will(
+        "keeper",
+        false,
+        60,
+        ("keeper/status", v12::QoS::AtLeastOnce, b"first will"),
     );
     sn.send(&Message::WillMsgUpd {
         data: Bytes::from_static(b"lost"),
