@@ -152,7 +152,9 @@ pub struct Config {
     /// `upgrade_outgoing_qos`: deliver at the subscription's QoS even if the message was
     /// published at a lower one. Default: false.
     pub upgrade_outgoing_qos: bool,
-    /// `set_tcp_nodelay`: disable Nagle's algorithm on client sockets. Default: false.
+    /// `set_tcp_nodelay`: disable Nagle's algorithm on client sockets. Default: true, unlike
+    /// Mosquitto: Midge writes all a wake-up produced in one write, so Nagle's algorithm only
+    /// holds back the next one until the peer acknowledges (measured in docs/performance.md).
     pub set_tcp_nodelay: bool,
     /// `wildcard_subscription_available` (Midge): accept filters with wildcards. Default: true.
     pub wildcard_subscription_available: bool,
@@ -254,7 +256,7 @@ impl Config {
             persistent_client_expiration: None,
             retain_available: true,
             upgrade_outgoing_qos: false,
-            set_tcp_nodelay: false,
+            set_tcp_nodelay: true,
             wildcard_subscription_available: true,
             subscription_identifier_available: true,
             shared_subscription_available: true,

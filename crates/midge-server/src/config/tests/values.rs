@@ -287,3 +287,12 @@ fn mqttsn_forwarders_are_off_unless_a_listener_says_so() {
         .collect();
     assert_eq!(forwarders, [false, true]);
 }
+
+#[test]
+fn nagle_is_off_unless_set_tcp_nodelay_false_turns_it_on() {
+    // Unlike Mosquitto (false): Midge batches its own writes (docs/configuration.md).
+    assert!(parse("").set_tcp_nodelay);
+    assert!(parse("listener 1883").set_tcp_nodelay);
+    assert!(!parse("set_tcp_nodelay false").set_tcp_nodelay);
+    assert!(parse("set_tcp_nodelay true").set_tcp_nodelay);
+}
