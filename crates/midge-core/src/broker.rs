@@ -128,11 +128,17 @@ impl Broker {
 
     /// Calls [`Link::tick`] on the link of every connected client.
     pub fn tick_links(&self, now: Instant) {
+        self.for_each_link(|link| link.tick(now));
+    }
+
+    /// Calls `each` on the link of every connected client, with no lock held: the map's lock
+    /// is released before any session's is taken, and each session's before the call.
+    fn for_each_link(&self, each: impl Fn(&dyn Link)) {
         let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
         for cell in sessions {
             let link = cell.state.lock().link.clone();
             if let Some(link) = link {
-                link.tick(now);
+                each(link.as_ref());
             }
         }
     }
@@ -618,14 +624,7 @@ impl Broker {
     /// Tells every connected client's connection to close with `reason` (a shutdown). Each
     /// connection sends its MQTT 5 clients a DISCONNECT with it; no will is published.
     pub fn close_all(&self, reason: ReasonCode) {
-        // The map's lock is released before any session's is taken.
-        let sessions: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
-        for cell in sessions {
-            let link = cell.state.lock().link.clone();
-            if let Some(link) = link {
-                link.close(reason);
-            }
-        }
+        self.for_each_link(|link| link.close(reason));
     }
 
     /// Sends `message` to every session with a matching subscription, first keeping it as its
