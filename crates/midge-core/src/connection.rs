@@ -46,7 +46,6 @@ pub struct Connection {
     pub(crate) session: Arc<SessionCell>,
     pub(crate) generation: u64,
     pub(crate) version: ProtocolVersion,
-    pub(crate) client_id: ByteString,
     pub(crate) username: Option<ByteString>,
     pub(crate) clean_start: bool,
     pub(crate) keep_alive: u16,
@@ -94,7 +93,6 @@ impl Connection {
             version: connect.protocol,
             mount_point: checked.mount_point,
             listener: checked.listener,
-            client_id: checked.client_id,
             username: connect.username.as_deref().map(ByteString::from),
             clean_start: connect.clean_start,
             keep_alive: checked.keep_alive,
@@ -116,7 +114,7 @@ impl Connection {
 
     /// The client identifier (assigned by the broker if the client sent none).
     pub fn client_id(&self) -> &ByteString {
-        &self.client_id
+        &self.session.client_id
     }
 
     /// The protocol version.
@@ -230,12 +228,12 @@ impl Connection {
         let queued_before = session.queue.len() + session.paged.len();
         while out.len() < config.outbox_high_water {
             if session.queue.is_empty() && !session.paged.is_empty() {
-                session.page_in(&self.client_id, journal, stats);
+                session.page_in(&self.session.client_id, journal, stats);
             }
             let Some(front) = session.queue.front() else { break };
             if front.message.is_expired(now) {
                 if let Some(expired) = session.dequeue() {
-                    session.forget_delivery(&self.client_id, &expired, journal);
+                    session.forget_delivery(&self.session.client_id, &expired, journal);
                 }
                 stats.dropped(DropReason::Expired);
                 continue;
@@ -250,7 +248,7 @@ impl Connection {
             }
             let packet_id = session.allocate_packet_id();
             if !self.write_publish(&delivery, Some(packet_id), false, now, out) {
-                session.forget_delivery(&self.client_id, &delivery, journal);
+                session.forget_delivery(&self.session.client_id, &delivery, journal);
                 continue;
             }
             let state = if delivery.qos == QoS::AtLeastOnce {
@@ -268,7 +266,7 @@ impl Connection {
             // crash could make the broker send it again under a new identifier, and the client
             // would take it for a second message. A QoS 1 PUBLISH need not wait: the worst a
             // crash can do is send it again, which QoS 1 allows.
-            let stored = session.persist_inflight(&self.client_id, &inflight, journal);
+            let stored = session.persist_inflight(&self.session.client_id, &inflight, journal);
             if inflight.delivery.qos == QoS::ExactlyOnce {
                 out.require_durable(stored);
             }

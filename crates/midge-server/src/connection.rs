@@ -34,9 +34,10 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::limits::{ConnectionCounters, OpenSlot};
+use crate::parking::Parked;
 use crate::security::Authenticator;
 use crate::tls::{CertificateUsername, TlsListener, certificate_username};
-use crate::transport::{TlsStream, Transport, WebSocketStream};
+use crate::transport::{ParkedSocket, TlsStream, Transport, Unparkable, WebSocketStream};
 
 /// How long a new socket may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +45,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PACKETS_PER_BUDGET_UNIT: u64 = 8;
 /// How much to read at once through the thread's stack when no large packet is pending.
 const STACK_READ: usize = 8 * 1024;
+/// How long a connection on a plain socket stays idle on the runtime before it is parked
+/// (`parking.rs`), in milliseconds. Resuming costs a few microseconds; a client that talks
+/// more often than this is never parked.
+const PARK_AFTER_MS: u64 = 1_000;
 
 /// The runtime's side of [`Link`]: a notification to drain, or an order to close.
 ///
@@ -65,6 +70,13 @@ pub(crate) struct ConnectionLink {
     heard_ms: AtomicU64,
     /// Set by the tick when the keep-alive deadline passed, taken by the connection's task.
     timed_out: AtomicBool,
+    /// When the connection last did anything (read, or was woken), in milliseconds since
+    /// [`EPOCH`]: idle for [`PARK_AFTER`], it is asked to park.
+    active_ms: AtomicU64,
+    /// Whether the connection may be parked now (a plain socket, on the runtime).
+    parkable: AtomicBool,
+    /// Set by the tick when the connection has been idle long enough, taken by its task.
+    park_wanted: AtomicBool,
 }
 
 /// The origin of [`ConnectionLink`]'s clock.
@@ -85,6 +97,11 @@ impl ConnectionLink {
     /// The client was heard from (or is not read by the broker's choice) at `now`.
     fn heard(&self, now: Instant) {
         self.heard_ms.store(millis(now.into_std()), Ordering::Relaxed);
+    }
+
+    /// The connection did something at `now`: it is not idle.
+    fn active(&self, now: Instant) {
+        self.active_ms.store(millis(now.into_std()), Ordering::Relaxed);
     }
 
     /// Whether the keep-alive deadline passed since this was last asked.
@@ -132,6 +149,12 @@ impl Link for ConnectionLink {
         {
             self.signal();
         }
+        if self.parkable.load(Ordering::Relaxed)
+            && millis(now).saturating_sub(self.active_ms.load(Ordering::Relaxed)) > PARK_AFTER_MS
+            && !self.park_wanted.swap(true, Ordering::AcqRel)
+        {
+            self.signal();
+        }
     }
 }
 
@@ -149,6 +172,8 @@ enum Ending {
     Malformed(DecodeError),
     /// The broker ended the connection (takeover).
     ClosedByBroker(ReasonCode),
+    /// Idle long enough: the connection is to be parked, not ended.
+    Park,
 }
 
 /// Where the username of a connection comes from.
@@ -191,12 +216,225 @@ pub(crate) fn serve<S: Transport>(
     // the box rather than kept beside it.
     let opening = Box::pin(open(stream, peer.clone(), broker.clone(), admission));
     async move {
-        let Some((stream, mut live)) = opening.await else {
+        let Some((stream, live)) = opening.await else {
             return;
         };
+        let keep_alive = match live.connection.keep_alive() {
+            0 => None,
+            // [MQTT-3.1.2-22]: one and a half times the keep alive.
+            seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
+        };
+        live.link.watch_keep_alive(keep_alive, Instant::now());
+        connected(stream, live, peer, broker, slot).await;
+    }
+}
+
+/// Serves a connected client (just admitted, or resumed from parking) until its connection
+/// ends or is parked.
+async fn connected<S: Transport>(
+    mut stream: S,
+    mut live: Live,
+    mut peer: String,
+    mut broker: Arc<Broker>,
+    mut slot: OpenSlot,
+) {
+    let parking = if S::PARKABLE {
+        ParkedConnection::parking()
+    } else {
+        None
+    };
+    loop {
+        live.link.active(Instant::now());
+        live.link.parkable.store(parking.is_some(), Ordering::Relaxed);
         let ending = run(&stream, &mut live, broker.stats()).await;
-        Box::pin(close(&stream, &peer, broker.stats(), live, ending)).await;
-        drop(slot);
+        live.link.parkable.store(false, Ordering::Relaxed);
+        let Ending::Park = ending else {
+            Box::pin(close(Some(&stream), &peer, broker.stats(), live, ending)).await;
+            drop(slot);
+            return;
+        };
+        let Some(parking) = parking else { continue };
+        match park(parking, stream, live, peer, broker, slot) {
+            Parking::Parked => return,
+            Parking::Kept(parts) => (stream, live, peer, broker, slot) = *parts,
+            Parking::Lost(lost) => {
+                let (error, live, peer, broker) = *lost;
+                Box::pin(close::<S>(
+                    None,
+                    &peer,
+                    broker.stats(),
+                    live,
+                    Ending::SocketError(error),
+                ))
+                .await;
+                return;
+            }
+        }
+    }
+}
+
+/// What became of a connection asked to park.
+enum Parking<S> {
+    Parked,
+    /// Not parked: it goes on, on the runtime.
+    Kept(Box<(S, Live, String, Arc<Broker>, OpenSlot)>),
+    /// Taking the socket off the runtime failed: the connection ends.
+    Lost(Box<(std::io::Error, Live, String, Arc<Broker>)>),
+}
+
+/// Parks an idle connection (`parking.rs`): its task ends, and its state waits, with its
+/// plain socket, for the socket to become readable or the link to be woken.
+fn park<S: Transport>(
+    parking: &'static crate::parking::Parking<ParkedConnection>,
+    stream: S,
+    live: Live,
+    peer: String,
+    broker: Arc<Broker>,
+    slot: OpenSlot,
+) -> Parking<S> {
+    let link = live.link.clone();
+    // The waker goes in first: a wake from now on reaches the parked state, or resumes it as
+    // soon as it is parked.
+    let (reservation, waker) = parking.reserve();
+    link.waker.register(&waker);
+    let socket = match stream.into_parked() {
+        Ok(socket) => socket,
+        Err(Unparkable::Layered(stream)) => {
+            // The task goes on: its next wait registers its own waker again; a wake that went
+            // to the reservation meanwhile is in the flag it looks at.
+            parking.cancel(reservation);
+            return Parking::Kept(Box::new((stream, live, peer, broker, slot)));
+        }
+        Err(Unparkable::Failed(error)) => {
+            parking.cancel(reservation);
+            return Parking::Lost(Box::new((error, live, peer, broker)));
+        }
+    };
+    let fd = socket.raw_fd();
+    let parked = Box::new(ParkedConnection::new(socket, live, peer, broker, slot));
+    if let Err(parked) = parking.park(reservation, fd, parked) {
+        // The socket cannot be watched: it goes straight back to the runtime.
+        parked.resume();
+        return Parking::Parked;
+    }
+    // A wake that came before the waker was registered set only the flag.
+    if link.signalled.load(Ordering::Acquire) {
+        waker.wake();
+    }
+    Parking::Parked
+}
+
+/// A parked connection: what its task held, less the (empty) buffers, and the runtime to
+/// resume it on.
+pub(crate) struct ParkedConnection {
+    socket: ParkedSocket,
+    connection: Connection,
+    link: Arc<ConnectionLink>,
+    decoder: Decoder,
+    durable: Option<watch::Receiver<u64>>,
+    peer: String,
+    broker: Arc<Broker>,
+    slot: OpenSlot,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ParkedConnection {
+    fn new(socket: ParkedSocket, live: Live, peer: String, broker: Arc<Broker>, slot: OpenSlot) -> Self {
+        let Live {
+            connection,
+            link,
+            decoder,
+            durable,
+            ..
+        } = live;
+        Self {
+            socket,
+            connection,
+            link,
+            decoder,
+            durable,
+            peer,
+            broker,
+            slot,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+/// How many connections are parked now (all listeners; `$SYS` and `/metrics` show it).
+pub(crate) fn parked_connections() -> usize {
+    PARKING
+        .get()
+        .and_then(Option::as_ref)
+        .map_or(0, |parking| parking.parked())
+}
+
+/// The process's parking for connections, started on first use.
+static PARKING: std::sync::OnceLock<Option<crate::parking::Parking<ParkedConnection>>> =
+    std::sync::OnceLock::new();
+
+impl Parked for ParkedConnection {
+    fn parking() -> Option<&'static crate::parking::Parking<Self>> {
+        PARKING.get_or_init(crate::parking::Parking::start).as_ref()
+    }
+
+    fn resume(self: Box<Self>) {
+        let Self {
+            socket,
+            connection,
+            link,
+            decoder,
+            durable,
+            peer,
+            broker,
+            slot,
+            runtime,
+        } = *self;
+        let out = Outbox::new(connection.version());
+        let live = Live {
+            connection,
+            link,
+            decoder,
+            input: BytesMut::new(),
+            out,
+            durable,
+        };
+        match socket {
+            ParkedSocket::Tcp(socket) => {
+                runtime.spawn(async move {
+                    match tokio::net::TcpStream::from_std(socket) {
+                        Ok(stream) => connected(stream, live, peer, broker, slot).await,
+                        Err(error) => {
+                            close::<tokio::net::TcpStream>(
+                                None,
+                                &peer,
+                                broker.stats(),
+                                live,
+                                Ending::SocketError(error),
+                            )
+                            .await
+                        }
+                    }
+                });
+            }
+            ParkedSocket::Unix(socket) => {
+                runtime.spawn(async move {
+                    match tokio::net::UnixStream::from_std(socket) {
+                        Ok(stream) => connected(stream, live, peer, broker, slot).await,
+                        Err(error) => {
+                            close::<tokio::net::UnixStream>(
+                                None,
+                                &peer,
+                                broker.stats(),
+                                live,
+                                Ending::SocketError(error),
+                            )
+                            .await
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -314,7 +552,7 @@ async fn admit<S: Transport>(
 
 /// Ends a connection: detaches the session (publishing the will if due), logs why, and sends
 /// what is still waiting (acknowledgements, a DISCONNECT) for a short while.
-async fn close<S: Transport>(stream: &S, peer: &str, stats: &Stats, live: Live, ending: Ending) {
+async fn close<S: Transport>(stream: Option<&S>, peer: &str, stats: &Stats, live: Live, ending: Ending) {
     let Live {
         connection,
         mut out,
@@ -339,6 +577,7 @@ async fn close<S: Transport>(stream: &S, peer: &str, stats: &Stats, live: Live, 
             connection.send_disconnect(*reason, None, &mut out);
             false
         }
+        Ending::Park => false,
     };
     connection.end(Instant::now().into_std(), publish_will);
     match &ending {
@@ -361,10 +600,12 @@ async fn close<S: Transport>(stream: &S, peer: &str, stats: &Stats, live: Live, 
         Ending::Malformed(error) => {
             tracing::info!(event = "client.disconnected", client_id = %client_id, %peer, %error, "Client {client_id} sent a bad packet, disconnecting: {error}.");
         }
-        Ending::ClosedByBroker(_) => {}
+        Ending::ClosedByBroker(_) | Ending::Park => {}
     }
     // Best effort: whatever is still waiting (acknowledgements, a DISCONNECT) goes out, briefly.
-    flush(stream, &mut out, stats, &mut durable).await;
+    if let Some(stream) = stream {
+        flush(stream, &mut out, stats, &mut durable).await;
+    }
 }
 
 /// Upgrades a new connection to a WebSocket (within the CONNECT timeout), then serves MQTT in
@@ -682,12 +923,6 @@ async fn durable_moved(durable: &mut Option<watch::Receiver<u64>>) {
 /// while there is such work. Reads made while idle are handled here, so a publisher whose
 /// packets need no answer never enters the box.
 async fn run<S: Transport>(stream: &S, live: &mut Live, stats: &Stats) -> Ending {
-    let keep_alive = match live.connection.keep_alive() {
-        0 => None,
-        // [MQTT-3.1.2-22]: one and a half times the keep alive.
-        seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
-    };
-    live.link.watch_keep_alive(keep_alive, Instant::now());
     let mut work = 0;
     // Packets that arrived with CONNECT are handled before the first read.
     if let (Some(ending), _) = handle_input(live, stats) {
@@ -705,6 +940,7 @@ async fn run<S: Transport>(stream: &S, live: &mut Live, stats: &Stats) -> Ending
                 match read_into(stream, &live.decoder, &mut live.input, stats) {
                     Ok(0) => return Ending::Eof,
                     Ok(_) => {
+                        live.link.active(Instant::now());
                         let (ending, packets) = handle_input(live, stats);
                         if let Some(ending) = ending {
                             return ending;
@@ -722,7 +958,13 @@ async fn run<S: Transport>(stream: &S, live: &mut Live, stats: &Stats) -> Ending
                 if let Some(reason) = live.link.close.lock().take() {
                     return Ending::ClosedByBroker(reason);
                 }
-                live.connection.drain(Instant::now().into_std(), &mut live.out);
+                let park = live.link.park_wanted.swap(false, Ordering::AcqRel);
+                let now = Instant::now();
+                live.connection.drain(now.into_std(), &mut live.out);
+                if park && live.out.is_empty() && live.input.is_empty() {
+                    return Ending::Park;
+                }
+                live.link.active(now);
             }
         }
     }
@@ -818,6 +1060,9 @@ async fn busy<S: Transport>(stream: &S, live: &mut Live, stats: &Stats, work: &m
                 }
             }
             () = link.signalled() => {
+                // Busy is not idle: a request to park waits for the next idle stretch.
+                link.park_wanted.store(false, Ordering::Relaxed);
+                link.active(Instant::now());
                 if link.take_timed_out() {
                     if paused.is_none() {
                         return Some(Ending::Timeout);

@@ -23,6 +23,7 @@ mod connection;
 pub mod http;
 pub mod limits;
 pub mod mqttsn;
+mod parking;
 pub mod persistence;
 pub mod security;
 pub mod server;

@@ -197,6 +197,10 @@ impl SysTree {
                 "connections/websocket_failures",
                 ConnectionCounters::get(&self.counters.websocket_failures),
             ),
+            (
+                "connections/parked",
+                crate::connection::parked_connections() as u64,
+            ),
         ];
         for (name, value) in values {
             self.publish(name, value.to_string(), false);

@@ -21,7 +21,7 @@ impl Connection {
         self.session.state.lock().complete(
             ack.packet_id,
             Awaiting::PubAck,
-            &self.client_id,
+            &self.session.client_id,
             self.broker.journal.as_ref(),
         );
         After::Continue
@@ -32,7 +32,7 @@ impl Connection {
         let mut session = self.session.state.lock();
         if ack.reason_code.is_error() {
             // The client refused the message: the exchange ends here (§4.3.3).
-            session.complete(ack.packet_id, Awaiting::PubRec, &self.client_id, journal);
+            session.complete(ack.packet_id, Awaiting::PubRec, &self.session.client_id, journal);
             return After::Continue;
         }
         let mut release = Ack::new(ack.packet_id);
@@ -46,7 +46,7 @@ impl Connection {
                 entry.state = Awaiting::PubComp;
             }
             if let Some(entry) = session.inflight.get(index) {
-                stored = session.persist_inflight(&self.client_id, entry, journal);
+                stored = session.persist_inflight(&self.session.client_id, entry, journal);
             }
         } else if session.inflight_mut(ack.packet_id, Awaiting::PubComp).is_none() && self.version.is_v5() {
             // A PUBREC repeated after a reconnect finds the message already released; one for a
@@ -67,7 +67,7 @@ impl Connection {
             let known = session.incoming_qos2.remove(&ack.packet_id.get());
             let stored = match &self.broker.journal {
                 Some(journal) if known && session.persistent => {
-                    journal.delete_incoming(&self.client_id, ack.packet_id.get())
+                    journal.delete_incoming(&self.session.client_id, ack.packet_id.get())
                 }
                 _ => 0,
             };
@@ -88,7 +88,7 @@ impl Connection {
         self.session.state.lock().complete(
             ack.packet_id,
             Awaiting::PubComp,
-            &self.client_id,
+            &self.session.client_id,
             self.broker.journal.as_ref(),
         );
         After::Continue

@@ -82,7 +82,7 @@ impl Connection {
                     );
                 }
                 out.send(&auth_packet(ReasonCode::Success, &method, data));
-                tracing::info!(event = "client.reauthenticated", client_id = %self.client_id, username = %username, "Client {} re-authenticated as {username} ({method}).", self.client_id);
+                tracing::info!(event = "client.reauthenticated", client_id = %self.session.client_id, username = %username, "Client {} re-authenticated as {username} ({method}).", self.session.client_id);
                 After::Continue
             }
             AuthStep::Failure { detail, .. } => {

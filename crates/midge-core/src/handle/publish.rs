@@ -124,7 +124,7 @@ impl Connection {
             if session.persistent
                 && let Some(journal) = &self.broker.journal
             {
-                out.require_durable(journal.put_incoming(&self.client_id, id.get()));
+                out.require_durable(journal.put_incoming(&self.session.client_id, id.get()));
             }
         }
 
@@ -138,11 +138,11 @@ impl Connection {
         let reason = if !self.may(&publish.topic, Access::Write) {
             // 3.x: acknowledged and dropped, as Mosquitto does; 5.0: the ack says why.
             Stats::bump(&self.broker.stats().denied_write);
-            tracing::debug!(client_id = %self.client_id, topic = %publish.topic, "PUBLISH denied by the access rules");
+            tracing::debug!(client_id = %self.session.client_id, topic = %publish.topic, "PUBLISH denied by the access rules");
             explanation = Some("the access rules do not let this client publish to this topic");
             ReasonCode::NotAuthorized
         } else if not_utf8 {
-            tracing::debug!(client_id = %self.client_id, topic = %publish.topic, "PUBLISH payload is not UTF-8 but its Payload Format Indicator says it is");
+            tracing::debug!(client_id = %self.session.client_id, topic = %publish.topic, "PUBLISH payload is not UTF-8 but its Payload Format Indicator says it is");
             explanation = Some("the payload is not UTF-8, as its Payload Format Indicator says it is");
             ReasonCode::PayloadFormatInvalid
         } else if oversize {
@@ -153,7 +153,7 @@ impl Connection {
                 .lock()
                 .drop_reports
                 .get_or_insert_with(Box::default)
-                .note(&self.client_id, DropReason::MessageSizeLimit, now);
+                .note(&self.session.client_id, DropReason::MessageSizeLimit, now);
             ReasonCode::QuotaExceeded
         } else {
             let message = self.accept(publish, now);
@@ -182,7 +182,7 @@ impl Connection {
                     if session.persistent
                         && let Some(journal) = &self.broker.journal
                     {
-                        out.require_durable(journal.delete_incoming(&self.client_id, id.get()));
+                        out.require_durable(journal.delete_incoming(&self.session.client_id, id.get()));
                     }
                 }
                 self.send_explained(Packet::PubRec(ack), explanation, out);
@@ -197,7 +197,7 @@ impl Connection {
     pub(crate) fn may(&self, topic: &str, access: Access) -> bool {
         self.broker.access_control().rules().is_none_or(|rules| {
             let who = Identity {
-                client_id: &self.client_id,
+                client_id: &self.session.client_id,
                 username: self.username.as_deref(),
                 listener: self.listener,
             };
@@ -219,7 +219,7 @@ impl Connection {
             publish.retain,
             properties,
             expires_at,
-            Some(self.client_id.clone()),
+            Some(self.session.client_id.clone()),
         ))
     }
 }

@@ -75,7 +75,7 @@ impl Connection {
             };
             if !self.may(filter.as_str(), Access::Subscribe) {
                 Stats::bump(&self.broker.stats().denied_subscribe);
-                tracing::debug!(client_id = %self.client_id, filter = %filter, "SUBSCRIBE denied by the access rules");
+                tracing::debug!(client_id = %self.session.client_id, filter = %filter, "SUBSCRIBE denied by the access rules");
                 // 3.1.1 has one failure code, 0x80 [MQTT-3.9.3-2]; 5.0 says why.
                 reason_codes.push(if self.version.is_v5() {
                     ReasonCode::NotAuthorized
@@ -134,7 +134,9 @@ impl Connection {
                 if session.persistent
                     && let Some(journal) = &self.broker.journal
                 {
-                    out.require_durable(journal.put_subscription(&self.client_id, &remembered.record()));
+                    out.require_durable(
+                        journal.put_subscription(&self.session.client_id, &remembered.record()),
+                    );
                 }
                 session
                     .subscriptions
@@ -202,7 +204,9 @@ impl Connection {
                     && session.persistent
                     && let Some(journal) = &self.broker.journal
                 {
-                    out.require_durable(journal.delete_subscription(&self.client_id, filter.as_str()));
+                    out.require_durable(
+                        journal.delete_subscription(&self.session.client_id, filter.as_str()),
+                    );
                 }
             }
             reason_codes.push(if existed {

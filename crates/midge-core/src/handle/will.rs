@@ -30,7 +30,7 @@ impl Connection {
                 will.retain,
                 crate::broker::will_as_publish_properties(&will.properties),
                 None,
-                Some(self.client_id.clone()),
+                Some(self.session.client_id.clone()),
             )),
         });
         let mut session = self.session.state.lock();
@@ -38,6 +38,7 @@ impl Connection {
             return 0;
         }
         session.will = pending.map(Box::new);
-        self.broker.persist_session_record(&self.client_id, &session)
+        self.broker
+            .persist_session_record(&self.session.client_id, &session)
     }
 }

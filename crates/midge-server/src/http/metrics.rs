@@ -79,6 +79,12 @@ pub(crate) fn registry(state: &AppState) -> Registry {
     );
     gauge(
         &mut r,
+        "connections_parked",
+        "Idle connections parked off the runtime (plain sockets idle for a second)",
+        crate::connection::parked_connections() as u64,
+    );
+    gauge(
+        &mut r,
         "subscriptions",
         "Subscriptions, shared ones included",
         census.subscriptions as u64,

@@ -53,11 +53,52 @@ pub(crate) trait Transport: Send + Sync + 'static {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes what the socket takes now; `WouldBlock` if it takes nothing.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Whether an idle connection on this transport can be parked (`parking.rs`): only a
+    /// plain socket, whose whole state is in the kernel, can.
+    const PARKABLE: bool = false;
+    /// The plain socket under this transport, taken off the runtime for parking.
+    fn into_parked(self) -> Result<ParkedSocket, Unparkable<Self>>
+    where
+        Self: Sized,
+    {
+        Err(Unparkable::Layered(self))
+    }
+}
+
+/// A socket taken off the runtime while its connection is parked.
+#[derive(Debug)]
+pub(crate) enum ParkedSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl ParkedSocket {
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Self::Tcp(socket) => socket.as_raw_fd(),
+            Self::Unix(socket) => socket.as_raw_fd(),
+        }
+    }
+}
+
+/// Why a transport was not parked.
+pub(crate) enum Unparkable<S> {
+    /// It keeps state in user space (TLS, WebSocket): it stays on the runtime.
+    Layered(S),
+    /// Taking the socket off the runtime failed; the socket is gone.
+    Failed(io::Error),
 }
 
 macro_rules! socket_transport {
-    ($socket:ty) => {
+    ($socket:ty, $parked:ident) => {
         impl Transport for $socket {
+            const PARKABLE: bool = true;
+            fn into_parked(self) -> Result<ParkedSocket, Unparkable<Self>> {
+                self.into_std()
+                    .map(ParkedSocket::$parked)
+                    .map_err(Unparkable::Failed)
+            }
             fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
                 <$socket>::readable(self)
             }
@@ -83,5 +124,5 @@ macro_rules! socket_transport {
     };
 }
 
-socket_transport!(TcpStream);
-socket_transport!(UnixStream);
+socket_transport!(TcpStream, Tcp);
+socket_transport!(UnixStream, Unix);
