@@ -43,8 +43,10 @@ use crate::transport::{ParkedSocket, TlsStream, Transport, Unparkable, WebSocket
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Packets a connection handles per unit of tokio's cooperative budget (128 units a turn).
 const PACKETS_PER_BUDGET_UNIT: u64 = 8;
-/// How much to read at once through the thread's stack when no large packet is pending.
+/// How much to read at once through the thread's buffer when no large packet is pending.
 const STACK_READ: usize = 8 * 1024;
+/// Slices of the outbox written by one vectored write (heads and shared payloads).
+const WRITE_SLICES: usize = 64;
 /// How long a connection on a plain socket stays idle on the runtime before it is parked
 /// (`parking.rs`), in milliseconds. Resuming costs a few microseconds; a client that talks
 /// more often than this is never parked.
@@ -820,16 +822,24 @@ async fn read_some<S: Transport>(
 /// the connection.
 fn write_some<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats) -> std::io::Result<()> {
     Stats::add(&stats.packets_sent, out.take_packet_count());
-    let buffer = out.buffer();
     let mut written = 0;
     let result = loop {
-        if buffer.is_empty() {
+        if out.is_empty() {
             break Ok(());
         }
-        match stream.try_write(buffer) {
+        // Heads and the large payloads shared with their messages, in one system call.
+        let wrote = {
+            let mut slices = [std::io::IoSlice::new(&[]); WRITE_SLICES];
+            let count = out.io_slices(&mut slices);
+            match count {
+                1 => stream.try_write(&slices[0]),
+                _ => stream.try_write_vectored(&slices[..count]),
+            }
+        };
+        match wrote {
             Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                bytes::Buf::advance(buffer, n);
+                out.advance(n);
                 written += n;
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
@@ -865,7 +875,7 @@ async fn flush<S: Transport>(
 ///
 /// When the packet being read is known to need more than [`STACK_READ`] bytes, room for all of
 /// it is reserved and the socket reads straight into the buffer. Otherwise the bytes go through
-/// a buffer on the thread's stack and `input` grows by exactly what arrived: a 30-byte PINGREQ
+/// a buffer of the thread's and `input` grows by exactly what arrived: a 30-byte PINGREQ
 /// or small PUBLISH never makes a connection allocate kilobytes it then keeps (freed read
 /// buffers fragment the heap, which is what an idle connection's cost was made of).
 fn read_into<S: Transport>(
@@ -893,10 +903,27 @@ fn read_into_uncounted<S: Transport>(
             return stream.try_read_buf(input);
         }
     }
-    let mut chunk = [0u8; STACK_READ];
-    let n = stream.try_read(&mut chunk)?;
-    input.extend_from_slice(&chunk[..n]);
-    Ok(n)
+    READ_CHUNK.with_borrow_mut(|chunk| {
+        let n = stream.try_read(&mut chunk[..])?;
+        let arrived = &chunk[..n];
+        if input.is_empty()
+            && let Ok(Some(len)) = decoder.packet_len(arrived)
+            && len > n
+        {
+            // The start of a packet larger than what came: room for all of it at once, so
+            // the rest is read straight in rather than grown into.
+            input.reserve(len);
+        }
+        input.extend_from_slice(arrived);
+        Ok(n)
+    })
+}
+
+thread_local! {
+    /// The buffer small reads go through, one per thread and zeroed once: an array on the
+    /// stack was zeroed on every read.
+    static READ_CHUNK: std::cell::RefCell<Box<[u8; STACK_READ]>> =
+        std::cell::RefCell::new(Box::new([0; STACK_READ]));
 }
 
 /// Whether the outbox acknowledges journal writes that are not durable yet.

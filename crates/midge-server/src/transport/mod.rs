@@ -53,6 +53,14 @@ pub(crate) trait Transport: Send + Sync + 'static {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes what the socket takes now; `WouldBlock` if it takes nothing.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes what the socket takes now of `bufs`, in order; `WouldBlock` if it takes
+    /// nothing. Layered transports write the first slice.
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match bufs.iter().find(|buf| !buf.is_empty()) {
+            Some(buf) => self.try_write(buf),
+            None => Ok(0),
+        }
+    }
     /// Whether an idle connection on this transport can be parked (`parking.rs`): only a
     /// plain socket, whose whole state is in the kernel, can.
     const PARKABLE: bool = false;
@@ -119,6 +127,9 @@ macro_rules! socket_transport {
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$socket>::try_write(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                <$socket>::try_write_vectored(self, bufs)
             }
         }
     };
