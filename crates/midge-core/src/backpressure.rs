@@ -28,9 +28,12 @@ use crate::link::Link;
 use crate::session::{Session, SessionCell};
 
 /// How long a congested queue may go without a message taken from it before its subscriber
-/// counts as stalled. A subscriber that is reading takes messages every few milliseconds even
-/// on a loaded machine; this is short so that a stalled one costs its publishers little.
-pub const STALLED_AFTER: Duration = Duration::from_millis(100);
+/// counts as stalled. A subscriber that is reading takes messages every few milliseconds, but
+/// on a machine with more busy processes than cores it can wait a hundred milliseconds for the
+/// CPU (seen: two load generators and a build on two cores made a reading subscriber count as
+/// stalled at 100 ms, and QoS 1 messages were dropped); this is long enough for that and short
+/// enough that a stalled subscriber costs its publishers little (one pause this long).
+pub const STALLED_AFTER: Duration = Duration::from_millis(250);
 
 /// Queue length and bytes at which a queue starts to hold its publishers: half what the queue
 /// limits allow, and at most [`PRESSURE_MESSAGES`] and [`PRESSURE_BYTES`].

@@ -596,6 +596,8 @@ async fn accept_loop(
         LogThrottle::default(),
         LogThrottle::default(),
     );
+    // For the log line of each connection: asked once, not per accept.
+    let port = listener.port();
     loop {
         tokio::select! {
             accepted = accept(&listener, spec.tcp_nodelay) => match accepted {
@@ -623,7 +625,7 @@ async fn accept_loop(
                         drop(stream);
                         continue;
                     }
-                    match listener.port() {
+                    match port {
                         Some(port) => tracing::info!(target: "midge_server::connection", event = "connection.opened", %peer, "New connection from {peer} on port {port}."),
                         None => tracing::info!(target: "midge_server::connection", event = "connection.opened", "New connection on a unix socket."),
                     }
@@ -638,17 +640,17 @@ async fn accept_loop(
                     // Spawned directly, not inside a wrapping block: a wrapper would keep its own
                     // copies of everything moved into the connection's future, for its whole life.
                     match (stream, &spec.tls) {
-                        (Accepted::Tcp(stream, peer), Some(tls)) => {
-                            tokio::spawn(connection::serve_tls(stream, peer.to_string(), tls.clone(), spec.websockets, broker, admission, slot));
+                        (Accepted::Tcp(stream, _), Some(tls)) => {
+                            tokio::spawn(connection::serve_tls(stream, peer, tls.clone(), spec.websockets, broker, admission, slot));
                         }
-                        (Accepted::Tcp(stream, peer), None) if spec.websockets => {
-                            tokio::spawn(connection::serve_websocket(stream, peer.to_string(), broker, admission, slot));
+                        (Accepted::Tcp(stream, _), None) if spec.websockets => {
+                            tokio::spawn(connection::serve_websocket(stream, peer, broker, admission, slot));
                         }
-                        (Accepted::Tcp(stream, peer), None) => {
-                            tokio::spawn(connection::serve(stream, peer.to_string(), broker, admission, slot));
+                        (Accepted::Tcp(stream, _), None) => {
+                            tokio::spawn(connection::serve(stream, peer, broker, admission, slot));
                         }
                         (Accepted::Unix(stream), _) => {
-                            tokio::spawn(connection::serve(stream, "unix socket".to_owned(), broker, admission, slot));
+                            tokio::spawn(connection::serve(stream, peer, broker, admission, slot));
                         }
                     }
                 }
