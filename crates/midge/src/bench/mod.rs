@@ -364,12 +364,10 @@ impl Connection {
     /// Connects as `options` say; a subscriber (`filter`) also subscribes.
     async fn open(
         engine: Engine,
-        mut options: ClientOptions,
+        options: ClientOptions,
         filter: Option<(&str, QoS)>,
     ) -> Result<Self, String> {
         if engine == Engine::Raw {
-            // No keep-alive: a QoS 0 subscriber never writes, and a run may outlast any interval.
-            options.keep_alive = 0;
             let connect = options
                 .connect_packet(options.clean_start)
                 .map_err(|e| e.to_string())?;

@@ -52,6 +52,8 @@ pub(crate) struct Connection {
     version: ProtocolVersion,
     /// The broker's Receive Maximum (MQTT 5): QoS 1 and 2 publications it takes at once.
     receive_maximum: u16,
+    /// The keep-alive interval in seconds (the broker's, if an MQTT 5 broker set one).
+    keep_alive: u16,
 }
 
 impl Connection {
@@ -67,6 +69,7 @@ impl Connection {
             buf: BytesMut::with_capacity(1024),
             version: connect.protocol,
             receive_maximum: u16::MAX,
+            keep_alive: connect.keep_alive,
         };
         connection
             .send(&Packet::Connect(Box::new(connect.clone())))
@@ -75,6 +78,9 @@ impl Connection {
             Packet::ConnAck(ack) if !ack.reason_code.is_error() => {
                 if let Some(maximum) = ack.properties.receive_maximum {
                     connection.receive_maximum = maximum.get();
+                }
+                if let Some(keep_alive) = ack.properties.server_keep_alive {
+                    connection.keep_alive = keep_alive;
                 }
                 Ok(connection)
             }
@@ -307,6 +313,7 @@ const PUBACK: u8 = 0x40;
 const PUBREC: u8 = 0x50;
 const PUBREL: u8 = 0x62;
 const PUBCOMP: u8 = 0x70;
+const PINGREQ: u8 = 0xc0;
 
 /// A PUBLISH encoded once, with where its packet identifier and payload header go.
 #[derive(Debug, Clone)]
@@ -468,7 +475,14 @@ impl Publisher {
                 return Ok(());
             }
             let now = Instant::now();
-            if now >= end || (self.rate > 0 && *sequence >= total) {
+            // At a rate, every message due before the end is sent, even if late (a publisher
+            // woken after the end still sends the last one); flat out, it stops at the end.
+            let done = if self.rate > 0 {
+                *sequence >= total || now >= end + DRAIN
+            } else {
+                now >= end
+            };
+            if done {
                 break;
             }
             let elapsed = now.duration_since(start);
@@ -630,6 +644,11 @@ pub(crate) async fn receive(
     let mut recent = RecentLatency::new(show_progress);
     let v5 = connection.version.is_v5();
     let mut replies = Vec::new();
+    let ping_every = match connection.keep_alive {
+        0 => Duration::from_secs(3600),
+        seconds => Duration::from_secs(u64::from(seconds)) / 2,
+    };
+    let mut last_write = Instant::now();
     // Whatever followed the SUBACK is handled before the first read.
     let mut read = Ok(());
     loop {
@@ -687,10 +706,18 @@ pub(crate) async fn receive(
             }
             replies.clear();
         }
+        if !replies.is_empty() {
+            last_write = now;
+        }
         read = tokio::select! {
             biased;
             _ = stop.changed() => break,
             read = connection.read_more() => read,
+            // A QoS 0 subscriber writes nothing: it pings within the keep-alive interval.
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(last_write + ping_every)) => {
+                last_write = Instant::now();
+                connection.write(&[PINGREQ, 0]).await
+            }
         };
     }
     (connection, tally)
