@@ -8,24 +8,28 @@
 //! measure latency (an HDR histogram), loss and duplication without coordination. A run is
 //! bounded in time: warm-up, measured window, then at most a few seconds to drain.
 //!
-//! It is built to outrun the broker on one core (`scripts/bench-compare` gives each one core):
-//! on one core everything runs on one thread; payloads are cut from shared blocks; subscribers
-//! take their client's events in batches and read the clock once per batch; and `midge-client`
-//! writes everything a wake-up produced in one syscall. The report gives the generator's own
-//! CPU beside the broker's, so a run shows which of the two was the limit.
+//! Two engines drive the connections. `raw` (the default) writes pre-encoded PUBLISH packets in
+//! 64 KB batches on plain TCP streams and frames what the broker sends itself: a generator must
+//! cost far less than the broker per message, or it, not the broker, sets the figures once
+//! the two share cores (`raw` explains how). `client` runs every connection on `midge-client`,
+//! as an application would; `conn` always uses it. On one core everything runs on one thread,
+//! and the report gives the generator's own CPU beside the broker's, so a run shows which of
+//! the two was the limit.
 //!
 //! # Layout
 //! - `measure`: payloads, per-subscriber tallies, the histogram.
+//! - `raw`: the raw engine's connections, publishers and subscribers.
 //! - `broker_process`: CPU and memory of the broker under test, from `/proc`.
 //! - this file: the command line, the scenarios, the run and the report.
 
 mod broker_process;
 mod measure;
+mod raw;
 
 use std::collections::{HashMap, VecDeque};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -113,9 +117,19 @@ struct BenchArgs {
     /// everything runs on that thread; with more, publishers get a thread of their own.
     #[arg(long)]
     threads: Option<usize>,
+    /// How the connections are driven: `raw` (plain TCP, packets encoded once and patched: a
+    /// generator far cheaper than the broker) or `client` (midge-client, as an application).
+    #[arg(long, value_enum, default_value = "raw")]
+    engine: Engine,
     /// Display this help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    Raw,
+    Client,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -278,11 +292,130 @@ struct Live {
     errors: AtomicU64,
     /// Latencies since the last progress line.
     recent: Mutex<Option<Histogram<u64>>>,
+    /// Set once a raw connection fails: every task then stops, and the run reports `failure`.
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Live {
+    /// Records an error that ends the run (the first one is reported).
+    fn fail(&self, error: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.failure.lock().get_or_insert(error);
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A subscriber's latencies for the progress line, handed to [`Live`] every 100 ms.
+struct RecentLatency {
+    histogram: Option<Histogram<u64>>,
+    flushed: Instant,
+}
+
+impl RecentLatency {
+    fn new(show_progress: bool) -> Self {
+        Self {
+            histogram: show_progress.then(measure::new_histogram),
+            flushed: Instant::now(),
+        }
+    }
+
+    fn record(&mut self, payload: &[u8], received_at: Duration) {
+        if let Some(histogram) = self.histogram.as_mut()
+            && let Some((sent, _, _)) = measure::read_header(payload)
+        {
+            let _ = histogram.record(measure::latency(sent, received_at));
+        }
+    }
+
+    fn flush(&mut self, now: Instant, live: &Live) {
+        if let Some(recent) = self.histogram.as_mut()
+            && now.duration_since(self.flushed) > Duration::from_millis(100)
+        {
+            let mut shared = live.recent.lock();
+            match shared.as_mut() {
+                Some(histogram) => {
+                    let _ = histogram.add(&*recent);
+                }
+                None => *shared = Some(recent.clone()),
+            }
+            recent.reset();
+            self.flushed = now;
+        }
+    }
 }
 
 /// Cores this process may run on (its CPU affinity), 1 if that cannot be told.
 fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// A subscriber's or publisher's connection, on either engine.
+enum Connection {
+    Client(Client, Events),
+    Raw(raw::Connection),
+}
+
+impl Connection {
+    /// Connects as `options` say; a subscriber (`filter`) also subscribes.
+    async fn open(
+        engine: Engine,
+        options: ClientOptions,
+        filter: Option<(&str, QoS)>,
+    ) -> Result<Self, String> {
+        if engine == Engine::Raw {
+            let connect = options
+                .connect_packet(options.clean_start)
+                .map_err(|e| e.to_string())?;
+            let mut connection = raw::Connection::open(&options.host, options.port, &connect)
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            if let Some((filter, qos)) = filter {
+                connection
+                    .subscribe(filter, qos)
+                    .await
+                    .map_err(|e| format!("cannot subscribe to {filter}: {e}"))?;
+            }
+            return Ok(Self::Raw(connection));
+        }
+        let (client, events) = Client::connect(options)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        if let Some((filter, qos)) = filter {
+            let code = client
+                .subscribe_one(filter, qos)
+                .await
+                .map_err(|e| format!("cannot subscribe to {filter}: {e}"))?;
+            if code.is_error() {
+                return Err(format!("SUBACK {code:?} for {filter}"));
+            }
+        }
+        Ok(Self::Client(client, events))
+    }
+}
+
+/// A publisher's connection, kept open until the subscribers have drained.
+enum Held {
+    Client(Client),
+    Raw(raw::Connection),
+}
+
+impl Held {
+    /// Sends DISCONNECT, waiting at most 200 ms.
+    async fn disconnect(self) {
+        let patience = Duration::from_millis(200);
+        match self {
+            Self::Client(client) => {
+                let goodbye = midge_codec::Disconnect::new(midge_codec::ReasonCode::Success);
+                let _ = tokio::time::timeout(patience, client.disconnect(goodbye)).await;
+            }
+            Self::Raw(connection) => connection.disconnect(patience).await,
+        }
+    }
 }
 
 async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
@@ -302,23 +435,16 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
         if args.persistent {
             options = options.clean_start(false).session_expiry_interval(3600);
         }
-        let (client, events) = Client::connect(options)
+        let connection = Connection::open(args.engine, options, Some((filter, qos)))
             .await
-            .map_err(|e| format!("subscriber {i} cannot connect: {e}"))?;
-        let code = client
-            .subscribe_one(filter, qos)
-            .await
-            .map_err(|e| format!("subscriber {i} cannot subscribe to {filter}: {e}"))?;
-        if code.is_error() {
-            return Err(format!("subscriber {i}: SUBACK {code:?} for {filter}"));
-        }
-        subscribers.push((client, events));
+            .map_err(|e| format!("subscriber {i} {e}"))?;
+        subscribers.push(connection);
     }
     // With more than one thread, publishers get a runtime (and thread) of their own: sharing
     // the work-stealing runtime with the subscribers, a publisher sending flat out to a fast
     // broker can keep the subscribers' connections from being polled for long stretches. On
-    // one thread everything shares it, and the publishers yield to the rest every 1024
-    // messages and whenever their client's queue is full.
+    // one thread everything shares it, and the publishers yield to the rest after every batch
+    // (raw) or every 1024 messages (client) and whenever their socket or queue is full.
     let own_runtime = if threads > 1 {
         Some(
             tokio::runtime::Builder::new_multi_thread()
@@ -339,12 +465,13 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
     let mut publishers = Vec::new();
     for i in 0..plan.publishers.len() {
         let options = args.options(format!("bench-pub-{run_id}-{i}"))?;
-        let (client, events) = publishing
-            .spawn(Client::connect(options))
+        // Opened on the runtime that will drive it.
+        let connection = publishing
+            .spawn(Connection::open(args.engine, options, None))
             .await
             .map_err(|e| format!("publisher {i}: {e}"))?
-            .map_err(|e| format!("publisher {i} cannot connect: {e}"))?;
-        publishers.push((client, events));
+            .map_err(|e| format!("publisher {i} {e}"))?;
+        publishers.push(connection);
     }
 
     let start = Instant::now();
@@ -355,18 +482,27 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
 
     let mut receiving = Vec::new();
     let show_progress = !args.quiet;
-    for (client, events) in subscribers {
+    for (number, connection) in subscribers.into_iter().enumerate() {
         let live = live.clone();
         let stop = stop_rx.clone();
         receiving.push(tokio::spawn(async move {
-            let tally = receive(events, start, window, live, stop, show_progress).await;
-            drop(client);
-            tally
+            match connection {
+                Connection::Client(client, events) => {
+                    let tally = receive(events, start, window, live, stop, show_progress).await;
+                    drop(client);
+                    tally
+                }
+                Connection::Raw(connection) => {
+                    raw::receive(connection, number, start, window, &live, stop, show_progress)
+                        .await
+                        .1
+                }
+            }
         }));
     }
     let maker = PayloadMaker::new(args.size);
     let mut sending = Vec::new();
-    for (index, ((client, events), topic)) in publishers
+    for (index, (connection, topic)) in publishers
         .into_iter()
         .zip(plan.publishers.iter().cloned())
         .enumerate()
@@ -374,27 +510,33 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
         let (live, maker) = (live.clone(), maker.clone());
         let (rate, inflight) = (args.rate, args.inflight.max(1));
         let topic = TopicName::new(topic.as_str()).map_err(|e| format!("topic {topic:?}: {e}"))?;
-        sending.push(publishing.spawn(async move {
-            // Nothing is expected back; keep the event queue drained.
-            let drain = tokio::spawn(drain_events(events));
-            let sent = publish(
-                &client,
-                topic,
-                index as u64 + 1,
-                qos,
-                rate,
-                inflight,
-                maker,
-                start,
-                window,
-                &live,
-            )
-            .await;
-            drain.abort();
-            (client, sent)
-        }));
+        let number = index as u64 + 1;
+        match connection {
+            Connection::Client(client, events) => sending.push(publishing.spawn(async move {
+                // Nothing is expected back; keep the event queue drained.
+                let drain = tokio::spawn(drain_events(events));
+                let sent = publish(
+                    &client, topic, number, qos, rate, inflight, maker, start, window, &live,
+                )
+                .await;
+                drain.abort();
+                (Held::Client(client), sent)
+            })),
+            Connection::Raw(connection) => {
+                let publisher = raw::Publisher {
+                    template: raw::Template::new(topic, qos, args.size, connection.version())?,
+                    number,
+                    qos,
+                    rate,
+                    inflight,
+                };
+                sending.push(publishing.spawn(async move {
+                    let (connection, sent) = publisher.run(connection, start, window, &live).await;
+                    (Held::Raw(connection), sent)
+                }));
+            }
+        }
     }
-
     let progress = (!args.quiet).then(|| tokio::spawn(progress(live.clone(), start, window)));
     // The load generator watches its own CPU as it watches the broker's: at 100 % of its
     // core it, not the broker, is what limits the figures.
@@ -417,7 +559,7 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
     let drain_until = Instant::now() + DRAIN;
     while Instant::now() < drain_until {
         let expected = expected_deliveries(&plan, &published, shared);
-        if live.received.load(Ordering::Relaxed) >= expected {
+        if live.received.load(Ordering::Relaxed) >= expected || live.failed() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -440,16 +582,14 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
         progress.abort();
     }
     for client in clients {
-        let _ = publishing
-            .spawn(async move {
-                let goodbye = midge_codec::Disconnect::new(midge_codec::ReasonCode::Success);
-                tokio::time::timeout(Duration::from_millis(200), client.disconnect(goodbye)).await
-            })
-            .await;
+        let _ = publishing.spawn(client.disconnect()).await;
     }
     // Dropping a runtime inside another's task is not allowed; this leaves its threads to end.
     if let Some(runtime) = own_runtime {
         runtime.shutdown_background();
+    }
+    if let Some(failure) = live.failure.lock().take() {
+        return Err(failure);
     }
     let (lost, duplicated) = if shared {
         // Members of a group each see a part: only the totals can be compared.
@@ -513,9 +653,7 @@ async fn receive(
     show_progress: bool,
 ) -> Tally {
     let mut tally = Tally::new();
-    // Latencies for the progress line, handed over every 100 ms.
-    let mut recent = show_progress.then(measure::new_histogram);
-    let mut flushed = Instant::now();
+    let mut recent = RecentLatency::new(show_progress);
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
         tokio::select! {
@@ -533,11 +671,7 @@ async fn receive(
                         Event::Publish(publish) => {
                             received += 1;
                             tally.record(&publish.payload, received_at, window);
-                            if let Some(recent) = recent.as_mut()
-                                && let Some((sent, _, _)) = measure::read_header(&publish.payload)
-                            {
-                                let _ = recent.record(measure::latency(sent, received_at));
-                            }
+                            recent.record(&publish.payload, received_at);
                         }
                         Event::ConnectionLost(_) | Event::Disconnect(_) => {
                             live.errors.fetch_add(1, Ordering::Relaxed);
@@ -546,19 +680,7 @@ async fn receive(
                     }
                 }
                 live.received.fetch_add(received, Ordering::Relaxed);
-                if let Some(recent) = recent.as_mut()
-                    && now.duration_since(flushed) > Duration::from_millis(100)
-                {
-                    let mut shared = live.recent.lock();
-                    match shared.as_mut() {
-                        Some(histogram) => {
-                            let _ = histogram.add(&*recent);
-                        }
-                        None => *shared = Some(recent.clone()),
-                    }
-                    recent.reset();
-                    flushed = now;
-                }
+                recent.flush(now, &live);
             }
         }
     }
