@@ -28,12 +28,13 @@ use crate::link::Link;
 use crate::session::{Session, SessionCell};
 
 /// How long a congested queue may go without a message taken from it before its subscriber
-/// counts as stalled. A subscriber that is reading takes messages every few milliseconds, but
-/// on a machine with more busy processes than cores it can wait a hundred milliseconds for the
-/// CPU (seen: two load generators and a build on two cores made a reading subscriber count as
-/// stalled at 100 ms, and QoS 1 messages were dropped); this is long enough for that and short
-/// enough that a stalled subscriber costs its publishers little (one pause this long).
-pub const STALLED_AFTER: Duration = Duration::from_millis(250);
+/// counts as stalled. A subscriber that is reading takes messages every few milliseconds; this
+/// is short so that a stalled one costs its publishers little. The price: on a machine with
+/// more busy processes than cores, a reading subscriber that waits this long for the CPU
+/// counts as stalled too, and what overflows its queue meanwhile is dropped (and counted).
+/// 250 ms was tried: two stalled subscribers then held a flat-out publisher to a tenth of its
+/// rate for half a second (`tests/robustness.rs`).
+pub const STALLED_AFTER: Duration = Duration::from_millis(100);
 
 /// Queue length and bytes at which a queue starts to hold its publishers: half what the queue
 /// limits allow, and at most [`PRESSURE_MESSAGES`] and [`PRESSURE_BYTES`].
