@@ -43,8 +43,10 @@ use crate::transport::{ParkedSocket, TlsStream, Transport, Unparkable, WebSocket
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Packets a connection handles per unit of tokio's cooperative budget (128 units a turn).
 const PACKETS_PER_BUDGET_UNIT: u64 = 8;
-/// How much to read at once through the thread's buffer when no large packet is pending.
-const STACK_READ: usize = 8 * 1024;
+/// How much to read at once through the thread's buffer when no large packet is pending: a
+/// publisher streaming small packets is read 64 KB per system call, and the connection keeps
+/// only what arrived.
+const CHUNK_READ: usize = 64 * 1024;
 /// Slices of the outbox written by one vectored write (heads and shared payloads).
 const WRITE_SLICES: usize = 64;
 /// How long a connection on a plain socket stays idle on the runtime before it is parked
@@ -873,7 +875,7 @@ async fn flush<S: Transport>(
 
 /// Reads what the socket has into `input`; `WouldBlock` if nothing.
 ///
-/// When the packet being read is known to need more than [`STACK_READ`] bytes, room for all of
+/// When the packet being read is known to need more than [`CHUNK_READ`] bytes, room for all of
 /// it is reserved and the socket reads straight into the buffer. Otherwise the bytes go through
 /// a buffer of the thread's and `input` grows by exactly what arrived: a 30-byte PINGREQ
 /// or small PUBLISH never makes a connection allocate kilobytes it then keeps (freed read
@@ -898,7 +900,7 @@ fn read_into_uncounted<S: Transport>(
 ) -> std::io::Result<usize> {
     if let Ok(Some(len)) = decoder.packet_len(input) {
         let missing = len.saturating_sub(input.len());
-        if missing > STACK_READ {
+        if missing > CHUNK_READ {
             input.reserve(missing);
             return stream.try_read_buf(input);
         }
@@ -922,8 +924,8 @@ fn read_into_uncounted<S: Transport>(
 thread_local! {
     /// The buffer small reads go through, one per thread and zeroed once: an array on the
     /// stack was zeroed on every read.
-    static READ_CHUNK: std::cell::RefCell<Box<[u8; STACK_READ]>> =
-        std::cell::RefCell::new(Box::new([0; STACK_READ]));
+    static READ_CHUNK: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; CHUNK_READ].into_boxed_slice());
 }
 
 /// Whether the outbox acknowledges journal writes that are not durable yet.
@@ -1126,11 +1128,12 @@ fn handle_input(live: &mut Live, stats: &Stats) -> (Option<Ending>, u64) {
         ..
     } = live;
     let mut packets = 0;
+    // One reading of the clock for the packets of one read: they arrived together.
+    let now = Instant::now();
     let ending = loop {
         match decoder.decode(input) {
             Ok(Some(packet)) => {
                 packets += 1;
-                let now = Instant::now();
                 if let After::Close { publish_will, reason } = connection.handle(packet, now.into_std(), out)
                 {
                     break Some(Ending::Handled { publish_will, reason });
@@ -1144,7 +1147,7 @@ fn handle_input(live: &mut Live, stats: &Stats) -> (Option<Ending>, u64) {
         }
     };
     if packets > 0 {
-        link.heard(Instant::now());
+        link.heard(now);
     }
     Stats::add(&stats.packets_received, packets);
     (ending, packets)
