@@ -320,7 +320,11 @@ impl Connection {
             .as_ref()
             .map(|table| table.plan(unmounted.unwrap_or(message.topic.as_str())));
         let by_name = matches!(alias, None | Some(AliasPlan::Name { .. }));
-        let shared = if delivery.subscription_ids.is_empty() && unmounted.is_none() && by_name {
+        let shared = if delivery.subscription_ids.is_empty()
+            && unmounted.is_none()
+            && by_name
+            && message.worth_a_template()
+        {
             message.template(self.version, delivery.qos, delivery.retain, now)
         } else {
             None

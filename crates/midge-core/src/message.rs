@@ -33,6 +33,9 @@ pub struct Message {
     /// Encodings shared by every subscriber that gets the message unchanged, one per
     /// (3.x or 5.0, QoS, RETAIN): GUIDE §3 "encode once, send many".
     templates: Templates,
+    /// Set by the first send: a shared encoding pays off only from the second receiver on
+    /// (most messages have one), so the first is encoded straight into its outbox.
+    sent: std::sync::atomic::AtomicBool,
     /// Its body in the store, once a persistent session has queued it (`persist.rs`).
     pub(crate) body: OnceLock<Arc<crate::persist::StoredBody>>,
 }
@@ -57,6 +60,7 @@ impl Message {
             expires_at,
             publisher,
             templates: Templates::default(),
+            sent: std::sync::atomic::AtomicBool::new(false),
             body: OnceLock::new(),
         }
     }
@@ -83,6 +87,14 @@ impl Message {
             publish.packet_id = midge_codec::PacketId::new(1);
         }
         publish
+    }
+
+    /// Whether a receiver got this message before (the first call says false): the shared
+    /// encoding is made only for a second receiver, unless the payload is large enough to be
+    /// shared rather than copied ([`crate::outbox::SHARE_PAYLOAD_FROM`]).
+    pub(crate) fn worth_a_template(&self) -> bool {
+        self.payload.len() >= crate::outbox::SHARE_PAYLOAD_FROM
+            || self.sent.swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The shared encoding for receivers that get the message without per-receiver properties.
