@@ -365,6 +365,23 @@ impl ParkedConnection {
     }
 }
 
+/// A parked connection's task: its socket back on the runtime (`from_std` registers it with
+/// the reactor, so it runs in the task), then served as before; a socket the reactor refuses
+/// ends the connection.
+async fn resume_task<T, S: Transport>(
+    socket: T,
+    from_std: fn(T) -> std::io::Result<S>,
+    live: Live,
+    peer: String,
+    broker: Arc<Broker>,
+    slot: OpenSlot,
+) {
+    match from_std(socket) {
+        Ok(stream) => connected(stream, live, peer, broker, slot).await,
+        Err(error) => close::<S>(None, &peer, broker.stats(), live, Ending::SocketError(error)).await,
+    }
+}
+
 /// How many connections are parked now (all listeners; `$SYS` and `/metrics` show it).
 pub(crate) fn parked_connections() -> usize {
     PARKING
@@ -405,38 +422,24 @@ impl Parked for ParkedConnection {
         };
         match socket {
             ParkedSocket::Tcp(socket) => {
-                runtime.spawn(async move {
-                    match tokio::net::TcpStream::from_std(socket) {
-                        Ok(stream) => connected(stream, live, peer, broker, slot).await,
-                        Err(error) => {
-                            close::<tokio::net::TcpStream>(
-                                None,
-                                &peer,
-                                broker.stats(),
-                                live,
-                                Ending::SocketError(error),
-                            )
-                            .await
-                        }
-                    }
-                });
+                runtime.spawn(resume_task(
+                    socket,
+                    tokio::net::TcpStream::from_std,
+                    live,
+                    peer,
+                    broker,
+                    slot,
+                ));
             }
             ParkedSocket::Unix(socket) => {
-                runtime.spawn(async move {
-                    match tokio::net::UnixStream::from_std(socket) {
-                        Ok(stream) => connected(stream, live, peer, broker, slot).await,
-                        Err(error) => {
-                            close::<tokio::net::UnixStream>(
-                                None,
-                                &peer,
-                                broker.stats(),
-                                live,
-                                Ending::SocketError(error),
-                            )
-                            .await
-                        }
-                    }
-                });
+                runtime.spawn(resume_task(
+                    socket,
+                    tokio::net::UnixStream::from_std,
+                    live,
+                    peer,
+                    broker,
+                    slot,
+                ));
             }
         }
     }
