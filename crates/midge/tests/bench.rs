@@ -170,6 +170,9 @@ fn a_bad_command_line_or_an_absent_broker_fails_clearly() {
     assert!(output.contains("invalid value 'sideways'"), "{output}");
     let (code, output) = run_midge(&["bench", "pairs", "-q", "3"], Duration::from_secs(10));
     assert_eq!(code, Some(2), "{output}");
+    let (code, output) = run_midge(&["bench", "pairs", "--engine", "turbo"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("invalid value 'turbo'"), "{output}");
     let port = support::free_port().to_string();
     let (code, output) = run_midge(
         &["bench", "pairs", "-p", &port, "-c", "1"],
