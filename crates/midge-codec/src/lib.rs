@@ -41,8 +41,9 @@ mod wire;
 pub use decoder::{Decoder, PROTOCOL_MAX_PACKET_SIZE};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Ack, Auth, ConnAck, Connect, Disconnect, FixedHeader, Packet, PacketType, Publish, PublishTemplate,
-    SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, Will, decode_packet,
+    Ack, Auth, ConnAck, Connect, Disconnect, FixedHeader, Packet, PacketType, Publish, PublishParts,
+    PublishTemplate, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    decode_packet,
 };
 pub use properties::UserProperty;
 pub use reason::{ConnectReturnCode, ReasonCode};

@@ -77,7 +77,7 @@ impl<T: PropertySet> PropertyBox<T> {
     /// The set, if one was ever allocated (it may have been emptied since): `None` is the
     /// common case of no properties, told apart without reading the set.
     #[inline]
-    pub(crate) fn allocated(&self) -> Option<&T> {
+    pub fn allocated(&self) -> Option<&T> {
         self.0.as_deref()
     }
 

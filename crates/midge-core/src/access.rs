@@ -47,6 +47,13 @@ pub struct Identity<'a> {
 pub trait AccessControl: Send + Sync + Debug {
     /// Whether `who` may use `topic` (a topic name, or a filter for [`Access::Subscribe`]).
     fn allows(&self, who: &Identity<'_>, topic: &str, access: Access) -> bool;
+
+    /// True for rules that judge only topics beginning with `$` and allow every other: the
+    /// broker then does not ask about the others at all (the rules every broker applies
+    /// without an ACL file are such rules).
+    fn only_dollar_topics(&self) -> bool {
+        false
+    }
 }
 
 /// The verdict on a CONNECT's user name and password.

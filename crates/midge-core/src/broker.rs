@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -32,6 +32,21 @@ use crate::retained::RetainedStore;
 use crate::session::{PendingWill, Session, SessionCell};
 use crate::stats::Stats;
 use crate::topic_index::{Matches, Subscriber, TopicIndex};
+
+/// No access rules are installed.
+const NO_RULES: u8 = 0;
+/// The installed rules judge only `$` topics ([`AccessControl::only_dollar_topics`]).
+const DOLLAR_RULES: u8 = 1;
+/// The installed rules judge every topic.
+const ALL_RULES: u8 = 2;
+
+/// The most entries a thread's kept match list may have room for after a publish.
+const KEEP_MATCHES_CAPACITY: usize = 1024;
+
+thread_local! {
+    /// The match lists `Broker::publish` fills and empties, kept per thread between publishes.
+    static MATCHES: std::cell::Cell<Matches> = std::cell::Cell::new(Matches::default());
+}
 
 /// Why a CONNECT was refused; the CONNACK saying so, if any, is already in the outbox (a
 /// client that disconnects during enhanced authentication gets none).
@@ -72,6 +87,10 @@ pub struct Broker {
     /// Read on every publish and delivery, replaced on reload: a snapshot that readers load
     /// without a lock or a shared counter.
     access: ArcSwapOption<Rules>,
+    /// What `access` judges: [`NO_RULES`], [`DOLLAR_RULES`] or [`ALL_RULES`]. A decision about
+    /// a topic the rules do not judge reads this alone, not the `ArcSwap`, whose load showed
+    /// in publish profiles.
+    access_scope: AtomicU8,
     /// Where persistent sessions and retained messages are written, if persistence is on.
     pub(crate) journal: Option<Arc<Journal>>,
     /// Per-topic counts for the web view, kept only while someone watches (`admin.rs`).
@@ -101,6 +120,7 @@ impl Broker {
             id_counter: AtomicU64::new(0),
             id_seed,
             access: ArcSwapOption::empty(),
+            access_scope: AtomicU8::new(NO_RULES),
             journal,
             tap: crate::admin::TopicTap::default(),
         })
@@ -199,12 +219,42 @@ impl Broker {
     /// Installs (or with `None` removes) the topic access rules. Every connection's next
     /// publish, subscribe and delivery is judged by the new rules.
     pub fn set_access_control(&self, access: Option<Arc<dyn AccessControl>>) {
-        self.access.store(access.map(|rules| Arc::new(Rules(rules))));
+        match access {
+            Some(rules) => {
+                let scope = if rules.only_dollar_topics() {
+                    DOLLAR_RULES
+                } else {
+                    ALL_RULES
+                };
+                // Widened before the rules change and narrowed after: a decision never skips
+                // rules that judge its topic.
+                self.access_scope.fetch_max(scope, Ordering::AcqRel);
+                self.access.store(Some(Arc::new(Rules(rules))));
+                self.access_scope.store(scope, Ordering::Release);
+            }
+            None => {
+                self.access_scope.store(NO_RULES, Ordering::Release);
+                self.access.store(None);
+            }
+        }
     }
 
     /// The topic access rules in force, if any, for the length of one decision.
     pub(crate) fn access_control(&self) -> AccessGuard {
-        AccessGuard(self.access.load())
+        if self.access_scope.load(Ordering::Acquire) == NO_RULES {
+            AccessGuard(None)
+        } else {
+            AccessGuard(Some(self.access.load()))
+        }
+    }
+
+    /// The rules in force for decisions about `topic`: none when the rules do not judge it.
+    pub(crate) fn access_control_for(&self, topic: &str) -> AccessGuard {
+        match self.access_scope.load(Ordering::Acquire) {
+            NO_RULES => AccessGuard(None),
+            DOLLAR_RULES if !topic.starts_with('$') => AccessGuard(None),
+            _ => AccessGuard(Some(self.access.load())),
+        }
     }
 
     /// Accepts or refuses a CONNECT whose credentials need no checking (no password file).
@@ -638,7 +688,9 @@ impl Broker {
     /// wait for each other.
     pub(crate) fn publish(&self, message: Arc<Message>, keep: Keep, now: Instant) -> Routed {
         self.tap.record(&message, now);
-        let mut matches = Matches::default();
+        // The match lists are this thread's, kept between publishes: a fresh pair cost two
+        // allocations per message.
+        let mut matches = MATCHES.take();
         let mut stored = 0;
         if keep == Keep::Nothing {
             self.index.read().matches(&message.topic, &mut matches);
@@ -656,32 +708,47 @@ impl Broker {
             }
             self.index.read().matches(&message.topic, &mut matches);
         }
-        let mut routed = self.route(&message, matches, now);
+        let mut routed = self.route(&message, &mut matches, now);
+        matches.plain.clear();
+        matches.shared.clear();
+        // A publish to a crowd does not leave every thread holding a crowd-sized list.
+        if matches.plain.capacity() > KEEP_MATCHES_CAPACITY {
+            matches.plain = Vec::new();
+        }
+        if matches.shared.capacity() > KEEP_MATCHES_CAPACITY {
+            matches.shared = Vec::new();
+        }
+        MATCHES.set(matches);
         routed.durable_after = routed.durable_after.max(stored);
         routed
     }
 
     /// Queues `message` for the subscriptions that matched it.
-    fn route(&self, message: &Arc<Message>, mut matches: Matches, now: Instant) -> Routed {
-        let guard = self.access_control();
+    fn route(&self, message: &Arc<Message>, matches: &mut Matches, now: Instant) -> Routed {
+        let guard = self.access_control_for(&message.topic);
         let access = guard.rules();
         let mut routed = Routed::default();
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
-        // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5].
-        matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
-        let mut plain = matches.plain.into_iter().peekable();
-        while let Some(first) = plain.next() {
-            let mut group = vec![first];
-            while let Some(next) = plain.next_if(|n| Arc::ptr_eq(&n.session, &group[0].session)) {
-                group.push(next);
-            }
-            if let Some(delivery) = self.merge(message, &group) {
-                let queued = self.deliver(&group[0].session, delivery, access, now);
-                routed.add(queued, &group[0].session);
+        // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5]: sorted by session,
+        // each session's subscriptions are one run.
+        if matches.plain.len() > 1 {
+            matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
+        }
+        let mut rest = matches.plain.as_slice();
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .position(|s| !Arc::ptr_eq(&s.session, &first.session))
+                .unwrap_or(rest.len());
+            let (group, after) = rest.split_at(run);
+            rest = after;
+            if let Some(delivery) = self.merge(message, group) {
+                let queued = self.deliver(&first.session, delivery, access, now);
+                routed.add(queued, &first.session);
             }
         }
-        for member in matches.shared {
-            if let Some(delivery) = self.merge(message, std::slice::from_ref(&member)) {
+        for member in &matches.shared {
+            if let Some(delivery) = self.merge(message, std::slice::from_ref(member)) {
                 let queued = self.deliver(&member.session, delivery, access, now);
                 routed.add(queued, &member.session);
             }
@@ -694,8 +761,10 @@ impl Broker {
     fn merge(&self, message: &Arc<Message>, subscriptions: &[Subscriber]) -> Option<Delivery> {
         let mut delivery: Option<Delivery> = None;
         for subscription in subscriptions {
-            let own = message.publisher.as_ref() == Some(&subscription.session.client_id);
-            if subscription.options.no_local && own {
+            // Compared only under No Local: most subscriptions do not ask.
+            if subscription.options.no_local
+                && message.publisher.as_ref() == Some(&subscription.session.client_id)
+            {
                 continue;
             }
             let qos = if self.config.upgrade_outgoing_qos {
@@ -1057,12 +1126,12 @@ impl SharedIndex {
 struct Rules(Arc<dyn AccessControl>);
 
 /// A loaded snapshot of the access rules.
-pub(crate) struct AccessGuard(arc_swap::Guard<Option<Arc<Rules>>>);
+pub(crate) struct AccessGuard(Option<arc_swap::Guard<Option<Arc<Rules>>>>);
 
 impl AccessGuard {
     /// The rules, if any are installed.
     pub(crate) fn rules(&self) -> Option<&dyn AccessControl> {
-        self.0.as_deref().map(|rules| &*rules.0)
+        self.0.as_ref()?.as_deref().map(|rules| &*rules.0)
     }
 }
 

@@ -5,6 +5,7 @@
 //! logic lives in `handle/`, one file per packet family, in Mosquitto's `handle_*.c` spirit.
 
 use rustc_hash::FxHashMap;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use parking_lot::Mutex;
 
 use bytestring::ByteString;
 use midge_codec::{
-    Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, TopicName,
+    Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, PublishParts, QoS, ReasonCode,
+    TopicName,
 };
 
 use crate::auth::ConnectionAuth;
@@ -75,6 +77,42 @@ pub struct Connection {
     pub(crate) waiting_on: Vec<Arc<SessionCell>>,
     /// What the client lets the broker explain in Reason Strings (`problem.rs`).
     pub(crate) problem: ProblemInfo,
+    /// Messages counted but not yet added to the broker's counters.
+    pub(crate) unreported: Unreported,
+}
+
+/// A connection's message counts since it last reported them: added to the broker-wide
+/// [`Stats`] once per batch of packets rather than once per message, where every worker thread
+/// updating the same counters cost two locked instructions per message and a cache line
+/// bouncing between cores. `Cell`s, because PUBLISHes are written through `&self`.
+#[derive(Debug, Default)]
+pub(crate) struct Unreported {
+    pub(crate) received: Cell<u64>,
+    pub(crate) received_bytes: Cell<u64>,
+    pub(crate) sent: Cell<u64>,
+    pub(crate) sent_bytes: Cell<u64>,
+}
+
+impl Unreported {
+    /// Counts one PUBLISH received with `bytes` of payload.
+    pub(crate) fn received(&self, bytes: usize) {
+        self.received.set(self.received.get() + 1);
+        self.received_bytes.set(self.received_bytes.get() + bytes as u64);
+    }
+
+    /// Counts one PUBLISH sent with `bytes` of payload.
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.sent.set(self.sent.get() + 1);
+        self.sent_bytes.set(self.sent_bytes.get() + bytes as u64);
+    }
+
+    /// Adds the counts to `stats` and starts again from zero.
+    fn report(&self, stats: &Stats) {
+        Stats::add(&stats.publish_received, self.received.take());
+        Stats::add(&stats.publish_bytes_received, self.received_bytes.take());
+        Stats::add(&stats.publish_sent, self.sent.take());
+        Stats::add(&stats.publish_bytes_sent, self.sent_bytes.take());
+    }
 }
 
 impl Connection {
@@ -109,6 +147,7 @@ impl Connection {
                 .map(|table| Box::new(Mutex::new(table))),
             waiting_on: Vec::new(),
             problem: ProblemInfo::of(connect),
+            unreported: Unreported::default(),
         }
     }
 
@@ -151,6 +190,10 @@ impl Connection {
                 reason: "session taken over".into(),
             };
         }
+        // A PUBLISH from the client adds nothing to its own queue that would not wake it (a
+        // delivery to its own subscription wakes its link like any other), so it needs no
+        // drain, and its counts wait for the end of the batch ([`Connection::report`]).
+        let publish = matches!(packet, Packet::Publish(_));
         let after = match packet {
             Packet::Publish(publish) => self.handle_publish(publish, now, out),
             Packet::PubAck(ack) => self.handle_puback(&ack, now, out),
@@ -175,10 +218,20 @@ impl Connection {
                 out,
             ),
         };
-        if after == After::Continue {
-            self.drain(now, out);
+        if !publish {
+            if after == After::Continue {
+                self.drain(now, out);
+            }
+            self.report();
         }
         after
+    }
+
+    /// Adds the messages this connection received and sent since the last report to the
+    /// broker's counters. The runtime calls it after each batch of packets it handles; the
+    /// connection itself does after every other packet, every drain and at its end.
+    pub fn report(&self) {
+        self.unreported.report(self.broker.stats());
     }
 
     /// Ends the connection for a protocol violation: MQTT 5 clients get DISCONNECT with the
@@ -218,6 +271,11 @@ impl Connection {
     /// Moves queued messages into the outbox while the inflight window and the outbox's high
     /// water mark allow, in queue order.
     pub fn drain(&mut self, now: Instant, out: &mut Outbox) {
+        self.drain_queue(now, out);
+        self.report();
+    }
+
+    fn drain_queue(&mut self, now: Instant, out: &mut Outbox) {
         let config = &self.broker.config;
         let stats = self.broker.stats();
         let journal = self.broker.journal.as_ref();
@@ -334,6 +392,27 @@ impl Connection {
                 return self.too_large();
             }
             out.send_template(template, packet_id, dup);
+        } else if delivery.subscription_ids.is_empty()
+            && unmounted.is_none()
+            && alias.is_none()
+            && message.expires_at.is_none()
+        {
+            // The message as it is, encoded from its own fields: the common single receiver.
+            let publish = PublishParts {
+                dup,
+                qos: delivery.qos,
+                retain: delivery.retain,
+                topic: &message.topic,
+                packet_id,
+                properties: message.properties.allocated(),
+                payload: &message.payload,
+            };
+            if self.client_max_packet_size.is_some()
+                && publish.encoded_len(self.version).is_ok_and(|len| len > limit)
+            {
+                return self.too_large();
+            }
+            out.send_publish(&publish);
         } else {
             let mut publish =
                 message.to_publish(delivery.qos, delivery.retain, &delivery.subscription_ids, now);
@@ -365,9 +444,7 @@ impl Connection {
         if let (Some(table), Some(plan)) = (aliases.as_mut(), alias) {
             table.commit(unmounted.unwrap_or(message.topic.as_str()), plan);
         }
-        let stats = self.broker.stats();
-        Stats::bump(&stats.publish_sent);
-        Stats::add(&stats.publish_bytes_sent, message.payload.len() as u64);
+        self.unreported.sent(message.payload.len());
         true
     }
 
@@ -385,6 +462,7 @@ impl Connection {
     /// The connection is gone (socket closed, keep alive expired, protocol error, or the client
     /// disconnected). Detaches the session, publishing or scheduling the will if asked to.
     pub fn end(self, now: Instant, publish_will: bool) {
+        self.report();
         self.broker
             .detach(&self.session, self.generation, publish_will, now);
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use midge_codec::properties::PublishProperties;
+use midge_codec::properties::{PropertyBox, PublishProperties};
 use midge_codec::{ProtocolVersion, Publish, PublishTemplate, QoS, SubscriptionId, TopicName};
 
 /// A message accepted from a publisher (or a will), shared by all its deliveries.
@@ -25,7 +25,8 @@ pub struct Message {
     /// The RETAIN flag it was published with.
     pub retain: bool,
     /// The properties forwarded to subscribers: Topic Alias and Subscription Identifiers removed.
-    pub properties: PublishProperties,
+    /// Boxed, and allocated only when there are any (most messages have none).
+    pub properties: PropertyBox<PublishProperties>,
     /// When it stops being deliverable, from its Message Expiry Interval.
     pub expires_at: Option<Instant>,
     /// The publishing client, for No Local.
@@ -47,7 +48,7 @@ impl Message {
         payload: Bytes,
         qos: QoS,
         retain: bool,
-        properties: PublishProperties,
+        properties: impl Into<PropertyBox<PublishProperties>>,
         expires_at: Option<Instant>,
         publisher: Option<ByteString>,
     ) -> Self {
@@ -56,7 +57,7 @@ impl Message {
             payload,
             qos,
             retain,
-            properties,
+            properties: properties.into(),
             expires_at,
             publisher,
             templates: Templates::default(),
@@ -77,7 +78,7 @@ impl Message {
         let mut publish = Publish::new(self.topic.clone(), self.payload.clone());
         publish.qos = qos;
         publish.retain = retain;
-        publish.properties = self.properties.clone().into();
+        publish.properties = self.properties.clone();
         publish.properties.subscription_identifiers = subscription_ids.to_vec();
         if let Some(deadline) = self.expires_at {
             let left = deadline.saturating_duration_since(now).as_secs();

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
-use midge_codec::{Packet, PacketId, ProtocolVersion, PublishTemplate};
+use midge_codec::{Packet, PacketId, ProtocolVersion, PublishParts, PublishTemplate};
 
 /// Payloads of at least this many bytes are sent from the message's buffer, not copied.
 pub const SHARE_PAYLOAD_FROM: usize = 2048;
@@ -62,6 +62,16 @@ impl Outbox {
             Ok(()) => self.packets = self.packets.wrapping_add(1),
             Err(error) => {
                 tracing::error!(%error, packet = ?packet.packet_type(), "could not encode a packet; skipped");
+            }
+        }
+    }
+
+    /// Appends a PUBLISH encoded from borrowed parts: nothing of the message is cloned.
+    pub(crate) fn send_publish(&mut self, publish: &PublishParts<'_>) {
+        match publish.encode(self.version, &mut self.buf) {
+            Ok(()) => self.packets = self.packets.wrapping_add(1),
+            Err(error) => {
+                tracing::error!(%error, "could not encode a PUBLISH; skipped");
             }
         }
     }

@@ -72,7 +72,7 @@ impl Message {
             payload: self.payload.clone(),
             qos: self.qos,
             retain: self.retain,
-            properties: self.properties.clone(),
+            properties: (*self.properties).clone(),
             expires_at: self.expires_at.map(|at| clock.to_unix_ms(at)),
             publisher: self.publisher.clone(),
         }

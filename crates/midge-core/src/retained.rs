@@ -190,6 +190,7 @@ fn everything(node: &Node, out: &mut Vec<Arc<Message>>) {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use midge_codec::properties::PublishProperties;
     use midge_codec::{QoS, TopicName};
 
     fn message(topic: &str, payload: &'static str) -> Arc<Message> {
@@ -198,7 +199,7 @@ mod tests {
             Bytes::from_static(payload.as_bytes()),
             QoS::AtMostOnce,
             true,
-            Default::default(),
+            PublishProperties::default(),
             None,
             None,
         ))
@@ -250,7 +251,7 @@ mod tests {
                 Bytes::from(name.clone().into_bytes()),
                 QoS::AtMostOnce,
                 true,
-                Default::default(),
+                PublishProperties::default(),
                 None,
                 None,
             )));

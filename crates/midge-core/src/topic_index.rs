@@ -132,7 +132,9 @@ impl SharedGroup {
 
 #[derive(Debug, Default)]
 struct Node {
-    literal: HashMap<Box<str>, Self>,
+    /// Children by literal level. The levels are chosen by clients, so the hasher is seeded
+    /// at random per map (foldhash: a fraction of SipHash's cost on short strings).
+    literal: HashMap<Box<str>, Self, foldhash::fast::RandomState>,
     plus: Option<Box<Self>>,
     /// Filters ending here.
     exact: Slot,
@@ -223,28 +225,33 @@ impl TopicIndex {
 
     /// Every subscription matching `topic`.
     pub fn matches(&self, topic: &str, out: &mut Matches) {
-        let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
-        collect(&self.root, &levels, 0, dollar, out);
+        collect(&self.root, Some(topic), true, dollar, out);
     }
 }
 
-fn collect(node: &Node, levels: &[&str], depth: usize, dollar: bool, out: &mut Matches) {
-    let wildcards_allowed = !(depth == 0 && dollar);
-    let Some(level) = levels.get(depth) else {
+/// Collects the subscriptions under `node` that match `rest`, the topic's levels below it
+/// (`None` past the last level). The topic is walked in place: splitting it into a list of
+/// levels first cost an allocation per message.
+fn collect(node: &Node, rest: Option<&str>, first: bool, dollar: bool, out: &mut Matches) {
+    let Some(rest) = rest else {
         node.exact.collect(out);
         // "sport/#" also matches "sport" itself (§4.7.1.2).
         node.hash.collect(out);
         return;
     };
-    if wildcards_allowed {
+    let (level, below) = match rest.bytes().position(|b| b == b'/') {
+        Some(at) => (rest.get(..at).unwrap_or_default(), rest.get(at + 1..)),
+        None => (rest, None),
+    };
+    if !(first && dollar) {
         node.hash.collect(out);
         if let Some(plus) = &node.plus {
-            collect(plus, levels, depth + 1, dollar, out);
+            collect(plus, below, false, dollar, out);
         }
     }
-    if let Some(child) = node.literal.get(*level) {
-        collect(child, levels, depth + 1, dollar, out);
+    if let Some(child) = node.literal.get(level) {
+        collect(child, below, false, dollar, out);
     }
 }
 

@@ -631,6 +631,48 @@ fn access_rules_judge_publish_subscribe_delivery_retained_and_wills() {
     assert_eq!(broker.stats().denied_subscribe.load(Ordering::Relaxed), 2);
 }
 
+/// Rules that judge only `$` topics (as the rules every broker applies without an ACL file):
+/// publishing under `$` is refused, everything else allowed.
+#[derive(Debug)]
+struct DollarOnly;
+
+impl midge_core::AccessControl for DollarOnly {
+    fn allows(&self, _: &midge_core::Identity<'_>, topic: &str, _: midge_core::Access) -> bool {
+        !topic.starts_with('$')
+    }
+
+    fn only_dollar_topics(&self) -> bool {
+        true
+    }
+}
+
+/// The broker skips asking `$`-only rules about other topics, but still asks them about `$`
+/// topics, and rules installed after them judge every topic again at once.
+#[test]
+fn rules_for_dollar_topics_alone_still_judge_dollar_topics_and_give_way_to_full_rules() {
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    broker.set_access_control(Some(Arc::new(DollarOnly)));
+    let mut watcher = connect_as(&broker, V5, "watcher", Some("admin"), now);
+    watcher.send(subscribe(&[("secret/#", QoS::AtMostOnce)], 1), now);
+    let mut v5 = connect_as(&broker, V5, "v5", Some("bob"), now);
+    let (_, got) = v5.send(publish("$SYS/x", "no", QoS::AtLeastOnce, 1), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::NotAuthorized));
+    let (_, got) = v5.send(publish("secret/x", "yes", QoS::AtLeastOnce, 2), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::Success));
+    assert_eq!(publishes(&watcher.received(now)).len(), 1);
+
+    broker.set_access_control(Some(Arc::new(TestRules)));
+    let (_, got) = v5.send(publish("secret/x", "no longer", QoS::AtLeastOnce, 3), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::NotAuthorized));
+    assert!(publishes(&watcher.received(now)).is_empty());
+
+    broker.set_access_control(Some(Arc::new(DollarOnly)));
+    let (_, got) = v5.send(publish("secret/x", "again", QoS::AtLeastOnce, 4), now);
+    assert!(matches!(&got[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::Success));
+    assert_eq!(publishes(&watcher.received(now)).len(), 1);
+}
+
 #[test]
 fn invalid_credentials_are_refused_as_not_authorized() {
     let now = Instant::now();
@@ -743,7 +785,7 @@ fn admin_retained_publish_and_the_topic_tap() {
         Bytes::from_static(b"on"),
         QoS::AtLeastOnce,
         true,
-        Default::default(),
+        midge_codec::properties::PublishProperties::default(),
         None,
         None,
     );
@@ -759,7 +801,7 @@ fn admin_retained_publish_and_the_topic_tap() {
         Bytes::new(),
         QoS::AtMostOnce,
         false,
-        Default::default(),
+        midge_codec::properties::PublishProperties::default(),
         None,
         None,
     );

@@ -113,9 +113,13 @@ impl ConnectionLink {
         self.timed_out.swap(false, Ordering::AcqRel)
     }
 
+    /// Only the signal that raises the flag wakes the task: while it is up, the task has a
+    /// wake coming (or will see the flag at its next wait), and a publisher queueing message
+    /// after message to one subscriber pays one wake, not one each.
     fn signal(&self) {
-        self.signalled.store(true, Ordering::Release);
-        self.waker.wake();
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
     }
 
     /// Completes once the link has been signalled since it last completed (at once if it was
@@ -1151,6 +1155,7 @@ fn handle_input(live: &mut Live, stats: &Stats) -> (Option<Ending>, u64) {
     };
     if packets > 0 {
         link.heard(now);
+        connection.report();
     }
     Stats::add(&stats.packets_received, packets);
     (ending, packets)

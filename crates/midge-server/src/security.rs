@@ -109,6 +109,10 @@ impl AccessControl for DollarRules {
     fn allows(&self, _: &Identity<'_>, topic: &str, access: Access) -> bool {
         !topic.starts_with('$') || midge_auth::dollar_topic_allows(topic, acl_access(access))
     }
+
+    fn only_dollar_topics(&self) -> bool {
+        true
+    }
 }
 
 fn acl_access(access: Access) -> midge_auth::Access {

@@ -82,10 +82,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until something listens on 127.0.0.1:`port`.
+/// Waits until something listens on 127.0.0.1:`port`. A port from [`free_port`] is in the
+/// ephemeral range, where a connection to a port nobody listens on can, now and then, connect
+/// to itself (TCP simultaneous open): that one does not count.
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + WAIT;
-    while StdTcpStream::connect(("127.0.0.1", port)).is_err() {
+    let listening = || {
+        StdTcpStream::connect(("127.0.0.1", port))
+            .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
+    };
+    while !listening() {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -22,7 +22,7 @@ pub use auth::Auth;
 pub use connack::ConnAck;
 pub use connect::{Connect, Will};
 pub use disconnect::Disconnect;
-pub use publish::{Publish, PublishTemplate};
+pub use publish::{Publish, PublishParts, PublishTemplate};
 pub use suback::SubAck;
 pub use subscribe::{Subscribe, Subscription, SubscriptionOptions};
 pub use unsuback::UnsubAck;

@@ -86,6 +86,69 @@ impl Publish {
         })
     }
 
+    /// This PUBLISH's fields, borrowed for encoding.
+    #[inline(always)]
+    pub fn parts(&self) -> PublishParts<'_> {
+        PublishParts {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: self.properties.allocated(),
+            payload: &self.payload,
+        }
+    }
+
+    /// Appends this PUBLISH, encoded for `version`, to `buf` ([`PublishParts::encode`]).
+    #[inline(always)]
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        self.parts().encode(version, buf)
+    }
+
+    /// [`encode`](Self::encode) in a function of its own, for callers that must not grow.
+    #[inline(never)]
+    pub(crate) fn encode_out_of_line(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.encode(version, buf)
+    }
+
+    /// The packet's size on the wire for `version`, fixed header included.
+    pub(crate) fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        self.parts().encoded_len(version)
+    }
+
+    /// Encodes everything but the payload once, for sending the same message to many receivers.
+    pub fn template(&self, version: ProtocolVersion) -> Result<PublishTemplate, EncodeError> {
+        self.parts().template(version)
+    }
+}
+
+/// A PUBLISH as borrowed parts: what a broker encodes straight from a message it holds,
+/// without cloning topic, payload and properties into a [`Publish`] (reference counts taken
+/// and dropped for every receiver) first.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishParts<'a> {
+    /// DUP. Never set at QoS 0 [MQTT-3.3.1-2].
+    pub dup: bool,
+    /// QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN.
+    pub retain: bool,
+    /// Topic Name (empty only when a Topic Alias among the properties stands in for it).
+    pub topic: &'a TopicName,
+    /// Packet Identifier, present exactly when QoS is 1 or 2.
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5 properties, if there are any; ignored before MQTT 5.
+    pub properties: Option<&'a PublishProperties>,
+    /// The application message.
+    pub payload: &'a Bytes,
+}
+
+impl PublishParts<'_> {
     /// Appends this PUBLISH, encoded for `version`, to `buf`.
     ///
     /// The sizes are added up rather than counted by a dry run and `buf` grows once. Everything
@@ -102,16 +165,6 @@ impl Publish {
             Some(properties) => self.encode_with_properties(properties, buf),
             None => self.encode_parts(version.is_v5(), None, buf),
         }
-    }
-
-    /// [`encode`](Self::encode) in a function of its own, for callers that must not grow.
-    #[inline(never)]
-    pub(crate) fn encode_out_of_line(
-        &self,
-        version: ProtocolVersion,
-        buf: &mut BytesMut,
-    ) -> Result<(), EncodeError> {
-        self.encode(version, buf)
     }
 
     /// [`encode`](Self::encode) for an MQTT 5 PUBLISH with properties: the same steps, with the
@@ -139,7 +192,7 @@ impl Publish {
         }
         buf.reserve(layout.packet_len());
         self.write_head(&layout, buf)?;
-        buf.extend_from_slice(&self.payload);
+        buf.extend_from_slice(self.payload);
         Ok(())
     }
 
@@ -157,7 +210,7 @@ impl Publish {
         filler.put_word(layout.fixed, 3 + layout.remaining_len);
         filler.put_any(self.topic.as_bytes());
         filler.put_word(layout.tail, layout.tail_len);
-        filler.put_any(&self.payload);
+        filler.put_any(self.payload);
         debug_assert_eq!(filler.written(), layout.packet_len(), "PUBLISH measured wrong");
         buf.truncate(start + layout.packet_len());
     }
@@ -166,15 +219,11 @@ impl Publish {
     /// empty (then MQTT 5 has a zero Property Length and nothing to measure).
     #[inline(always)]
     fn properties_for(&self, version: ProtocolVersion) -> Option<&PublishProperties> {
-        if version.is_v5() {
-            self.properties.allocated()
-        } else {
-            None
-        }
+        if version.is_v5() { self.properties } else { None }
     }
 
     /// The packet's size on the wire for `version`, fixed header included.
-    pub(crate) fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
         Ok(self
             .layout(version.is_v5(), self.properties_for(version))?
             .packet_len())
@@ -188,7 +237,7 @@ impl Publish {
         Ok(PublishTemplate {
             head: head.freeze(),
             packet_id_at: layout.packet_id_at(),
-            payload: self.payload.clone(),
+            payload: Bytes::clone(self.payload),
         })
     }
 
@@ -283,7 +332,7 @@ impl Publish {
     }
 }
 
-/// The largest PUBLISH [`Publish::write_small`] writes.
+/// The largest PUBLISH [`PublishParts::write_small`] writes.
 const SMALL_PACKET: usize = 120;
 
 /// Appends the low `len` bytes of `bytes`, lowest first: one fixed-size copy, where a slice of

@@ -25,11 +25,7 @@ use crate::stats::{DropReason, Stats};
 impl Connection {
     pub(crate) fn handle_publish(&mut self, mut publish: Publish, now: Instant, out: &mut Outbox) -> After {
         let config = &self.broker.config;
-        Stats::bump(&self.broker.stats().publish_received);
-        Stats::add(
-            &self.broker.stats().publish_bytes_received,
-            publish.payload.len() as u64,
-        );
+        self.unreported.received(publish.payload.len());
         if publish.qos > config.max_qos {
             return self.violation(
                 ReasonCode::QosNotSupported,
@@ -195,7 +191,7 @@ impl Connection {
 
     /// Whether the access rules in force (if any) let this client use `topic` for `access`.
     pub(crate) fn may(&self, topic: &str, access: Access) -> bool {
-        self.broker.access_control().rules().is_none_or(|rules| {
+        self.broker.access_control_for(topic).rules().is_none_or(|rules| {
             let who = Identity {
                 client_id: &self.session.client_id,
                 username: self.username.as_deref(),
@@ -207,17 +203,19 @@ impl Connection {
 
     /// Turns an accepted PUBLISH into the shared message routed to subscribers.
     fn accept(&self, publish: Publish, now: Instant) -> Arc<Message> {
-        let mut properties = publish.properties.into_inner();
-        let expires_at = properties
+        // `handle_publish` took the Topic Alias out and refused Subscription Identifiers: the
+        // properties go on as they came, still boxed (or still absent).
+        debug_assert!(publish.properties.topic_alias.is_none());
+        let expires_at = publish
+            .properties
             .message_expiry_interval
             .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
-        properties.topic_alias = None;
         Arc::new(Message::new(
             publish.topic,
             publish.payload,
             publish.qos,
             publish.retain,
-            properties,
+            publish.properties,
             expires_at,
             Some(self.session.client_id.clone()),
         ))

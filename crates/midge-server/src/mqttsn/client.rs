@@ -360,7 +360,9 @@ impl Client {
         let Some(connection) = &mut self.connection else {
             return Outcome::Continue;
         };
-        match connection.handle(packet, now, &mut self.out) {
+        let after = connection.handle(packet, now, &mut self.out);
+        connection.report();
+        match after {
             After::Continue => Outcome::Continue,
             After::Close { publish_will, reason } => self.end(now, publish_will, reason),
         }

@@ -209,10 +209,16 @@ pub fn free_port() -> u16 {
     panic!("no free port between 20000 and 32000")
 }
 
-/// Waits until something listens on 127.0.0.1:`port`; fails the test after [`WAIT`].
+/// Waits until something listens on 127.0.0.1:`port`; fails the test after [`WAIT`]. A
+/// connection that reached itself (TCP simultaneous open, possible in the ephemeral range) does
+/// not count.
 pub fn wait_for_port(port: u16) -> SocketAddr {
     let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    let listening = || {
+        TcpStream::connect(("127.0.0.1", port))
+            .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
+    };
+    while !listening() {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
