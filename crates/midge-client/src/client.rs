@@ -55,7 +55,8 @@ pub enum Event {
 pub(crate) enum Command {
     Publish {
         publish: Publish,
-        reply: Reply<PublishOutcome>,
+        /// `None`: nobody waits for the outcome ([`Client::queue_publish_packet`]).
+        reply: Option<Reply<PublishOutcome>>,
     },
     Subscribe {
         packet: Subscribe,
@@ -220,8 +221,23 @@ impl Client {
         publish.dup = false;
         publish.packet_id = None;
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Publish { publish, reply }).await?;
+        self.send(Command::Publish {
+            publish,
+            reply: Some(reply),
+        })
+        .await?;
         Ok(Pending(answer))
+    }
+
+    /// Hands a PUBLISH to the connection with no way to learn its outcome: for QoS 0, where
+    /// there is nothing to wait for, without the cost of a reply channel per message. (At QoS
+    /// 1 and 2 the message is still sent, retried and acknowledged as usual; an error, such
+    /// as a packet too large for the server, is only logged.) Waits only while the command
+    /// queue is full.
+    pub async fn queue_publish_packet(&self, mut publish: Publish) -> Result<(), ClientError> {
+        publish.dup = false;
+        publish.packet_id = None;
+        self.send(Command::Publish { publish, reply: None }).await
     }
 
     /// Subscribes to `filters`, each with its options; returns the SUBACK (one reason code per

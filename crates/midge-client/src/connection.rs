@@ -663,8 +663,18 @@ impl<'t, C: Connector> Connection<'t, C> {
     fn handle_command(&mut self, command: Command) -> Result<Option<Command>, ClientError> {
         match command {
             Command::Publish { mut publish, reply } => {
+                let answer = |reply: Option<crate::session::Reply<PublishOutcome>>, outcome| match reply {
+                    Some(reply) => {
+                        let _ = reply.send(outcome);
+                    }
+                    None => {
+                        if let Err(error) = outcome {
+                            tracing::warn!(%error, "a queued PUBLISH was not sent");
+                        }
+                    }
+                };
                 if publish.qos > self.limits.max_qos {
-                    let _ = reply.send(Err(ClientError::QosNotSupported(publish.qos.as_u8())));
+                    answer(reply, Err(ClientError::QosNotSupported(publish.qos.as_u8())));
                     return Ok(None);
                 }
                 if publish.qos != QoS::AtMostOnce {
@@ -680,25 +690,27 @@ impl<'t, C: Connector> Connection<'t, C> {
                 if let Some(max) = self.limits.max_packet_size {
                     let size = packet.encoded_len(self.version)?;
                     if size > max as usize {
-                        let _ = reply.send(Err(ClientError::PacketTooLarge { size, max }));
+                        answer(reply, Err(ClientError::PacketTooLarge { size, max }));
                         return Ok(None);
                     }
                 }
                 if let Err(error) = self.send(&packet) {
-                    let _ = reply.send(Err(error));
+                    answer(reply, Err(error));
                     return Ok(None);
                 }
                 let Packet::Publish(publish) = packet else {
                     return Ok(None);
                 };
                 if publish.qos == QoS::AtMostOnce {
-                    let _ = reply.send(Ok(PublishOutcome {
-                        packet_id: None,
-                        reason_code: ReasonCode::Success,
-                        properties: AckProperties::default(),
-                    }));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(PublishOutcome {
+                            packet_id: None,
+                            reason_code: ReasonCode::Success,
+                            properties: AckProperties::default(),
+                        }));
+                    }
                 } else {
-                    self.task.session.insert_publish(publish, Some(reply));
+                    self.task.session.insert_publish(publish, reply);
                 }
             }
             Command::Subscribe { mut packet, reply } => {

@@ -687,6 +687,70 @@ impl Broker {
     /// value after it. Publishers to other shards (and all non-retained publishers) do not
     /// wait for each other.
     pub(crate) fn publish(&self, message: Arc<Message>, keep: Keep, now: Instant) -> Routed {
+        self.publish_matched(message, keep, now, None)
+    }
+
+    /// [`publish`](Self::publish) by a connected client: through its [`RouteCache`], and
+    /// saying whether the client's own session got the message ([`Routed::reached_publisher`]).
+    pub(crate) fn publish_from(
+        &self,
+        message: Arc<Message>,
+        keep: Keep,
+        now: Instant,
+        session: &Arc<SessionCell>,
+        cache: &mut Option<Box<RouteCache>>,
+    ) -> Routed {
+        if keep == Keep::Nothing {
+            self.publish_cached(message, now, session, cache)
+        } else {
+            self.publish_matched(message, keep, now, Some(session))
+        }
+    }
+
+    /// A publish that keeps nothing, through the publisher's [`RouteCache`].
+    fn publish_cached(
+        &self,
+        message: Arc<Message>,
+        now: Instant,
+        publisher: &Arc<SessionCell>,
+        cache: &mut Option<Box<RouteCache>>,
+    ) -> Routed {
+        if let Some(kept) = cache.as_deref_mut()
+            && kept.generation == self.index.generation()
+            && kept.topic.as_ref() == Some(&message.topic)
+        {
+            self.tap.record(&message, now);
+            return self.route(&message, &mut kept.matches, Some(publisher), now);
+        }
+        let kept = cache.get_or_insert_with(Box::default);
+        kept.topic = None;
+        kept.matches.plain.clear();
+        kept.matches.shared.clear();
+        let generation = {
+            let index = self.index.read();
+            index.matches(&message.topic, &mut kept.matches);
+            self.index.generation()
+        };
+        self.tap.record(&message, now);
+        sort_matches(&mut kept.matches);
+        let routed = self.route(&message, &mut kept.matches, Some(publisher), now);
+        if kept.matches.shared.is_empty() && kept.matches.plain.len() <= ROUTE_CACHE_MAX {
+            kept.topic = Some(message.topic.clone());
+            kept.generation = generation;
+        } else {
+            // Not kept: nothing of the match outlives the publish.
+            *cache = None;
+        }
+        routed
+    }
+
+    fn publish_matched(
+        &self,
+        message: Arc<Message>,
+        keep: Keep,
+        now: Instant,
+        publisher: Option<&Arc<SessionCell>>,
+    ) -> Routed {
         self.tap.record(&message, now);
         // The match lists are this thread's, kept between publishes: a fresh pair cost two
         // allocations per message.
@@ -708,7 +772,8 @@ impl Broker {
             }
             self.index.read().matches(&message.topic, &mut matches);
         }
-        let mut routed = self.route(&message, &mut matches, now);
+        sort_matches(&mut matches);
+        let mut routed = self.route(&message, &mut matches, publisher, now);
         matches.plain.clear();
         matches.shared.clear();
         // A publish to a crowd does not leave every thread holding a crowd-sized list.
@@ -724,16 +789,20 @@ impl Broker {
     }
 
     /// Queues `message` for the subscriptions that matched it.
-    fn route(&self, message: &Arc<Message>, matches: &mut Matches, now: Instant) -> Routed {
+    fn route(
+        &self,
+        message: &Arc<Message>,
+        matches: &mut Matches,
+        publisher: Option<&Arc<SessionCell>>,
+        now: Instant,
+    ) -> Routed {
         let guard = self.access_control_for(&message.topic);
         let access = guard.rules();
         let mut routed = Routed::default();
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
-        // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5]: sorted by session,
-        // each session's subscriptions are one run.
-        if matches.plain.len() > 1 {
-            matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
-        }
+        // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5]: sorted by session
+        // (`sort_matches`), each session's subscriptions are one run.
+        debug_assert!(matches.plain.is_sorted_by_key(|s| Arc::as_ptr(&s.session)));
         let mut rest = matches.plain.as_slice();
         while let Some(first) = rest.first() {
             let run = rest
@@ -744,13 +813,13 @@ impl Broker {
             rest = after;
             if let Some(delivery) = self.merge(message, group) {
                 let queued = self.deliver(&first.session, delivery, access, now);
-                routed.add(queued, &first.session);
+                routed.add(queued, &first.session, publisher);
             }
         }
         for member in &matches.shared {
             if let Some(delivery) = self.merge(message, std::slice::from_ref(member)) {
                 let queued = self.deliver(&member.session, delivery, access, now);
-                routed.add(queued, &member.session);
+                routed.add(queued, &member.session, publisher);
             }
         }
         routed
@@ -1037,12 +1106,16 @@ pub struct Routed {
     pub durable_after: Seq,
     /// The sessions whose queues it left congested (`backpressure.rs`).
     pub(crate) congested: Vec<Arc<SessionCell>>,
+    /// Whether it was queued for the publisher's own session (a client subscribed to what it
+    /// publishes), as far as the publisher was named ([`Broker::publish_from`]).
+    pub(crate) reached_publisher: bool,
 }
 
 impl Routed {
-    fn add(&mut self, queued: Option<Queued>, cell: &Arc<SessionCell>) {
+    fn add(&mut self, queued: Option<Queued>, cell: &Arc<SessionCell>, publisher: Option<&Arc<SessionCell>>) {
         if let Some(queued) = queued {
             self.sessions += 1;
+            self.reached_publisher |= publisher.is_some_and(|publisher| Arc::ptr_eq(publisher, cell));
             self.durable_after = self.durable_after.max(queued.seq);
             if queued.congested {
                 self.congested.push(cell.clone());
@@ -1105,21 +1178,65 @@ pub struct Census {
 /// (`crossbeam_utils::sync::ShardedLock`): every PUBLISH reads the index, and publishers on
 /// different cores never write to a shared cache line to do it. SUBSCRIBE and UNSUBSCRIBE,
 /// far rarer, lock every shard.
+///
+/// Its generation counts the times it was locked for writing: a [`RouteCache`] made at one
+/// generation is the index's answer for as long as the generation stays.
 #[derive(Debug, Default)]
-pub(crate) struct SharedIndex(crossbeam_utils::sync::ShardedLock<TopicIndex>);
+pub(crate) struct SharedIndex {
+    index: crossbeam_utils::sync::ShardedLock<TopicIndex>,
+    generation: AtomicU64,
+}
 
 impl SharedIndex {
     /// For matching. A panic never happens while the index is locked (nothing in it panics),
     /// so a poisoned lock still guards a whole index.
     pub(crate) fn read(&self) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, TopicIndex> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// For subscribing and unsubscribing.
+    /// For subscribing and unsubscribing. Moves the generation on, under the lock, before any
+    /// change: a publisher that still sees the old generation publishes as if before the
+    /// change, which has not returned to its caller yet.
     pub(crate) fn write(&self) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, TopicIndex> {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        let guard = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// The current generation.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
+
+/// The subscribers one topic matched, kept by a publishing connection: a client publishes to
+/// the same topic again and again far more often than anyone subscribes or unsubscribes, and
+/// a publish that finds its topic here at the index's current generation neither locks the
+/// index nor walks it, nor takes and drops a reference to every subscriber.
+///
+/// Only matches without shared subscriptions are kept (a group's member is chosen per
+/// message), and only up to [`ROUTE_CACHE_MAX`] subscribers.
+#[derive(Debug, Default)]
+pub(crate) struct RouteCache {
+    topic: Option<TopicName>,
+    generation: u64,
+    matches: Matches,
+}
+
+/// Orders matches by session, as [`Broker::route`] needs them.
+fn sort_matches(matches: &mut Matches) {
+    if matches.plain.len() > 1 {
+        matches.plain.sort_by_key(|s| Arc::as_ptr(&s.session));
+    }
+}
+
+/// The most subscribers a [`RouteCache`] holds.
+const ROUTE_CACHE_MAX: usize = 64;
 
 /// The access rules as stored: `ArcSwap` needs a sized type.
 #[derive(Debug)]

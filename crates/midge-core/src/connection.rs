@@ -18,7 +18,7 @@ use midge_codec::{
 };
 
 use crate::auth::ConnectionAuth;
-use crate::broker::{Broker, CheckedConnect};
+use crate::broker::{Broker, CheckedConnect, RouteCache};
 use crate::message::Delivery;
 use crate::outbox::Outbox;
 use crate::problem::ProblemInfo;
@@ -79,6 +79,8 @@ pub struct Connection {
     pub(crate) problem: ProblemInfo,
     /// Messages counted but not yet added to the broker's counters.
     pub(crate) unreported: Unreported,
+    /// The subscribers of the topic this client published to last (`broker.rs`).
+    pub(crate) route_cache: Option<Box<RouteCache>>,
 }
 
 /// A connection's message counts since it last reported them: added to the broker-wide
@@ -148,6 +150,7 @@ impl Connection {
             waiting_on: Vec::new(),
             problem: ProblemInfo::of(connect),
             unreported: Unreported::default(),
+            route_cache: None,
         }
     }
 
@@ -190,9 +193,9 @@ impl Connection {
                 reason: "session taken over".into(),
             };
         }
-        // A PUBLISH from the client adds nothing to its own queue that would not wake it (a
-        // delivery to its own subscription wakes its link like any other), so it needs no
-        // drain, and its counts wait for the end of the batch ([`Connection::report`]).
+        // A PUBLISH from the client needs no drain unless its own session got the message,
+        // which `handle_publish` sees and drains for; its counts wait for the end of the
+        // batch ([`Connection::report`]).
         let publish = matches!(packet, Packet::Publish(_));
         let after = match packet {
             Packet::Publish(publish) => self.handle_publish(publish, now, out),

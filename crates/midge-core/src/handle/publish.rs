@@ -131,6 +131,7 @@ impl Connection {
         let not_utf8 = publish.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
             && std::str::from_utf8(&publish.payload).is_err();
         let mut explanation = None;
+        let mut drain_after = false;
         let reason = if !self.may(&publish.topic, Access::Write) {
             // 3.x: acknowledged and dropped, as Mosquitto does; 5.0: the ack says why.
             Stats::bump(&self.broker.stats().denied_write);
@@ -154,7 +155,11 @@ impl Connection {
         } else {
             let message = self.accept(publish, now);
             let keep = Keep::retained_if(message.retain);
-            let routed = self.broker.publish(message, keep, now);
+            let routed = self
+                .broker
+                .publish_from(message, keep, now, &self.session, &mut self.route_cache);
+            // Its own copy follows the acknowledgement at once, as other packets' answers do.
+            drain_after = routed.reached_publisher;
             // The acknowledgement below waits until every stored copy is durable.
             out.require_durable(routed.durable_after);
             if !routed.congested.is_empty() {
@@ -185,6 +190,9 @@ impl Connection {
             } else {
                 self.send_explained(Packet::PubAck(ack), explanation, out);
             }
+        }
+        if drain_after {
+            self.drain(now, out);
         }
         After::Continue
     }

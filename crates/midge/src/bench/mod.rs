@@ -722,13 +722,19 @@ async fn publish(
         let sent = Instant::now().duration_since(start);
         let mut message = Publish::new(topic.clone(), maker.make(sent, publisher, sequence));
         message.qos = qos;
-        match client.start_publish_packet(message).await {
+        // QoS 0 has no outcome to wait for: no reply channel per message.
+        let started = if qos == QoS::AtMostOnce {
+            client.queue_publish_packet(message).await.map(|()| None)
+        } else {
+            client.start_publish_packet(message).await.map(Some)
+        };
+        match started {
             Ok(pending) => {
                 live.sent.fetch_add(1, Ordering::Relaxed);
                 if sent >= window.0 && sent < window.1 {
                     live.sent_in_window.fetch_add(1, Ordering::Relaxed);
                 }
-                if qos != QoS::AtMostOnce {
+                if let Some(pending) = pending {
                     waiting.push_back(pending);
                     // A full window is refilled a quarter at a time, not one message per
                     // acknowledgement: against a broker that acknowledges each message in a
