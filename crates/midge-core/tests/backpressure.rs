@@ -74,6 +74,62 @@ fn a_publisher_that_fills_a_subscribers_queue_waits_until_it_drains() {
     assert_eq!(broker.stats().dropped_total(), 0, "nothing was dropped");
 }
 
+/// A paused publisher woken by a drain, but read only after another publisher filled the queue
+/// again, is woken by the next drain too: it does not wait for the stall deadline, which every
+/// drain pushes back (seen under load: one publisher of eight held for five seconds).
+#[test]
+fn a_publisher_woken_too_late_is_woken_again_by_the_next_drain() {
+    let broker = broker(config());
+    let now = Instant::now();
+    let mut subscriber = connect(&broker, V311, "subscriber", now);
+    subscriber.send(subscribe(&[("t", QoS::AtLeastOnce)], 1), now);
+    let mut slow = connect(&broker, V5, "slow", now);
+    let mut fast = connect(&broker, V5, "fast", now);
+    for id in 1..=5 {
+        slow.send(publish("t", "m", QoS::AtLeastOnce, id), now);
+    }
+    assert!(slow.connection.read_paused(now).is_some(), "slow paused");
+
+    // The subscriber drains to two queued: `slow` is woken. Before it is read, `fast` fills
+    // the queue up to the mark again.
+    let later = now + Duration::from_millis(10);
+    let mut acked = 0;
+    let mut ack = |subscriber: &mut support::Client, at| {
+        acked += 1;
+        subscriber.send(
+            midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(acked))),
+            at,
+        )
+    };
+    subscriber.received(later);
+    for _ in 1..=3 {
+        ack(&mut subscriber, later);
+    }
+    let mut id = 0;
+    while fast.connection.read_paused(later).is_none() {
+        id += 1;
+        assert!(id <= 5, "fast was never paused");
+        fast.send(publish("t", "m", QoS::AtLeastOnce, id), later);
+    }
+    assert!(
+        slow.connection.read_paused(later).is_some(),
+        "slow is read, finds the queue congested again, and waits"
+    );
+
+    // The next drain wakes both.
+    let wakes = slow.link.wakes.load(Ordering::SeqCst);
+    let then = later + Duration::from_millis(10);
+    for _ in 1..=3 {
+        ack(&mut subscriber, then);
+    }
+    assert!(
+        slow.link.wakes.load(Ordering::SeqCst) > wakes,
+        "the second drain woke the publisher it had woken too early before"
+    );
+    assert_eq!(slow.connection.read_paused(then), None);
+    assert_eq!(fast.connection.read_paused(then), None);
+}
+
 #[test]
 fn a_stalled_subscriber_holds_its_publisher_once_and_then_drops_counted() {
     let broker = broker(config());
