@@ -81,6 +81,9 @@ pub struct Connection {
     pub(crate) unreported: Unreported,
     /// The subscribers of the topic this client published to last (`broker.rs`).
     pub(crate) route_cache: Option<Box<RouteCache>>,
+    /// An acknowledgement of this batch opened the window: drain before the next packet or
+    /// at the batch's end ([`Connection::handle_in_batch`]).
+    drain_due: bool,
 }
 
 /// A connection's message counts since it last reported them: added to the broker-wide
@@ -151,6 +154,7 @@ impl Connection {
             problem: ProblemInfo::of(connect),
             unreported: Unreported::default(),
             route_cache: None,
+            drain_due: false,
         }
     }
 
@@ -187,16 +191,32 @@ impl Connection {
 
     /// Handles one packet from the client.
     pub fn handle(&mut self, packet: Packet, now: Instant, out: &mut Outbox) -> After {
+        let after = self.handle_in_batch(packet, now, out);
+        self.finish_batch(now, out);
+        after
+    }
+
+    /// Handles one packet of several read together; [`finish_batch`](Self::finish_batch)
+    /// must follow the last. An acknowledgement that opens the in-flight window leaves the
+    /// drain it calls for to the next packet or the end of the batch: a subscriber acking ten
+    /// messages in one write gets the next ten in one drain, not ten drains of one (each a
+    /// lock of the session and a write of its own). What goes out keeps its order: a pending
+    /// drain runs before any other packet is handled.
+    pub fn handle_in_batch(&mut self, packet: Packet, now: Instant, out: &mut Outbox) -> After {
         if !self.is_current() {
             return After::Close {
                 publish_will: false,
                 reason: "session taken over".into(),
             };
         }
+        let ack = matches!(packet, Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_));
+        if !ack && std::mem::take(&mut self.drain_due) {
+            self.drain(now, out);
+        }
         // A PUBLISH from the client needs no drain unless its own session got the message,
         // which `handle_publish` sees and drains for; its counts wait for the end of the
         // batch ([`Connection::report`]).
-        let publish = matches!(packet, Packet::Publish(_));
+        let drains = !matches!(packet, Packet::Publish(_));
         let after = match packet {
             Packet::Publish(publish) => self.handle_publish(publish, now, out),
             Packet::PubAck(ack) => self.handle_puback(&ack, now, out),
@@ -221,18 +241,29 @@ impl Connection {
                 out,
             ),
         };
-        if !publish {
-            if after == After::Continue {
+        if drains && after == After::Continue {
+            if ack {
+                self.drain_due = true;
+            } else {
                 self.drain(now, out);
             }
-            self.report();
         }
         after
     }
 
+    /// Ends a batch of [`handle_in_batch`](Self::handle_in_batch): the drain an
+    /// acknowledgement left pending, and the batch's counts.
+    pub fn finish_batch(&mut self, now: Instant, out: &mut Outbox) {
+        if std::mem::take(&mut self.drain_due) {
+            self.drain(now, out);
+        } else {
+            self.report();
+        }
+    }
+
     /// Adds the messages this connection received and sent since the last report to the
-    /// broker's counters. The runtime calls it after each batch of packets it handles; the
-    /// connection itself does after every other packet, every drain and at its end.
+    /// broker's counters: at the end of every batch of packets ([`finish_batch`](Self::finish_batch)),
+    /// every drain, and the connection's end.
     pub fn report(&self) {
         self.unreported.report(self.broker.stats());
     }

@@ -1141,7 +1141,8 @@ fn handle_input(live: &mut Live, stats: &Stats) -> (Option<Ending>, u64) {
         match decoder.decode(input) {
             Ok(Some(packet)) => {
                 packets += 1;
-                if let After::Close { publish_will, reason } = connection.handle(packet, now.into_std(), out)
+                if let After::Close { publish_will, reason } =
+                    connection.handle_in_batch(packet, now.into_std(), out)
                 {
                     break Some(Ending::Handled { publish_will, reason });
                 }
@@ -1155,7 +1156,11 @@ fn handle_input(live: &mut Live, stats: &Stats) -> (Option<Ending>, u64) {
     };
     if packets > 0 {
         link.heard(now);
-        connection.report();
+        if ending.is_none() {
+            connection.finish_batch(now.into_std(), out);
+        } else {
+            connection.report();
+        }
     }
     Stats::add(&stats.packets_received, packets);
     (ending, packets)

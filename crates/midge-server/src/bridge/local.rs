@@ -130,9 +130,7 @@ impl Local {
         let Some(connection) = &mut self.connection else {
             return false;
         };
-        let after = connection.handle(packet, now, &mut self.out);
-        connection.report();
-        match after {
+        match connection.handle(packet, now, &mut self.out) {
             After::Continue => true,
             After::Close { reason, .. } => {
                 tracing::warn!(client_id = %self.client_id, %reason, "the broker closed the bridge's local session: {reason}");

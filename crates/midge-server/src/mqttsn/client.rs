@@ -360,9 +360,7 @@ impl Client {
         let Some(connection) = &mut self.connection else {
             return Outcome::Continue;
         };
-        let after = connection.handle(packet, now, &mut self.out);
-        connection.report();
-        match after {
+        match connection.handle(packet, now, &mut self.out) {
             After::Continue => Outcome::Continue,
             After::Close { publish_will, reason } => self.end(now, publish_will, reason),
         }

@@ -675,7 +675,6 @@ impl Gateway {
         let mut mqtt = midge_codec::Publish::new(topic, publish.data);
         mqtt.retain = publish.retain;
         let after = connection.handle(Packet::Publish(mqtt), now, out);
-        connection.report();
         out.buffer().clear();
         if after == midge_core::After::Continue {
             SnCounters::bump(&counters.qos_neg1_received);
