@@ -811,13 +811,13 @@ impl Broker {
                 .unwrap_or(rest.len());
             let (group, after) = rest.split_at(run);
             rest = after;
-            if let Some(delivery) = self.merge(message, group) {
+            if let Some(delivery) = self.merge(message, group, publisher) {
                 let queued = self.deliver(&first.session, delivery, access, now);
                 routed.add(queued, &first.session, publisher);
             }
         }
         for member in &matches.shared {
-            if let Some(delivery) = self.merge(message, std::slice::from_ref(member)) {
+            if let Some(delivery) = self.merge(message, std::slice::from_ref(member), publisher) {
                 let queued = self.deliver(&member.session, delivery, access, now);
                 routed.add(queued, &member.session, publisher);
             }
@@ -827,12 +827,22 @@ impl Broker {
 
     /// One session's delivery of `message` through the given subscriptions, or none if No
     /// Local excludes them all.
-    fn merge(&self, message: &Arc<Message>, subscriptions: &[Subscriber]) -> Option<Delivery> {
+    fn merge(
+        &self,
+        message: &Arc<Message>,
+        subscriptions: &[Subscriber],
+        publisher: Option<&Arc<SessionCell>>,
+    ) -> Option<Delivery> {
         let mut delivery: Option<Delivery> = None;
         for subscription in subscriptions {
-            // Compared only under No Local: most subscriptions do not ask.
+            // Asked only under No Local: most subscriptions do not ask. A connected
+            // publisher's session is the one session with its client identifier; a message
+            // without one (a will) names its client.
             if subscription.options.no_local
-                && message.publisher.as_ref() == Some(&subscription.session.client_id)
+                && match publisher {
+                    Some(cell) => Arc::ptr_eq(cell, &subscription.session),
+                    None => message.publisher.as_ref() == Some(&subscription.session.client_id),
+                }
             {
                 continue;
             }

@@ -29,7 +29,9 @@ pub struct Message {
     pub properties: PropertyBox<PublishProperties>,
     /// When it stops being deliverable, from its Message Expiry Interval.
     pub expires_at: Option<Instant>,
-    /// The publishing client, for No Local.
+    /// The publishing client, for No Local, where its session is not at hand when the
+    /// message is routed (a will). A connected client's PUBLISH leaves it out: routing
+    /// compares the publisher's session instead.
     pub publisher: Option<ByteString>,
     /// Encodings shared by every subscriber that gets the message unchanged, one per
     /// (3.x or 5.0, QoS, RETAIN): GUIDE §3 "encode once, send many".
@@ -138,8 +140,9 @@ const SHAPES: usize = 12;
 /// profiles.
 #[derive(Debug, Default)]
 struct Templates {
-    /// The first shape asked for, and its encoding.
-    first: OnceLock<(u8, Option<PublishTemplate>)>,
+    /// The first shape asked for, and its encoding: boxed, since most messages are never
+    /// encoded this way (one receiver), and a message moved into its `Arc` is copied whole.
+    first: OnceLock<(u8, Option<Box<PublishTemplate>>)>,
     /// Every other shape.
     others: OnceLock<Box<[OnceLock<Option<PublishTemplate>>; SHAPES]>>,
 }
@@ -154,9 +157,9 @@ impl Templates {
         let mut encode = Some(encode);
         let (first_slot, first) = self
             .first
-            .get_or_init(|| (slot, encode.take().and_then(|encode| encode())));
+            .get_or_init(|| (slot, encode.take().and_then(|encode| encode()).map(Box::new)));
         if *first_slot == slot {
-            return first.as_ref();
+            return first.as_deref();
         }
         let encode = encode?;
         self.others

@@ -117,6 +117,11 @@ impl ConnectionLink {
     /// wake coming (or will see the flag at its next wait), and a publisher queueing message
     /// after message to one subscriber pays one wake, not one each.
     fn signal(&self) {
+        // A plain load first: a flag already up (the common case while a publisher queues
+        // message after message) costs no locked instruction.
+        if self.signalled.load(Ordering::Acquire) {
+            return;
+        }
         if !self.signalled.swap(true, Ordering::AcqRel) {
             self.waker.wake();
         }

@@ -225,7 +225,9 @@ impl Connection {
             publish.retain,
             publish.properties,
             expires_at,
-            Some(self.session.client_id.clone()),
+            // No Local compares the publisher's session (`Broker::publish_from`): no copy of
+            // the client identifier per message.
+            None,
         ))
     }
 }
