@@ -12,7 +12,7 @@
 //! 64 KB batches on plain TCP streams and frames what the broker sends itself: a generator must
 //! cost far less than the broker per message, or it, not the broker, sets the figures once
 //! the two share cores (`raw` explains how). `client` runs every connection on `midge-client`,
-//! as an application would; `conn` always uses it. On one core everything runs on one thread,
+//! as an application would. On one core everything runs on one thread,
 //! and the report gives the generator's own CPU beside the broker's, so a run shows which of
 //! the two was the limit.
 //!
@@ -830,6 +830,7 @@ async fn connections(args: &BenchArgs) -> Result<Report, String> {
     for _ in 0..args.parallel.max(1) {
         let (next, errors) = (next.clone(), errors.clone());
         let template = args.options(String::new())?;
+        let engine = args.engine;
         tasks.spawn(async move {
             let mut held = Vec::new();
             loop {
@@ -839,8 +840,8 @@ async fn connections(args: &BenchArgs) -> Result<Report, String> {
                 }
                 let mut options = template.clone();
                 options.client_id = format!("bench-conn-{run_id}-{i}");
-                match Client::connect(options).await {
-                    Ok(pair) => held.push(pair),
+                match Connection::open(engine, options, None).await {
+                    Ok(connection) => held.push(connection),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
