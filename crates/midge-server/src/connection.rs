@@ -216,8 +216,11 @@ pub(crate) struct Admission {
 ///
 /// Memory: the future of a connection is what an idle client costs, so only the connected
 /// loop's waiting is inline. The handshake (CONNECT, authentication) and the ending run in
-/// boxes freed when they are done, and the arguments are captured by an `async move` block
-/// (an `async fn` would keep a second copy of each, #62958).
+/// boxes freed when they are done. Everything the connected loop needs goes into the handshake's
+/// box and comes back out of it, and the loop's future is made in a scope that ends before it
+/// is awaited: a value captured by the task's own future, or a local moved into the awaited
+/// one, would keep room of its own beside it for the connection's whole life (#62958; the
+/// stream and state alone were a quarter of the task).
 pub(crate) fn serve<S: Transport>(
     stream: S,
     peer: String,
@@ -225,20 +228,44 @@ pub(crate) fn serve<S: Transport>(
     admission: Admission,
     slot: OpenSlot,
 ) -> impl Future<Output = ()> + Send {
-    // Made before the task's own future, so that the stream and the admission are moved into
-    // the box rather than kept beside it.
-    let opening = Box::pin(open(stream, peer.clone(), broker.clone(), admission));
+    // Made before the task's own future, so that what it needs is moved into the box rather
+    // than kept beside it.
+    let opening = Box::pin(open(stream, peer, broker, admission, slot));
     async move {
-        let Some((stream, live)) = opening.await else {
-            return;
+        let serving = match opening.await {
+            Some(opened) => opened.serve(),
+            None => return,
         };
+        serving.await;
+    }
+}
+
+/// A client admitted by [`open`], with what serving it needs.
+struct Opened<S> {
+    stream: S,
+    live: Live,
+    peer: String,
+    broker: Arc<Broker>,
+    slot: OpenSlot,
+}
+
+impl<S: Transport> Opened<S> {
+    /// The connected loop's future, watching the keep-alive the client asked for.
+    fn serve(self) -> impl Future<Output = ()> + Send {
+        let Self {
+            stream,
+            live,
+            peer,
+            broker,
+            slot,
+        } = self;
         let keep_alive = match live.connection.keep_alive() {
             0 => None,
             // [MQTT-3.1.2-22]: one and a half times the keep alive.
             seconds => Some(Duration::from_millis(u64::from(seconds) * 1500)),
         };
         live.link.watch_keep_alive(keep_alive, Instant::now());
-        connected(stream, live, peer, broker, slot).await;
+        connected(stream, live, peer, broker, slot)
     }
 }
 
@@ -467,15 +494,22 @@ struct Live {
 }
 
 /// Reads CONNECT, checks the credentials, carries any enhanced authentication through, and
-/// logs the new client. `None` if the client was refused or went away.
+/// logs the new client. `None` if the client was refused or went away (its slot is then free).
 async fn open<S: Transport>(
     stream: S,
     peer: String,
     broker: Arc<Broker>,
     admission: Admission,
-) -> Option<(S, Live)> {
+    slot: OpenSlot,
+) -> Option<Opened<S>> {
     let live = admit(&stream, &peer, &broker, admission).await?;
-    Some((stream, live))
+    Some(Opened {
+        stream,
+        live,
+        peer,
+        broker,
+        slot,
+    })
 }
 
 /// The handshake of [`open`], on a borrowed stream.

@@ -213,46 +213,115 @@ struct Output {
 
 impl<S: Subscriber> Layer<S> for Output {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if self.format == LogFormat::Text {
+            self.text_line(event);
+            return;
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
         let level = *event.metadata().level();
+        // Syslog stamps lines itself, but a JSON line keeps its time: it gets the same line.
+        let mut line = json_line(&Now::at(SystemTime::now()), level, &fields);
+        if self.syslog {
+            let _ = nix::syslog::syslog(severity(level), &line);
+        }
+        line.push('\n');
+        if self.stdout {
+            let _ = io::stdout().lock().write_all(line.as_bytes());
+        }
+        if self.stderr {
+            let _ = io::stderr().lock().write_all(line.as_bytes());
+        }
+        if let Some(file) = &self.file {
+            file.write_line(line.as_bytes());
+        }
+    }
+}
+
+impl Output {
+    /// A text line: the message alone, built in the thread's line buffer (no other field is
+    /// formatted and nothing is allocated: a busy broker writes two such lines per connection)
+    /// and written with one call per destination.
+    fn text_line(&self, event: &Event<'_>) {
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                self.write_text(event, &mut line);
+                if line.capacity() > LINE_KEPT {
+                    *line = String::new();
+                }
+            }
+            // Only if writing a line logged another: that one gets a buffer of its own.
+            Err(_) => self.write_text(event, &mut String::new()),
+        });
+    }
+
+    fn write_text(&self, event: &Event<'_>, line: &mut String) {
+        use std::fmt::Write as _;
+        line.clear();
         let now = SystemTime::now();
-        // Syslog stamps lines itself: it gets the message (or the JSON) alone.
-        let body = match self.format {
-            LogFormat::Text => fields.message.clone(),
-            LogFormat::Json => json_line(&Now::at(now), level, &fields),
-        };
-        if self.stdout || self.stderr || self.file.is_some() {
-            let mut line = match (&self.format, &self.timestamp) {
-                (LogFormat::Json, _) | (LogFormat::Text, Timestamp::None) => body.clone(),
-                (LogFormat::Text, Timestamp::UnixSeconds) => {
-                    let seconds = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                    format!("{seconds}: {body}")
-                }
-                (LogFormat::Text, Timestamp::Strftime(format)) => {
-                    format!("{}: {body}", Now::at(now).format(format))
-                }
-            };
-            line.push('\n');
-            if self.stdout {
-                let _ = io::stdout().lock().write_all(line.as_bytes());
+        match &self.timestamp {
+            Timestamp::None => {}
+            Timestamp::UnixSeconds => {
+                let seconds = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let _ = write!(line, "{seconds}: ");
             }
-            if self.stderr {
-                let _ = io::stderr().lock().write_all(line.as_bytes());
+            Timestamp::Strftime(format) => {
+                let _ = write!(line, "{}: ", Now::at(now).format(format));
             }
-            if let Some(file) = &self.file {
-                file.write_line(line.as_bytes());
-            }
+        }
+        // Syslog stamps lines itself: it gets the message alone.
+        let message_at = line.len();
+        event.record(&mut MessageInto(line));
+        line.push('\n');
+        if self.stdout {
+            let _ = io::stdout().lock().write_all(line.as_bytes());
+        }
+        if self.stderr {
+            let _ = io::stderr().lock().write_all(line.as_bytes());
+        }
+        if let Some(file) = &self.file {
+            file.write_line(line.as_bytes());
         }
         if self.syslog {
-            let severity = match level {
-                Level::ERROR => Severity::LOG_ERR,
-                Level::WARN => Severity::LOG_WARNING,
-                Level::INFO => Severity::LOG_INFO,
-                _ => Severity::LOG_DEBUG,
-            };
-            let _ = nix::syslog::syslog(severity, &body);
+            let body = &line[message_at..line.len() - 1];
+            let _ = nix::syslog::syslog(severity(*event.metadata().level()), body);
         }
+    }
+}
+
+thread_local! {
+    /// Each thread's buffer for text lines, reused from line to line.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A line buffer that grew past this (a very long message) is freed after its line.
+const LINE_KEPT: usize = 4096;
+
+/// Writes an event's message, and nothing else, into a line.
+struct MessageInto<'a>(&'a mut String);
+
+impl Visit for MessageInto<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            use std::fmt::Write as _;
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
+}
+
+/// Syslog's severity for a level.
+fn severity(level: Level) -> Severity {
+    match level {
+        Level::ERROR => Severity::LOG_ERR,
+        Level::WARN => Severity::LOG_WARNING,
+        Level::INFO => Severity::LOG_INFO,
+        _ => Severity::LOG_DEBUG,
     }
 }
 
