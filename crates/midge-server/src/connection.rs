@@ -577,6 +577,13 @@ async fn admit<S: Transport>(
             return None;
         }
     };
+    let durable = broker.journal().map(|journal| journal.watch());
+    // The CONNACK leaves before the log line is written, so that a slow log destination does
+    // not delay the client. One held for the journal, or what the socket did not take, goes
+    // from the connected loop; an error here is met again there.
+    if !is_held(&out, &durable) {
+        let _ = write_some(stream, &mut out, stats);
+    }
     let client_id = connection.client_id();
     // The user name in force: CONNECT's, or the one enhanced authentication proved.
     let username = connection.username();
@@ -596,7 +603,7 @@ async fn admit<S: Transport>(
         decoder,
         input,
         out,
-        durable: broker.journal().map(|journal| journal.watch()),
+        durable,
     })
 }
 
