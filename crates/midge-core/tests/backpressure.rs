@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use midge_codec::{Connect, QoS};
 use midge_core::backpressure::STALLED_AFTER;
 use midge_core::{BrokerConfig, DropReason};
-use support::{V5, V311, broker, connect, connect_with, publish, publishes, subscribe};
+use support::{V5, V311, broker, connect, connect_with, puback, publish, publishes, subscribe};
 
 /// A queue of 10 (pressure from 5 queued messages, released at 2).
 fn config() -> BrokerConfig {
@@ -60,10 +60,7 @@ fn a_publisher_that_fills_a_subscribers_queue_waits_until_it_drains() {
 
     // It acknowledges its way down to two queued: the publisher is woken and read again.
     for id in 1..=3 {
-        let (_, got) = subscriber.send(
-            midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(id))),
-            later,
-        );
+        let (_, got) = subscriber.send(puback(id), later);
         assert_eq!(publishes(&got).len(), 1);
     }
     assert!(
@@ -96,10 +93,7 @@ fn a_publisher_woken_too_late_is_woken_again_by_the_next_drain() {
     let mut acked = 0;
     let mut ack = |subscriber: &mut support::Client, at| {
         acked += 1;
-        subscriber.send(
-            midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(acked))),
-            at,
-        )
+        subscriber.send(puback(acked), at)
     };
     subscriber.received(later);
     for _ in 1..=3 {
@@ -161,12 +155,7 @@ fn a_stalled_subscriber_holds_its_publisher_once_and_then_drops_counted() {
     let mut id = 1;
     let mut drained = stalled.received(later);
     while !publishes(&drained).is_empty() {
-        drained = stalled
-            .send(
-                midge_codec::Packet::PubAck(midge_codec::Ack::new(support::pid(id))),
-                later,
-            )
-            .1;
+        drained = stalled.send(puback(id), later).1;
         id += 1;
     }
     for id in 31..=35 {

@@ -226,19 +226,25 @@ impl<S: Subscriber> Layer<S> for Output {
             let _ = nix::syslog::syslog(severity(level), &line);
         }
         line.push('\n');
-        if self.stdout {
-            let _ = io::stdout().lock().write_all(line.as_bytes());
-        }
-        if self.stderr {
-            let _ = io::stderr().lock().write_all(line.as_bytes());
-        }
-        if let Some(file) = &self.file {
-            file.write_line(line.as_bytes());
-        }
+        self.write_line(line.as_bytes());
     }
 }
 
 impl Output {
+    /// Writes a whole line (newline included) to standard output, standard error and the log
+    /// file, whichever `log_dest` names; syslog is the callers' own.
+    fn write_line(&self, line: &[u8]) {
+        if self.stdout {
+            let _ = io::stdout().lock().write_all(line);
+        }
+        if self.stderr {
+            let _ = io::stderr().lock().write_all(line);
+        }
+        if let Some(file) = &self.file {
+            file.write_line(line);
+        }
+    }
+
     /// A text line: the message alone, built in the thread's line buffer (no other field is
     /// formatted and nothing is allocated: a busy broker writes two such lines per connection)
     /// and written with one call per destination.
@@ -273,15 +279,7 @@ impl Output {
         let message_at = line.len();
         event.record(&mut MessageInto(line));
         line.push('\n');
-        if self.stdout {
-            let _ = io::stdout().lock().write_all(line.as_bytes());
-        }
-        if self.stderr {
-            let _ = io::stderr().lock().write_all(line.as_bytes());
-        }
-        if let Some(file) = &self.file {
-            file.write_line(line.as_bytes());
-        }
+        self.write_line(line.as_bytes());
         if self.syslog {
             let body = &line[message_at..line.len() - 1];
             let _ = nix::syslog::syslog(severity(*event.metadata().level()), body);

@@ -100,6 +100,11 @@ pub fn pid(n: u16) -> PacketId {
     NonZeroU16::new(n).unwrap()
 }
 
+/// A subscriber's PUBACK for packet id `n`.
+pub fn puback(n: u16) -> Packet {
+    Packet::PubAck(midge_codec::Ack::new(pid(n)))
+}
+
 pub fn publish(name: &str, payload: &'static str, qos: QoS, id: u16) -> Packet {
     let mut publish = Publish::new(topic(name), Bytes::from_static(payload.as_bytes()));
     publish.qos = qos;
