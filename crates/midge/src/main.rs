@@ -8,6 +8,7 @@
 mod bench;
 mod calendar;
 mod cli;
+mod fd_table;
 mod logging;
 mod manual;
 mod notify;
@@ -97,6 +98,10 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
     if args.daemon {
         // Before any thread exists: fork only copies the calling thread.
         nix::unistd::daemon(true, false).context("cannot daemonize")?;
+    }
+    // Before the runtime's threads exist, when growing the table costs no grace period.
+    if let Some(slots) = fd_table::grow() {
+        tracing::debug!("descriptor table grown to {slots} slots");
     }
     // Connected while still root, in case only root may reach the socket.
     let notifier = notify::Notifier::from_env();

@@ -214,3 +214,27 @@ fn a_missing_password_file_stops_the_start_naming_it() {
     assert_eq!(code, Some(1), "{output}");
     assert!(output.contains("/nonexistent/passwd"), "{output}");
 }
+
+/// A number from a line of a /proc file: the first field after `label`.
+fn proc_field(path: &str, label: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|line| line.starts_with(label))?;
+    line[label.len()..].split_whitespace().next().map(str::to_owned)
+}
+
+/// A burst of connections must not wait for the kernel to grow the descriptor table (each
+/// growth in a threaded process waits for an RCU grace period): the broker grows it before its
+/// threads start, to its open-files limit (at most 65,536 slots).
+#[test]
+fn the_descriptor_table_is_grown_before_clients_arrive() {
+    let midge = Midge::start("");
+    let pid = midge.pid();
+    let soft = proc_field(&format!("/proc/{pid}/limits"), "Max open files").unwrap();
+    let wanted = soft.parse::<u64>().map_or(65_536, |soft| soft.min(65_536));
+    let slots: u64 = proc_field(&format!("/proc/{pid}/status"), "FDSize:")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Without the growth the table holds 64 slots plus the few the start opened.
+    assert!(slots >= wanted, "FDSize {slots}, open-files limit {soft}");
+}

@@ -243,6 +243,9 @@ pub(crate) fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
         }
     };
     let threads = args.threads.unwrap_or_else(available_cores).max(1);
+    // The generator opens as many sockets as the broker accepts: without this, each doubling
+    // of its descriptor table stalls it too (the `fd_table` module explains why).
+    crate::fd_table::grow();
     // On one core (`taskset -c 1 midge bench ...`, as scripts/bench-compare runs it) one
     // thread runs everything: a second would only take turns with it, and every hand-over
     // between them is a futex call and a context switch.
