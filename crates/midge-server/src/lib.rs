@@ -17,6 +17,7 @@
 //! - [`security`]: the password file (checked at CONNECT, off the network threads) and the ACL
 //!   file (installed in the core).
 
+mod accept_spin;
 pub mod bridge;
 pub mod config;
 mod connection;

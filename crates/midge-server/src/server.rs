@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::accept_spin::AcceptSpin;
 use crate::bridge::BridgePlan;
 use crate::connection::{self, Admission, Username};
 use crate::limits::{ConnectionCounters, LogThrottle, OpenCount, OpenSlot, RateLimit};
@@ -604,9 +605,10 @@ async fn accept_loop(
     // For the log line of each connection: asked once, not per accept.
     let port = listener.port();
     let mut nodelay = NoDelay::new(&listener, spec.tcp_nodelay);
+    let mut spin = AcceptSpin::new(tokio::runtime::Handle::current().metrics().num_workers());
     loop {
         tokio::select! {
-            accepted = accept(&listener, &mut nodelay) => match accepted {
+            accepted = accept(&listener, &mut nodelay, &mut spin) => match accepted {
                 Ok(stream) => {
                     ConnectionCounters::bump(&counters.accepted);
                     let peer = stream.peer();
@@ -708,15 +710,48 @@ impl Accepted {
     }
 }
 
-async fn accept(listener: &Bound, nodelay: &mut NoDelay) -> std::io::Result<Accepted> {
-    match listener {
-        Bound::Tcp(listener) => {
-            let (stream, peer) = listener.accept().await?;
-            nodelay.apply(&stream);
-            Ok(Accepted::Tcp(stream, peer))
+/// The next connection: while `spin` is active, looked for between yields to the runtime (see
+/// the `accept_spin` module); otherwise waited for.
+async fn accept(listener: &Bound, nodelay: &mut NoDelay, spin: &mut AcceptSpin) -> std::io::Result<Accepted> {
+    let accepted = loop {
+        if !spin.active() {
+            break match listener {
+                Bound::Tcp(listener) => listener
+                    .accept()
+                    .await
+                    .map(|(stream, peer)| Accepted::Tcp(stream, peer)),
+                Bound::Unix(listener) => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
+            };
         }
-        Bound::Unix(listener) => Ok(Accepted::Unix(listener.accept().await?.0)),
+        if let Some(accepted) = try_accept(listener).await {
+            break accepted;
+        }
+        tokio::task::yield_now().await;
+    }?;
+    if let Accepted::Tcp(stream, _) = &accepted {
+        nodelay.apply(stream);
     }
+    spin.accepted();
+    Ok(accepted)
+}
+
+/// One accept without waiting: `None` when no connection is queued.
+async fn try_accept(listener: &Bound) -> Option<std::io::Result<Accepted>> {
+    std::future::poll_fn(|cx| {
+        let polled = match listener {
+            Bound::Tcp(listener) => listener
+                .poll_accept(cx)
+                .map_ok(|(stream, peer)| Accepted::Tcp(stream, peer)),
+            Bound::Unix(listener) => listener
+                .poll_accept(cx)
+                .map_ok(|(stream, _)| Accepted::Unix(stream)),
+        };
+        std::task::Poll::Ready(match polled {
+            std::task::Poll::Ready(result) => Some(result),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// `set_tcp_nodelay` for the connections of one listener. Linux gives an accepted socket the
@@ -797,9 +832,38 @@ mod tests {
         let addr = tcp.local_addr().expect("local address");
         let mut state = nodelay.unwrap_or_else(|| NoDelay::new(&listener, wanted));
         let _client = TcpStream::connect(addr).await.expect("connect");
-        match accept(&listener, &mut state).await.expect("accept") {
+        match accept(&listener, &mut state, &mut AcceptSpin::new(1))
+            .await
+            .expect("accept")
+        {
             Accepted::Tcp(stream, _) => (stream.nodelay().expect("getsockopt"), state),
             Accepted::Unix(_) => unreachable!(),
+        }
+    }
+
+    /// Connections that come while the loop spins after an accept are taken between its yields,
+    /// each with its own peer, and the spin goes on from the newest.
+    #[tokio::test]
+    async fn connections_that_come_while_the_loop_spins_are_accepted() {
+        let listener = Bound::Tcp(bind_one("127.0.0.1:0".parse().expect("address"), None).expect("bind"));
+        let Bound::Tcp(tcp) = &listener else {
+            unreachable!()
+        };
+        let addr = tcp.local_addr().expect("local address");
+        let mut state = NoDelay::new(&listener, true);
+        // A window no test machine outlasts: every accept after the first is found by the spin.
+        let mut spin = AcceptSpin::with_window(Duration::from_secs(30));
+        let mut clients = Vec::new();
+        let mut peers = Vec::new();
+        for round in 0..3 {
+            let client = TcpStream::connect(addr).await.expect("connect");
+            peers.push(client.local_addr().expect("client address"));
+            clients.push(client);
+            assert_eq!(spin.active(), round > 0, "round {round}");
+            match accept(&listener, &mut state, &mut spin).await.expect("accept") {
+                Accepted::Tcp(_, peer) => assert_eq!(peer, peers[round]),
+                Accepted::Unix(_) => unreachable!(),
+            }
         }
     }
 

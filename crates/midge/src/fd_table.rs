@@ -1,13 +1,12 @@
-//! The process's file descriptor table, grown once at start-up, before any thread exists.
+//! The process's file descriptor table, grown once at start-up, before any client is served.
 //!
 //! Linux doubles a process's descriptor table whenever a new descriptor does not fit (64, 128,
 //! … slots). In a process with more than one thread every doubling waits for an RCU grace
 //! period (`expand_fdtable` calls `synchronize_rcu`), 5–20 ms on a busy or virtual machine,
 //! and the thread that called `accept` sleeps all that time: with one worker thread, the whole
-//! broker stops. A burst of 5,000 connections crosses seven doublings; measured on the
-//! benchmark machine, they were a fifth of the time the burst took (docs/performance.md,
-//! "Connection rate"). Grown while the process has one thread, the table costs no grace
-//! period, and no later descriptor up to its size waits for one.
+//! broker stops. A burst of 5,000 connections crosses seven doublings (docs/performance.md,
+//! "Connection rate"). Grown at start-up, the table costs at most one grace period, before
+//! anyone connects, and no later descriptor up to its size waits for one.
 //!
 //! The table is sized to the soft `RLIMIT_NOFILE` (no descriptor beyond it can be opened),
 //! at most [`MOST_SLOTS`]; it never shrinks, and costs the kernel 8 bytes a slot (512 KiB at

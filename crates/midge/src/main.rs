@@ -99,7 +99,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
         // Before any thread exists: fork only copies the calling thread.
         nix::unistd::daemon(true, false).context("cannot daemonize")?;
     }
-    // Before the runtime's threads exist, when growing the table costs no grace period.
+    // Before any client connects: each later growth would stall the thread accepting them.
     if let Some(slots) = fd_table::grow() {
         tracing::debug!("descriptor table grown to {slots} slots");
     }
