@@ -584,6 +584,7 @@ async fn admit<S: Transport>(
     if !is_held(&out, &durable) {
         let _ = write_some(stream, &mut out, stats);
     }
+    stream.handshake_over();
     let client_id = connection.client_id();
     // The user name in force: CONNECT's, or the one enhanced authentication proved.
     let username = connection.username();

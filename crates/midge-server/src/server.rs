@@ -552,6 +552,12 @@ fn bind_one(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpLis
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
+    // Accepted sockets inherit delayed acknowledgements: the client speaks first (CONNECT, a TLS
+    // ClientHello, an HTTP upgrade), and its first bytes are acknowledged by the reply (the
+    // CONNACK) instead of a packet of their own, one packet less per connection (as HAProxy's
+    // `tcp-smart-accept`). After the CONNACK the connection goes back to the kernel's usual
+    // acknowledgements (`Transport::handshake_over`). Best effort: nothing depends on it.
+    let _ = rustix::net::sockopt::set_tcp_quickack(&socket, false);
     TcpListener::from_std(socket.into())
 }
 
@@ -839,6 +845,36 @@ mod tests {
             Accepted::Tcp(stream, _) => (stream.nodelay().expect("getsockopt"), state),
             Accepted::Unix(_) => unreachable!(),
         }
+    }
+
+    /// The client speaks first, so its first bytes are acknowledged by the broker's reply, not
+    /// by a packet of their own (the kernel's "ping-pong" mode, which `TCP_QUICKACK` reads
+    /// back as off); once the CONNACK is out the socket acknowledges as usual again.
+    #[tokio::test]
+    async fn accepted_sockets_delay_acknowledgements_until_the_handshake_is_over() {
+        use crate::transport::Transport;
+        let listener = Bound::Tcp(bind_one("127.0.0.1:0".parse().expect("address"), None).expect("bind"));
+        let Bound::Tcp(tcp) = &listener else {
+            unreachable!()
+        };
+        let addr = tcp.local_addr().expect("local address");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let mut state = NoDelay::new(&listener, true);
+        let Accepted::Tcp(stream, _) = accept(&listener, &mut state, &mut AcceptSpin::new(1))
+            .await
+            .expect("accept")
+        else {
+            unreachable!()
+        };
+        assert!(
+            !rustix::net::sockopt::tcp_quickack(&stream).expect("getsockopt"),
+            "delayed at first"
+        );
+        stream.handshake_over();
+        assert!(
+            rustix::net::sockopt::tcp_quickack(&stream).expect("getsockopt"),
+            "usual after the CONNACK"
+        );
     }
 
     /// Connections that come while the loop spins after an accept are taken between its yields,

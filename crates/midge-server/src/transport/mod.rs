@@ -61,6 +61,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
             None => Ok(0),
         }
     }
+    /// The MQTT handshake is over (the CONNACK is written): a TCP socket, accepted with
+    /// delayed acknowledgements so that the CONNACK carries the CONNECT's (see
+    /// `server::bind_one`), goes back to the kernel's usual acknowledgements, which keep the
+    /// latency of what follows low.
+    fn handshake_over(&self) {}
     /// Whether an idle connection on this transport can be parked (`parking.rs`): only a
     /// plain socket, whose whole state is in the kernel, can.
     const PARKABLE: bool = false;
@@ -99,9 +104,12 @@ pub(crate) enum Unparkable<S> {
 }
 
 macro_rules! socket_transport {
-    ($socket:ty, $parked:ident) => {
+    ($socket:ty, $parked:ident, $handshake_over:expr) => {
         impl Transport for $socket {
             const PARKABLE: bool = true;
+            fn handshake_over(&self) {
+                $handshake_over(self)
+            }
             fn into_parked(self) -> Result<ParkedSocket, Unparkable<Self>> {
                 self.into_std()
                     .map(ParkedSocket::$parked)
@@ -135,5 +143,11 @@ macro_rules! socket_transport {
     };
 }
 
-socket_transport!(TcpStream, Tcp);
-socket_transport!(UnixStream, Unix);
+socket_transport!(TcpStream, Tcp, acknowledge_promptly);
+socket_transport!(UnixStream, Unix, |_: &UnixStream| {});
+
+/// Takes a TCP socket out of delayed acknowledgements (`TCP_QUICKACK` on: the kernel leaves
+/// its "ping-pong" mode and acknowledges as it usually does). Best effort.
+pub(crate) fn acknowledge_promptly(socket: &TcpStream) {
+    let _ = rustix::net::sockopt::set_tcp_quickack(socket, true);
+}

@@ -182,6 +182,10 @@ fn process(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<()> {
 }
 
 impl Transport for TlsStream {
+    fn handshake_over(&self) {
+        super::acknowledge_promptly(&self.tcp);
+    }
+
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
         self.ready_inner(interest)
     }

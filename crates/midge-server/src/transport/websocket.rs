@@ -253,6 +253,10 @@ fn to_io(error: tungstenite::Error) -> io::Error {
 }
 
 impl<T: Transport> Transport for WebSocketStream<T> {
+    fn handshake_over(&self) {
+        self.inner.handshake_over();
+    }
+
     async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.ready_inner(interest).await
     }
