@@ -14,6 +14,8 @@
 //! A subscriber that stops taking messages altogether must not stall anyone: a queue from which
 //! nothing was taken for [`STALLED_AFTER`] is *stalled* and exerts no pressure until it drains
 //! again; meanwhile the queue limits drop its messages and count them, as without flow control.
+//! Not while the subscriber's connection has a wake it has not run yet (the broker is behind,
+//! not the client): such a queue stalls only after [`STALLED_AFTER_BUSY`].
 //! So a stalled subscriber holds its publishers once, for that long. Offline sessions never
 //! exert pressure: their queue limits decide alone; nor do the sessions of clients that are
 //! attached but said they take nothing for now (an MQTT-SN client asleep,
@@ -35,6 +37,18 @@ use crate::session::{Session, SessionCell};
 /// 250 ms was tried: two stalled subscribers then held a flat-out publisher to a tenth of its
 /// rate for half a second (`tests/robustness.rs`).
 pub const STALLED_AFTER: Duration = Duration::from_millis(100);
+
+/// How long a congested queue may go without a message taken from it while its subscriber's
+/// connection has a wake it has not run yet ([`Link::wake_pending`]). That wait is the broker's
+/// (a thread busy with a thousand other subscribers), not the client's, and counting such a
+/// subscriber as stalled after [`STALLED_AFTER`] dropped its messages (`fanout` to 1,000
+/// subscribers, QoS 1, in docs/performance.md); past this, a subscriber counts as stalled
+/// whatever the reason, so that a connection that never runs cannot hold its publishers.
+pub const STALLED_AFTER_BUSY: Duration = Duration::from_secs(1);
+
+/// How soon a publisher held by a queue whose subscriber the broker has not run yet looks
+/// again (instead of at once, which with one thread would keep that subscriber from running).
+const RECHECK_BUSY: Duration = Duration::from_millis(10);
 
 /// Queue length and bytes at which a queue starts to hold its publishers: half what the queue
 /// limits allow, and at most [`PRESSURE_MESSAGES`] and [`PRESSURE_BYTES`].
@@ -101,16 +115,24 @@ impl Session {
             return false;
         }
         let since = *self.pressure.last_progress.get_or_insert(now);
-        if now.saturating_duration_since(since) >= STALLED_AFTER {
+        let waited = now.saturating_duration_since(since);
+        if waited >= STALLED_AFTER && !(waited < STALLED_AFTER_BUSY && self.broker_behind()) {
             self.pressure.stalled = true;
             return false;
         }
         true
     }
 
-    /// When this congested queue will count as stalled if nothing is taken from it.
+    /// Whether the subscriber's connection was woken and has not run since.
+    fn broker_behind(&self) -> bool {
+        self.link.as_ref().is_some_and(|link| link.wake_pending())
+    }
+
+    /// When to look again at this congested queue if nobody wakes its publishers: when it will
+    /// count as stalled, or, past that while the broker has not run its subscriber, shortly.
     fn stalls_at(&self, now: Instant) -> Instant {
-        self.pressure.last_progress.unwrap_or(now) + STALLED_AFTER
+        let at = self.pressure.last_progress.unwrap_or(now) + STALLED_AFTER;
+        if at <= now { now + RECHECK_BUSY } else { at }
     }
 
     /// A delivery was queued: the clock for stalling starts if the queue was empty.

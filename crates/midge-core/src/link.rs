@@ -21,4 +21,10 @@ pub trait Link: Send + Sync + std::fmt::Debug {
     /// clock, such as the keep-alive deadline: one pass over every client instead of a timer
     /// in each.
     fn tick(&self, _now: Instant) {}
+    /// Whether the connection was woken and has not run since: what it has not taken from its
+    /// queue then waits for the broker (a busy thread), not for the client. Flow control does
+    /// not take such a subscriber for stalled (`backpressure.rs`).
+    fn wake_pending(&self) -> bool {
+        false
+    }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use midge_codec::{Connect, QoS};
-use midge_core::backpressure::STALLED_AFTER;
+use midge_core::backpressure::{STALLED_AFTER, STALLED_AFTER_BUSY};
 use midge_core::{BrokerConfig, DropReason};
 use support::{V5, V311, broker, connect, connect_with, puback, publish, publishes, subscribe};
 
@@ -164,6 +164,51 @@ fn a_stalled_subscriber_holds_its_publisher_once_and_then_drops_counted() {
     assert!(
         publisher.connection.read_paused(later).is_some(),
         "pressure again after draining"
+    );
+}
+
+/// A subscriber whose connection was woken and has not run since waits for the broker, not
+/// for its client: it is not taken for stalled after `STALLED_AFTER` (its messages would be
+/// dropped), only after `STALLED_AFTER_BUSY`; meanwhile the publisher is looked at again
+/// shortly, never at once.
+#[test]
+fn a_subscriber_the_broker_has_not_run_yet_is_not_taken_for_stalled() {
+    let broker = broker(config());
+    let now = Instant::now();
+    let mut busy = connect(&broker, V311, "busy", now);
+    busy.send(subscribe(&[("t", QoS::AtLeastOnce)], 1), now);
+    let mut publisher = connect(&broker, V5, "publisher", now);
+    for id in 1..=5 {
+        publisher.send(publish("t", "m", QoS::AtLeastOnce, id), now);
+    }
+    busy.link.pending.store(true, Ordering::Relaxed);
+    let later = now + STALLED_AFTER;
+    let again = publisher
+        .connection
+        .read_paused(later)
+        .expect("still held: the wait is the broker's");
+    assert!(again > later, "looked at again later, not at once");
+    assert!(
+        again <= later + Duration::from_millis(50),
+        "and soon: {:?}",
+        again - later
+    );
+    assert_eq!(broker.stats().dropped_count(DropReason::QueueFull), 0);
+
+    // A connection that never runs holds nobody for ever.
+    assert_eq!(publisher.connection.read_paused(now + STALLED_AFTER_BUSY), None);
+
+    // Once its connection has run and still took nothing, the usual rule applies at once.
+    let mut fresh = connect(&broker, V311, "fresh", now);
+    fresh.send(subscribe(&[("u", QoS::AtLeastOnce)], 1), now);
+    for id in 1..=5 {
+        publisher.send(publish("u", "m", QoS::AtLeastOnce, 100 + id), now);
+    }
+    assert!(publisher.connection.read_paused(now).is_some());
+    assert_eq!(
+        publisher.connection.read_paused(later),
+        None,
+        "stalled: its connection ran"
     );
 }
 

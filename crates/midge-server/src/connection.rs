@@ -149,6 +149,10 @@ impl Link for ConnectionLink {
         self.signal();
     }
 
+    fn wake_pending(&self) -> bool {
+        self.signalled.load(Ordering::Acquire)
+    }
+
     fn close(&self, reason: ReasonCode) {
         *self.close.lock() = Some(reason);
         self.signal();

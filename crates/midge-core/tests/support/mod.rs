@@ -5,7 +5,7 @@
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,11 +23,16 @@ pub const V5: ProtocolVersion = ProtocolVersion::V5;
 pub struct TestLink {
     pub wakes: AtomicUsize,
     pub closed: Mutex<Option<ReasonCode>>,
+    /// What `wake_pending` says: the test plays a runtime that has not run the connection yet.
+    pub pending: AtomicBool,
 }
 
 impl Link for TestLink {
     fn wake(&self) {
         self.wakes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn wake_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
     }
     fn close(&self, reason: ReasonCode) {
         *self.closed.lock() = Some(reason);
