@@ -828,14 +828,17 @@ async fn tick_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 mod tests {
     use super::*;
 
+    /// A listener bound as the broker binds its own, on a free loopback port, and its address.
+    fn loopback_listener() -> (Bound, SocketAddr) {
+        let listener = bind_one("127.0.0.1:0".parse().expect("address"), None).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        (Bound::Tcp(listener), addr)
+    }
+
     /// Accepts one connection on a fresh loopback listener with `set_tcp_nodelay` as given;
     /// returns whether the accepted socket has `TCP_NODELAY`, and what the listener learnt.
     async fn accept_one(wanted: bool, nodelay: Option<NoDelay>) -> (bool, NoDelay) {
-        let listener = Bound::Tcp(bind_one("127.0.0.1:0".parse().expect("address"), None).expect("bind"));
-        let Bound::Tcp(tcp) = &listener else {
-            unreachable!()
-        };
-        let addr = tcp.local_addr().expect("local address");
+        let (listener, addr) = loopback_listener();
         let mut state = nodelay.unwrap_or_else(|| NoDelay::new(&listener, wanted));
         let _client = TcpStream::connect(addr).await.expect("connect");
         match accept(&listener, &mut state, &mut AcceptSpin::new(1))
@@ -853,11 +856,7 @@ mod tests {
     #[tokio::test]
     async fn accepted_sockets_delay_acknowledgements_until_the_handshake_is_over() {
         use crate::transport::Transport;
-        let listener = Bound::Tcp(bind_one("127.0.0.1:0".parse().expect("address"), None).expect("bind"));
-        let Bound::Tcp(tcp) = &listener else {
-            unreachable!()
-        };
-        let addr = tcp.local_addr().expect("local address");
+        let (listener, addr) = loopback_listener();
         let _client = TcpStream::connect(addr).await.expect("connect");
         let mut state = NoDelay::new(&listener, true);
         let Accepted::Tcp(stream, _) = accept(&listener, &mut state, &mut AcceptSpin::new(1))
@@ -881,11 +880,7 @@ mod tests {
     /// each with its own peer, and the spin goes on from the newest.
     #[tokio::test]
     async fn connections_that_come_while_the_loop_spins_are_accepted() {
-        let listener = Bound::Tcp(bind_one("127.0.0.1:0".parse().expect("address"), None).expect("bind"));
-        let Bound::Tcp(tcp) = &listener else {
-            unreachable!()
-        };
-        let addr = tcp.local_addr().expect("local address");
+        let (listener, addr) = loopback_listener();
         let mut state = NoDelay::new(&listener, true);
         // A window no test machine outlasts: every accept after the first is found by the spin.
         let mut spin = AcceptSpin::with_window(Duration::from_secs(30));
