@@ -671,6 +671,23 @@ impl Broker {
         }
     }
 
+    /// Tells `observer` of every change to this node's route set from now on (a filter's first
+    /// subscription here, its last one gone; see [`crate::routes`]) and returns the set as it
+    /// is now.
+    pub fn observe_routes(&self, observer: Arc<dyn crate::routes::RouteObserver>) -> Vec<String> {
+        self.index.write().observe_routes(observer)
+    }
+
+    /// Delivers a message another node forwarded to the sessions here that match it. Nothing
+    /// is kept (the retained copy travels on its own), and access to publish was decided
+    /// where it was published; each receiver's access to read is decided here. Sessions
+    /// subscribed with No Local are spared if `message.publisher` names them, as the
+    /// cluster's own session is. Returns where it went, with the journal write to wait for
+    /// before acknowledging it.
+    pub fn publish_forwarded(&self, message: Arc<Message>, now: Instant) -> Routed {
+        self.publish(message, Keep::Nothing, now)
+    }
+
     /// Tells every connected client's connection to close with `reason` (a shutdown). Each
     /// connection sends its MQTT 5 clients a DISCONNECT with it; no will is published.
     pub fn close_all(&self, reason: ReasonCode) {

@@ -20,6 +20,7 @@
 //!   with the methods the runtime supplies.
 //! - `persist`: what is written to the journal when persistence is on, and the rebuild
 //!   from the store at startup.
+//! - [`routes`]: this node's route set (filters with a subscriber here), for a cluster.
 //! - [`backpressure`]: flow control from congested subscriber queues back to publishers.
 //! - [`config`], [`stats`]: limits in force and counters.
 //! - [`admin`]: what the management interface reads and does (sessions, retained messages,
@@ -45,6 +46,7 @@ mod persist;
 mod problem;
 mod ratelimit;
 mod retained;
+pub mod routes;
 mod session;
 pub mod stats;
 pub mod topic_alias;
@@ -53,7 +55,7 @@ pub mod topic_index;
 pub use access::{Access, AccessControl, Credentials, Identity};
 pub use admin::{SessionInfo, TopicActivity, TopicReport};
 pub use auth::{Admitted, AuthExchange, AuthMethods, AuthStep, Handshake};
-pub use broker::{Broker, Census, Refusal};
+pub use broker::{Broker, Census, Refusal, Routed};
 pub use config::{BrokerConfig, ClientRules, Redirect};
 pub use connection::{After, Connection};
 pub use link::Link;

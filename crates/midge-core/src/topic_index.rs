@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use midge_codec::{SubscriptionId, SubscriptionOptions, TopicFilter};
 
+use crate::routes::{RouteCounts, RouteObserver, is_internal};
 use crate::session::SessionCell;
 
 /// One session's subscription as the index holds it.
@@ -170,6 +171,8 @@ pub struct Matches {
 pub struct TopicIndex {
     root: Node,
     count: usize,
+    /// Per-filter counts for a cluster's route set, once someone observes them.
+    routes: Option<RouteCounts>,
 }
 
 /// A filter split into its group (for shared subscriptions) and levels.
@@ -195,9 +198,15 @@ impl TopicIndex {
             node = node.child_mut(level);
         }
         let slot = slot.unwrap_or(&mut node.exact);
+        let internal = is_internal(&subscriber.session.client_id);
         let replaced = slot.insert(group, subscriber);
         if !replaced {
             self.count += 1;
+            if let Some(routes) = &mut self.routes
+                && !internal
+            {
+                routes.add(inner);
+            }
         }
         replaced
     }
@@ -209,8 +218,24 @@ impl TopicIndex {
         let removed = remove_at(&mut self.root, &levels, group, session);
         if removed {
             self.count -= 1;
+            if let Some(routes) = &mut self.routes
+                && !is_internal(&session.client_id)
+            {
+                routes.remove(inner);
+            }
         }
         removed
+    }
+
+    /// Tells `observer` of every route change from now on, and returns the filters that have
+    /// a subscription now (internal sessions' not counted).
+    pub fn observe_routes(&mut self, observer: Arc<dyn RouteObserver>) -> Vec<String> {
+        let mut routes = RouteCounts::new(observer);
+        let mut path = String::new();
+        count_routes(&self.root, &mut path, &mut routes);
+        let filters = routes.filters();
+        self.routes = Some(routes);
+        filters
     }
 
     /// How many subscriptions the index holds.
@@ -253,6 +278,42 @@ fn collect(node: &Node, rest: Option<&str>, first: bool, dollar: bool, out: &mut
     if let Some(child) = node.literal.get(level) {
         collect(child, below, false, dollar, out);
     }
+}
+
+/// Counts every non-internal subscription under `node`, whose filter levels so far are
+/// `path` (empty at the root; otherwise ending with `/`).
+fn count_routes(node: &Node, path: &mut String, routes: &mut RouteCounts) {
+    let filter_here = path.strip_suffix('/').unwrap_or(path);
+    for subscriber in slot_members(&node.exact) {
+        if !is_internal(&subscriber.session.client_id) {
+            routes.count(filter_here);
+        }
+    }
+    let hash = format!("{path}#");
+    for subscriber in slot_members(&node.hash) {
+        if !is_internal(&subscriber.session.client_id) {
+            routes.count(&hash);
+        }
+    }
+    let len = path.len();
+    for (level, child) in &node.literal {
+        path.push_str(level);
+        path.push('/');
+        count_routes(child, path, routes);
+        path.truncate(len);
+    }
+    if let Some(plus) = &node.plus {
+        path.push_str("+/");
+        count_routes(plus, path, routes);
+        path.truncate(len);
+    }
+}
+
+/// Every subscription in a slot, shared groups' members included.
+fn slot_members(slot: &Slot) -> impl Iterator<Item = &Subscriber> {
+    slot.plain
+        .iter()
+        .chain(slot.shared.iter().flat_map(|group| group.members.iter()))
 }
 
 fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, session: &Arc<SessionCell>) -> bool {
@@ -312,6 +373,44 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[derive(Debug, Default)]
+    struct Heard(parking_lot::Mutex<Vec<String>>);
+
+    impl RouteObserver for Heard {
+        fn route_added(&self, filter: &str) {
+            self.0.lock().push(format!("+{filter}"));
+        }
+
+        fn route_removed(&self, filter: &str) {
+            self.0.lock().push(format!("-{filter}"));
+        }
+    }
+
+    /// A cluster hears of a filter's first subscriber and its last one gone, not of those in
+    /// between; shared subscriptions count as their filter; internal sessions do not count.
+    #[test]
+    fn route_observers_hear_first_and_last_subscriptions_only() {
+        let mut index = TopicIndex::default();
+        let (a, b, internal) = (session("a"), session("b"), session("\0cluster"));
+        index.subscribe(&filter("x/#"), sub(&a));
+        index.subscribe(&filter("$share/g/y/+"), sub(&b));
+        let heard = Arc::new(Heard::default());
+        let mut now = index.observe_routes(heard.clone());
+        now.sort();
+        assert_eq!(now, ["x/#", "y/+"]);
+
+        index.subscribe(&filter("x/#"), sub(&b));
+        index.subscribe(&filter("x/#"), sub(&b));
+        index.subscribe(&filter("z"), sub(&internal));
+        index.subscribe(&filter("$share/h/z"), sub(&a));
+        index.unsubscribe(&filter("x/#"), &a);
+        index.unsubscribe(&filter("x/#"), &b);
+        index.unsubscribe(&filter("$share/h/z"), &a);
+        index.unsubscribe(&filter("z"), &internal);
+        index.unsubscribe(&filter("nothing"), &a);
+        assert_eq!(*heard.0.lock(), ["+z", "-x/#", "-z"]);
     }
 
     /// The specification's matching rule, written as plainly as possible (§4.7).

@@ -1,0 +1,82 @@
+//! This node's route set, for a cluster: the filters that have at least one subscriber here,
+//! told to a [`RouteObserver`] as they come and go (a filter's first subscription, its last
+//! one gone), so that other nodes forward only what someone here wants.
+//!
+//! Counted under the subscription index's write lock, in step with every change to it, so the
+//! observer sees the changes in the order they happened. Nothing is counted on the publish
+//! path, and nothing at all until an observer is installed ([`crate::Broker::observe_routes`]).
+//!
+//! A shared subscription counts as its inner filter (`$share/g/a/#` as `a/#`): the message
+//! reaches each node with a member, and each node picks one of its own members. Subscriptions
+//! of internal sessions ([`is_internal`], the cluster's own) are not routes.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// Client identifiers that begin with this character belong to the broker's own sessions
+/// (the cluster's). No client can present one: MQTT strings may not contain U+0000
+/// [MQTT-1.5.4-2].
+pub const INTERNAL_CLIENT_PREFIX: char = '\0';
+
+/// Whether `client_id` names one of the broker's own sessions.
+pub fn is_internal(client_id: &str) -> bool {
+    client_id.starts_with(INTERNAL_CLIENT_PREFIX)
+}
+
+/// Told of this node's route changes. Called with the subscription index locked: it must
+/// only record the change (and wake whoever handles it), never block or call the broker.
+pub trait RouteObserver: Send + Sync + Debug {
+    /// `filter` got its first subscription on this node.
+    fn route_added(&self, filter: &str);
+    /// `filter` lost its last subscription on this node.
+    fn route_removed(&self, filter: &str);
+}
+
+/// How many subscriptions each filter has here, and who hears of a change.
+#[derive(Debug)]
+pub(crate) struct RouteCounts {
+    counts: HashMap<Box<str>, u32>,
+    observer: Arc<dyn RouteObserver>,
+}
+
+impl RouteCounts {
+    pub(crate) fn new(observer: Arc<dyn RouteObserver>) -> Self {
+        Self {
+            counts: HashMap::new(),
+            observer,
+        }
+    }
+
+    /// One more subscription to `filter`, quietly (for the count made when the observer is
+    /// installed).
+    pub(crate) fn count(&mut self, filter: &str) {
+        *self.counts.entry(filter.into()).or_default() += 1;
+    }
+
+    /// One more subscription to `filter`.
+    pub(crate) fn add(&mut self, filter: &str) {
+        let count = self.counts.entry(filter.into()).or_default();
+        *count += 1;
+        if *count == 1 {
+            self.observer.route_added(filter);
+        }
+    }
+
+    /// One subscription fewer to `filter`.
+    pub(crate) fn remove(&mut self, filter: &str) {
+        let Some(count) = self.counts.get_mut(filter) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.counts.remove(filter);
+            self.observer.route_removed(filter);
+        }
+    }
+
+    /// Every filter with a subscription.
+    pub(crate) fn filters(&self) -> Vec<String> {
+        self.counts.keys().map(|filter| filter.to_string()).collect()
+    }
+}
