@@ -19,6 +19,7 @@
 
 mod accept_spin;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod http;

@@ -137,6 +137,7 @@ pub struct Server {
     bridges: Vec<BridgePlan>,
     /// `http_listener`: the HTTP API, metrics and web view, bound.
     http: Option<crate::http::HttpServer>,
+    cluster: Option<midge_cluster::ClusterConfig>,
 }
 
 /// The listeners' sockets, bound and not yet accepting.
@@ -212,6 +213,7 @@ impl Server {
             sys_interval: None,
             bridges: Vec::new(),
             http: None,
+            cluster: None,
         }
     }
 
@@ -258,6 +260,12 @@ impl Server {
         self
     }
 
+    /// Joins this node to a cluster (`cluster_name`; `None`: a single node, the default).
+    pub fn with_cluster(mut self, cluster: Option<midge_cluster::ClusterConfig>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
     /// Serves the HTTP API, metrics and web view on `http` (bound already).
     pub fn with_http(mut self, http: Option<crate::http::HttpServer>) -> Self {
         self.http = http;
@@ -297,7 +305,11 @@ impl Server {
             max: self.global_max_connections,
             counters: self.counters.clone(),
         };
-        // Bridges first: their sessions must exist before the first client publishes.
+        // The cluster and bridges first: their sessions must exist before the first client
+        // publishes.
+        let cluster = self
+            .cluster
+            .map(|config| crate::cluster::start(config, &self.broker, &stop_rx, &mut tasks));
         let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
         let infos = listener_infos(&self.listeners);
         for (listener, spec, index, open) in self.listeners {
@@ -347,8 +359,11 @@ impl Server {
             tasks.spawn(crate::sys::run(
                 self.broker.clone(),
                 self.counters.clone(),
-                bridges,
-                sn_counters,
+                crate::sys::Parts {
+                    bridges,
+                    sn_counters,
+                    cluster,
+                },
                 interval,
                 format!("midge version {}", env!("CARGO_PKG_VERSION")),
                 stop_rx.clone(),

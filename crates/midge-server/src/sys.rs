@@ -36,15 +36,15 @@ const PERIODS: [(u32, &str); 3] = [(1, "1min"), (5, "5min"), (15, "15min")];
 pub(crate) async fn run(
     broker: Arc<Broker>,
     counters: Arc<ConnectionCounters>,
-    bridges: Vec<Arc<BridgeStatus>>,
-    sn_counters: Option<Arc<SnCounters>>,
+    parts: Parts,
     interval: Duration,
     version: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tree = SysTree::new(broker, counters, version);
-    tree.bridges = bridges;
-    tree.sn_counters = sn_counters;
+    tree.bridges = parts.bridges;
+    tree.sn_counters = parts.sn_counters;
+    tree.cluster = parts.cluster;
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -53,6 +53,16 @@ pub(crate) async fn run(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// What runs beside the broker and reports in the tree.
+pub(crate) struct Parts {
+    /// The bridges (`$SYS/broker/connection/NAME/...`).
+    pub(crate) bridges: Vec<Arc<BridgeStatus>>,
+    /// The MQTT-SN gateways' counters, when there is an MQTT-SN listener.
+    pub(crate) sn_counters: Option<Arc<SnCounters>>,
+    /// The cluster this node is in (`$SYS/broker/cluster/...`).
+    pub(crate) cluster: Option<Arc<dyn midge_cluster::Cluster>>,
 }
 
 /// A counter whose load averages are published.
@@ -74,6 +84,8 @@ struct SysTree {
     bridges: Vec<Arc<BridgeStatus>>,
     /// The MQTT-SN gateways' counters, when there is an MQTT-SN listener.
     sn_counters: Option<Arc<SnCounters>>,
+    /// The cluster this node is in, if any.
+    cluster: Option<Arc<dyn midge_cluster::Cluster>>,
 }
 
 impl SysTree {
@@ -107,6 +119,7 @@ impl SysTree {
             max_clients: 0,
             bridges: Vec::new(),
             sn_counters: None,
+            cluster: None,
         }
     }
 
@@ -229,6 +242,24 @@ impl SysTree {
         if let Some(counters) = self.sn_counters.clone() {
             for (name, value) in counters.named() {
                 self.publish(&format!("mqttsn/{name}"), value.to_string(), false);
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            let status = cluster.status();
+            let up = status.nodes.iter().filter(|node| node.up).count();
+            let values = [
+                ("cluster/connected", u64::from(status.connected)),
+                ("cluster/nodes/up", up as u64),
+                ("cluster/nodes/down", (status.nodes.len() - up) as u64),
+                ("cluster/messages/forwarded/out", status.forwarded_out),
+                ("cluster/messages/forwarded/in", status.forwarded_in),
+                ("cluster/messages/resent", status.resent),
+                ("cluster/messages/dropped", status.given_up),
+                ("cluster/frames/invalid", status.bad_frames),
+                ("cluster/routes/written", status.route_writes),
+            ];
+            for (name, value) in values {
+                self.publish(name, value.to_string(), false);
             }
         }
 

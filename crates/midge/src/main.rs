@@ -137,7 +137,8 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             .with_auth_methods(settings.auth_methods)
             .with_global_max_connections(settings.global_max_connections)
             .with_sys_interval(settings.sys_interval)
-            .with_bridges(settings.bridges);
+            .with_bridges(settings.bridges)
+            .with_cluster(settings.cluster);
         // As in Mosquitto, the pid file is written by the user the broker runs as, who must be
         // able to remove it at exit.
         pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;

@@ -54,6 +54,8 @@ pub(crate) struct Settings {
     pub(crate) bridges: Vec<midge_server::bridge::BridgePlan>,
     /// `http_listener`: the HTTP API, metrics and web view, to bind.
     pub(crate) http: Option<HttpSpec>,
+    /// `cluster_name` and the rest: the cluster this broker is a node of.
+    pub(crate) cluster: Option<midge_cluster::ClusterConfig>,
     /// Lines to log as warnings once logging is set up.
     pub(crate) warnings: Vec<String>,
 }
@@ -268,8 +270,22 @@ pub(crate) fn from_config(config: &Config) -> anyhow::Result<Settings> {
         persistence: config.persistence.enabled.then(|| config.persistence.clone()),
         bridges,
         http,
+        cluster: cluster_config(config),
         warnings,
     })
+}
+
+/// The cluster settings, with the supervised NATS server's store beside the persistence
+/// files unless `cluster_nats_store` says where.
+fn cluster_config(config: &Config) -> Option<midge_cluster::ClusterConfig> {
+    let mut cluster = config.cluster.clone()?;
+    if let Some(server) = &mut cluster.nats_server
+        && server.store.is_none()
+    {
+        let location = config.persistence.location.as_deref();
+        server.store = Some(midge_cluster::supervisor::store_dir(server, location));
+    }
+    Some(cluster)
 }
 
 /// The enhanced authentication methods of a `scram_file` (`None`: no file), each file read

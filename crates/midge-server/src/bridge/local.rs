@@ -57,6 +57,8 @@ pub(crate) struct Local {
     out: Outbox,
     decoder: Decoder,
     durable: Option<watch::Receiver<u64>>,
+    /// QoS 1 and 2 messages the broker may have in flight to the session at once.
+    window: u16,
 }
 
 impl Local {
@@ -72,7 +74,15 @@ impl Local {
             out: Outbox::new(ProtocolVersion::V5),
             decoder: Decoder::new(ProtocolVersion::V5, u32::MAX),
             durable,
+            window: FORWARD_WINDOW,
         }
+    }
+
+    /// The same session with room for `window` messages in flight (instead of
+    /// [`FORWARD_WINDOW`]).
+    pub(crate) fn with_window(mut self, window: u16) -> Self {
+        self.window = window.max(1);
+        self
     }
 
     /// The session's client identifier.
@@ -95,7 +105,7 @@ impl Local {
         connect.username = self.username.clone();
         // Never expires while the bridge is down, unless asked to start clean every time.
         connect.properties.session_expiry_interval = Some(if self.clean { 0 } else { u32::MAX });
-        connect.properties.receive_maximum = NonZeroU16::new(FORWARD_WINDOW);
+        connect.properties.receive_maximum = NonZeroU16::new(self.window);
         let rules = ClientRules {
             // The bridge is part of the broker: no password to check, and its own rules.
             allow_anonymous: true,

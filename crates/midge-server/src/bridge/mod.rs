@@ -12,7 +12,7 @@
 //! What is guaranteed and where Midge differs from Mosquitto: `docs/bridges.md`.
 
 mod connector;
-mod local;
+pub(crate) mod local;
 mod plan;
 mod run;
 mod status;

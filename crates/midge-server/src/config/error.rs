@@ -154,6 +154,9 @@ pub enum Problem {
     /// (DTLS is not supported yet).
     #[error("an mqttsn listener {0}")]
     BadMqttSnListener(&'static str),
+    /// Cluster directives that do not make a node: this one lacks what is named.
+    #[error("a cluster node needs a {0}")]
+    IncompleteCluster(&'static str),
     /// The directory named by `include_dir` cannot be listed.
     #[error("cannot open directory \"{}\": {source}", dir.display())]
     IncludeDir {

@@ -192,6 +192,9 @@ pub struct Config {
     /// `http_listener` and the `http_*` directives: the HTTP API, `/metrics` and the web view.
     /// Off by default.
     pub http: HttpConfig,
+    /// `cluster_name` and the `cluster_*` directives: this broker is a node of a cluster
+    /// (docs/cluster.md). `None` (the default): a single node.
+    pub cluster: Option<midge_cluster::ClusterConfig>,
     /// What to tell the user about this configuration (unknown directives, directives not
     /// supported yet, ...), in file order. The broker logs each as a warning.
     pub notices: Vec<Notice>,
@@ -270,6 +273,7 @@ impl Config {
             user: "mosquitto".to_owned(),
             bridges: Vec::new(),
             http: HttpConfig::defaults(),
+            cluster: None,
             notices: Vec::new(),
         }
     }

@@ -121,6 +121,8 @@ pub enum Area {
     Websockets,
     /// The `$SYS/broker/...` topics.
     Sys,
+    /// Several nodes serving as one broker (`cluster_*`).
+    Cluster,
     /// Everything else: syslog and other log destinations, privilege dropping (`user`), the
     /// memory limit, the PROXY protocol, the HTTP API, retained message expiry.
     Other,
@@ -135,6 +137,7 @@ impl fmt::Display for Area {
             Self::Bridges => "bridges",
             Self::Websockets => "websockets",
             Self::Sys => "$SYS",
+            Self::Cluster => "cluster",
             Self::Other => "unplanned",
         })
     }

@@ -83,6 +83,102 @@ pub(in crate::config) struct Parser {
     pub(in crate::config) sources: Vec<PathBuf>,
     /// The file being read.
     pub(in crate::config) file: FileState,
+    /// The `cluster_*` directives so far.
+    pub(in crate::config) cluster: ClusterDraft,
+}
+
+/// The `cluster_*` directives, checked together once the file is read.
+#[derive(Debug)]
+pub(in crate::config) struct ClusterDraft {
+    /// What the lines set so far; the name and id are empty until given.
+    pub(in crate::config) config: midge_cluster::ClusterConfig,
+    /// The supervised server's options; used if `executable` is set.
+    pub(in crate::config) server: midge_cluster::NatsServerConfig,
+    pub(in crate::config) username: Option<String>,
+    pub(in crate::config) password: Option<String>,
+    pub(in crate::config) certfile: Option<PathBuf>,
+    pub(in crate::config) keyfile: Option<PathBuf>,
+    /// The first cluster directive, and where `cluster_name` is.
+    pub(in crate::config) first: Option<(Location, String)>,
+    pub(in crate::config) name_at: Option<Location>,
+}
+
+impl Default for ClusterDraft {
+    fn default() -> Self {
+        Self {
+            config: midge_cluster::ClusterConfig::new("", ""),
+            server: midge_cluster::NatsServerConfig {
+                executable: PathBuf::new(),
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 4222)),
+                cluster_listen: None,
+                routes: Vec::new(),
+                store: None,
+                monitor: None,
+            },
+            username: None,
+            password: None,
+            certfile: None,
+            keyfile: None,
+            first: None,
+            name_at: None,
+        }
+    }
+}
+
+impl ClusterDraft {
+    /// The cluster the lines describe, `None` without any cluster line, or the error naming
+    /// what a node still needs.
+    fn finish(self) -> Result<Option<midge_cluster::ClusterConfig>, ConfigError> {
+        let Some((first, directive)) = self.first else {
+            return Ok(None);
+        };
+        let fail = |at: Location, directive: &str, missing: &'static str| ConfigError::Directive {
+            at,
+            directive: directive.to_owned(),
+            problem: Problem::IncompleteCluster(missing),
+        };
+        let Some(name_at) = self.name_at else {
+            return Err(fail(first, &directive, "`cluster_name` line"));
+        };
+        let mut config = self.config;
+        if config.node_id.is_empty() {
+            return Err(fail(name_at, "cluster_name", "`cluster_node_id` line"));
+        }
+        let supervised = !self.server.executable.as_os_str().is_empty();
+        if !supervised && config.nats_urls.is_empty() {
+            return Err(fail(
+                name_at,
+                "cluster_name",
+                "`cluster_nats_url` or `cluster_nats_server` line",
+            ));
+        }
+        match (self.username, self.password) {
+            (Some(user), Some(password)) => config.nats_user = Some((user, password)),
+            (None, None) => {}
+            _ => {
+                return Err(fail(
+                    name_at,
+                    "cluster_name",
+                    "pair of `cluster_nats_username` and `cluster_nats_password` lines",
+                ));
+            }
+        }
+        match (self.certfile, self.keyfile) {
+            (Some(cert), Some(key)) => config.nats_client_cert = Some((cert, key)),
+            (None, None) => {}
+            _ => {
+                return Err(fail(
+                    name_at,
+                    "cluster_name",
+                    "pair of `cluster_nats_certfile` and `cluster_nats_keyfile` lines",
+                ));
+            }
+        }
+        if supervised {
+            config.nats_server = Some(self.server);
+        }
+        Ok(Some(config))
+    }
 }
 
 /// The scope a single-valued directive was set in, for [`NoticeKind::Repeated`].
@@ -236,6 +332,7 @@ impl Parser {
             notices: Vec::new(),
             sources: Vec::new(),
             file: FileState::new(false),
+            cluster: ClusterDraft::default(),
         }
     }
 
@@ -494,6 +591,7 @@ impl Parser {
         config.notices = self.notices;
         config.sources = self.sources;
         config.bridges = bridges;
+        config.cluster = self.cluster.finish()?;
         Ok(config)
     }
 

@@ -4,6 +4,7 @@
 //! Each test file includes this with `mod support;`; not every file uses every helper.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
 pub mod http;
 pub mod packets;
 pub mod pki;

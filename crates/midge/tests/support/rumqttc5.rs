@@ -7,6 +7,7 @@
 //! `mod support;`, so that the other test binaries do not compile it.
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -43,7 +44,23 @@ impl Client5 {
         configure: impl FnOnce(&mut MqttOptions),
         after_connack: impl FnOnce(&mut EventLoop) + Send + 'static,
     ) -> (Self, ConnAck) {
-        let mut options = MqttOptions::new(id, "127.0.0.1", midge.port());
+        Self::start_at(
+            SocketAddr::from(([127, 0, 0, 1], midge.port())),
+            id,
+            configure,
+            after_connack,
+        )
+        .await
+    }
+
+    /// As `start_with`, to a broker at `addr`.
+    pub async fn start_at(
+        addr: SocketAddr,
+        id: &str,
+        configure: impl FnOnce(&mut MqttOptions),
+        after_connack: impl FnOnce(&mut EventLoop) + Send + 'static,
+    ) -> (Self, ConnAck) {
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         options.set_keep_alive(Duration::from_secs(30));
         configure(&mut options);
         let (client, mut eventloop) = AsyncClient::new(options, 100);

@@ -12,6 +12,7 @@ use super::parser::{Failure, Parser};
 use super::value::{self, Args};
 
 mod bridge;
+mod cluster;
 mod general;
 mod http;
 mod listener;
@@ -67,7 +68,7 @@ pub(super) enum Support {
 }
 
 /// The groups, in the order of `docs/configuration.md`.
-pub(super) const GROUPS: [(&str, &[Directive]); 9] = [
+pub(super) const GROUPS: [(&str, &[Directive]); 10] = [
     ("General", general::DIRECTIVES),
     ("Logging", logging::DIRECTIVES),
     ("Security", security::DIRECTIVES),
@@ -77,6 +78,7 @@ pub(super) const GROUPS: [(&str, &[Directive]); 9] = [
     ("Bridges", bridge::DIRECTIVES),
     ("HTTP API", http::DIRECTIVES),
     ("MQTT-SN", mqttsn::DIRECTIVES),
+    ("Cluster", cluster::DIRECTIVES),
 ];
 
 /// Every known directive.

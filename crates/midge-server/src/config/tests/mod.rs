@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError};
 
+mod cluster;
 mod docs;
 mod errors;
 mod notices;

@@ -1,0 +1,211 @@
+//! The frames nodes send each other through their inboxes: a forwarded PUBLISH, or an
+//! acknowledgement of the forwarded messages received so far.
+//!
+//! Written here (a few fixed fields) rather than with a serialisation crate: the body of a
+//! forward is the MQTT 5 PUBLISH packet itself, carried as is, so its topic, payload and
+//! properties arrive byte for byte and the receiver decodes it with the broker's own codec.
+//!
+//! ```text
+//! version (1) | kind (1: forward, 2: ack) | sender's node id (u8 length, bytes)
+//! | link epoch (u64) | sequence (u64) | forward only: the MQTT 5 PUBLISH packet
+//! ```
+//!
+//! A link is (sender, receiver, epoch); the sender picks a new epoch each time it starts.
+//! Sequence numbers start at 1 on each link and count QoS 1 and 2 forwards; a QoS 0 forward
+//! has sequence 0 and is neither acknowledged nor sent again. An ack's sequence says every
+//! forward up to it arrived.
+//!
+//! Everything decoded comes from the network: a frame that does not parse is an error,
+//! never a panic.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+const VERSION: u8 = 1;
+const FORWARD: u8 = 1;
+const ACK: u8 = 2;
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The node that sent it.
+    pub from: String,
+    /// The sender's link epoch.
+    pub epoch: u64,
+    /// The forward's sequence number (0: QoS 0), or the highest acknowledged.
+    pub seq: u64,
+    /// What it carries.
+    pub body: Body,
+}
+
+/// What a frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// A message for this node's subscribers: an MQTT 5 PUBLISH packet.
+    Forward(Bytes),
+    /// Every forward up to `seq` arrived.
+    Ack,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than its fields.
+    #[error("frame truncated")]
+    Truncated,
+    /// Made by a version of Midge this one does not speak.
+    #[error("unknown frame version {0}")]
+    Version(u8),
+    /// Neither a forward nor an ack.
+    #[error("unknown frame kind {0}")]
+    Kind(u8),
+    /// The sender's node id is not UTF-8.
+    #[error("node id is not UTF-8")]
+    NodeId,
+    /// An ack with bytes after its fields.
+    #[error("ack frame with {0} bytes too many")]
+    Trailing(usize),
+}
+
+impl Frame {
+    /// The frame's bytes.
+    pub fn encode(&self) -> Bytes {
+        let from = self.from.as_bytes();
+        let from = &from[..from.len().min(usize::from(u8::MAX))];
+        let body_len = match &self.body {
+            Body::Forward(packet) => packet.len(),
+            Body::Ack => 0,
+        };
+        let mut out = BytesMut::with_capacity(19 + from.len() + body_len);
+        out.put_u8(VERSION);
+        out.put_u8(match self.body {
+            Body::Forward(_) => FORWARD,
+            Body::Ack => ACK,
+        });
+        out.put_u8(u8::try_from(from.len()).unwrap_or(u8::MAX));
+        out.put_slice(from);
+        out.put_u64(self.epoch);
+        out.put_u64(self.seq);
+        if let Body::Forward(packet) = &self.body {
+            out.put_slice(packet);
+        }
+        out.freeze()
+    }
+
+    /// Reads a frame; the forwarded packet shares `bytes`.
+    pub fn decode(mut bytes: Bytes) -> Result<Self, FrameError> {
+        if bytes.remaining() < 3 {
+            return Err(FrameError::Truncated);
+        }
+        let version = bytes.get_u8();
+        if version != VERSION {
+            return Err(FrameError::Version(version));
+        }
+        let kind = bytes.get_u8();
+        if kind != FORWARD && kind != ACK {
+            return Err(FrameError::Kind(kind));
+        }
+        let from_len = usize::from(bytes.get_u8());
+        if bytes.remaining() < from_len + 16 {
+            return Err(FrameError::Truncated);
+        }
+        let from = bytes.split_to(from_len);
+        let from = std::str::from_utf8(&from)
+            .map_err(|_| FrameError::NodeId)?
+            .to_owned();
+        let epoch = bytes.get_u64();
+        let seq = bytes.get_u64();
+        let body = if kind == FORWARD {
+            Body::Forward(bytes)
+        } else if bytes.is_empty() {
+            Body::Ack
+        } else {
+            return Err(FrameError::Trailing(bytes.len()));
+        };
+        Ok(Self {
+            from,
+            epoch,
+            seq,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward() -> Frame {
+        Frame {
+            from: "n2".into(),
+            epoch: 0x0102_0304_0506_0708,
+            seq: 42,
+            body: Body::Forward(Bytes::from_static(b"\x30\x05\x00\x01ahi")),
+        }
+    }
+
+    #[test]
+    fn frames_read_back_as_written() {
+        let ack = Frame {
+            from: "node-1".into(),
+            epoch: 7,
+            seq: u64::MAX,
+            body: Body::Ack,
+        };
+        for frame in [forward(), ack] {
+            assert_eq!(Frame::decode(frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = forward().encode();
+        // Up to the end of the fixed fields every prefix is short; after it the packet is
+        // opaque (the codec judges it).
+        for len in 0..(3 + 2 + 16) {
+            assert_eq!(
+                Frame::decode(bytes.slice(..len)),
+                Err(FrameError::Truncated),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_versions_kinds_and_bad_fields_are_refused() {
+        let mut bytes = forward().encode().to_vec();
+        bytes[0] = 9;
+        assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Version(9)));
+        bytes[0] = VERSION;
+        bytes[1] = 3;
+        assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Kind(3)));
+        bytes[1] = FORWARD;
+        bytes[3] = 0xff;
+        assert_eq!(Frame::decode(bytes.into()), Err(FrameError::NodeId));
+        let mut ack = Frame {
+            from: "n1".into(),
+            epoch: 1,
+            seq: 1,
+            body: Body::Ack,
+        }
+        .encode()
+        .to_vec();
+        ack.push(0);
+        assert_eq!(Frame::decode(ack.into()), Err(FrameError::Trailing(1)));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in 0..512 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed.to_le_bytes()[0] % 4
+                })
+                .collect();
+            let _ = Frame::decode(bytes.into());
+        }
+    }
+}

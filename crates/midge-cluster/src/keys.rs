@@ -1,0 +1,57 @@
+//! Names in NATS: subjects, buckets and keys. KV keys allow only `[-/_=.a-zA-Z0-9]`, so what
+//! clients choose (filters, client identifiers) is hashed into a key and kept in clear in the
+//! value.
+
+use sha2::{Digest, Sha256};
+
+/// A KV-safe key for any text: the first 128 bits of its SHA-256, in hex.
+pub fn hashed(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest
+        .iter()
+        .take(16)
+        .fold(String::with_capacity(32), |mut out, byte| {
+            use std::fmt::Write;
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+/// The subject of `node`'s inbox in `cluster`.
+pub fn inbox(cluster: &str, node: &str) -> String {
+    format!("midge.{cluster}.n.{node}")
+}
+
+/// The bucket of the nodes' route sets: keys `NODE.HASH`, values the filters.
+pub fn routes_bucket(cluster: &str) -> String {
+    format!("midge-{cluster}-routes")
+}
+
+/// The bucket of the nodes' heartbeats: keys the node ids, values their epochs.
+pub fn nodes_bucket(cluster: &str) -> String {
+    format!("midge-{cluster}-nodes")
+}
+
+/// The key of `filter` in `node`'s route set.
+pub fn route_key(node: &str, filter: &str) -> String {
+    format!("{node}.{}", hashed(filter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_use_only_the_characters_kv_allows() {
+        for text in ["a/b", "$share/g/#", "spaces and * > .", "", "\u{1F600}"] {
+            let key = route_key("n1", text);
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b)),
+                "{key}"
+            );
+            assert_eq!(hashed(text).len(), 32);
+        }
+        assert_ne!(hashed("a/b"), hashed("a/c"));
+    }
+}

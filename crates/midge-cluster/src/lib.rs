@@ -1,0 +1,150 @@
+//! Midge's cluster: several nodes that serve as one broker.
+//!
+//! The broker sees a cluster through the [`Cluster`] trait: it tells the cluster its route
+//! set (the filters with a subscriber here, from `midge_core::routes`), hands it the messages
+//! other nodes want, and acts on the [`Event`]s the cluster reports (other nodes' routes,
+//! messages forwarded here, nodes gone and back).
+//!
+//! - [`SingleNode`]: no cluster at all; a single node needs nothing else and never pays for
+//!   the cluster.
+//! - [`NatsCluster`] (`nats.rs`): the NATS JetStream backend (`docs/cluster.md`).
+//! - `frame`: the frames nodes send each other; `keys`: subjects, buckets and keys.
+//! - `supervisor`: a `nats-server` Midge runs beside itself (`cluster_nats_server`).
+//! - [`config`]: the settings (`cluster_*` directives).
+//!
+//! Nothing here knows MQTT beyond carrying PUBLISH packets as bytes: the broker encodes what
+//! it forwards and decodes what it receives.
+
+pub mod config;
+pub mod frame;
+pub mod keys;
+mod nats;
+pub mod supervisor;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use midge_codec::QoS;
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::{ClusterConfig, NatsServerConfig, NetsplitAllow, SyncPolicy};
+pub use nats::NatsCluster;
+
+/// What the broker asks of a cluster. Every method returns at once: the work is done by the
+/// cluster's own tasks.
+pub trait Cluster: Send + Sync + Debug {
+    /// This node's id.
+    fn node_id(&self) -> &str;
+    /// `filter` got its first subscriber on this node.
+    fn route_added(&self, filter: &str);
+    /// `filter` lost its last subscriber on this node.
+    fn route_removed(&self, filter: &str);
+    /// Sends an MQTT 5 PUBLISH packet to `nodes`. For QoS 1 and 2, one receiver per node
+    /// (nodes known to be gone are skipped) says whether the node acknowledged it (true) or
+    /// was given up (false).
+    fn forward(&self, nodes: &[Arc<str>], packet: Bytes, qos: QoS) -> Vec<oneshot::Receiver<bool>>;
+    /// The cluster as this node sees it.
+    fn status(&self) -> ClusterStatus;
+}
+
+/// Something the broker must act on.
+#[derive(Debug)]
+pub enum Event {
+    /// `node` has a subscriber to `filter`.
+    RouteAdded { node: Arc<str>, filter: String },
+    /// `node` no longer has a subscriber to `filter`.
+    RouteRemoved { node: Arc<str>, filter: String },
+    /// A message for this node's subscribers: an MQTT 5 PUBLISH packet. `ack`, if any, must
+    /// be completed once the message is queued (and durable, with persistence).
+    Forwarded {
+        from: Arc<str>,
+        packet: Bytes,
+        ack: Option<Ack>,
+    },
+    /// The node missed its heartbeats for the grace period.
+    NodeDown(Arc<str>),
+    /// The node was heard again.
+    NodeUp(Arc<str>),
+}
+
+/// The acknowledgement a received forward owes its sender.
+#[derive(Debug)]
+pub struct Ack {
+    node: Arc<str>,
+    epoch: u64,
+    seq: u64,
+    to: mpsc::UnboundedSender<(Arc<str>, u64, u64)>,
+}
+
+impl Ack {
+    /// The message is safely here.
+    pub fn done(self) {
+        let _ = self.to.send((self.node, self.epoch, self.seq));
+    }
+}
+
+/// A snapshot of the cluster as one node sees it (`midge cluster status`, `$SYS`, metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// The cluster's name.
+    pub cluster: String,
+    /// This node.
+    pub node_id: String,
+    /// Whether this node reaches JetStream.
+    pub connected: bool,
+    /// The other nodes heard of.
+    pub nodes: Vec<NodeStatus>,
+    /// Messages forwarded to other nodes (one per node).
+    pub forwarded_out: u64,
+    /// Messages received from other nodes.
+    pub forwarded_in: u64,
+    /// Forwards sent again for want of an ack.
+    pub resent: u64,
+    /// Forwards given up because their node was gone.
+    pub given_up: u64,
+    /// Frames that could not be read.
+    pub bad_frames: u64,
+    /// Forwards dropped for arriving after a gap (sent again by their node).
+    pub out_of_order: u64,
+    /// Writes of this node's routes.
+    pub route_writes: u64,
+}
+
+/// Another node as this one sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its id.
+    pub id: String,
+    /// Heard within the grace period.
+    pub up: bool,
+    /// Its current epoch (changes when it restarts).
+    pub epoch: u64,
+    /// Since its last heartbeat.
+    pub last_heard: Duration,
+    /// QoS 1 and 2 forwards waiting for its ack.
+    pub in_flight: usize,
+}
+
+/// No cluster: one node on its own.
+#[derive(Debug, Default)]
+pub struct SingleNode;
+
+impl Cluster for SingleNode {
+    fn node_id(&self) -> &str {
+        ""
+    }
+
+    fn route_added(&self, _filter: &str) {}
+
+    fn route_removed(&self, _filter: &str) {}
+
+    fn forward(&self, _nodes: &[Arc<str>], _packet: Bytes, _qos: QoS) -> Vec<oneshot::Receiver<bool>> {
+        Vec::new()
+    }
+
+    fn status(&self) -> ClusterStatus {
+        ClusterStatus::default()
+    }
+}

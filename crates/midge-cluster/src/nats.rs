@@ -1,0 +1,689 @@
+//! The NATS JetStream backend: this node's link to the others.
+//!
+//! - **Routes**: this node's route set in the KV bucket `midge-CLUSTER-routes` (keys
+//!   `NODE.HASH`, values the filters), written only on a filter's first subscription here or
+//!   its last one gone, and rewritten whole after every (re)connection; the other nodes' sets
+//!   are watched into [`Event::RouteAdded`] and [`Event::RouteRemoved`].
+//! - **Liveness**: a heartbeat in `midge-CLUSTER-nodes` every `heartbeat_interval`; a node
+//!   unheard for `node_down_grace` is [`Event::NodeDown`] until it is heard again.
+//! - **Forwarding**: frames (`frame.rs`) to each node's inbox subject. Core NATS may drop
+//!   messages, so QoS 1 and 2 forwards carry a sequence number per link, are kept until the
+//!   receiver acknowledges them (acks are batched, cumulative) and sent again, oldest first,
+//!   when no ack came for a while. The receiver takes them strictly in order and drops what
+//!   it has seen.
+//!
+//! MQTT topics never become NATS subjects: the topic travels inside the frame.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use midge_codec::QoS;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::ClusterConfig;
+use crate::frame::{Body, Frame};
+use crate::keys;
+use crate::{Ack, Cluster, ClusterStatus, Event, NodeStatus};
+
+/// How long a forward waits for its ack before it (and everything after it on its link) is
+/// sent again.
+const RESEND_AFTER: Duration = Duration::from_millis(500);
+/// How often acknowledgements are sent, at most.
+const ACK_EVERY: Duration = Duration::from_millis(2);
+/// Between attempts to reach JetStream (a bucket needs a majority of its replicas).
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// A node of a cluster on NATS.
+#[derive(Debug)]
+pub struct NatsCluster {
+    config: ClusterConfig,
+    /// Chosen at each start: tells receivers that this node's sequence numbers start over.
+    epoch: u64,
+    outgoing: mpsc::UnboundedSender<(String, Bytes)>,
+    routes: mpsc::UnboundedSender<(String, bool)>,
+    links: Mutex<HashMap<Arc<str>, LinkOut>>,
+    down: Mutex<HashSet<Arc<str>>>,
+    counters: Counters,
+    nodes: Mutex<HashMap<Arc<str>, NodeSeen>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connected: AtomicBool,
+    forwarded_out: AtomicU64,
+    forwarded_in: AtomicU64,
+    resent: AtomicU64,
+    given_up: AtomicU64,
+    bad_frames: AtomicU64,
+    out_of_order: AtomicU64,
+    route_writes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct NodeSeen {
+    epoch: u64,
+    at: Instant,
+    down: bool,
+}
+
+/// What is in flight to one node.
+#[derive(Debug, Default)]
+struct LinkOut {
+    next_seq: u64,
+    unacked: VecDeque<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    frame: Bytes,
+    sent_at: Instant,
+    done: oneshot::Sender<bool>,
+}
+
+/// What a received link expects next.
+#[derive(Debug)]
+struct LinkIn {
+    epoch: u64,
+    expected: u64,
+}
+
+impl NatsCluster {
+    /// Starts the node's tasks (they end when `stop` changes) and returns it with the events
+    /// the broker must act on.
+    pub fn start(
+        config: ClusterConfig,
+        stop: watch::Receiver<bool>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Event>) {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
+        let (routes, routes_rx) = mpsc::unbounded_channel();
+        let epoch = epoch();
+        let cluster = Arc::new(Self {
+            config,
+            epoch,
+            outgoing,
+            routes,
+            links: Mutex::default(),
+            down: Mutex::default(),
+            counters: Counters::default(),
+            nodes: Mutex::default(),
+        });
+        tokio::spawn(cluster.clone().run(events_tx, outgoing_rx, routes_rx, stop));
+        (cluster, events)
+    }
+
+    fn inbox(&self, node: &str) -> String {
+        keys::inbox(&self.config.name, node)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        events: mpsc::UnboundedSender<Event>,
+        outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
+        routes: mpsc::UnboundedReceiver<(String, bool)>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let client = tokio::select! {
+            client = self.connect() => client,
+            _ = stop.changed() => return,
+        };
+        let js = jetstream::new(client.clone());
+        let (routes_kv, nodes_kv) = tokio::select! {
+            buckets = self.buckets(&js) => buckets,
+            _ = stop.changed() => return,
+        };
+        tracing::info!(event = "cluster.ready", node = %self.config.node_id, cluster = %self.config.name, "cluster {}: node {} joined", self.config.name, self.config.node_id);
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().send_loop(client.clone(), outgoing));
+        tasks.spawn(self.clone().ack_loop(acks_rx));
+        tasks.spawn(self.clone().inbox_loop(client.clone(), events.clone(), acks_tx));
+        tasks.spawn(self.clone().route_writer(routes_kv.clone(), routes));
+        tasks.spawn(self.clone().route_watcher(routes_kv, events.clone()));
+        tasks.spawn(self.clone().heartbeat(nodes_kv.clone()));
+        tasks.spawn(self.clone().node_watcher(nodes_kv, events));
+        tasks.spawn(self.clone().resend_loop());
+        let _ = stop.changed().await;
+        tasks.abort_all();
+        let _ = client.flush().await;
+    }
+
+    async fn connect(&self) -> async_nats::Client {
+        loop {
+            match self.options().await {
+                Ok(options) => match options.connect(self.config.urls()).await {
+                    Ok(client) => return client,
+                    Err(error) => {
+                        tracing::warn!(event = "cluster.nats.unreachable", %error, "cannot reach NATS: {error}");
+                    }
+                },
+                Err(error) => {
+                    tracing::error!(event = "cluster.nats.options", %error, "cluster NATS options: {error}");
+                }
+            }
+            tokio::time::sleep(RETRY_AFTER * 4).await;
+        }
+    }
+
+    async fn options(&self) -> std::io::Result<async_nats::ConnectOptions> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("midge {}/{}", self.config.name, self.config.node_id))
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .ping_interval(Duration::from_secs(5))
+            .max_reconnects(None)
+            // The client's own report goes to standard output otherwise.
+            .event_callback(|event| async move {
+                tracing::debug!(event = "cluster.nats.event", "NATS: {event}");
+            });
+        if let Some((user, password)) = &self.config.nats_user {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(path) = &self.config.nats_credentials {
+            options = options.credentials_file(path).await?;
+        }
+        if let Some(ca) = &self.config.nats_cafile {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.config.nats_client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        Ok(options)
+    }
+
+    /// The routes and nodes buckets, created if missing; retried until JetStream answers.
+    async fn buckets(&self, js: &jetstream::Context) -> (kv::Store, kv::Store) {
+        let bucket = |name: String| kv::Config {
+            bucket: name,
+            history: 1,
+            num_replicas: self.config.replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..kv::Config::default()
+        };
+        let mut attempts = 0_u32;
+        loop {
+            attempts += 1;
+            let routes = js
+                .create_or_update_key_value(bucket(keys::routes_bucket(&self.config.name)))
+                .await;
+            let nodes = js
+                .create_or_update_key_value(bucket(keys::nodes_bucket(&self.config.name)))
+                .await;
+            match (routes, nodes) {
+                (Ok(routes), Ok(nodes)) => {
+                    self.counters.connected.store(true, Ordering::Relaxed);
+                    return (routes, nodes);
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    // A cluster starting up waits for its JetStream leader: said once.
+                    if attempts == 1 {
+                        tracing::info!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
+                    } else {
+                        tracing::debug!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
+                    }
+                }
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    async fn send_loop(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        mut outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
+    ) {
+        while let Some((subject, frame)) = outgoing.recv().await {
+            if let Err(error) = client.publish(subject, frame).await {
+                tracing::debug!(event = "cluster.send_failed", %error, "cannot send a frame: {error}");
+            }
+        }
+    }
+
+    /// Sends each link's highest processed sequence, at most every [`ACK_EVERY`].
+    async fn ack_loop(self: Arc<Self>, mut done: mpsc::UnboundedReceiver<(Arc<str>, u64, u64)>) {
+        let mut highest: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
+        loop {
+            let Some((node, epoch, seq)) = done.recv().await else {
+                return;
+            };
+            highest.insert(node, (epoch, seq));
+            tokio::time::sleep(ACK_EVERY).await;
+            while let Ok((node, epoch, seq)) = done.try_recv() {
+                let entry = highest.entry(node).or_insert((epoch, seq));
+                if entry.0 != epoch || entry.1 < seq {
+                    *entry = (epoch, seq);
+                }
+            }
+            for (node, (epoch, seq)) in highest.drain() {
+                let frame = Frame {
+                    from: self.config.node_id.clone(),
+                    epoch,
+                    seq,
+                    body: Body::Ack,
+                };
+                let _ = self.outgoing.send((self.inbox(&node), frame.encode()));
+            }
+        }
+    }
+
+    async fn inbox_loop(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        events: mpsc::UnboundedSender<Event>,
+        acks: mpsc::UnboundedSender<(Arc<str>, u64, u64)>,
+    ) {
+        let mut inbox = loop {
+            match client.subscribe(self.inbox(&self.config.node_id)).await {
+                Ok(inbox) => break inbox,
+                Err(error) => {
+                    tracing::warn!(event = "cluster.inbox_failed", %error, "cannot subscribe to this node's inbox: {error}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        };
+        let mut links: HashMap<Arc<str>, LinkIn> = HashMap::new();
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        while let Some(message) = inbox.next().await {
+            let frame = match Frame::decode(message.payload) {
+                Ok(frame) => frame,
+                Err(error) => {
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(event = "cluster.bad_frame", %error, "dropped a frame this node cannot read: {error}");
+                    continue;
+                }
+            };
+            let from = names
+                .entry(frame.from.clone())
+                .or_insert_with(|| Arc::from(frame.from.as_str()))
+                .clone();
+            match frame.body {
+                Body::Ack => self.acked(&from, frame.epoch, frame.seq),
+                Body::Forward(packet) if frame.seq == 0 => {
+                    self.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
+                    let _ = events.send(Event::Forwarded {
+                        from,
+                        packet,
+                        ack: None,
+                    });
+                }
+                Body::Forward(packet) => {
+                    let link = links.entry(from.clone()).or_insert(LinkIn {
+                        epoch: frame.epoch,
+                        expected: 1,
+                    });
+                    if link.epoch != frame.epoch {
+                        *link = LinkIn {
+                            epoch: frame.epoch,
+                            expected: 1,
+                        };
+                    }
+                    if frame.seq < link.expected {
+                        // Seen before (its ack was lost): say again how far this node got.
+                        let _ = acks.send((from, frame.epoch, link.expected - 1));
+                        continue;
+                    }
+                    if frame.seq > link.expected {
+                        // One before it was lost; the sender goes back to it.
+                        self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    link.expected += 1;
+                    self.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
+                    let ack = Ack {
+                        node: from.clone(),
+                        epoch: frame.epoch,
+                        seq: frame.seq,
+                        to: acks.clone(),
+                    };
+                    let _ = events.send(Event::Forwarded {
+                        from,
+                        packet,
+                        ack: Some(ack),
+                    });
+                }
+            }
+        }
+    }
+
+    /// `node` has every forward of this node's `epoch` up to `seq`.
+    fn acked(&self, node: &Arc<str>, epoch: u64, seq: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        let mut links = self.links.lock();
+        let Some(link) = links.get_mut(node) else {
+            return;
+        };
+        while link.unacked.front().is_some_and(|pending| pending.seq <= seq) {
+            if let Some(pending) = link.unacked.pop_front() {
+                let _ = pending.done.send(true);
+            }
+        }
+    }
+
+    /// Sends again what waited too long for its ack, oldest first.
+    async fn resend_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RESEND_AFTER / 2);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let mut links = self.links.lock();
+            for (node, link) in links.iter_mut() {
+                if link
+                    .unacked
+                    .front()
+                    .is_none_or(|oldest| now.duration_since(oldest.sent_at) < RESEND_AFTER)
+                {
+                    continue;
+                }
+                let subject = self.inbox(node);
+                for pending in &mut link.unacked {
+                    pending.sent_at = now;
+                    self.counters.resent.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.outgoing.send((subject.clone(), pending.frame.clone()));
+                }
+            }
+        }
+    }
+
+    /// Writes this node's route changes; after a (re)start, first makes the bucket hold
+    /// exactly the set this node has.
+    async fn route_writer(
+        self: Arc<Self>,
+        store: kv::Store,
+        mut changes: mpsc::UnboundedReceiver<(String, bool)>,
+    ) {
+        let node = self.config.node_id.clone();
+        let mut mine: HashMap<String, String> = HashMap::new();
+        // What the broker had before the link came up is in the channel already; take it
+        // all, then reconcile the bucket with it.
+        while let Ok((filter, present)) = changes.try_recv() {
+            apply(&mut mine, &node, filter, present);
+        }
+        let prefix = format!("{node}.");
+        let mut stale = Vec::new();
+        if let Ok(mut keys) = store.keys().await {
+            while let Some(Ok(key)) = keys.next().await {
+                if key.starts_with(&prefix) && !mine.contains_key(&key) {
+                    stale.push(key);
+                }
+            }
+        }
+        for key in stale {
+            self.write_route(&store, &key, None).await;
+        }
+        for (key, filter) in mine.clone() {
+            self.write_route(&store, &key, Some(filter)).await;
+        }
+        while let Some((filter, present)) = changes.recv().await {
+            let key = keys::route_key(&node, &filter);
+            apply(&mut mine, &node, filter.clone(), present);
+            self.write_route(&store, &key, present.then_some(filter)).await;
+        }
+
+        fn apply(mine: &mut HashMap<String, String>, node: &str, filter: String, present: bool) {
+            let key = keys::route_key(node, &filter);
+            if present {
+                mine.insert(key, filter);
+            } else {
+                mine.remove(&key);
+            }
+        }
+    }
+
+    async fn write_route(&self, store: &kv::Store, key: &str, filter: Option<String>) {
+        loop {
+            let result = match &filter {
+                Some(filter) => store
+                    .put(key, Bytes::from(filter.clone().into_bytes()))
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                None => store.delete(key).await.map_err(|e| e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    self.counters.route_writes.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(event = "cluster.route_write_failed", %error, "cannot write a route: {error}; trying again");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+    }
+
+    /// Turns the other nodes' route entries into events, keeping which filter each key held.
+    async fn route_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
+        let own = format!("{}.", self.config.node_id);
+        let mut known: HashMap<String, (Arc<str>, String)> = HashMap::new();
+        loop {
+            let mut watch = match store.watch_with_history(">").await {
+                Ok(watch) => watch,
+                Err(error) => {
+                    tracing::warn!(event = "cluster.route_watch_failed", %error, "cannot watch routes: {error}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            };
+            while let Some(entry) = watch.next().await {
+                let Ok(entry) = entry else {
+                    break;
+                };
+                if entry.key.starts_with(&own) {
+                    continue;
+                }
+                let Some((node, _)) = entry.key.split_once('.') else {
+                    continue;
+                };
+                match entry.operation {
+                    kv::Operation::Put => {
+                        let Ok(filter) = String::from_utf8(entry.value.to_vec()) else {
+                            continue;
+                        };
+                        let node: Arc<str> = Arc::from(node);
+                        if known
+                            .get(&entry.key)
+                            .is_some_and(|(n, f)| *n == node && *f == filter)
+                        {
+                            continue;
+                        }
+                        known.insert(entry.key.clone(), (node.clone(), filter.clone()));
+                        let _ = events.send(Event::RouteAdded { node, filter });
+                    }
+                    kv::Operation::Delete | kv::Operation::Purge => {
+                        if let Some((node, filter)) = known.remove(&entry.key) {
+                            let _ = events.send(Event::RouteRemoved { node, filter });
+                        }
+                    }
+                }
+            }
+            // The watch ended (the connection went and came back): watch again; entries
+            // already known are not told twice.
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>, store: kv::Store) {
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        let value = Bytes::from(self.epoch.to_string());
+        loop {
+            tick.tick().await;
+            if let Err(error) = store.put(&self.config.node_id, value.clone()).await {
+                self.counters.connected.store(false, Ordering::Relaxed);
+                tracing::debug!(event = "cluster.heartbeat_failed", %error, "heartbeat not written: {error}");
+            } else {
+                self.counters.connected.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn node_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
+        let (seen_tx, mut seen) = mpsc::unbounded_channel::<(Arc<str>, u64)>();
+        let own = self.config.node_id.clone();
+        let watcher = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(mut watch) = store.watch_with_history(">").await {
+                        while let Some(Ok(entry)) = watch.next().await {
+                            if entry.key == own || entry.operation != kv::Operation::Put {
+                                continue;
+                            }
+                            let epoch = std::str::from_utf8(&entry.value)
+                                .ok()
+                                .and_then(|text| text.parse().ok())
+                                .unwrap_or_default();
+                            let _ = seen_tx.send((Arc::from(entry.key.as_str()), epoch));
+                        }
+                    }
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            })
+        };
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        loop {
+            tokio::select! {
+                heard = seen.recv() => {
+                    let Some((node, epoch)) = heard else { break };
+                    let mut nodes = self.nodes.lock();
+                    let entry = nodes.entry(node.clone()).or_insert(NodeSeen { epoch, at: Instant::now(), down: false });
+                    entry.epoch = epoch;
+                    entry.at = Instant::now();
+                    if entry.down {
+                        entry.down = false;
+                        self.down.lock().remove(&node);
+                        tracing::info!(event = "cluster.node_up", node = %node, "cluster node {node} is back");
+                        let _ = events.send(Event::NodeUp(node));
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let mut gone = Vec::new();
+                    for (node, seen) in self.nodes.lock().iter_mut() {
+                        if !seen.down && now.duration_since(seen.at) > self.config.node_down_grace {
+                            seen.down = true;
+                            gone.push(node.clone());
+                        }
+                    }
+                    for node in gone {
+                        tracing::warn!(event = "cluster.node_down", node = %node, "cluster node {node} missed its heartbeats for {:?}: taken for gone", self.config.node_down_grace);
+                        self.down.lock().insert(node.clone());
+                        self.give_up(&node);
+                        let _ = events.send(Event::NodeDown(node));
+                    }
+                }
+            }
+        }
+        watcher.abort();
+    }
+
+    /// Forwards to a gone node are not waited for any longer.
+    fn give_up(&self, node: &Arc<str>) {
+        if let Some(link) = self.links.lock().get_mut(node) {
+            for pending in link.unacked.drain(..) {
+                self.counters.given_up.fetch_add(1, Ordering::Relaxed);
+                let _ = pending.done.send(false);
+            }
+        }
+    }
+}
+
+impl Cluster for NatsCluster {
+    fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    fn route_added(&self, filter: &str) {
+        let _ = self.routes.send((filter.to_owned(), true));
+    }
+
+    fn route_removed(&self, filter: &str) {
+        let _ = self.routes.send((filter.to_owned(), false));
+    }
+
+    fn forward(&self, nodes: &[Arc<str>], packet: Bytes, qos: QoS) -> Vec<oneshot::Receiver<bool>> {
+        let mut waits = Vec::new();
+        let down = self.down.lock();
+        for node in nodes.iter().filter(|node| !down.contains(*node)) {
+            self.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
+            let subject = self.inbox(node);
+            if qos == QoS::AtMostOnce {
+                let frame = Frame {
+                    from: self.config.node_id.clone(),
+                    epoch: self.epoch,
+                    seq: 0,
+                    body: Body::Forward(packet.clone()),
+                };
+                let _ = self.outgoing.send((subject, frame.encode()));
+                continue;
+            }
+            let mut links = self.links.lock();
+            let link = links.entry(node.clone()).or_default();
+            link.next_seq += 1;
+            let frame = Frame {
+                from: self.config.node_id.clone(),
+                epoch: self.epoch,
+                seq: link.next_seq,
+                body: Body::Forward(packet.clone()),
+            }
+            .encode();
+            let (done, wait) = oneshot::channel();
+            link.unacked.push_back(Pending {
+                seq: link.next_seq,
+                frame: frame.clone(),
+                sent_at: Instant::now(),
+                done,
+            });
+            waits.push(wait);
+            let _ = self.outgoing.send((subject, frame));
+        }
+        waits
+    }
+
+    fn status(&self) -> ClusterStatus {
+        let now = Instant::now();
+        let mut nodes: Vec<NodeStatus> = self
+            .nodes
+            .lock()
+            .iter()
+            .map(|(node, seen)| NodeStatus {
+                id: node.to_string(),
+                up: !seen.down,
+                epoch: seen.epoch,
+                last_heard: now.duration_since(seen.at),
+                in_flight: self.links.lock().get(node).map_or(0, |link| link.unacked.len()),
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let c = &self.counters;
+        ClusterStatus {
+            cluster: self.config.name.clone(),
+            node_id: self.config.node_id.clone(),
+            connected: c.connected.load(Ordering::Relaxed),
+            nodes,
+            forwarded_out: c.forwarded_out.load(Ordering::Relaxed),
+            forwarded_in: c.forwarded_in.load(Ordering::Relaxed),
+            resent: c.resent.load(Ordering::Relaxed),
+            given_up: c.given_up.load(Ordering::Relaxed),
+            bad_frames: c.bad_frames.load(Ordering::Relaxed),
+            out_of_order: c.out_of_order.load(Ordering::Relaxed),
+            route_writes: c.route_writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A new epoch: the time in nanoseconds, which only grows across restarts of one node.
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}

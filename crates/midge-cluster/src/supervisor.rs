@@ -1,0 +1,189 @@
+//! `cluster_nats_server`: a `nats-server` that Midge runs beside itself, with a configuration
+//! it writes from the `cluster_nats_*` directives, restarts if it exits, and stops (by its
+//! PID) when Midge stops. Its log lines are passed on to Midge's log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::config::{ClusterConfig, NatsServerConfig, SyncPolicy};
+
+/// The wait before starting a server that exited again.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// The server's configuration file, as `nats-server -c` reads it.
+pub fn server_config(cluster: &ClusterConfig, server: &NatsServerConfig, store: &Path) -> String {
+    let sync = match cluster.sync {
+        SyncPolicy::Always => "always".to_owned(),
+        SyncPolicy::Every(every) => format!("{}ms", every.as_millis().max(1)),
+    };
+    let mut text = format!(
+        "# Written by Midge from the cluster_nats_* directives; rewritten at each start.\n\
+         server_name: \"{node}\"\n\
+         listen: \"{listen}\"\n\
+         jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: {sync}\n}}\n",
+        node = cluster.node_id,
+        listen = server.listen,
+        store = store.display(),
+    );
+    if let Some(monitor) = server.monitor {
+        text.push_str(&format!("http: \"{monitor}\"\n"));
+    }
+    if let Some(cluster_listen) = server.cluster_listen {
+        let routes: Vec<String> = server
+            .routes
+            .iter()
+            .map(|route| {
+                if route.contains("://") {
+                    format!("    \"{route}\"")
+                } else {
+                    format!("    \"nats-route://{route}\"")
+                }
+            })
+            .collect();
+        text.push_str(&format!(
+            "cluster {{\n  name: \"{name}\"\n  listen: \"{cluster_listen}\"\n  routes: [\n{routes}\n  ]\n}}\n",
+            name = cluster.name,
+            routes = routes.join("\n"),
+        ));
+    }
+    text
+}
+
+/// Where the supervised server keeps JetStream's files.
+pub fn store_dir(server: &NatsServerConfig, persistence_location: Option<&Path>) -> PathBuf {
+    server.store.clone().unwrap_or_else(|| {
+        persistence_location
+            .unwrap_or_else(|| Path::new("."))
+            .join("midge-jetstream")
+    })
+}
+
+/// Runs the server until `stop` changes, starting it again whenever it exits. `pid` says
+/// the running server's process id (0 while none runs).
+pub async fn supervise(
+    cluster: ClusterConfig,
+    server: NatsServerConfig,
+    store: PathBuf,
+    pid: watch::Sender<u32>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let config_path = store.join("nats-server.conf");
+    loop {
+        let mut child = match start(&cluster, &server, &store, &config_path) {
+            Ok(child) => child,
+            Err(error) => {
+                tracing::error!(event = "cluster.nats_server.failed", executable = %server.executable.display(), %error, "cannot start nats-server: {error}");
+                tokio::select! {
+                    () = tokio::time::sleep(RESTART_AFTER * 5) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        let id = child.id().unwrap_or_default();
+        let _ = pid.send(id);
+        tracing::info!(event = "cluster.nats_server.started", pid = id, listen = %server.listen, "nats-server started (pid {id})");
+        tokio::select! {
+            status = child.wait() => {
+                let _ = pid.send(0);
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                tracing::error!(event = "cluster.nats_server.exited", pid = id, %status, "nats-server (pid {id}) exited: {status}; starting it again");
+                tokio::select! {
+                    () = tokio::time::sleep(RESTART_AFTER) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            _ = stop.changed() => {
+                stop_child(&mut child, id).await;
+                let _ = pid.send(0);
+                return;
+            }
+        }
+    }
+}
+
+fn start(
+    cluster: &ClusterConfig,
+    server: &NatsServerConfig,
+    store: &Path,
+    config_path: &Path,
+) -> std::io::Result<Child> {
+    std::fs::create_dir_all(store)?;
+    std::fs::write(config_path, server_config(cluster, server, store))?;
+    let mut child = Command::new(&server.executable)
+        .arg("-c")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let node = cluster.node_id.clone();
+    if let Some(out) = child.stderr.take() {
+        tokio::spawn(pass_on(BufReader::new(out), node.clone()));
+    }
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pass_on(BufReader::new(out), node));
+    }
+    Ok(child)
+}
+
+/// Passes the server's log lines on, at debug level (warnings and errors at their own).
+async fn pass_on(reader: BufReader<impl tokio::io::AsyncRead + Unpin>, node: String) {
+    let mut lines = reader.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains("[ERR]") || line.contains("[FTL]") {
+            tracing::error!(target: "nats_server", node = %node, "{line}");
+        } else if line.contains("[WRN]") {
+            tracing::warn!(target: "nats_server", node = %node, "{line}");
+        } else {
+            tracing::debug!(target: "nats_server", node = %node, "{line}");
+        }
+    }
+}
+
+/// SIGTERM (nats-server then shuts down cleanly), then SIGKILL if it takes too long.
+async fn stop_child(child: &mut Child, pid: u32) {
+    if let Ok(pid) = i32::try_from(pid)
+        && let Some(pid) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_config_syncs_every_write_and_names_the_routes() {
+        let mut cluster = ClusterConfig::new("prod", "n2");
+        let server = NatsServerConfig {
+            executable: "nats-server".into(),
+            listen: "127.0.0.2:4222".parse().unwrap(),
+            cluster_listen: Some("127.0.0.2:6222".parse().unwrap()),
+            routes: vec!["127.0.0.1:6222".into(), "nats-route://127.0.0.3:6222".into()],
+            store: None,
+            monitor: None,
+        };
+        let text = server_config(&cluster, &server, Path::new("/var/lib/js"));
+        assert!(text.contains("sync_interval: always"), "{text}");
+        assert!(text.contains("server_name: \"n2\""));
+        assert!(text.contains("\"nats-route://127.0.0.1:6222\""));
+        assert!(text.contains("\"nats-route://127.0.0.3:6222\""));
+        assert!(text.contains("name: \"prod\""));
+        cluster.sync = SyncPolicy::Every(Duration::from_millis(200));
+        let text = server_config(&cluster, &server, Path::new("/var/lib/js"));
+        assert!(text.contains("sync_interval: 200ms"), "{text}");
+    }
+}

@@ -1,0 +1,359 @@
+//! The broker's side of a cluster (`cluster_name`): what joins the broker here to the
+//! [`Cluster`] that links it to the other nodes (`midge-cluster`, `docs/cluster.md`).
+//!
+//! - This node's route set (filters with a subscriber here, `midge_core::routes`) is told to
+//!   the cluster as it changes.
+//! - The other nodes' route sets become subscriptions of one internal session here (client
+//!   identifier [`CLUSTER_CLIENT_ID`], which no client can present), one per filter, each with
+//!   its own Subscription Identifier. A local publish that matches any of them reaches that
+//!   session once, with the identifiers of the filters it matched: from them, the nodes to
+//!   forward it to. A publish no other node wants never reaches the session, and costs the
+//!   cluster nothing.
+//! - The session subscribes with No Local, and messages forwarded here are published as from
+//!   it: what another node forwarded is delivered to subscribers here, never forwarded on.
+//!   Retain As Published keeps the RETAIN flag for the receivers' own subscriptions.
+//! - QoS 1 and 2 deliveries to the session are acknowledged to the broker only once every
+//!   node they went to acknowledged them, so the session's receive window bounds what is in
+//!   flight to other nodes (`cluster_peer_window`).
+//! - A forward received here is acknowledged to its sender once queued here, and with
+//!   persistence once the store has it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use midge_cluster::{Cluster, ClusterConfig, Event, NatsCluster};
+use midge_codec::{
+    Ack, Packet, PacketId, ProtocolVersion, QoS, RetainHandling, Subscribe, Subscription, SubscriptionId,
+    SubscriptionOptions, TopicFilter, Unsubscribe,
+};
+use midge_core::routes::RouteObserver;
+use midge_core::{Broker, Message};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::bridge::local::Local;
+
+/// The client identifier of the cluster's session here: U+0000 first, which no client can
+/// send [MQTT-1.5.4-2], so that it is never taken over and its filters are not routes.
+pub const CLUSTER_CLIENT_ID: &str = "\u{0}cluster";
+
+/// Starts the cluster's tasks; they end when `stop` changes. The session and the route
+/// observer exist when this returns, so call it before clients are accepted.
+pub(crate) fn start(
+    config: ClusterConfig,
+    broker: &Arc<Broker>,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Arc<dyn Cluster> {
+    if let Some(server) = &config.nats_server {
+        let store = midge_cluster::supervisor::store_dir(server, None);
+        let (pid, _) = watch::channel(0);
+        tasks.spawn(midge_cluster::supervisor::supervise(
+            config.clone(),
+            server.clone(),
+            store,
+            pid,
+            stop.clone(),
+        ));
+    }
+    let window = config.peer_window;
+    let (cluster, events) = NatsCluster::start(config, stop.clone());
+    let cluster: Arc<dyn Cluster> = cluster;
+    let observer = Arc::new(Observer(cluster.clone()));
+    for filter in broker.observe_routes(observer) {
+        cluster.route_added(&filter);
+    }
+    let mut local = Local::new(broker.clone(), CLUSTER_CLIENT_ID, None, true).with_window(window);
+    if let Err(refusal) = local.attach(Instant::now()) {
+        tracing::error!(event = "cluster.session_refused", detail = %refusal.detail, "the broker refused the cluster's session: {}", refusal.detail);
+    }
+    let glue = Glue {
+        broker: broker.clone(),
+        cluster: cluster.clone(),
+        local,
+        remote: HashMap::new(),
+        by_id: HashMap::new(),
+        next_id: 0,
+        next_packet_id: 0,
+    };
+    tasks.spawn(glue.run(events, stop.clone()));
+    cluster
+}
+
+/// Tells the cluster of this node's route changes.
+#[derive(Debug)]
+struct Observer(Arc<dyn Cluster>);
+
+impl RouteObserver for Observer {
+    fn route_added(&self, filter: &str) {
+        self.0.route_added(filter);
+    }
+
+    fn route_removed(&self, filter: &str) {
+        self.0.route_removed(filter);
+    }
+}
+
+/// A filter some other node has a subscriber to.
+#[derive(Debug)]
+struct RemoteFilter {
+    id: SubscriptionId,
+    nodes: HashSet<Arc<str>>,
+}
+
+struct Glue {
+    broker: Arc<Broker>,
+    cluster: Arc<dyn Cluster>,
+    local: Local,
+    /// The other nodes' filters, by filter.
+    remote: HashMap<String, RemoteFilter>,
+    /// The same, by Subscription Identifier.
+    by_id: HashMap<u32, String>,
+    next_id: u32,
+    next_packet_id: u16,
+}
+
+impl Glue {
+    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, mut stop: watch::Receiver<bool>) {
+        // Acknowledgements from other nodes, as (packet id, QoS) of the session's deliveries.
+        let (acked_tx, mut acked) = mpsc::unbounded_channel::<(PacketId, QoS)>();
+        let mut durable = self.broker.journal().map(|journal| journal.watch());
+        loop {
+            self.pump(&acked_tx);
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    self.on_event(event, durable.as_mut()).await;
+                    // Take what else arrived before looking at the session again.
+                    while let Ok(event) = events.try_recv() {
+                        self.on_event(event, durable.as_mut()).await;
+                    }
+                }
+                Some((packet_id, qos)) = acked.recv() => {
+                    self.acknowledge(packet_id, qos);
+                    while let Ok((packet_id, qos)) = acked.try_recv() {
+                        self.acknowledge(packet_id, qos);
+                    }
+                }
+                () = self.local.ready() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Tells the broker a delivery to the session is done with.
+    fn acknowledge(&mut self, packet_id: PacketId, qos: QoS) {
+        let now = Instant::now();
+        let packet = match qos {
+            QoS::ExactlyOnce => Packet::PubRec(Ack::new(packet_id)),
+            _ => Packet::PubAck(Ack::new(packet_id)),
+        };
+        self.local.send(packet, now);
+    }
+
+    /// Forwards what the broker has for the session.
+    fn pump(&mut self, acked: &mpsc::UnboundedSender<(PacketId, QoS)>) {
+        let now = Instant::now();
+        if let Some(reason) = self.local.take_closed(now) {
+            tracing::warn!(
+                event = "cluster.session_closed",
+                ?reason,
+                "the cluster's session was closed ({reason:?}); attaching again"
+            );
+            if self.local.attach(now).is_ok() {
+                self.resubscribe(now);
+            }
+        }
+        while let Some(packet) = self.local.next_packet(now) {
+            match packet {
+                Packet::Publish(mut publish) => {
+                    let nodes: Vec<Arc<str>> = {
+                        let mut nodes = HashSet::new();
+                        for id in &publish.properties.subscription_identifiers {
+                            if let Some(filter) = self.by_id.get(&id.get())
+                                && let Some(remote) = self.remote.get(filter)
+                            {
+                                nodes.extend(remote.nodes.iter().cloned());
+                            }
+                        }
+                        nodes.into_iter().collect()
+                    };
+                    publish.properties.subscription_identifiers.clear();
+                    let qos = publish.qos;
+                    let packet_id = publish.packet_id;
+                    let mut encoded = BytesMut::new();
+                    if Packet::Publish(publish)
+                        .encode(ProtocolVersion::V5, &mut encoded)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let waits = self.cluster.forward(&nodes, encoded.freeze(), qos);
+                    let Some(packet_id) = packet_id.filter(|_| qos != QoS::AtMostOnce) else {
+                        continue;
+                    };
+                    if waits.is_empty() {
+                        self.acknowledge(packet_id, qos);
+                        continue;
+                    }
+                    let acked = acked.clone();
+                    tokio::spawn(async move {
+                        for wait in waits {
+                            let _ = wait.await;
+                        }
+                        let _ = acked.send((packet_id, qos));
+                    });
+                }
+                Packet::PubRel(ack) => {
+                    self.local.send(Packet::PubComp(Ack::new(ack.packet_id)), now);
+                }
+                Packet::SubAck(suback) => {
+                    if let Some(code) = suback.reason_codes.iter().find(|code| code.is_error()) {
+                        tracing::warn!(event = "cluster.subscribe_refused", reason = ?code, "the broker refused a cluster route ({code:?})");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event, durable: Option<&mut watch::Receiver<u64>>) {
+        let now = Instant::now();
+        match event {
+            Event::RouteAdded { node, filter } => self.add_route(node, filter, now),
+            Event::RouteRemoved { node, filter } => self.remove_route(&node, &filter, now),
+            Event::Forwarded { from, packet, ack } => {
+                let publish = match midge_codec::decode_packet(packet, ProtocolVersion::V5) {
+                    Ok(Packet::Publish(publish)) => publish,
+                    Ok(other) => {
+                        tracing::warn!(event = "cluster.bad_forward", node = %from, "node {from} forwarded a {:?} packet, not a PUBLISH; dropped", other.packet_type());
+                        if let Some(ack) = ack {
+                            ack.done();
+                        }
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(event = "cluster.bad_forward", node = %from, %error, "node {from} forwarded a PUBLISH this node cannot read ({error}); dropped");
+                        if let Some(ack) = ack {
+                            ack.done();
+                        }
+                        return;
+                    }
+                };
+                let mut properties = publish.properties;
+                properties.subscription_identifiers.clear();
+                properties.topic_alias = None;
+                let expires_at = properties
+                    .message_expiry_interval
+                    .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
+                let message = Message::new(
+                    publish.topic,
+                    publish.payload,
+                    publish.qos,
+                    publish.retain,
+                    properties,
+                    expires_at,
+                    Some(CLUSTER_CLIENT_ID.into()),
+                );
+                let routed = self.broker.publish_forwarded(Arc::new(message), now);
+                if let Some(ack) = ack {
+                    if routed.durable_after > 0
+                        && let Some(durable) = durable
+                    {
+                        let _ = durable.wait_for(|at| *at >= routed.durable_after).await;
+                    }
+                    ack.done();
+                }
+            }
+            Event::NodeDown(_) | Event::NodeUp(_) => {}
+        }
+    }
+
+    fn add_route(&mut self, node: Arc<str>, filter: String, now: Instant) {
+        if let Some(remote) = self.remote.get_mut(&filter) {
+            remote.nodes.insert(node);
+            return;
+        }
+        let Ok(parsed) = TopicFilter::try_from(filter.as_str()) else {
+            tracing::warn!(event = "cluster.bad_route", node = %node, "node {node} has a route that is not a topic filter ({filter:?}); ignored");
+            return;
+        };
+        self.next_id = self.next_id % (SubscriptionId::MAX - 1) + 1;
+        let Some(id) = SubscriptionId::new(self.next_id) else {
+            return;
+        };
+        self.by_id.insert(id.get(), filter.clone());
+        self.remote.insert(
+            filter,
+            RemoteFilter {
+                id,
+                nodes: HashSet::from([node]),
+            },
+        );
+        self.subscribe(parsed, id, now);
+    }
+
+    fn remove_route(&mut self, node: &Arc<str>, filter: &str, now: Instant) {
+        let Some(remote) = self.remote.get_mut(filter) else {
+            return;
+        };
+        remote.nodes.remove(node);
+        if !remote.nodes.is_empty() {
+            return;
+        }
+        if let Some(remote) = self.remote.remove(filter) {
+            self.by_id.remove(&remote.id.get());
+        }
+        if let Ok(parsed) = TopicFilter::try_from(filter) {
+            let packet_id = self.packet_id();
+            self.local.send(
+                Packet::Unsubscribe(Unsubscribe {
+                    packet_id,
+                    filters: vec![parsed],
+                    properties: Default::default(),
+                }),
+                now,
+            );
+        }
+    }
+
+    fn subscribe(&mut self, filter: TopicFilter, id: SubscriptionId, now: Instant) {
+        let packet_id = self.packet_id();
+        let mut subscribe = Subscribe {
+            packet_id,
+            subscriptions: vec![Subscription {
+                filter,
+                options: SubscriptionOptions {
+                    qos: QoS::ExactlyOnce,
+                    no_local: true,
+                    retain_as_published: true,
+                    retain_handling: RetainHandling::DoNotSend,
+                },
+            }],
+            properties: Default::default(),
+        };
+        subscribe.properties.subscription_identifier = Some(id);
+        self.local.send(Packet::Subscribe(subscribe), now);
+    }
+
+    /// After the session was attached again (it starts clean): every remote filter again.
+    fn resubscribe(&mut self, now: Instant) {
+        let filters: Vec<(String, SubscriptionId)> = self
+            .remote
+            .iter()
+            .map(|(filter, remote)| (filter.clone(), remote.id))
+            .collect();
+        for (filter, id) in filters {
+            if let Ok(parsed) = TopicFilter::try_from(filter.as_str()) {
+                self.subscribe(parsed, id, now);
+            }
+        }
+    }
+
+    fn packet_id(&mut self) -> PacketId {
+        self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+        PacketId::new(self.next_packet_id).unwrap_or(PacketId::MIN)
+    }
+}
