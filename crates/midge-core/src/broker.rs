@@ -95,6 +95,8 @@ pub struct Broker {
     pub(crate) journal: Option<Arc<Journal>>,
     /// Per-topic counts for the web view, kept only while someone watches (`admin.rs`).
     pub(crate) tap: crate::admin::TopicTap,
+    /// Told of retained messages set here, in a cluster.
+    retained_observer: std::sync::OnceLock<Arc<dyn crate::routes::RetainedObserver>>,
 }
 
 impl Broker {
@@ -123,6 +125,7 @@ impl Broker {
             access_scope: AtomicU8::new(NO_RULES),
             journal,
             tap: crate::admin::TopicTap::default(),
+            retained_observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -678,6 +681,33 @@ impl Broker {
         self.index.write().observe_routes(observer)
     }
 
+    /// Tells `observer` of every retained message clients set here from now on (see
+    /// [`crate::routes::RetainedObserver`]). False if one was installed already.
+    pub fn observe_retained(&self, observer: Arc<dyn crate::routes::RetainedObserver>) -> bool {
+        self.retained_observer.set(observer).is_ok()
+    }
+
+    /// Stores a retained message another node set (an empty payload clears the topic's),
+    /// in memory and in the journal, without delivering it to anyone or telling the retained
+    /// observer. Returns the journal write (0 if none).
+    pub fn keep_retained(&self, message: Arc<Message>) -> Seq {
+        let mut retained = self.retained.shard(message.topic.as_str());
+        retained.set(message.clone());
+        self.journal_retained(&message)
+    }
+
+    /// Writes `message` as its topic's retained message to the journal, if there is one.
+    fn journal_retained(&self, message: &Message) -> Seq {
+        let Some(journal) = &self.journal else {
+            return 0;
+        };
+        if message.payload.is_empty() {
+            journal.delete_retained(message.topic.as_str())
+        } else {
+            journal.put_retained(&message.record(journal.clock()))
+        }
+    }
+
     /// Delivers a message another node forwarded to the sessions here that match it. Nothing
     /// is kept (the retained copy travels on its own), and access to publish was decided
     /// where it was published; each receiver's access to read is decided here. Sessions
@@ -778,14 +808,11 @@ impl Broker {
         } else {
             let mut retained = self.retained.shard(message.topic.as_str());
             retained.set(message.clone());
-            if keep == Keep::Journaled
-                && let Some(journal) = &self.journal
-            {
-                stored = if message.payload.is_empty() {
-                    journal.delete_retained(message.topic.as_str())
-                } else {
-                    journal.put_retained(&message.record(journal.clock()))
-                };
+            if keep == Keep::Journaled {
+                stored = self.journal_retained(&message);
+                if let Some(observer) = self.retained_observer.get() {
+                    observer.retained(&message);
+                }
             }
             self.index.read().matches(&message.topic, &mut matches);
         }

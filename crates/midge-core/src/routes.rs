@@ -1,6 +1,8 @@
-//! This node's route set, for a cluster: the filters that have at least one subscriber here,
-//! told to a [`RouteObserver`] as they come and go (a filter's first subscription, its last
-//! one gone), so that other nodes forward only what someone here wants.
+//! What a cluster watches in this node's broker: its route set, the filters that have at
+//! least one subscriber here, told to a [`RouteObserver`] as they come and go (a filter's
+//! first subscription, its last one gone), so that other nodes forward only what someone here
+//! wants; and the retained messages clients set here, told to a [`RetainedObserver`], so that
+//! every node keeps the same.
 //!
 //! Counted under the subscription index's write lock, in step with every change to it, so the
 //! observer sees the changes in the order they happened. Nothing is counted on the publish
@@ -31,6 +33,14 @@ pub trait RouteObserver: Send + Sync + Debug {
     fn route_added(&self, filter: &str);
     /// `filter` lost its last subscription on this node.
     fn route_removed(&self, filter: &str);
+}
+
+/// Told of each retained message a client (a will, the management API) sets or clears here;
+/// not of `$SYS`, nor of what [`crate::Broker::keep_retained`] stores. Called with the
+/// topic's retained shard locked: it must only record the message.
+pub trait RetainedObserver: Send + Sync + Debug {
+    /// `message` is now its topic's retained message (an empty payload clears it).
+    fn retained(&self, message: &Arc<crate::Message>);
 }
 
 /// How many subscriptions each filter has here, and who hears of a change.
