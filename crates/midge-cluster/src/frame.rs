@@ -13,7 +13,8 @@
 //! A link is (sender, receiver, epoch); the sender picks a new epoch each time it starts.
 //! Sequence numbers start at 1 on each link and count QoS 1 and 2 forwards; a QoS 0 forward
 //! has sequence 0 and is neither acknowledged nor sent again. An ack's sequence says every
-//! forward up to it arrived.
+//! forward up to it arrived. A reset asks the sender of `epoch` to number what it has not had
+//! acknowledged from 1 again: the receiver started afresh and knows nothing of the link.
 //!
 //! Everything decoded comes from the network: a frame that does not parse is an error,
 //! never a panic.
@@ -23,6 +24,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 const VERSION: u8 = 1;
 const FORWARD: u8 = 1;
 const ACK: u8 = 2;
+const RESET: u8 = 3;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub enum Body {
     Forward(Bytes),
     /// Every forward up to `seq` arrived.
     Ack,
+    /// The receiver knows nothing of the link `epoch`: number it from 1 again.
+    Reset,
 }
 
 /// Why a frame could not be read.
@@ -55,14 +59,14 @@ pub enum FrameError {
     /// Made by a version of Midge this one does not speak.
     #[error("unknown frame version {0}")]
     Version(u8),
-    /// Neither a forward nor an ack.
+    /// Not a forward, an ack or a reset.
     #[error("unknown frame kind {0}")]
     Kind(u8),
     /// The sender's node id is not UTF-8.
     #[error("node id is not UTF-8")]
     NodeId,
-    /// An ack with bytes after its fields.
-    #[error("ack frame with {0} bytes too many")]
+    /// An ack or reset with bytes after its fields.
+    #[error("ack or reset frame with {0} bytes too many")]
     Trailing(usize),
 }
 
@@ -73,13 +77,14 @@ impl Frame {
         let from = &from[..from.len().min(usize::from(u8::MAX))];
         let body_len = match &self.body {
             Body::Forward(packet) => packet.len(),
-            Body::Ack => 0,
+            Body::Ack | Body::Reset => 0,
         };
         let mut out = BytesMut::with_capacity(19 + from.len() + body_len);
         out.put_u8(VERSION);
         out.put_u8(match self.body {
             Body::Forward(_) => FORWARD,
             Body::Ack => ACK,
+            Body::Reset => RESET,
         });
         out.put_u8(u8::try_from(from.len()).unwrap_or(u8::MAX));
         out.put_slice(from);
@@ -101,7 +106,7 @@ impl Frame {
             return Err(FrameError::Version(version));
         }
         let kind = bytes.get_u8();
-        if kind != FORWARD && kind != ACK {
+        if ![FORWARD, ACK, RESET].contains(&kind) {
             return Err(FrameError::Kind(kind));
         }
         let from_len = usize::from(bytes.get_u8());
@@ -116,10 +121,12 @@ impl Frame {
         let seq = bytes.get_u64();
         let body = if kind == FORWARD {
             Body::Forward(bytes)
-        } else if bytes.is_empty() {
+        } else if !bytes.is_empty() {
+            return Err(FrameError::Trailing(bytes.len()));
+        } else if kind == ACK {
             Body::Ack
         } else {
-            return Err(FrameError::Trailing(bytes.len()));
+            Body::Reset
         };
         Ok(Self {
             from,
@@ -151,7 +158,13 @@ mod tests {
             seq: u64::MAX,
             body: Body::Ack,
         };
-        for frame in [forward(), ack] {
+        let reset = Frame {
+            from: "n3".into(),
+            epoch: 9,
+            seq: 0,
+            body: Body::Reset,
+        };
+        for frame in [forward(), ack, reset] {
             assert_eq!(Frame::decode(frame.encode()), Ok(frame));
         }
     }
@@ -176,8 +189,8 @@ mod tests {
         bytes[0] = 9;
         assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Version(9)));
         bytes[0] = VERSION;
-        bytes[1] = 3;
-        assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Kind(3)));
+        bytes[1] = 4;
+        assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Kind(4)));
         bytes[1] = FORWARD;
         bytes[3] = 0xff;
         assert_eq!(Frame::decode(bytes.into()), Err(FrameError::NodeId));

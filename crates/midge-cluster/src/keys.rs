@@ -32,6 +32,12 @@ pub fn nodes_bucket(cluster: &str) -> String {
     format!("midge-{cluster}-nodes")
 }
 
+/// The bucket of retained messages: keys the hashed topics, values MQTT 5 PUBLISH packets
+/// (an empty payload clears the topic).
+pub fn retained_bucket(cluster: &str) -> String {
+    format!("midge-{cluster}-retained")
+}
+
 /// The key of `filter` in `node`'s route set.
 pub fn route_key(node: &str, filter: &str) -> String {
     format!("{node}.{}", hashed(filter))

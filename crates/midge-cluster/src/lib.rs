@@ -41,6 +41,9 @@ pub trait Cluster: Send + Sync + Debug {
     fn route_added(&self, filter: &str);
     /// `filter` lost its last subscriber on this node.
     fn route_removed(&self, filter: &str);
+    /// `topic`'s retained message is now `packet` (an MQTT 5 PUBLISH; an empty payload
+    /// clears it): shared with every node.
+    fn retained_changed(&self, topic: &str, packet: Bytes);
     /// Sends an MQTT 5 PUBLISH packet to `nodes`. For QoS 1 and 2, one receiver per node
     /// (nodes known to be gone are skipped) says whether the node acknowledged it (true) or
     /// was given up (false).
@@ -63,6 +66,9 @@ pub enum Event {
         packet: Bytes,
         ack: Option<Ack>,
     },
+    /// A topic's retained message, as set on some node (this one included), `age` ago: an
+    /// MQTT 5 PUBLISH packet whose empty payload clears the topic.
+    Retained { packet: Bytes, age: Duration },
     /// The node missed its heartbeats for the grace period.
     NodeDown(Arc<str>),
     /// The node was heard again.
@@ -139,6 +145,8 @@ impl Cluster for SingleNode {
     fn route_added(&self, _filter: &str) {}
 
     fn route_removed(&self, _filter: &str) {}
+
+    fn retained_changed(&self, _topic: &str, _packet: Bytes) {}
 
     fn forward(&self, _nodes: &[Arc<str>], _packet: Bytes, _qos: QoS) -> Vec<oneshot::Receiver<bool>> {
         Vec::new()

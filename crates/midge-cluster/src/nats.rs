@@ -4,6 +4,10 @@
 //!   `NODE.HASH`, values the filters), written only on a filter's first subscription here or
 //!   its last one gone, and rewritten whole after every (re)connection; the other nodes' sets
 //!   are watched into [`Event::RouteAdded`] and [`Event::RouteRemoved`].
+//! - **Retained messages**: in `midge-CLUSTER-retained` (keys the hashed topics, values
+//!   the MQTT 5 PUBLISH packets, an empty payload for a cleared topic), written in the order
+//!   they are set here; every node, this one included, applies the bucket in its order, so all
+//!   converge on the last write ([`Event::Retained`]).
 //! - **Liveness**: a heartbeat in `midge-CLUSTER-nodes` every `heartbeat_interval`; a node
 //!   unheard for `node_down_grace` is [`Event::NodeDown`] until it is heard again.
 //! - **Forwarding**: frames (`frame.rs`) to each node's inbox subject. Core NATS may drop
@@ -47,6 +51,7 @@ pub struct NatsCluster {
     epoch: u64,
     outgoing: mpsc::UnboundedSender<(String, Bytes)>,
     routes: mpsc::UnboundedSender<(String, bool)>,
+    retained: mpsc::UnboundedSender<(String, Bytes)>,
     links: Mutex<HashMap<Arc<str>, LinkOut>>,
     down: Mutex<HashSet<Arc<str>>>,
     counters: Counters,
@@ -82,7 +87,7 @@ struct LinkOut {
 #[derive(Debug)]
 struct Pending {
     seq: u64,
-    frame: Bytes,
+    packet: Bytes,
     sent_at: Instant,
     done: oneshot::Sender<bool>,
 }
@@ -92,6 +97,18 @@ struct Pending {
 struct LinkIn {
     epoch: u64,
     expected: u64,
+    /// When this node last asked the sender to number the link from 1 again.
+    reset_at: Option<Instant>,
+}
+
+impl LinkIn {
+    fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            expected: 1,
+            reset_at: None,
+        }
+    }
 }
 
 impl NatsCluster {
@@ -104,18 +121,25 @@ impl NatsCluster {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (routes, routes_rx) = mpsc::unbounded_channel();
+        let (retained, retained_rx) = mpsc::unbounded_channel();
         let epoch = epoch();
         let cluster = Arc::new(Self {
             config,
             epoch,
             outgoing,
             routes,
+            retained,
             links: Mutex::default(),
             down: Mutex::default(),
             counters: Counters::default(),
             nodes: Mutex::default(),
         });
-        tokio::spawn(cluster.clone().run(events_tx, outgoing_rx, routes_rx, stop));
+        let channels = Channels {
+            outgoing: outgoing_rx,
+            routes: routes_rx,
+            retained: retained_rx,
+        };
+        tokio::spawn(cluster.clone().run(events_tx, channels, stop));
         (cluster, events)
     }
 
@@ -123,11 +147,21 @@ impl NatsCluster {
         keys::inbox(&self.config.name, node)
     }
 
+    /// A frame from this node.
+    fn frame(&self, epoch: u64, seq: u64, body: Body) -> Bytes {
+        Frame {
+            from: self.config.node_id.clone(),
+            epoch,
+            seq,
+            body,
+        }
+        .encode()
+    }
+
     async fn run(
         self: Arc<Self>,
         events: mpsc::UnboundedSender<Event>,
-        outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
-        routes: mpsc::UnboundedReceiver<(String, bool)>,
+        channels: Channels,
         mut stop: watch::Receiver<bool>,
     ) {
         let client = tokio::select! {
@@ -135,17 +169,22 @@ impl NatsCluster {
             _ = stop.changed() => return,
         };
         let js = jetstream::new(client.clone());
-        let (routes_kv, nodes_kv) = tokio::select! {
+        let (routes_kv, nodes_kv, retained_kv) = tokio::select! {
             buckets = self.buckets(&js) => buckets,
             _ = stop.changed() => return,
         };
         tracing::info!(event = "cluster.ready", node = %self.config.node_id, cluster = %self.config.name, "cluster {}: node {} joined", self.config.name, self.config.node_id);
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.clone().send_loop(client.clone(), outgoing));
+        tasks.spawn(self.clone().send_loop(client.clone(), channels.outgoing));
         tasks.spawn(self.clone().ack_loop(acks_rx));
         tasks.spawn(self.clone().inbox_loop(client.clone(), events.clone(), acks_tx));
-        tasks.spawn(self.clone().route_writer(routes_kv.clone(), routes));
+        tasks.spawn(self.clone().route_writer(routes_kv.clone(), channels.routes));
+        tasks.spawn(
+            self.clone()
+                .retained_writer(retained_kv.clone(), channels.retained),
+        );
+        tasks.spawn(self.clone().retained_watcher(retained_kv, events.clone()));
         tasks.spawn(self.clone().route_watcher(routes_kv, events.clone()));
         tasks.spawn(self.clone().heartbeat(nodes_kv.clone()));
         tasks.spawn(self.clone().node_watcher(nodes_kv, events));
@@ -198,8 +237,9 @@ impl NatsCluster {
         Ok(options)
     }
 
-    /// The routes and nodes buckets, created if missing; retried until JetStream answers.
-    async fn buckets(&self, js: &jetstream::Context) -> (kv::Store, kv::Store) {
+    /// The routes, nodes and retained buckets, created if missing; retried until JetStream
+    /// answers.
+    async fn buckets(&self, js: &jetstream::Context) -> (kv::Store, kv::Store, kv::Store) {
         let bucket = |name: String| kv::Config {
             bucket: name,
             history: 1,
@@ -216,12 +256,15 @@ impl NatsCluster {
             let nodes = js
                 .create_or_update_key_value(bucket(keys::nodes_bucket(&self.config.name)))
                 .await;
-            match (routes, nodes) {
-                (Ok(routes), Ok(nodes)) => {
+            let retained = js
+                .create_or_update_key_value(bucket(keys::retained_bucket(&self.config.name)))
+                .await;
+            match (routes, nodes, retained) {
+                (Ok(routes), Ok(nodes), Ok(retained)) => {
                     self.counters.connected.store(true, Ordering::Relaxed);
-                    return (routes, nodes);
+                    return (routes, nodes, retained);
                 }
-                (Err(error), _) | (_, Err(error)) => {
+                (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
                     // A cluster starting up waits for its JetStream leader: said once.
                     if attempts == 1 {
                         tracing::info!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
@@ -262,13 +305,8 @@ impl NatsCluster {
                 }
             }
             for (node, (epoch, seq)) in highest.drain() {
-                let frame = Frame {
-                    from: self.config.node_id.clone(),
-                    epoch,
-                    seq,
-                    body: Body::Ack,
-                };
-                let _ = self.outgoing.send((self.inbox(&node), frame.encode()));
+                let frame = self.frame(epoch, seq, Body::Ack);
+                let _ = self.outgoing.send((self.inbox(&node), frame));
             }
         }
     }
@@ -305,6 +343,7 @@ impl NatsCluster {
                 .clone();
             match frame.body {
                 Body::Ack => self.acked(&from, frame.epoch, frame.seq),
+                Body::Reset => self.renumber(&from, frame.epoch),
                 Body::Forward(packet) if frame.seq == 0 => {
                     self.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
                     let _ = events.send(Event::Forwarded {
@@ -314,15 +353,9 @@ impl NatsCluster {
                     });
                 }
                 Body::Forward(packet) => {
-                    let link = links.entry(from.clone()).or_insert(LinkIn {
-                        epoch: frame.epoch,
-                        expected: 1,
-                    });
+                    let link = links.entry(from.clone()).or_insert(LinkIn::new(frame.epoch));
                     if link.epoch != frame.epoch {
-                        *link = LinkIn {
-                            epoch: frame.epoch,
-                            expected: 1,
-                        };
+                        *link = LinkIn::new(frame.epoch);
                     }
                     if frame.seq < link.expected {
                         // Seen before (its ack was lost): say again how far this node got.
@@ -330,8 +363,21 @@ impl NatsCluster {
                         continue;
                     }
                     if frame.seq > link.expected {
-                        // One before it was lost; the sender goes back to it.
+                        // One before it was lost; the sender goes back to it. On a link this
+                        // node has taken nothing from, the sender may be numbering for an
+                        // earlier run of this node: ask it to start from 1 (now and then, as
+                        // the request may be lost too).
                         self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        let now = Instant::now();
+                        if link.expected == 1
+                            && link
+                                .reset_at
+                                .is_none_or(|at| now.duration_since(at) >= RESEND_AFTER)
+                        {
+                            link.reset_at = Some(now);
+                            let reset = self.frame(frame.epoch, 0, Body::Reset);
+                            let _ = self.outgoing.send((self.inbox(&from), reset));
+                        }
                         continue;
                     }
                     link.expected += 1;
@@ -368,6 +414,30 @@ impl NatsCluster {
         }
     }
 
+    /// `node` started afresh and asks for this node's `epoch` link from 1: what it has not
+    /// acknowledged is numbered from 1 again and sent at once.
+    fn renumber(&self, node: &Arc<str>, epoch: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        let mut links = self.links.lock();
+        let Some(link) = links.get_mut(node) else {
+            return;
+        };
+        let subject = self.inbox(node);
+        let now = Instant::now();
+        let mut seq = 0;
+        for pending in &mut link.unacked {
+            seq += 1;
+            pending.seq = seq;
+            pending.sent_at = now;
+            let frame = self.frame(self.epoch, seq, Body::Forward(pending.packet.clone()));
+            let _ = self.outgoing.send((subject.clone(), frame));
+        }
+        link.next_seq = seq;
+        tracing::info!(event = "cluster.link_renumbered", node = %node, unacked = seq, "node {node} started afresh: {seq} unacknowledged messages sent again from 1");
+    }
+
     /// Sends again what waited too long for its ack, oldest first.
     async fn resend_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(RESEND_AFTER / 2);
@@ -387,7 +457,8 @@ impl NatsCluster {
                 for pending in &mut link.unacked {
                     pending.sent_at = now;
                     self.counters.resent.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.outgoing.send((subject.clone(), pending.frame.clone()));
+                    let frame = self.frame(self.epoch, pending.seq, Body::Forward(pending.packet.clone()));
+                    let _ = self.outgoing.send((subject.clone(), frame));
                 }
             }
         }
@@ -512,6 +583,52 @@ impl NatsCluster {
         }
     }
 
+    /// Writes the retained messages set here, in the order they were set.
+    async fn retained_writer(
+        self: Arc<Self>,
+        store: kv::Store,
+        mut changes: mpsc::UnboundedReceiver<(String, Bytes)>,
+    ) {
+        while let Some((topic, packet)) = changes.recv().await {
+            let key = keys::hashed(&topic);
+            loop {
+                match store.put(&key, packet.clone()).await {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(event = "cluster.retained_write_failed", %error, "cannot share the retained message of {topic:?}: {error}; trying again");
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns the retained bucket (its current content, then each change) into events.
+    async fn retained_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
+        loop {
+            let mut watch = match store.watch_with_history(">").await {
+                Ok(watch) => watch,
+                Err(error) => {
+                    tracing::warn!(event = "cluster.retained_watch_failed", %error, "cannot watch retained messages: {error}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            };
+            while let Some(Ok(entry)) = watch.next().await {
+                if entry.operation != kv::Operation::Put {
+                    continue;
+                }
+                let written = std::time::SystemTime::from(entry.created);
+                let age = written.elapsed().unwrap_or_default();
+                let _ = events.send(Event::Retained {
+                    packet: entry.value,
+                    age,
+                });
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
     async fn heartbeat(self: Arc<Self>, store: kv::Store) {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         let value = Bytes::from(self.epoch.to_string());
@@ -610,6 +727,10 @@ impl Cluster for NatsCluster {
         let _ = self.routes.send((filter.to_owned(), false));
     }
 
+    fn retained_changed(&self, topic: &str, packet: Bytes) {
+        let _ = self.retained.send((topic.to_owned(), packet));
+    }
+
     fn forward(&self, nodes: &[Arc<str>], packet: Bytes, qos: QoS) -> Vec<oneshot::Receiver<bool>> {
         let mut waits = Vec::new();
         let down = self.down.lock();
@@ -617,29 +738,18 @@ impl Cluster for NatsCluster {
             self.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
             let subject = self.inbox(node);
             if qos == QoS::AtMostOnce {
-                let frame = Frame {
-                    from: self.config.node_id.clone(),
-                    epoch: self.epoch,
-                    seq: 0,
-                    body: Body::Forward(packet.clone()),
-                };
-                let _ = self.outgoing.send((subject, frame.encode()));
+                let frame = self.frame(self.epoch, 0, Body::Forward(packet.clone()));
+                let _ = self.outgoing.send((subject, frame));
                 continue;
             }
             let mut links = self.links.lock();
             let link = links.entry(node.clone()).or_default();
             link.next_seq += 1;
-            let frame = Frame {
-                from: self.config.node_id.clone(),
-                epoch: self.epoch,
-                seq: link.next_seq,
-                body: Body::Forward(packet.clone()),
-            }
-            .encode();
+            let frame = self.frame(self.epoch, link.next_seq, Body::Forward(packet.clone()));
             let (done, wait) = oneshot::channel();
             link.unacked.push_back(Pending {
                 seq: link.next_seq,
-                frame: frame.clone(),
+                packet: packet.clone(),
                 sent_at: Instant::now(),
                 done,
             });
@@ -679,6 +789,13 @@ impl Cluster for NatsCluster {
             route_writes: c.route_writes.load(Ordering::Relaxed),
         }
     }
+}
+
+/// What the broker's side hands the node's tasks.
+struct Channels {
+    outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
+    routes: mpsc::UnboundedReceiver<(String, bool)>,
+    retained: mpsc::UnboundedReceiver<(String, Bytes)>,
 }
 
 /// A new epoch: the time in nanoseconds, which only grows across restarts of one node.

@@ -17,6 +17,9 @@
 //!   flight to other nodes (`cluster_peer_window`).
 //! - A forward received here is acknowledged to its sender once queued here, and with
 //!   persistence once the store has it.
+//! - Retained messages clients set here are handed to the cluster, and every node's (this
+//!   one's included, in the cluster's order) are kept here without being delivered: a
+//!   subscriber on any node finds the same retained messages.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use midge_codec::{
     Ack, Packet, PacketId, ProtocolVersion, QoS, RetainHandling, Subscribe, Subscription, SubscriptionId,
     SubscriptionOptions, TopicFilter, Unsubscribe,
 };
-use midge_core::routes::RouteObserver;
+use midge_core::routes::{RetainedObserver, RouteObserver};
 use midge_core::{Broker, Message};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -62,9 +65,10 @@ pub(crate) fn start(
     let (cluster, events) = NatsCluster::start(config, stop.clone());
     let cluster: Arc<dyn Cluster> = cluster;
     let observer = Arc::new(Observer(cluster.clone()));
-    for filter in broker.observe_routes(observer) {
+    for filter in broker.observe_routes(observer.clone()) {
         cluster.route_added(&filter);
     }
+    broker.observe_retained(observer);
     let mut local = Local::new(broker.clone(), CLUSTER_CLIENT_ID, None, true).with_window(window);
     if let Err(refusal) = local.attach(Instant::now()) {
         tracing::error!(event = "cluster.session_refused", detail = %refusal.detail, "the broker refused the cluster's session: {}", refusal.detail);
@@ -94,6 +98,51 @@ impl RouteObserver for Observer {
     fn route_removed(&self, filter: &str) {
         self.0.route_removed(filter);
     }
+}
+
+impl RetainedObserver for Observer {
+    fn retained(&self, message: &Arc<Message>) {
+        let publish = message.to_publish(message.qos, true, &[], Instant::now());
+        let mut encoded = BytesMut::new();
+        if Packet::Publish(publish)
+            .encode(ProtocolVersion::V5, &mut encoded)
+            .is_ok()
+        {
+            self.0.retained_changed(message.topic.as_str(), encoded.freeze());
+        }
+    }
+}
+
+/// A PUBLISH packet from another node as a message of this broker, published as from
+/// `publisher`, its expiry counted from `age` ago.
+fn message_from(
+    packet: bytes::Bytes,
+    publisher: Option<&str>,
+    age: Duration,
+    now: Instant,
+) -> Result<Message, String> {
+    let publish = match midge_codec::decode_packet(packet, ProtocolVersion::V5) {
+        Ok(Packet::Publish(publish)) => publish,
+        Ok(other) => return Err(format!("a {:?} packet, not a PUBLISH", other.packet_type())),
+        Err(error) => return Err(format!("a PUBLISH this node cannot read ({error})")),
+    };
+    let mut properties = publish.properties;
+    properties.subscription_identifiers.clear();
+    properties.topic_alias = None;
+    let expires_at = properties.message_expiry_interval.map(|seconds| {
+        (now + Duration::from_secs(u64::from(seconds)))
+            .checked_sub(age)
+            .unwrap_or(now)
+    });
+    Ok(Message::new(
+        publish.topic,
+        publish.payload,
+        publish.qos,
+        publish.retain,
+        properties,
+        expires_at,
+        publisher.map(Into::into),
+    ))
 }
 
 /// A filter some other node has a subscriber to.
@@ -225,38 +274,16 @@ impl Glue {
             Event::RouteAdded { node, filter } => self.add_route(node, filter, now),
             Event::RouteRemoved { node, filter } => self.remove_route(&node, &filter, now),
             Event::Forwarded { from, packet, ack } => {
-                let publish = match midge_codec::decode_packet(packet, ProtocolVersion::V5) {
-                    Ok(Packet::Publish(publish)) => publish,
-                    Ok(other) => {
-                        tracing::warn!(event = "cluster.bad_forward", node = %from, "node {from} forwarded a {:?} packet, not a PUBLISH; dropped", other.packet_type());
-                        if let Some(ack) = ack {
-                            ack.done();
-                        }
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(event = "cluster.bad_forward", node = %from, %error, "node {from} forwarded a PUBLISH this node cannot read ({error}); dropped");
+                let message = match message_from(packet, Some(CLUSTER_CLIENT_ID), Duration::ZERO, now) {
+                    Ok(message) => message,
+                    Err(problem) => {
+                        tracing::warn!(event = "cluster.bad_forward", node = %from, "node {from} forwarded {problem}; dropped");
                         if let Some(ack) = ack {
                             ack.done();
                         }
                         return;
                     }
                 };
-                let mut properties = publish.properties;
-                properties.subscription_identifiers.clear();
-                properties.topic_alias = None;
-                let expires_at = properties
-                    .message_expiry_interval
-                    .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
-                let message = Message::new(
-                    publish.topic,
-                    publish.payload,
-                    publish.qos,
-                    publish.retain,
-                    properties,
-                    expires_at,
-                    Some(CLUSTER_CLIENT_ID.into()),
-                );
                 let routed = self.broker.publish_forwarded(Arc::new(message), now);
                 if let Some(ack) = ack {
                     if routed.durable_after > 0
@@ -267,6 +294,17 @@ impl Glue {
                     ack.done();
                 }
             }
+            Event::Retained { packet, age } => match message_from(packet, None, age, now) {
+                Ok(message) => {
+                    self.broker.keep_retained(Arc::new(message));
+                }
+                Err(problem) => {
+                    tracing::warn!(
+                        event = "cluster.bad_retained",
+                        "the cluster holds a retained message this node cannot read: {problem}; ignored"
+                    );
+                }
+            },
             Event::NodeDown(_) | Event::NodeUp(_) => {}
         }
     }

@@ -202,3 +202,96 @@ async fn local_traffic_stays_local() {
     assert_eq!(crossed, after + 1, "the message for n2 is counted");
     drop(cluster);
 }
+
+/// A new client of `node` subscribing to `filter`: the retained messages it is sent, within
+/// `quiet` of the SUBACK.
+async fn retained_at(node: &support::cluster::Node, id: &str, filter: &str, quiet: Duration) -> Vec<Publish> {
+    let mut reader = client(node, id).await;
+    reader.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    reader.acked().await;
+    let mut got = Vec::new();
+    while let Ok(publish) = tokio::time::timeout(quiet, reader.publish()).await {
+        assert!(publish.retain, "only retained messages are published here");
+        got.push(publish);
+    }
+    got
+}
+
+/// Issue 14, test 8: a retained message set on one node reaches a new subscriber on another
+/// within a second, survives `kill -9` of the node it was set on (a node restarted without
+/// persistence gets it from the cluster), and a clear on any node clears it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_are_the_same_on_every_node_and_outlive_one() {
+    let mut cluster = TestCluster::start(3, "");
+    let mut publisher = client(cluster.node(1), "retainer").await;
+    let properties = PublishProperties {
+        user_properties: vec![("origin".into(), "n1".into())],
+        ..PublishProperties::default()
+    };
+    publisher
+        .client
+        .publish_with_properties("r/a", QoS::AtLeastOnce, true, "v1", properties)
+        .await
+        .unwrap();
+    publisher.acked().await;
+    let set_at = Instant::now();
+    let mut attempt = 0;
+    let found = loop {
+        attempt += 1;
+        let got = retained_at(
+            cluster.node(3),
+            &format!("n3-{attempt}"),
+            "r/#",
+            Duration::from_millis(100),
+        )
+        .await;
+        if let Some(publish) = got.into_iter().next() {
+            break publish;
+        }
+        assert!(
+            set_at.elapsed() < Duration::from_secs(1),
+            "not on n3 within a second"
+        );
+    };
+    let within = set_at.elapsed();
+    assert!(within < Duration::from_secs(1), "on n3 after {within:?}");
+    assert_eq!(
+        (found.topic.as_ref(), found.payload.as_ref()),
+        (&b"r/a"[..], &b"v1"[..])
+    );
+    let origin = found.properties.expect("properties").user_properties;
+    assert_eq!(origin, vec![("origin".to_owned(), "n1".to_owned())]);
+    drop(publisher);
+
+    // n1, where it was set, dies; n3 starts again with nothing of its own.
+    cluster.kill(1);
+    cluster.restart(3);
+    let mut found = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while found.is_empty() && Instant::now() < deadline {
+        found = retained_at(cluster.node(3), "n3-after", "r/#", Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "the restarted n3 has the retained message from the cluster"
+    );
+    assert_eq!(found[0].payload.as_ref(), b"v1");
+
+    // Cleared on n2: gone on n3 too.
+    let mut clearer = client(cluster.node(2), "clearer").await;
+    clearer
+        .client
+        .publish("r/a", QoS::AtLeastOnce, true, "")
+        .await
+        .unwrap();
+    clearer.acked().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = retained_at(cluster.node(3), "n3-cleared", "r/#", Duration::from_millis(300)).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the clear did not reach n3");
+    }
+}

@@ -39,22 +39,63 @@ pub struct Node {
     pub midge: Midge,
     pub ip: [u8; 4],
     pub nats_pid: u32,
-    _store: tempfile::TempDir,
+    config: String,
+    store: Option<tempfile::TempDir>,
 }
 
 impl Node {
+    /// Starts a node with this configuration, its JetStream files in `store`.
+    fn start(ip: [u8; 4], config: String, store: tempfile::TempDir) -> Self {
+        let midge = Midge::start_with_config(&config);
+        let line = midge.wait_for_log("nats-server started (pid ");
+        let nats_pid = line
+            .split("(pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|pid| pid.parse().ok())
+            .expect("nats-server pid in the log");
+        Self {
+            midge,
+            ip,
+            nats_pid,
+            config,
+            store: Some(store),
+        }
+    }
+
     /// Its MQTT listener.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, self.midge.port()))
+    }
+
+    /// Waits until the node has joined the cluster.
+    pub fn await_joined(&self) {
+        if self.midge.try_wait_for_log("joined", FORMING).is_none() {
+            panic!(
+                "node at {:?} did not join; log:\n{}",
+                self.ip,
+                self.midge.logs().join("\n")
+            );
+        }
+    }
+
+    /// `kill -9` the broker and its nats-server, as a machine that dies.
+    fn kill(&mut self) {
+        if self.nats_pid == 0 {
+            return;
+        }
+        self.midge.signal("KILL");
+        let _ = Command::new("kill")
+            .args(["-9", &self.nats_pid.to_string()])
+            .status();
+        // Not again: the number may be another process's by then.
+        self.nats_pid = 0;
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.midge.signal("KILL");
-        let _ = Command::new("kill")
-            .args(["-9", &self.nats_pid.to_string()])
-            .status();
+        self.kill();
     }
 }
 
@@ -72,7 +113,6 @@ impl TestCluster {
         let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
         let mut nodes = Vec::new();
         for i in 1..=count {
-            let ip = [127, 0, 0, i];
             let (client, cluster) = ports[usize::from(i - 1)];
             let routes: Vec<String> = (1..=count)
                 .filter(|j| *j != i)
@@ -92,34 +132,32 @@ impl TestCluster {
                 routes = routes.join(" "),
                 store = store.path().display(),
             );
-            let midge = Midge::start_with_config(&config);
-            let line = midge.wait_for_log("nats-server started (pid ");
-            let nats_pid = line
-                .split("(pid ")
-                .nth(1)
-                .and_then(|rest| rest.split(')').next())
-                .and_then(|pid| pid.parse().ok())
-                .expect("nats-server pid in the log");
-            nodes.push(Node {
-                midge,
-                ip,
-                nats_pid,
-                _store: store,
-            });
+            nodes.push(Node::start([127, 0, 0, i], config, store));
         }
         for node in &nodes {
-            if node.midge.try_wait_for_log("joined", FORMING).is_none() {
-                panic!(
-                    "node at {:?} did not join; log:\n{}",
-                    node.ip,
-                    node.midge.logs().join("\n")
-                );
-            }
+            node.await_joined();
         }
         Self { nodes }
     }
 
     pub fn node(&self, n: usize) -> &Node {
         &self.nodes[n - 1]
+    }
+
+    /// `kill -9` node `n` (its broker and its nats-server).
+    pub fn kill(&mut self, n: usize) {
+        self.nodes[n - 1].kill();
+    }
+
+    /// Kills node `n` if it runs, and starts it again with the same configuration and
+    /// JetStream files (and nothing else: a broker without persistence starts empty); waits
+    /// until it has joined.
+    pub fn restart(&mut self, n: usize) {
+        let node = &mut self.nodes[n - 1];
+        node.kill();
+        let store = node.store.take().expect("store");
+        let restarted = Node::start(node.ip, node.config.clone(), store);
+        *node = restarted;
+        node.await_joined();
     }
 }
