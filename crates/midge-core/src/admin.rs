@@ -207,20 +207,11 @@ impl Broker {
     /// `publish_will` (the specification's rule for a connection the server closes), and its
     /// session lives on or ends as its expiry says. False if the client is not connected.
     pub fn disconnect_client(&self, client_id: &str, publish_will: bool, now: Instant) -> bool {
-        let Some(cell) = self.sessions.lock().get(client_id).cloned() else {
-            return false;
-        };
-        let (link, generation) = {
-            let session = cell.state.lock();
-            (session.link.clone(), session.generation)
-        };
-        let Some(link) = link else { return false };
-        // Detached first, so the connection's own end finds nothing to do and the will and
-        // expiry are settled here, once.
-        self.detach(&cell, generation, publish_will, now);
-        link.close(ReasonCode::AdministrativeAction);
-        tracing::info!(client_id, "Client {client_id} disconnected by the HTTP API.");
-        true
+        let closed = self.close_client(client_id, ReasonCode::AdministrativeAction, publish_will, now);
+        if closed {
+            tracing::info!(client_id, "Client {client_id} disconnected by the HTTP API.");
+        }
+        closed
     }
 
     /// Deletes the session of `client_id`: its connection, if any, is closed (DISCONNECT 0x98

@@ -681,6 +681,47 @@ impl Broker {
         self.index.write().observe_routes(observer)
     }
 
+    /// Closes the connection of `client_id` with `reason` (MQTT 5 clients get a DISCONNECT
+    /// saying it). Its will is published if `publish_will`, and its session lives on or ends
+    /// as its expiry says. False if the client is not connected.
+    pub(crate) fn close_client(
+        &self,
+        client_id: &str,
+        reason: ReasonCode,
+        publish_will: bool,
+        now: Instant,
+    ) -> bool {
+        let Some(cell) = self.sessions.lock().get(client_id).cloned() else {
+            return false;
+        };
+        let (link, generation) = {
+            let session = cell.state.lock();
+            (session.link.clone(), session.generation)
+        };
+        let Some(link) = link else { return false };
+        // Detached first, so the connection's own end finds nothing to do and the will and
+        // expiry are settled here, once.
+        self.detach(&cell, generation, publish_will, now);
+        link.close(reason);
+        true
+    }
+
+    /// The client connected here as `client_id` connected to another node of the cluster
+    /// since: its connection here is closed with 0x8E Session taken over [MQTT-3.1.4-3], and
+    /// its will published as for any connection the server closes. False if it is not
+    /// connected here.
+    pub fn take_over_client(&self, client_id: &str, now: Instant) -> bool {
+        let closed = self.close_client(client_id, ReasonCode::SessionTakenOver, true, now);
+        if closed {
+            tracing::info!(
+                event = "client.taken_over",
+                client_id,
+                "Client {client_id} connected to another node: its connection here is closed (session taken over)."
+            );
+        }
+        closed
+    }
+
     /// Tells `observer` of every retained message clients set here from now on (see
     /// [`crate::routes::RetainedObserver`]). False if one was installed already.
     pub fn observe_retained(&self, observer: Arc<dyn crate::routes::RetainedObserver>) -> bool {
