@@ -38,6 +38,12 @@ pub fn retained_bucket(cluster: &str) -> String {
     format!("midge-{cluster}-retained")
 }
 
+/// The bucket of client identifier ownership: keys the hashed identifiers, values
+/// `NODE\nCLIENT_ID`; a key's revision is the ownership's fencing token.
+pub fn owners_bucket(cluster: &str) -> String {
+    format!("midge-{cluster}-owners")
+}
+
 /// The key of `filter` in `node`'s route set.
 pub fn route_key(node: &str, filter: &str) -> String {
     format!("{node}.{}", hashed(filter))

@@ -22,6 +22,8 @@ mod nats;
 pub mod supervisor;
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +50,28 @@ pub trait Cluster: Send + Sync + Debug {
     /// (nodes known to be gone are skipped) says whether the node acknowledged it (true) or
     /// was given up (false).
     fn forward(&self, nodes: &[Arc<str>], packet: Bytes, qos: QoS) -> Vec<oneshot::Receiver<bool>>;
+    /// Makes this node the owner of `client_id` (compare-and-set in the cluster), so that
+    /// a connection with that identifier on any other node is closed. Returns the ownership's
+    /// revision, which only grows.
+    fn claim<'a>(&'a self, client_id: &'a str) -> Claiming<'a>;
+    /// The node that owns `client_id` as far as this node knows, with the revision.
+    fn owner(&self, client_id: &str) -> Option<(Arc<str>, u64)>;
     /// The cluster as this node sees it.
     fn status(&self) -> ClusterStatus;
+}
+
+/// A claim of a client identifier under way.
+pub type Claiming<'a> = Pin<Box<dyn Future<Output = Result<u64, ClaimError>> + Send + 'a>>;
+
+/// Why a client identifier could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// The cluster's shared state cannot be reached (no JetStream majority here).
+    #[error("the cluster cannot be reached: {0}")]
+    Unavailable(String),
+    /// Others claimed the same identifier again and again until the time ran out.
+    #[error("the client identifier is claimed by others at the same time")]
+    Contended,
 }
 
 /// Something the broker must act on.
@@ -69,6 +91,12 @@ pub enum Event {
     /// A topic's retained message, as set on some node (this one included), `age` ago: an
     /// MQTT 5 PUBLISH packet whose empty payload clears the topic.
     Retained { packet: Bytes, age: Duration },
+    /// `node` owns `client_id` since `revision` (this node's own claims included).
+    Owner {
+        client_id: String,
+        node: Arc<str>,
+        revision: u64,
+    },
     /// The node missed its heartbeats for the grace period.
     NodeDown(Arc<str>),
     /// The node was heard again.
@@ -116,6 +144,10 @@ pub struct ClusterStatus {
     pub out_of_order: u64,
     /// Writes of this node's routes.
     pub route_writes: u64,
+    /// Client identifiers this node claimed.
+    pub claims: u64,
+    /// Claims that failed (cluster unreachable, or contended).
+    pub claims_failed: u64,
 }
 
 /// Another node as this one sees it.
@@ -150,6 +182,14 @@ impl Cluster for SingleNode {
 
     fn forward(&self, _nodes: &[Arc<str>], _packet: Bytes, _qos: QoS) -> Vec<oneshot::Receiver<bool>> {
         Vec::new()
+    }
+
+    fn claim<'a>(&'a self, _client_id: &'a str) -> Claiming<'a> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    fn owner(&self, _client_id: &str) -> Option<(Arc<str>, u64)> {
+        None
     }
 
     fn status(&self) -> ClusterStatus {

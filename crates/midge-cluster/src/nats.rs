@@ -8,6 +8,10 @@
 //!   the MQTT 5 PUBLISH packets, an empty payload for a cleared topic), written in the order
 //!   they are set here; every node, this one included, applies the bucket in its order, so all
 //!   converge on the last write ([`Event::Retained`]).
+//! - **Ownership**: each client identifier's owner node in `midge-CLUSTER-owners` (keys the
+//!   hashed identifiers), moved only by compare-and-set on the key's revision, which fences
+//!   an older owner: every node watches the bucket and closes its own connection of a client
+//!   that a newer revision gives to another node ([`Event::Owner`]).
 //! - **Liveness**: a heartbeat in `midge-CLUSTER-nodes` every `heartbeat_interval`; a node
 //!   unheard for `node_down_grace` is [`Event::NodeDown`] until it is heard again.
 //! - **Forwarding**: frames (`frame.rs`) to each node's inbox subject. Core NATS may drop
@@ -33,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::ClusterConfig;
 use crate::frame::{Body, Frame};
 use crate::keys;
-use crate::{Ack, Cluster, ClusterStatus, Event, NodeStatus};
+use crate::{Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, NodeStatus};
 
 /// How long a forward waits for its ack before it (and everything after it on its link) is
 /// sent again.
@@ -42,6 +46,8 @@ const RESEND_AFTER: Duration = Duration::from_millis(500);
 const ACK_EVERY: Duration = Duration::from_millis(2);
 /// Between attempts to reach JetStream (a bucket needs a majority of its replicas).
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How long a claim of a client identifier may take before the CONNECT is refused.
+const CLAIM_WITHIN: Duration = Duration::from_secs(3);
 
 /// A node of a cluster on NATS.
 #[derive(Debug)]
@@ -54,6 +60,12 @@ pub struct NatsCluster {
     retained: mpsc::UnboundedSender<(String, Bytes)>,
     links: Mutex<HashMap<Arc<str>, LinkOut>>,
     down: Mutex<HashSet<Arc<str>>>,
+    /// The owners bucket, once JetStream answered.
+    owners_store: watch::Sender<Option<kv::Store>>,
+    /// Each client identifier's owner and revision, as far as this node knows.
+    owners: Mutex<HashMap<String, (Arc<str>, u64)>>,
+    /// This node's id, shared with the owners map.
+    me: Arc<str>,
     counters: Counters,
     nodes: Mutex<HashMap<Arc<str>, NodeSeen>>,
 }
@@ -68,6 +80,8 @@ struct Counters {
     bad_frames: AtomicU64,
     out_of_order: AtomicU64,
     route_writes: AtomicU64,
+    claims: AtomicU64,
+    claims_failed: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -123,6 +137,7 @@ impl NatsCluster {
         let (routes, routes_rx) = mpsc::unbounded_channel();
         let (retained, retained_rx) = mpsc::unbounded_channel();
         let epoch = epoch();
+        let me: Arc<str> = Arc::from(config.node_id.as_str());
         let cluster = Arc::new(Self {
             config,
             epoch,
@@ -131,6 +146,9 @@ impl NatsCluster {
             retained,
             links: Mutex::default(),
             down: Mutex::default(),
+            owners_store: watch::channel(None).0,
+            owners: Mutex::default(),
+            me,
             counters: Counters::default(),
             nodes: Mutex::default(),
         });
@@ -168,8 +186,12 @@ impl NatsCluster {
             client = self.connect() => client,
             _ = stop.changed() => return,
         };
-        let js = jetstream::new(client.clone());
-        let (routes_kv, nodes_kv, retained_kv) = tokio::select! {
+        // A short API timeout: while a new cluster elects its JetStream leader a request may
+        // go unanswered, and the next one should not wait long.
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build(client.clone());
+        let (routes_kv, nodes_kv, retained_kv, owners_kv) = tokio::select! {
             buckets = self.buckets(&js) => buckets,
             _ = stop.changed() => return,
         };
@@ -185,6 +207,8 @@ impl NatsCluster {
                 .retained_writer(retained_kv.clone(), channels.retained),
         );
         tasks.spawn(self.clone().retained_watcher(retained_kv, events.clone()));
+        tasks.spawn(self.clone().owner_watcher(owners_kv.clone(), events.clone()));
+        self.owners_store.send_replace(Some(owners_kv));
         tasks.spawn(self.clone().route_watcher(routes_kv, events.clone()));
         tasks.spawn(self.clone().heartbeat(nodes_kv.clone()));
         tasks.spawn(self.clone().node_watcher(nodes_kv, events));
@@ -237,9 +261,9 @@ impl NatsCluster {
         Ok(options)
     }
 
-    /// The routes, nodes and retained buckets, created if missing; retried until JetStream
-    /// answers.
-    async fn buckets(&self, js: &jetstream::Context) -> (kv::Store, kv::Store, kv::Store) {
+    /// The routes, nodes, retained and owners buckets, created if missing; retried until
+    /// JetStream answers.
+    async fn buckets(&self, js: &jetstream::Context) -> (kv::Store, kv::Store, kv::Store, kv::Store) {
         let bucket = |name: String| kv::Config {
             bucket: name,
             history: 1,
@@ -259,12 +283,18 @@ impl NatsCluster {
             let retained = js
                 .create_or_update_key_value(bucket(keys::retained_bucket(&self.config.name)))
                 .await;
-            match (routes, nodes, retained) {
-                (Ok(routes), Ok(nodes), Ok(retained)) => {
+            let owners = js
+                .create_or_update_key_value(bucket(keys::owners_bucket(&self.config.name)))
+                .await;
+            match (routes, nodes, retained, owners) {
+                (Ok(routes), Ok(nodes), Ok(retained), Ok(owners)) => {
                     self.counters.connected.store(true, Ordering::Relaxed);
-                    return (routes, nodes, retained);
+                    return (routes, nodes, retained, owners);
                 }
-                (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                (Err(error), _, _, _)
+                | (_, Err(error), _, _)
+                | (_, _, Err(error), _)
+                | (_, _, _, Err(error)) => {
                     // A cluster starting up waits for its JetStream leader: said once.
                     if attempts == 1 {
                         tracing::info!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
@@ -629,6 +659,116 @@ impl NatsCluster {
         }
     }
 
+    /// Keeps the owners map and reports each change of owner, in the bucket's order.
+    async fn owner_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
+        loop {
+            let mut watch = match store.watch_with_history(">").await {
+                Ok(watch) => watch,
+                Err(error) => {
+                    tracing::warn!(event = "cluster.owner_watch_failed", %error, "cannot watch client ownership: {error}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            };
+            while let Some(Ok(entry)) = watch.next().await {
+                if entry.operation != kv::Operation::Put {
+                    continue;
+                }
+                let Some((node, client_id)) = std::str::from_utf8(&entry.value)
+                    .ok()
+                    .and_then(|text| text.split_once('\n'))
+                else {
+                    continue;
+                };
+                let node: Arc<str> = if *node == *self.me {
+                    self.me.clone()
+                } else {
+                    Arc::from(node)
+                };
+                if self.note_owner(client_id, &node, entry.revision) {
+                    let _ = events.send(Event::Owner {
+                        client_id: client_id.to_owned(),
+                        node,
+                        revision: entry.revision,
+                    });
+                }
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    /// Records that `node` owns `client_id` since `revision`, unless a later revision is
+    /// known. True if the map changed.
+    fn note_owner(&self, client_id: &str, node: &Arc<str>, revision: u64) -> bool {
+        let mut owners = self.owners.lock();
+        match owners.get_mut(client_id) {
+            Some(known) if known.1 >= revision => false,
+            Some(known) => {
+                *known = (node.clone(), revision);
+                true
+            }
+            None => {
+                owners.insert(client_id.to_owned(), (node.clone(), revision));
+                true
+            }
+        }
+    }
+
+    async fn claim_owner(&self, client_id: &str) -> Result<u64, ClaimError> {
+        let deadline = tokio::time::Instant::now() + CLAIM_WITHIN;
+        let mut ready = self.owners_store.subscribe();
+        let store = match tokio::time::timeout_at(deadline, ready.wait_for(Option::is_some)).await {
+            Ok(Ok(store)) => store.clone(),
+            _ => None,
+        };
+        let Some(store) = store else {
+            return Err(ClaimError::Unavailable("JetStream has not answered yet".into()));
+        };
+        let key = keys::hashed(client_id);
+        let value = Bytes::from(format!("{}\n{client_id}", self.me));
+        let mut pause = Duration::from_millis(1);
+        let mut last_error = String::new();
+        let mut conflicts = 0_u32;
+        while tokio::time::Instant::now() < deadline {
+            let attempt = async {
+                match store.entry(&key).await.map_err(|e| (false, e.to_string()))? {
+                    Some(entry) => store
+                        .update(&key, value.clone(), entry.revision)
+                        .await
+                        .map_err(|e| (true, e.to_string())),
+                    None => store
+                        .create(&key, value.clone())
+                        .await
+                        .map_err(|e| (true, e.to_string())),
+                }
+            };
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(revision)) => {
+                    self.note_owner(client_id, &self.me, revision);
+                    return Ok(revision);
+                }
+                Ok(Err((conflict, error))) => {
+                    conflicts += u32::from(conflict);
+                    last_error = error;
+                }
+                Err(_) => break,
+            }
+            // Someone else claimed it meanwhile (or JetStream hiccuped): again, after a pause
+            // that grows, so that many claimants do not keep colliding.
+            tokio::time::sleep(pause.mul_f64(0.5 + jitter())).await;
+            pause = (pause * 2).min(Duration::from_millis(64));
+        }
+        if conflicts > 0 {
+            Err(ClaimError::Contended)
+        } else {
+            Err(ClaimError::Unavailable(if last_error.is_empty() {
+                "no answer in time".into()
+            } else {
+                last_error
+            }))
+        }
+    }
+
     async fn heartbeat(self: Arc<Self>, store: kv::Store) {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         let value = Bytes::from(self.epoch.to_string());
@@ -759,6 +899,23 @@ impl Cluster for NatsCluster {
         waits
     }
 
+    fn claim<'a>(&'a self, client_id: &'a str) -> Claiming<'a> {
+        Box::pin(async move {
+            let claimed = self.claim_owner(client_id).await;
+            let counter = if claimed.is_ok() {
+                &self.counters.claims
+            } else {
+                &self.counters.claims_failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            claimed
+        })
+    }
+
+    fn owner(&self, client_id: &str) -> Option<(Arc<str>, u64)> {
+        self.owners.lock().get(client_id).cloned()
+    }
+
     fn status(&self) -> ClusterStatus {
         let now = Instant::now();
         let mut nodes: Vec<NodeStatus> = self
@@ -787,6 +944,8 @@ impl Cluster for NatsCluster {
             bad_frames: c.bad_frames.load(Ordering::Relaxed),
             out_of_order: c.out_of_order.load(Ordering::Relaxed),
             route_writes: c.route_writes.load(Ordering::Relaxed),
+            claims: c.claims.load(Ordering::Relaxed),
+            claims_failed: c.claims_failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -796,6 +955,14 @@ struct Channels {
     outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
     routes: mpsc::UnboundedReceiver<(String, bool)>,
     retained: mpsc::UnboundedReceiver<(String, Bytes)>,
+}
+
+/// A number in [0, 1), different on each call (for spreading retries).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(epoch());
+    (hasher.finish() >> 11) as f64 / (1_u64 << 53) as f64
 }
 
 /// A new epoch: the time in nanoseconds, which only grows across restarts of one node.

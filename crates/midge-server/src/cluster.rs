@@ -17,6 +17,12 @@
 //!   flight to other nodes (`cluster_peer_window`).
 //! - A forward received here is acknowledged to its sender once queued here, and with
 //!   persistence once the store has it.
+//! - Each client identifier is claimed in the cluster ([`claim_for`], [`Claim`]) before its
+//!   client is admitted here; a node that hears its client was claimed since by another node
+//!   closes the connection here with 0x8E Session taken over. A claim the cluster cannot
+//!   make refuses a persistent session with 0x88 Server unavailable (3.1.1: return code 3),
+//!   and a claim contended for too long refuses any with 0x89 Server busy; a clean session is
+//!   admitted without a claim while the cluster cannot be reached.
 //! - Retained messages clients set here are handed to the cluster, and every node's (this
 //!   one's included, in the cluster's order) are kept here without being delivered: a
 //!   subscriber on any node finds the same retained messages.
@@ -26,13 +32,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use midge_cluster::{Cluster, ClusterConfig, Event, NatsCluster};
+use midge_cluster::{ClaimError, Cluster, ClusterConfig, Event, NatsCluster};
 use midge_codec::{
-    Ack, Packet, PacketId, ProtocolVersion, QoS, RetainHandling, Subscribe, Subscription, SubscriptionId,
-    SubscriptionOptions, TopicFilter, Unsubscribe,
+    Ack, Connect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe,
+    Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, Unsubscribe,
 };
 use midge_core::routes::{RetainedObserver, RouteObserver};
-use midge_core::{Broker, Message};
+use midge_core::{Broker, ClientRules, Credentials, Message};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -84,6 +90,72 @@ pub(crate) fn start(
     };
     tasks.spawn(glue.run(events, stop.clone()));
     cluster
+}
+
+/// A client identifier a CONNECT must claim in the cluster.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    client_id: String,
+    /// Whether the session outlives the connection: such a CONNECT is refused when the
+    /// cluster cannot be reached.
+    persistent: bool,
+}
+
+/// What `connect` must claim, if anything: not an identifier the broker will assign, nor one
+/// of a client the broker will refuse anyway (bad password; anonymous where that is not
+/// allowed), which must not be able to close another node's connection.
+pub(crate) fn claim_for(connect: &Connect, credentials: &Credentials, rules: &ClientRules) -> Option<Claim> {
+    if *credentials == Credentials::Invalid || (!rules.allow_anonymous && connect.username.is_none()) {
+        return None;
+    }
+    let client_id = if rules.use_username_as_clientid {
+        connect.username.as_deref()?
+    } else {
+        &connect.client_id
+    };
+    if client_id.is_empty() {
+        return None;
+    }
+    let persistent = if connect.protocol.is_v5() {
+        connect.properties.session_expiry_interval.unwrap_or(0) > 0
+    } else {
+        !connect.clean_start
+    };
+    Some(Claim {
+        client_id: client_id.to_owned(),
+        persistent,
+    })
+}
+
+impl Claim {
+    /// Claims the identifier; the reason to refuse the CONNECT with if that fails.
+    pub(crate) async fn make(&self, cluster: &dyn Cluster, peer: &str) -> Result<(), ReasonCode> {
+        let client_id = &self.client_id;
+        match cluster.claim(client_id).await {
+            Ok(_) => Ok(()),
+            Err(ClaimError::Contended) => {
+                tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: others claim the same identifier at the same time (server busy).");
+                Err(ReasonCode::ServerBusy)
+            }
+            Err(error @ ClaimError::Unavailable(_)) if self.persistent => {
+                tracing::info!(event = "client.refused", %peer, client_id, %error, "Client {client_id} refused from {peer}: a persistent session needs the cluster ({error}).");
+                Err(ReasonCode::ServerUnavailable)
+            }
+            Err(error) => {
+                tracing::warn!(event = "cluster.unclaimed", %peer, client_id, %error, "Client {client_id} admitted from {peer} without a claim (clean session; {error}).");
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes the connection just admitted if another node claimed its identifier since.
+    pub(crate) fn still_owned(&self, cluster: &dyn Cluster, broker: &Broker) {
+        if let Some((owner, _)) = cluster.owner(&self.client_id)
+            && *owner != *cluster.node_id()
+        {
+            broker.take_over_client(&self.client_id, Instant::now());
+        }
+    }
 }
 
 /// Tells the cluster of this node's route changes.
@@ -305,6 +377,15 @@ impl Glue {
                     );
                 }
             },
+            Event::Owner { client_id, node, .. } => {
+                // Looked up again: a claim made here since may have overtaken this one.
+                if *node != *self.cluster.node_id()
+                    && let Some((owner, _)) = self.cluster.owner(&client_id)
+                    && *owner != *self.cluster.node_id()
+                {
+                    self.broker.take_over_client(&client_id, now);
+                }
+            }
             Event::NodeDown(_) | Event::NodeUp(_) => {}
         }
     }

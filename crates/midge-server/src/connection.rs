@@ -213,6 +213,8 @@ pub(crate) struct Admission {
     pub(crate) username: Username,
     /// Where refusals and timeouts are counted.
     pub(crate) counters: Arc<ConnectionCounters>,
+    /// The cluster this node is in: it must agree to each client identifier.
+    pub(crate) cluster: Option<Arc<dyn midge_cluster::Cluster>>,
 }
 
 /// Serves one client until its connection ends.
@@ -528,6 +530,7 @@ async fn admit<S: Transport>(
         rules,
         username: username_source,
         counters,
+        cluster,
     } = admission;
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
@@ -561,6 +564,19 @@ async fn admit<S: Transport>(
     };
     let version = connect.protocol;
     let (keep_alive_asked, clean_start) = (connect.keep_alive, connect.clean_start);
+    let claim = cluster.and_then(|cluster| {
+        crate::cluster::claim_for(&connect, &credentials, &rules).map(|claim| (cluster, claim))
+    });
+    // Claimed before the client is attached here (the password is checked already), so that
+    // a claim refused leaves the connections here as they were; with enhanced
+    // authentication, once the method has accepted the client.
+    if let Some((cluster, claim)) = &claim
+        && !enhanced
+        && let Err(reason) = claim.make(cluster.as_ref(), peer).await
+    {
+        refuse(stream, version, reason, stats).await;
+        return None;
+    }
     let link = Arc::new(ConnectionLink::default());
     let mut out = Outbox::new(version);
     // AUTH packets may follow CONNECT, and are read in the CONNECT's version.
@@ -581,6 +597,14 @@ async fn admit<S: Transport>(
             return None;
         }
     };
+    if let Some((cluster, claim)) = &claim
+        && enhanced
+        && let Err(reason) = claim.make(cluster.as_ref(), peer).await
+    {
+        connection.end(Instant::now().into_std(), false);
+        refuse(stream, version, reason, stats).await;
+        return None;
+    }
     let durable = broker.journal().map(|journal| journal.watch());
     // The CONNACK leaves before the log line is written, so that a slow log destination does
     // not delay the client. One held for the journal, or what the socket did not take, goes
@@ -589,6 +613,10 @@ async fn admit<S: Transport>(
         let _ = write_some(stream, &mut out, stats);
     }
     stream.handshake_over();
+    if let Some((cluster, claim)) = &claim {
+        // Claimed from another node meanwhile, before this connection was here to be closed.
+        claim.still_owned(cluster.as_ref(), broker);
+    }
     let client_id = connection.client_id();
     // The user name in force: CONNECT's, or the one enhanced authentication proved.
     let username = connection.username();
@@ -610,6 +638,14 @@ async fn admit<S: Transport>(
         out,
         durable,
     })
+}
+
+/// Refuses a CONNECT before the client is admitted: a CONNACK with `reason` (the nearest
+/// 3.1.1 return code to older clients), then the connection closes.
+async fn refuse<S: Transport>(stream: &S, version: ProtocolVersion, reason: ReasonCode, stats: &Stats) {
+    let mut out = Outbox::new(version);
+    out.send(&Packet::ConnAck(ConnAck::new(reason)));
+    flush(stream, &mut out, stats, &mut None).await;
 }
 
 /// Ends a connection: detaches the session (publishing the will if due), logs why, and sends

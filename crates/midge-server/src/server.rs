@@ -320,7 +320,11 @@ impl Server {
                 open,
                 everywhere.clone(),
                 self.broker.clone(),
-                (self.authenticator.clone(), self.auth_methods.clone()),
+                (
+                    self.authenticator.clone(),
+                    self.auth_methods.clone(),
+                    cluster.clone(),
+                ),
                 stop_rx.clone(),
             ));
         }
@@ -584,6 +588,14 @@ struct Limits {
     counters: Arc<ConnectionCounters>,
 }
 
+/// Who admits a listener's clients: the password file's authenticator, the enhanced
+/// authentication methods, and the cluster that must agree to each client identifier.
+type Admitters = (
+    Arc<Authenticator>,
+    Option<Arc<dyn AuthMethods>>,
+    Option<Arc<dyn midge_cluster::Cluster>>,
+);
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one accept loop per socket, started once"
@@ -595,7 +607,7 @@ async fn accept_loop(
     open: Arc<OpenCount>,
     everywhere: Limits,
     broker: Arc<Broker>,
-    (authenticator, auth_methods): (Arc<Authenticator>, Option<Arc<dyn AuthMethods>>),
+    (authenticator, auth_methods, cluster): Admitters,
     mut stop: watch::Receiver<bool>,
 ) {
     let (rules, authenticator) = match &spec.security {
@@ -665,6 +677,7 @@ async fn accept_loop(
                         rules: rules.clone(),
                         username: Username::FromConnect,
                         counters: counters.clone(),
+                        cluster: cluster.clone(),
                     };
                     // Spawned directly, not inside a wrapping block: a wrapper would keep its own
                     // copies of everything moved into the connection's future, for its whole life.

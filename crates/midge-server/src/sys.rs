@@ -257,6 +257,8 @@ impl SysTree {
                 ("cluster/messages/dropped", status.given_up),
                 ("cluster/frames/invalid", status.bad_frames),
                 ("cluster/routes/written", status.route_writes),
+                ("cluster/clients/claimed", status.claims),
+                ("cluster/clients/claims_failed", status.claims_failed),
             ];
             for (name, value) in values {
                 self.publish(name, value.to_string(), false);

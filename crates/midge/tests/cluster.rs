@@ -295,3 +295,101 @@ async fn retained_messages_are_the_same_on_every_node_and_outlive_one() {
         assert!(Instant::now() < deadline, "the clear did not reach n3");
     }
 }
+
+/// Issue 14, test 3 (the connection part): the same client identifier on n1 and then on n2
+/// leaves one connection: n1's gets DISCONNECT 0x8E Session taken over [MQTT-3.1.4-3].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_taken_over_on_another_node_is_closed_on_the_first() {
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    let cluster = TestCluster::start(3, "");
+    let mut first = client(cluster.node(1), "roaming").await;
+    let (mut second, ack) = Client5::start_at(cluster.node(2).addr(), "roaming", |_| {}, |_| {}).await;
+    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+    assert_eq!(
+        first.disconnected().await,
+        Some(DisconnectReasonCode::SessionTakenOver)
+    );
+    // The second lives on: it still gets what is published to it.
+    second.client.subscribe("roam/#", QoS::AtLeastOnce).await.unwrap();
+    second.acked().await;
+    second
+        .client
+        .publish("roam/x", QoS::AtLeastOnce, false, "still here")
+        .await
+        .unwrap();
+    assert_eq!(second.publish().await.payload.as_ref(), b"still here");
+}
+
+/// Issue 14, test 3 (the race): a thousand CONNECTs with one client identifier at once,
+/// spread over three nodes, leave exactly one live connection (the others are taken over, or
+/// refused with 3.1.1 return code 3 while the identifier is contended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connects_with_one_id_leave_one_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use midge_codec::{Decoder, ProtocolVersion};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = TestCluster::start(3, "");
+    let addrs: Vec<_> = cluster.nodes.iter().map(|node| node.addr()).collect();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (settle_tx, settle) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..1000 {
+        let addr = addrs[n % 3];
+        let answered = answered.clone();
+        let mut settle = settle.clone();
+        tasks.spawn(async move {
+            let connect = support::packets::connect(ProtocolVersion::V311, "contended");
+            let mut bytes = bytes::BytesMut::new();
+            connect.encode(ProtocolVersion::V311, &mut bytes).unwrap();
+            let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                answered.fetch_add(1, Ordering::Relaxed);
+                return false;
+            };
+            let _ = stream.write_all(&bytes).await;
+            let decoder = Decoder::new(ProtocolVersion::V311, 1 << 20);
+            let mut input = bytes::BytesMut::new();
+            let mut accepted = false;
+            loop {
+                if let Ok(Some(midge_codec::Packet::ConnAck(ack))) = decoder.decode(&mut input) {
+                    accepted = !ack.reason_code.is_error();
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_secs(60), stream.read_buf(&mut input)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break,
+                }
+            }
+            answered.fetch_add(1, Ordering::Relaxed);
+            if !accepted {
+                return false;
+            }
+            // Open until the server closes it, or until the count.
+            let mut rest = [0_u8; 64];
+            loop {
+                tokio::select! {
+                    read = stream.read(&mut rest) => match read {
+                        Ok(0) | Err(_) => return false,
+                        Ok(_) => {}
+                    },
+                    _ = settle.wait_for(|done| *done) => return true,
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while answered.load(Ordering::Relaxed) < 1000 {
+        assert!(Instant::now() < deadline, "not every CONNECT was answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Takeovers still on their way between nodes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settle_tx.send(true).unwrap();
+    let mut live = 0;
+    while let Some(alive) = tasks.join_next().await {
+        live += usize::from(alive.unwrap());
+    }
+    assert_eq!(live, 1, "live connections with one client identifier");
+}
