@@ -97,6 +97,8 @@ pub struct Broker {
     pub(crate) tap: crate::admin::TopicTap,
     /// Told of retained messages set here, in a cluster.
     retained_observer: std::sync::OnceLock<Arc<dyn crate::routes::RetainedObserver>>,
+    /// Told of changes to persistent sessions here, in a cluster.
+    session_observer: std::sync::OnceLock<Arc<dyn crate::routes::SessionObserver>>,
 }
 
 impl Broker {
@@ -126,6 +128,7 @@ impl Broker {
             journal,
             tap: crate::admin::TopicTap::default(),
             retained_observer: std::sync::OnceLock::new(),
+            session_observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -390,6 +393,7 @@ impl Broker {
             let stored = self.persist_connect(&cell.client_id, &mut session);
             (session.generation, stored)
         };
+        self.checkpoint(&cell);
         Stats::bump(&self.stats.connects);
 
         let mut connack = ConnAck::new(ReasonCode::Success);
@@ -719,7 +723,97 @@ impl Broker {
                 "Client {client_id} connected to another node: its connection here is closed (session taken over)."
             );
         }
+        // The session lives on where the client went: nothing of it stays here (and its end
+        // is not told: the new node's session is the same one).
+        if let Some(cell) = self.sessions.lock().remove(client_id) {
+            {
+                let mut session = cell.state.lock();
+                session.generation += 1;
+                session.will = None;
+                cell.set_online(false);
+                self.unpersist(client_id, &mut session);
+                session.link = None;
+            }
+            self.forget_subscriptions(&cell);
+        }
         closed
+    }
+
+    /// Tells `observer` of every change to the persistent sessions here from now on (see
+    /// [`crate::routes::SessionObserver`]). False if one was installed already.
+    pub fn observe_sessions(&self, observer: Arc<dyn crate::routes::SessionObserver>) -> bool {
+        self.session_observer.set(observer).is_ok()
+    }
+
+    /// Tells the session observer, if any, how a session that outlives its connection is now.
+    pub(crate) fn checkpoint(&self, cell: &SessionCell) {
+        let Some(observer) = self.session_observer.get() else {
+            return;
+        };
+        let checkpoint = {
+            let session = cell.state.lock();
+            if session.expiry == Some(Duration::ZERO) {
+                return;
+            }
+            crate::routes::SessionCheckpoint {
+                client_id: cell.client_id.to_string(),
+                expiry: session.expiry,
+                subscriptions: session
+                    .subscriptions
+                    .values()
+                    .map(|s| (s.filter.clone(), s.options, s.id))
+                    .collect(),
+            }
+        };
+        observer.session_changed(checkpoint);
+    }
+
+    /// Takes up here a session another node kept (its client connects here now), unless a
+    /// session of that client exists here already: offline, with its subscriptions, until
+    /// the client's CONNECT attaches it. True if it was taken up.
+    pub fn adopt_session(&self, checkpoint: crate::routes::SessionCheckpoint, now: Instant) -> bool {
+        let client_id = ByteString::from(checkpoint.client_id.as_str());
+        let cell = {
+            let mut sessions = self.sessions.lock();
+            if sessions.contains_key(&client_id) {
+                return false;
+            }
+            let cell = Arc::new(SessionCell::new(client_id.clone()));
+            sessions.insert(client_id, cell.clone());
+            cell
+        };
+        {
+            let mut session = cell.state.lock();
+            session.expiry = checkpoint.expiry;
+            session.disconnected_at = Some(now);
+            for (filter, options, id) in &checkpoint.subscriptions {
+                session.subscriptions.insert(
+                    filter.as_byte_string().clone(),
+                    crate::session::SessionSubscription {
+                        filter: filter.clone(),
+                        options: *options,
+                        id: *id,
+                    },
+                );
+            }
+        }
+        {
+            let mut index = self.index.write();
+            for (filter, options, id) in checkpoint.subscriptions {
+                index.subscribe(
+                    &filter,
+                    Subscriber {
+                        session: cell.clone(),
+                        options,
+                        id,
+                    },
+                );
+            }
+        }
+        // Timed to expire like any offline session, should its client not come after all.
+        self.resume_offline(&cell, now);
+        tracing::info!(event = "session.adopted", client_id = %cell.client_id, "Session of {} taken up from the cluster.", cell.client_id);
+        true
     }
 
     /// Tells `observer` of every retained message clients set here from now on (see
@@ -1129,6 +1223,9 @@ impl Broker {
             self.unpersist(&cell.client_id, &mut session);
             session.will.take()
         };
+        if let Some(observer) = self.session_observer.get() {
+            observer.session_ended(&cell.client_id);
+        }
         // A delayed will still pending goes out when the session ends [MQTT-3.1.2-8].
         if let Some(will) = will {
             self.publish_will(*will, now);

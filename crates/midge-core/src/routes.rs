@@ -1,8 +1,9 @@
 //! What a cluster watches in this node's broker: its route set, the filters that have at
 //! least one subscriber here, told to a [`RouteObserver`] as they come and go (a filter's
 //! first subscription, its last one gone), so that other nodes forward only what someone here
-//! wants; and the retained messages clients set here, told to a [`RetainedObserver`], so that
-//! every node keeps the same.
+//! wants; the retained messages clients set here, told to a [`RetainedObserver`], so that
+//! every node keeps the same; and the persistent sessions here, told to a [`SessionObserver`]
+//! as [`SessionCheckpoint`]s, so that another node can take a session up.
 //!
 //! Counted under the subscription index's write lock, in step with every change to it, so the
 //! observer sees the changes in the order they happened. Nothing is counted on the publish
@@ -41,6 +42,32 @@ pub trait RouteObserver: Send + Sync + Debug {
 pub trait RetainedObserver: Send + Sync + Debug {
     /// `message` is now its topic's retained message (an empty payload clears it).
     fn retained(&self, message: &Arc<crate::Message>);
+}
+
+/// A session that outlives its connection, as much of it as another node needs to take it
+/// up: its expiry and its subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCheckpoint {
+    /// Its client identifier.
+    pub client_id: String,
+    /// Its Session Expiry Interval once disconnected; `None`: it never expires.
+    pub expiry: Option<std::time::Duration>,
+    /// Its subscriptions.
+    pub subscriptions: Vec<(
+        midge_codec::TopicFilter,
+        midge_codec::SubscriptionOptions,
+        Option<midge_codec::SubscriptionId>,
+    )>,
+}
+
+/// Told of each change to a session here that outlives its connection (attached,
+/// subscribed, unsubscribed) and of its end. Called without locks held, from the thread that
+/// made the change; it must only record it.
+pub trait SessionObserver: Send + Sync + Debug {
+    /// The session is now as `checkpoint` says.
+    fn session_changed(&self, checkpoint: SessionCheckpoint);
+    /// The session ended (expired, or replaced by a clean one).
+    fn session_ended(&self, client_id: &str);
 }
 
 /// How many subscriptions each filter has here, and who hears of a change.

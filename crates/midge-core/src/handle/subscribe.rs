@@ -148,6 +148,7 @@ impl Connection {
                 QoS::ExactlyOnce => ReasonCode::GrantedQos2,
             });
         }
+        self.broker.checkpoint(&self.session);
         // The SUBSCRIBE's Packet Identifier [MQTT-3.8.4-2].
         let suback = Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
@@ -215,6 +216,7 @@ impl Connection {
                 ReasonCode::NoSubscriptionExisted
             });
         }
+        self.broker.checkpoint(&self.session);
         let explanation = reason_codes
             .contains(&ReasonCode::NoSubscriptionExisted)
             .then_some(
