@@ -44,6 +44,11 @@ pub fn owners_bucket(cluster: &str) -> String {
     format!("midge-{cluster}-owners")
 }
 
+/// The bucket of persistent sessions' checkpoints: keys the hashed client identifiers.
+pub fn sessions_bucket(cluster: &str) -> String {
+    format!("midge-{cluster}-sessions")
+}
+
 /// The key of `filter` in `node`'s route set.
 pub fn route_key(node: &str, filter: &str) -> String {
     format!("{node}.{}", hashed(filter))

@@ -56,12 +56,21 @@ pub trait Cluster: Send + Sync + Debug {
     fn claim<'a>(&'a self, client_id: &'a str) -> Claiming<'a>;
     /// The node that owns `client_id` as far as this node knows, with the revision.
     fn owner(&self, client_id: &str) -> Option<(Arc<str>, u64)>;
+    /// The persistent session of `client_id` is now as `checkpoint` (opaque bytes) says.
+    fn session_changed(&self, client_id: &str, checkpoint: Bytes);
+    /// The persistent session of `client_id` ended.
+    fn session_ended(&self, client_id: &str);
+    /// The last checkpoint of `client_id`'s session, if the cluster has one.
+    fn checkpoint<'a>(&'a self, client_id: &'a str) -> Fetching<'a>;
     /// The cluster as this node sees it.
     fn status(&self) -> ClusterStatus;
 }
 
 /// A claim of a client identifier under way.
 pub type Claiming<'a> = Pin<Box<dyn Future<Output = Result<u64, ClaimError>> + Send + 'a>>;
+
+/// A checkpoint being fetched: `None` if there is none (or the cluster cannot be reached).
+pub type Fetching<'a> = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'a>>;
 
 /// Why a client identifier could not be claimed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +199,14 @@ impl Cluster for SingleNode {
 
     fn owner(&self, _client_id: &str) -> Option<(Arc<str>, u64)> {
         None
+    }
+
+    fn session_changed(&self, _client_id: &str, _checkpoint: Bytes) {}
+
+    fn session_ended(&self, _client_id: &str) {}
+
+    fn checkpoint<'a>(&'a self, _client_id: &'a str) -> Fetching<'a> {
+        Box::pin(std::future::ready(None))
     }
 
     fn status(&self) -> ClusterStatus {

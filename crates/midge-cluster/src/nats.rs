@@ -12,6 +12,9 @@
 //!   hashed identifiers), moved only by compare-and-set on the key's revision, which fences
 //!   an older owner: every node watches the bucket and closes its own connection of a client
 //!   that a newer revision gives to another node ([`Event::Owner`]).
+//! - **Sessions**: each persistent session's checkpoint (expiry and subscriptions, encoded
+//!   by the broker) in `midge-CLUSTER-sessions`, written in order as it changes, read by the
+//!   node its client connects to next.
 //! - **Liveness**: a heartbeat in `midge-CLUSTER-nodes` every `heartbeat_interval`; a node
 //!   unheard for `node_down_grace` is [`Event::NodeDown`] until it is heard again.
 //! - **Forwarding**: frames (`frame.rs`) to each node's inbox subject. Core NATS may drop
@@ -37,7 +40,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::ClusterConfig;
 use crate::frame::{Body, Frame};
 use crate::keys;
-use crate::{Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, NodeStatus};
+use crate::{Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, NodeStatus};
 
 /// How long a forward waits for its ack before it (and everything after it on its link) is
 /// sent again.
@@ -62,6 +65,9 @@ pub struct NatsCluster {
     down: Mutex<HashSet<Arc<str>>>,
     /// The owners bucket, once JetStream answered.
     owners_store: watch::Sender<Option<kv::Store>>,
+    /// The sessions bucket, once JetStream answered.
+    sessions_store: watch::Sender<Option<kv::Store>>,
+    sessions: mpsc::UnboundedSender<(String, Option<Bytes>)>,
     /// Each client identifier's owner and revision, as far as this node knows.
     owners: Mutex<HashMap<String, (Arc<str>, u64)>>,
     /// This node's id, shared with the owners map.
@@ -136,6 +142,7 @@ impl NatsCluster {
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (routes, routes_rx) = mpsc::unbounded_channel();
         let (retained, retained_rx) = mpsc::unbounded_channel();
+        let (sessions, sessions_rx) = mpsc::unbounded_channel();
         let epoch = epoch();
         let me: Arc<str> = Arc::from(config.node_id.as_str());
         let cluster = Arc::new(Self {
@@ -147,6 +154,8 @@ impl NatsCluster {
             links: Mutex::default(),
             down: Mutex::default(),
             owners_store: watch::channel(None).0,
+            sessions_store: watch::channel(None).0,
+            sessions,
             owners: Mutex::default(),
             me,
             counters: Counters::default(),
@@ -156,6 +165,7 @@ impl NatsCluster {
             outgoing: outgoing_rx,
             routes: routes_rx,
             retained: retained_rx,
+            sessions: sessions_rx,
         };
         tokio::spawn(cluster.clone().run(events_tx, channels, stop));
         (cluster, events)
@@ -191,7 +201,13 @@ impl NatsCluster {
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(2))
             .build(client.clone());
-        let (routes_kv, nodes_kv, retained_kv, owners_kv) = tokio::select! {
+        let Buckets {
+            routes: routes_kv,
+            nodes: nodes_kv,
+            retained: retained_kv,
+            owners: owners_kv,
+            sessions: sessions_kv,
+        } = tokio::select! {
             buckets = self.buckets(&js) => buckets,
             _ = stop.changed() => return,
         };
@@ -209,6 +225,11 @@ impl NatsCluster {
         tasks.spawn(self.clone().retained_watcher(retained_kv, events.clone()));
         tasks.spawn(self.clone().owner_watcher(owners_kv.clone(), events.clone()));
         self.owners_store.send_replace(Some(owners_kv));
+        tasks.spawn(
+            self.clone()
+                .session_writer(sessions_kv.clone(), channels.sessions),
+        );
+        self.sessions_store.send_replace(Some(sessions_kv));
         tasks.spawn(self.clone().route_watcher(routes_kv, events.clone()));
         tasks.spawn(self.clone().heartbeat(nodes_kv.clone()));
         tasks.spawn(self.clone().node_watcher(nodes_kv, events));
@@ -261,50 +282,42 @@ impl NatsCluster {
         Ok(options)
     }
 
-    /// The routes, nodes, retained and owners buckets, created if missing; retried until
-    /// JetStream answers.
-    async fn buckets(&self, js: &jetstream::Context) -> (kv::Store, kv::Store, kv::Store, kv::Store) {
-        let bucket = |name: String| kv::Config {
-            bucket: name,
-            history: 1,
-            num_replicas: self.config.replicas,
-            storage: jetstream::stream::StorageType::File,
-            ..kv::Config::default()
-        };
-        let mut attempts = 0_u32;
-        loop {
-            attempts += 1;
-            let routes = js
-                .create_or_update_key_value(bucket(keys::routes_bucket(&self.config.name)))
-                .await;
-            let nodes = js
-                .create_or_update_key_value(bucket(keys::nodes_bucket(&self.config.name)))
-                .await;
-            let retained = js
-                .create_or_update_key_value(bucket(keys::retained_bucket(&self.config.name)))
-                .await;
-            let owners = js
-                .create_or_update_key_value(bucket(keys::owners_bucket(&self.config.name)))
-                .await;
-            match (routes, nodes, retained, owners) {
-                (Ok(routes), Ok(nodes), Ok(retained), Ok(owners)) => {
-                    self.counters.connected.store(true, Ordering::Relaxed);
-                    return (routes, nodes, retained, owners);
-                }
-                (Err(error), _, _, _)
-                | (_, Err(error), _, _)
-                | (_, _, Err(error), _)
-                | (_, _, _, Err(error)) => {
+    /// Midge's buckets, created if missing; each retried until JetStream answers (a new
+    /// cluster first elects its JetStream leader).
+    async fn buckets(&self, js: &jetstream::Context) -> Buckets {
+        let mut waiting_said = false;
+        let mut bucket = async |name: String| loop {
+            let config = kv::Config {
+                bucket: name.clone(),
+                history: 1,
+                num_replicas: self.config.replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..kv::Config::default()
+            };
+            match js.create_or_update_key_value(config).await {
+                Ok(store) => return store,
+                Err(error) => {
                     // A cluster starting up waits for its JetStream leader: said once.
-                    if attempts == 1 {
-                        tracing::info!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
-                    } else {
+                    if waiting_said {
                         tracing::debug!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
+                    } else {
+                        waiting_said = true;
+                        tracing::info!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream: {error}");
                     }
+                    tokio::time::sleep(RETRY_AFTER).await;
                 }
             }
-            tokio::time::sleep(RETRY_AFTER).await;
-        }
+        };
+        let name = &self.config.name;
+        let buckets = Buckets {
+            routes: bucket(keys::routes_bucket(name)).await,
+            nodes: bucket(keys::nodes_bucket(name)).await,
+            retained: bucket(keys::retained_bucket(name)).await,
+            owners: bucket(keys::owners_bucket(name)).await,
+            sessions: bucket(keys::sessions_bucket(name)).await,
+        };
+        self.counters.connected.store(true, Ordering::Relaxed);
+        buckets
     }
 
     async fn send_loop(
@@ -659,6 +672,51 @@ impl NatsCluster {
         }
     }
 
+    /// Writes the sessions' checkpoints (or their deletion), in the order they changed.
+    async fn session_writer(
+        self: Arc<Self>,
+        store: kv::Store,
+        mut changes: mpsc::UnboundedReceiver<(String, Option<Bytes>)>,
+    ) {
+        while let Some((client_id, checkpoint)) = changes.recv().await {
+            let key = keys::hashed(&client_id);
+            loop {
+                let written = match &checkpoint {
+                    Some(bytes) => store
+                        .put(&key, bytes.clone())
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    None => store.delete(&key).await.map_err(|e| e.to_string()),
+                };
+                match written {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(event = "cluster.session_write_failed", %error, "cannot write the session of {client_id:?}: {error}; trying again");
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fetch_checkpoint(&self, client_id: &str) -> Option<Bytes> {
+        let deadline = tokio::time::Instant::now() + CLAIM_WITHIN;
+        let mut ready = self.sessions_store.subscribe();
+        let store = match tokio::time::timeout_at(deadline, ready.wait_for(Option::is_some)).await {
+            Ok(Ok(store)) => store.clone()?,
+            _ => return None,
+        };
+        match tokio::time::timeout_at(deadline, store.get(keys::hashed(client_id))).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => {
+                tracing::warn!(event = "cluster.session_read_failed", %error, "cannot read the session of {client_id:?}: {error}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Keeps the owners map and reports each change of owner, in the bucket's order.
     async fn owner_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
         loop {
@@ -916,6 +974,18 @@ impl Cluster for NatsCluster {
         self.owners.lock().get(client_id).cloned()
     }
 
+    fn session_changed(&self, client_id: &str, checkpoint: Bytes) {
+        let _ = self.sessions.send((client_id.to_owned(), Some(checkpoint)));
+    }
+
+    fn session_ended(&self, client_id: &str) {
+        let _ = self.sessions.send((client_id.to_owned(), None));
+    }
+
+    fn checkpoint<'a>(&'a self, client_id: &'a str) -> Fetching<'a> {
+        Box::pin(self.fetch_checkpoint(client_id))
+    }
+
     fn status(&self) -> ClusterStatus {
         let now = Instant::now();
         let mut nodes: Vec<NodeStatus> = self
@@ -950,11 +1020,21 @@ impl Cluster for NatsCluster {
     }
 }
 
+/// Midge's JetStream KV buckets.
+struct Buckets {
+    routes: kv::Store,
+    nodes: kv::Store,
+    retained: kv::Store,
+    owners: kv::Store,
+    sessions: kv::Store,
+}
+
 /// What the broker's side hands the node's tasks.
 struct Channels {
     outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
     routes: mpsc::UnboundedReceiver<(String, bool)>,
     retained: mpsc::UnboundedReceiver<(String, Bytes)>,
+    sessions: mpsc::UnboundedReceiver<(String, Option<Bytes>)>,
 }
 
 /// A number in [0, 1), different on each call (for spreading retries).

@@ -572,7 +572,7 @@ async fn admit<S: Transport>(
     // authentication, once the method has accepted the client.
     if let Some((cluster, claim)) = &claim
         && !enhanced
-        && let Err(reason) = claim.make(cluster.as_ref(), peer).await
+        && let Err(reason) = claim.make(cluster.as_ref(), broker, peer).await
     {
         refuse(stream, version, reason, stats).await;
         return None;
@@ -599,7 +599,7 @@ async fn admit<S: Transport>(
     };
     if let Some((cluster, claim)) = &claim
         && enhanced
-        && let Err(reason) = claim.make(cluster.as_ref(), peer).await
+        && let Err(reason) = claim.make(cluster.as_ref(), broker, peer).await
     {
         connection.end(Instant::now().into_std(), false);
         refuse(stream, version, reason, stats).await;

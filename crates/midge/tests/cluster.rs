@@ -393,3 +393,39 @@ async fn a_thousand_concurrent_connects_with_one_id_leave_one_connection() {
     }
     assert_eq!(live, 1, "live connections with one client identifier");
 }
+
+/// Issue 14, test 3 (the session part): a persistent session follows its client to another
+/// node: `session_present = 1` there [MQTT-3.2.2-3], with its subscriptions, and the first
+/// node's connection is closed with 0x8E.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_follows_its_client_to_another_node() {
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    let persistent = |o: &mut rumqttc::v5::MqttOptions| {
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(300));
+    };
+    let cluster = TestCluster::start(3, "");
+    let (mut first, ack) = Client5::start_at(cluster.node(1).addr(), "mover", persistent, |_| {}).await;
+    assert!(!ack.session_present);
+    subscribe(&mut first, "move/#", 7).await;
+    // The checkpoint is written after the SUBACK.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (mut moved, ack) = Client5::start_at(cluster.node(2).addr(), "mover", persistent, |_| {}).await;
+    assert!(ack.session_present, "[MQTT-3.2.2-3]: the session came along");
+    assert_eq!(
+        first.disconnected().await,
+        Some(DisconnectReasonCode::SessionTakenOver)
+    );
+    let mut publisher = client(cluster.node(3), "pub-n3").await;
+    await_route(&mut publisher, &mut moved, "move/probe").await;
+    publisher
+        .client
+        .publish("move/x", QoS::AtLeastOnce, false, "to the moved session")
+        .await
+        .unwrap();
+    let publish = moved.publish().await;
+    assert_eq!(publish.payload.as_ref(), b"to the moved session");
+    let ids = publish.properties.expect("properties").subscription_identifiers;
+    assert_eq!(ids, vec![7], "the subscription came with its identifier");
+}

@@ -37,12 +37,14 @@ use midge_codec::{
     Ack, Connect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe,
     Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, Unsubscribe,
 };
-use midge_core::routes::{RetainedObserver, RouteObserver};
+use midge_core::routes::{RetainedObserver, RouteObserver, SessionCheckpoint, SessionObserver};
 use midge_core::{Broker, ClientRules, Credentials, Message};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::bridge::local::Local;
+
+mod checkpoint;
 
 /// The client identifier of the cluster's session here: U+0000 first, which no client can
 /// send [MQTT-1.5.4-2], so that it is never taken over and its filters are not routes.
@@ -74,7 +76,8 @@ pub(crate) fn start(
     for filter in broker.observe_routes(observer.clone()) {
         cluster.route_added(&filter);
     }
-    broker.observe_retained(observer);
+    broker.observe_retained(observer.clone());
+    broker.observe_sessions(observer);
     let mut local = Local::new(broker.clone(), CLUSTER_CLIENT_ID, None, true).with_window(window);
     if let Err(refusal) = local.attach(Instant::now()) {
         tracing::error!(event = "cluster.session_refused", detail = %refusal.detail, "the broker refused the cluster's session: {}", refusal.detail);
@@ -99,6 +102,8 @@ pub(crate) struct Claim {
     /// Whether the session outlives the connection: such a CONNECT is refused when the
     /// cluster cannot be reached.
     persistent: bool,
+    /// Whether the CONNECT asks to resume a session: one another node kept is taken up here.
+    resume: bool,
 }
 
 /// What `connect` must claim, if anything: not an identifier the broker will assign, nor one
@@ -124,15 +129,49 @@ pub(crate) fn claim_for(connect: &Connect, credentials: &Credentials, rules: &Cl
     Some(Claim {
         client_id: client_id.to_owned(),
         persistent,
+        resume: persistent && !connect.clean_start,
     })
 }
 
 impl Claim {
-    /// Claims the identifier; the reason to refuse the CONNECT with if that fails.
-    pub(crate) async fn make(&self, cluster: &dyn Cluster, peer: &str) -> Result<(), ReasonCode> {
+    /// Claims the identifier, and takes up the session another node kept if the CONNECT
+    /// resumes one this node does not have; the reason to refuse the CONNECT with if the claim
+    /// fails.
+    pub(crate) async fn make(
+        &self,
+        cluster: &dyn Cluster,
+        broker: &Broker,
+        peer: &str,
+    ) -> Result<(), ReasonCode> {
         let client_id = &self.client_id;
+        let seen_before = cluster.owner(client_id).is_some();
         match cluster.claim(client_id).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // A clean session now: a checkpoint an earlier persistent one left is stale.
+                // (A persistent one writes its own once attached.)
+                if !self.persistent && seen_before {
+                    cluster.session_ended(client_id);
+                }
+                if self.resume
+                    && broker.session_info(client_id).is_none()
+                    && let Some(bytes) = cluster.checkpoint(client_id).await
+                {
+                    match checkpoint::decode(bytes) {
+                        Ok(checkpoint) if checkpoint.client_id == *client_id => {
+                            broker.adopt_session(checkpoint, Instant::now());
+                        }
+                        Ok(_) => {}
+                        Err(problem) => {
+                            tracing::warn!(
+                                event = "cluster.bad_checkpoint",
+                                client_id,
+                                "the cluster's checkpoint of {client_id} cannot be read ({problem}); a new session starts"
+                            );
+                        }
+                    }
+                }
+                Ok(())
+            }
             Err(ClaimError::Contended) => {
                 tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: others claim the same identifier at the same time (server busy).");
                 Err(ReasonCode::ServerBusy)
@@ -169,6 +208,17 @@ impl RouteObserver for Observer {
 
     fn route_removed(&self, filter: &str) {
         self.0.route_removed(filter);
+    }
+}
+
+impl SessionObserver for Observer {
+    fn session_changed(&self, checkpoint: SessionCheckpoint) {
+        self.0
+            .session_changed(&checkpoint.client_id, checkpoint::encode(&checkpoint));
+    }
+
+    fn session_ended(&self, client_id: &str) {
+        self.0.session_ended(client_id);
     }
 }
 
