@@ -62,6 +62,10 @@ pub trait Cluster: Send + Sync + Debug {
     fn session_ended(&self, client_id: &str);
     /// The last checkpoint of `client_id`'s session, if the cluster has one.
     fn checkpoint<'a>(&'a self, client_id: &'a str) -> Fetching<'a>;
+    /// A connection here was closed because its client was claimed by another node.
+    fn note_taken_over(&self) {}
+    /// A session another node kept was taken up here.
+    fn note_adopted(&self) {}
     /// The cluster as this node sees it.
     fn status(&self) -> ClusterStatus;
 }
@@ -157,6 +161,10 @@ pub struct ClusterStatus {
     pub claims: u64,
     /// Claims that failed (cluster unreachable, or contended).
     pub claims_failed: u64,
+    /// Connections here closed because another node claimed their client (fencing).
+    pub taken_over: u64,
+    /// Sessions taken up here from another node's checkpoint.
+    pub adopted: u64,
 }
 
 /// Another node as this one sees it.

@@ -88,6 +88,8 @@ struct Counters {
     route_writes: AtomicU64,
     claims: AtomicU64,
     claims_failed: AtomicU64,
+    taken_over: AtomicU64,
+    adopted: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -974,6 +976,14 @@ impl Cluster for NatsCluster {
         self.owners.lock().get(client_id).cloned()
     }
 
+    fn note_taken_over(&self) {
+        self.counters.taken_over.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn note_adopted(&self) {
+        self.counters.adopted.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn session_changed(&self, client_id: &str, checkpoint: Bytes) {
         let _ = self.sessions.send((client_id.to_owned(), Some(checkpoint)));
     }
@@ -1016,6 +1026,8 @@ impl Cluster for NatsCluster {
             route_writes: c.route_writes.load(Ordering::Relaxed),
             claims: c.claims.load(Ordering::Relaxed),
             claims_failed: c.claims_failed.load(Ordering::Relaxed),
+            taken_over: c.taken_over.load(Ordering::Relaxed),
+            adopted: c.adopted.load(Ordering::Relaxed),
         }
     }
 }

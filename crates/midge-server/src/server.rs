@@ -357,7 +357,13 @@ impl Server {
         }
         tasks.spawn(tick_loop(self.broker.clone(), stop_rx.clone()));
         if let Some(http) = self.http {
-            tasks.spawn(http.run(self.broker.clone(), self.counters.clone(), infos, stop_rx.clone()));
+            tasks.spawn(http.run(
+                self.broker.clone(),
+                self.counters.clone(),
+                infos,
+                cluster.clone(),
+                stop_rx.clone(),
+            ));
         }
         if let Some(interval) = self.sys_interval {
             tasks.spawn(crate::sys::run(

@@ -259,9 +259,21 @@ impl SysTree {
                 ("cluster/routes/written", status.route_writes),
                 ("cluster/clients/claimed", status.claims),
                 ("cluster/clients/claims_failed", status.claims_failed),
+                ("cluster/clients/taken_over", status.taken_over),
+                ("cluster/sessions/adopted", status.adopted),
             ];
             for (name, value) in values {
                 self.publish(name, value.to_string(), false);
+            }
+            for node in &status.nodes {
+                let base = format!("cluster/nodes/{}", node.id);
+                self.publish(&format!("{base}/up"), u8::from(node.up).to_string(), false);
+                self.publish(&format!("{base}/in_flight"), node.in_flight.to_string(), false);
+                self.publish(
+                    &format!("{base}/last_heard_ms"),
+                    node.last_heard.as_millis().to_string(),
+                    false,
+                );
             }
         }
 

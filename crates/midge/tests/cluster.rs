@@ -309,6 +309,11 @@ async fn a_client_id_taken_over_on_another_node_is_closed_on_the_first() {
         first.disconnected().await,
         Some(DisconnectReasonCode::SessionTakenOver)
     );
+    // n1 counts the takeover, and n2 sees n1 (and n3) up.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(sys_value(cluster.node(1), "cluster/clients/taken_over").await, 1);
+    assert_eq!(sys_value(cluster.node(2), "cluster/nodes/n1/up").await, 1);
+    assert_eq!(sys_value(cluster.node(2), "cluster/nodes/n3/up").await, 1);
     // The second lives on: it still gets what is published to it.
     second.client.subscribe("roam/#", QoS::AtLeastOnce).await.unwrap();
     second.acked().await;

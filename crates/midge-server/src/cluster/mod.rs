@@ -158,7 +158,9 @@ impl Claim {
                 {
                     match checkpoint::decode(bytes) {
                         Ok(checkpoint) if checkpoint.client_id == *client_id => {
-                            broker.adopt_session(checkpoint, Instant::now());
+                            if broker.adopt_session(checkpoint, Instant::now()) {
+                                cluster.note_adopted();
+                            }
                         }
                         Ok(_) => {}
                         Err(problem) => {
@@ -191,8 +193,9 @@ impl Claim {
     pub(crate) fn still_owned(&self, cluster: &dyn Cluster, broker: &Broker) {
         if let Some((owner, _)) = cluster.owner(&self.client_id)
             && *owner != *cluster.node_id()
+            && broker.take_over_client(&self.client_id, Instant::now())
         {
-            broker.take_over_client(&self.client_id, Instant::now());
+            cluster.note_taken_over();
         }
     }
 }
@@ -432,8 +435,9 @@ impl Glue {
                 if *node != *self.cluster.node_id()
                     && let Some((owner, _)) = self.cluster.owner(&client_id)
                     && *owner != *self.cluster.node_id()
+                    && self.broker.take_over_client(&client_id, now)
                 {
-                    self.broker.take_over_client(&client_id, now);
+                    self.cluster.note_taken_over();
                 }
             }
             Event::NodeDown(_) | Event::NodeUp(_) => {}

@@ -4,7 +4,9 @@
 //!
 //! Per listener (label `listener`, its place in the configuration, with `address` and
 //! `protocol`): the connections open now. Connection refusals by limit, drops by reason and
-//! access refusals by kind are labelled families.
+//! access refusals by kind are labelled families. In a cluster, `midge_cluster_*`: links,
+//! forwarded and dropped messages, claims, takeovers and adoptions, and each other node's
+//! state (label `node`).
 
 use axum::extract::State;
 use axum::http::header;
@@ -268,7 +270,94 @@ pub(crate) fn registry(state: &AppState) -> Registry {
             .set(i64::try_from(listener.open.get()).unwrap_or(i64::MAX));
     }
     r.register("listener_connections", "Connections open now, per listener", open);
+    if let Some(cluster) = &state.cluster {
+        cluster_metrics(&mut r, &cluster.status());
+    }
     r
+}
+
+/// The cluster as this node sees it: `midge_cluster_*`, per other node with label `node`.
+fn cluster_metrics(r: &mut Registry, status: &midge_cluster::ClusterStatus) {
+    gauge(
+        r,
+        "cluster_connected",
+        "1 while this node reaches the cluster's JetStream",
+        u64::from(status.connected),
+    );
+    let counters = [
+        (
+            "cluster_forwarded_out",
+            "Messages forwarded to other nodes (one per node)",
+            status.forwarded_out,
+        ),
+        (
+            "cluster_forwarded_in",
+            "Messages received from other nodes",
+            status.forwarded_in,
+        ),
+        (
+            "cluster_resent",
+            "Forwards sent again for want of an acknowledgement",
+            status.resent,
+        ),
+        (
+            "cluster_dropped",
+            "Forwards given up because their node was gone",
+            status.given_up,
+        ),
+        (
+            "cluster_invalid_frames",
+            "Frames from other nodes that could not be read",
+            status.bad_frames,
+        ),
+        (
+            "cluster_route_writes",
+            "Writes of this node's route set",
+            status.route_writes,
+        ),
+        (
+            "cluster_claims",
+            "Client identifiers this node claimed",
+            status.claims,
+        ),
+        (
+            "cluster_claims_failed",
+            "Claims of client identifiers that failed",
+            status.claims_failed,
+        ),
+        (
+            "cluster_taken_over",
+            "Connections here closed because another node claimed their client",
+            status.taken_over,
+        ),
+        (
+            "cluster_sessions_adopted",
+            "Sessions taken up here from another node",
+            status.adopted,
+        ),
+    ];
+    for (name, help, value) in counters {
+        counter(r, name, help, value);
+    }
+    let up = Family::<Labels, Gauge<i64>>::default();
+    let in_flight = Family::<Labels, Gauge<i64>>::default();
+    for node in &status.nodes {
+        let labels = vec![("node", node.id.clone())];
+        up.get_or_create(&labels).set(i64::from(node.up));
+        in_flight
+            .get_or_create(&labels)
+            .set(i64::try_from(node.in_flight).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "cluster_node_up",
+        "1 while another node is heard within the grace",
+        up,
+    );
+    r.register(
+        "cluster_node_in_flight",
+        "QoS 1 and 2 forwards waiting for another node's acknowledgement",
+        in_flight,
+    );
 }
 
 /// The metrics, in OpenMetrics text.
@@ -286,4 +375,49 @@ pub(crate) async fn render(State(state): State<AppState>) -> Result<impl IntoRes
         )
     })?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A cluster node's metrics: what it forwarded and dropped, its claims, takeovers and
+    /// adoptions, and each other node's state.
+    #[test]
+    fn a_cluster_nodes_metrics_name_its_links_and_events() {
+        let status = midge_cluster::ClusterStatus {
+            cluster: "c".into(),
+            node_id: "n1".into(),
+            connected: true,
+            nodes: vec![midge_cluster::NodeStatus {
+                id: "n2".into(),
+                up: false,
+                epoch: 7,
+                last_heard: Duration::from_secs(31),
+                in_flight: 5,
+            }],
+            forwarded_out: 11,
+            given_up: 5,
+            taken_over: 2,
+            adopted: 3,
+            ..midge_cluster::ClusterStatus::default()
+        };
+        let mut registry = Registry::with_prefix("midge");
+        cluster_metrics(&mut registry, &status);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            "midge_cluster_connected 1",
+            "midge_cluster_forwarded_out_total 11",
+            "midge_cluster_dropped_total 5",
+            "midge_cluster_taken_over_total 2",
+            "midge_cluster_sessions_adopted_total 3",
+            "midge_cluster_node_up{node=\"n2\"} 0",
+            "midge_cluster_node_in_flight{node=\"n2\"} 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+    }
 }

@@ -117,9 +117,11 @@ impl HttpServer {
         broker: Arc<midge_core::Broker>,
         counters: Arc<crate::limits::ConnectionCounters>,
         listeners: Vec<ListenerInfo>,
+        cluster: Option<Arc<dyn midge_cluster::Cluster>>,
         stop: watch::Receiver<bool>,
     ) {
         let state = routes::AppState::new(routes::Shared {
+            cluster,
             broker,
             counters,
             listeners,

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) auth: HttpAuth,
     pub(crate) started: Instant,
     pub(crate) version: String,
+    /// The cluster this node is in, if any (`/metrics` reports it).
+    pub(crate) cluster: Option<Arc<dyn midge_cluster::Cluster>>,
 }
 
 impl AppState {
