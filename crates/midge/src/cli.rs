@@ -78,6 +78,7 @@ pub(crate) fn command() -> clap::Command {
             "Manage a password file, as mosquitto_passwd does (-c to create, -b batch, -D delete, -U convert).",
         ))
         .subcommand(crate::bench::command())
+        .subcommand(crate::cluster_status::command())
         .subcommand(
             clap::Command::new("completions")
                 .about("Print the shell completion script for bash, zsh or fish.")
@@ -97,4 +98,20 @@ pub(crate) fn command() -> clap::Command {
                         .value_hint(clap::ValueHint::DirPath),
                 ),
         )
+}
+
+/// A tool's arguments (`midge NAME ...`), or the exit code after clap printed why there are
+/// none: 2 for an error, success for `--help`.
+pub(crate) fn tool_args<T: Parser>(
+    name: &str,
+    args: Vec<std::ffi::OsString>,
+) -> Result<T, std::process::ExitCode> {
+    T::try_parse_from(std::iter::once(std::ffi::OsString::from(name)).chain(args)).map_err(|error| {
+        let _ = error.print();
+        if error.use_stderr() {
+            std::process::ExitCode::from(2)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
 }

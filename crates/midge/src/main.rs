@@ -1,13 +1,14 @@
 //! `midge`: the broker's executable. Reads the command line and mosquitto.conf, sets up
 //! logging, optionally daemonizes, opens the listeners, becomes its `user`, then runs
 //! [`midge_server::Server`] until SIGINT or SIGTERM, telling systemd when it is ready.
-//! `midge passwd …` is `mosquitto_passwd` instead (the `passwd` module); `midge pub|sub|rr|bench`
+//! `midge passwd …` is `mosquitto_passwd` instead (the `passwd` module); `midge pub|sub|rr|bench|cluster`
 //! are the tools; `midge completions SHELL` and `midge man DIR` write the shell completions and
 //! the man pages (the `manual` module).
 
 mod bench;
 mod calendar;
 mod cli;
+mod cluster_status;
 mod fd_table;
 mod logging;
 mod manual;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     {
         Some("passwd") => return passwd::main(std::env::args_os().skip(2).collect()),
         Some("bench") => return bench::main(std::env::args_os().skip(2).collect()),
+        Some("cluster") => return cluster_status::main(std::env::args_os().skip(2).collect()),
         Some("pub") => return tools::run(tools::Tool::Pub),
         Some("sub") => return tools::run(tools::Tool::Sub),
         Some("rr") => return tools::run(tools::Tool::Rr),

@@ -314,6 +314,32 @@ async fn a_client_id_taken_over_on_another_node_is_closed_on_the_first() {
     assert_eq!(sys_value(cluster.node(1), "cluster/clients/taken_over").await, 1);
     assert_eq!(sys_value(cluster.node(2), "cluster/nodes/n1/up").await, 1);
     assert_eq!(sys_value(cluster.node(2), "cluster/nodes/n3/up").await, 1);
+    // The operator's view of n1: both other nodes up, one client taken over.
+    let n1 = cluster.node(1).addr();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_midge"))
+        .args([
+            "cluster",
+            "status",
+            "-h",
+            &n1.ip().to_string(),
+            "-p",
+            &n1.port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("this node: reaches the cluster's JetStream"),
+        "{text}"
+    );
+    assert!(text.contains("other nodes: 2 up, 0 down"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("n2") && l.contains(" up ")),
+        "{text}"
+    );
+    assert!(text.contains("taken over by other nodes 1;"), "{text}");
     // The second lives on: it still gets what is published to it.
     second.client.subscribe("roam/#", QoS::AtLeastOnce).await.unwrap();
     second.acked().await;

@@ -231,16 +231,9 @@ pub(crate) fn command() -> clap::Command {
 }
 
 pub(crate) fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let args = match BenchArgs::try_parse_from(std::iter::once("midge bench".into()).chain(args)) {
+    let args: BenchArgs = match crate::cli::tool_args("midge bench", args) {
         Ok(args) => args,
-        Err(error) => {
-            let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     let threads = args.threads.unwrap_or_else(available_cores).max(1);
     // The generator opens as many sockets as the broker accepts: without this, each doubling
