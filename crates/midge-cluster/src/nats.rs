@@ -2,7 +2,7 @@
 //!
 //! - **Routes**: this node's route set in the KV bucket `midge-CLUSTER-routes` (keys
 //!   `NODE.HASH`, values the filters), written only on a filter's first subscription here or
-//!   its last one gone, and rewritten whole after every (re)connection; the other nodes' sets
+//!   its last one gone, and rewritten whole after each start; the other nodes' sets
 //!   are watched into [`Event::RouteAdded`] and [`Event::RouteRemoved`].
 //! - **Retained messages**: in `midge-CLUSTER-retained` (keys the hashed topics, values
 //!   the MQTT 5 PUBLISH packets, an empty payload for a cleared topic), written in the order
@@ -582,14 +582,7 @@ impl NatsCluster {
         let own = format!("{}.", self.config.node_id);
         let mut known: HashMap<String, (Arc<str>, String)> = HashMap::new();
         loop {
-            let mut watch = match store.watch_with_history(">").await {
-                Ok(watch) => watch,
-                Err(error) => {
-                    tracing::warn!(event = "cluster.route_watch_failed", %error, "cannot watch routes: {error}");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    continue;
-                }
-            };
+            let mut watch = watch_bucket(&store, "routes").await;
             while let Some(entry) = watch.next().await {
                 let Ok(entry) = entry else {
                     break;
@@ -651,14 +644,7 @@ impl NatsCluster {
     /// Turns the retained bucket (its current content, then each change) into events.
     async fn retained_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
         loop {
-            let mut watch = match store.watch_with_history(">").await {
-                Ok(watch) => watch,
-                Err(error) => {
-                    tracing::warn!(event = "cluster.retained_watch_failed", %error, "cannot watch retained messages: {error}");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    continue;
-                }
-            };
+            let mut watch = watch_bucket(&store, "retained messages").await;
             while let Some(Ok(entry)) = watch.next().await {
                 if entry.operation != kv::Operation::Put {
                     continue;
@@ -722,14 +708,7 @@ impl NatsCluster {
     /// Keeps the owners map and reports each change of owner, in the bucket's order.
     async fn owner_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
         loop {
-            let mut watch = match store.watch_with_history(">").await {
-                Ok(watch) => watch,
-                Err(error) => {
-                    tracing::warn!(event = "cluster.owner_watch_failed", %error, "cannot watch client ownership: {error}");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    continue;
-                }
-            };
+            let mut watch = watch_bucket(&store, "client ownership").await;
             while let Some(Ok(entry)) = watch.next().await {
                 if entry.operation != kv::Operation::Put {
                     continue;
@@ -1047,6 +1026,20 @@ struct Channels {
     routes: mpsc::UnboundedReceiver<(String, bool)>,
     retained: mpsc::UnboundedReceiver<(String, Bytes)>,
     sessions: mpsc::UnboundedReceiver<(String, Option<Bytes>)>,
+}
+
+/// A watch of every key of `store` (each key's current value, then each change), retried
+/// until JetStream answers; `what` names the bucket's content in the warning.
+async fn watch_bucket(store: &kv::Store, what: &str) -> kv::Watch {
+    loop {
+        match store.watch_with_history(">").await {
+            Ok(watch) => return watch,
+            Err(error) => {
+                tracing::warn!(event = "cluster.watch_failed", %error, "cannot watch {what}: {error}");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
 }
 
 /// A number in [0, 1), different on each call (for spreading retries).
