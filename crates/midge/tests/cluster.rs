@@ -460,3 +460,21 @@ async fn a_persistent_session_follows_its_client_to_another_node() {
     let ids = publish.properties.expect("properties").subscription_identifiers;
     assert_eq!(ids, vec![7], "the subscription came with its identifier");
 }
+
+/// `midge cluster` with a bad command line, or against no broker, says so and fails.
+#[test]
+fn cluster_status_refuses_bad_arguments_and_says_when_no_node_answers() {
+    let (code, output) = support::run_midge(&["cluster", "frobnicate"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("frobnicate"), "{output}");
+    let (code, output) =
+        support::run_midge(&["cluster", "status", "-p", "notaport"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{output}");
+    let port = support::free_port().to_string();
+    let (code, output) = support::run_midge(
+        &["cluster", "status", "-h", "127.0.0.1", "-p", &port],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("cannot connect to 127.0.0.1:"), "{output}");
+}

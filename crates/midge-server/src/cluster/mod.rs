@@ -530,3 +530,38 @@ impl Glue {
         PacketId::new(self.next_packet_id).unwrap_or(PacketId::MIN)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What another node sends is read with the broker's codec: anything that is not a
+    /// PUBLISH is refused with a reason, never a panic.
+    #[test]
+    fn a_forwarded_packet_that_is_not_a_publish_is_refused_with_a_reason() {
+        let now = Instant::now();
+        for bytes in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x05\x00\x09ab",
+            b"\xc0\x00",
+            b"\xff\xff\xff\xff",
+        ] {
+            let refused = message_from(bytes::Bytes::copy_from_slice(bytes), None, Duration::ZERO, now);
+            assert!(refused.is_err(), "{bytes:?} was taken for a message");
+        }
+        let mut good = BytesMut::new();
+        let mut publish = midge_codec::Publish::new(
+            midge_codec::TopicName::try_from("a/b").unwrap(),
+            bytes::Bytes::from_static(b"hi"),
+        );
+        publish.properties.message_expiry_interval = Some(60);
+        Packet::Publish(publish)
+            .encode(ProtocolVersion::V5, &mut good)
+            .unwrap();
+        let message = message_from(good.freeze(), Some("x"), Duration::from_secs(10), now).unwrap();
+        assert_eq!(message.topic.as_str(), "a/b");
+        // Its expiry counts from when it was written: 60 s then, 50 s from now.
+        assert_eq!(message.expires_at, Some(now + Duration::from_secs(50)));
+    }
+}
