@@ -82,8 +82,12 @@ pub enum ClaimError {
     /// The cluster's shared state cannot be reached (no JetStream majority here).
     #[error("the cluster cannot be reached: {0}")]
     Unavailable(String),
-    /// Others claimed the same identifier again and again until the time ran out.
-    #[error("the client identifier is claimed by others at the same time")]
+    /// Others claimed the same identifier again and again until the time ran out, or the
+    /// cluster (reachable) did not answer in time: admitting the client unclaimed could leave
+    /// it connected twice.
+    #[error(
+        "the client identifier is claimed by others at the same time, or the cluster is too busy to answer"
+    )]
     Contended,
 }
 

@@ -51,6 +51,8 @@ const ACK_EVERY: Duration = Duration::from_millis(2);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How long a claim of a client identifier may take before the CONNECT is refused.
 const CLAIM_WITHIN: Duration = Duration::from_secs(3);
+/// How much longer a claim whose write is in doubt may take to settle it.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// A node of a cluster on NATS.
 #[derive(Debug)]
@@ -88,6 +90,8 @@ struct Counters {
     route_writes: AtomicU64,
     claims: AtomicU64,
     claims_failed: AtomicU64,
+    /// Claims begun (each one's token).
+    claims_started: AtomicU64,
     taken_over: AtomicU64,
     adopted: AtomicU64,
 }
@@ -713,10 +717,7 @@ impl NatsCluster {
                 if entry.operation != kv::Operation::Put {
                     continue;
                 }
-                let Some((node, client_id)) = std::str::from_utf8(&entry.value)
-                    .ok()
-                    .and_then(|text| text.split_once('\n'))
-                else {
+                let Some((node, _, client_id)) = parse_owner(&entry.value) else {
                     continue;
                 };
                 let node: Arc<str> = if *node == *self.me {
@@ -753,6 +754,14 @@ impl NatsCluster {
         }
     }
 
+    /// Claims `client_id` for this node: a compare-and-set of its owner key on the revision
+    /// just read. The value carries a token of this claim alone, so that a write whose answer
+    /// was lost (a timeout says nothing of whether it landed) is settled by reading the key
+    /// again: the token there means it landed; a newer revision without it means it never
+    /// will (its expected revision is gone). A write is never abandoned in doubt: after
+    /// [`CLAIM_WITHIN`] no new claim starts, but one in doubt is settled first, for up to
+    /// [`SETTLE_WITHIN`] more, since a claim that wins in the bucket closes the client's
+    /// connections on every other node.
     async fn claim_owner(&self, client_id: &str) -> Result<u64, ClaimError> {
         let deadline = tokio::time::Instant::now() + CLAIM_WITHIN;
         let mut ready = self.owners_store.subscribe();
@@ -764,40 +773,86 @@ impl NatsCluster {
             return Err(ClaimError::Unavailable("JetStream has not answered yet".into()));
         };
         let key = keys::hashed(client_id);
-        let value = Bytes::from(format!("{}\n{client_id}", self.me));
+        let token = format!(
+            "{:x}.{:x}",
+            self.epoch,
+            self.counters.claims_started.fetch_add(1, Ordering::Relaxed)
+        );
+        let value = Bytes::from(format!("{}\n{token}\n{client_id}", self.me));
+        let give_up = deadline + SETTLE_WITHIN;
         let mut pause = Duration::from_millis(1);
         let mut last_error = String::new();
         let mut conflicts = 0_u32;
-        while tokio::time::Instant::now() < deadline {
-            let attempt = async {
-                match store.entry(&key).await.map_err(|e| (false, e.to_string()))? {
-                    Some(entry) => store
-                        .update(&key, value.clone(), entry.revision)
-                        .await
-                        .map_err(|e| (true, e.to_string())),
-                    None => store
-                        .create(&key, value.clone())
-                        .await
-                        .map_err(|e| (true, e.to_string())),
+        // The revision a write in doubt expected, if one is.
+        let mut in_doubt: Option<u64> = None;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= give_up || (now >= deadline && in_doubt.is_none()) {
+                break;
+            }
+            // Reading may be given up at any time: it changes nothing.
+            let read = tokio::time::timeout_at(give_up, store.entry(&key)).await;
+            let expected = match read {
+                Ok(Ok(entry)) => {
+                    if let Some(entry) = &entry
+                        && entry.operation == kv::Operation::Put
+                        && parse_owner(&entry.value).is_some_and(|(_, held, _)| held == token)
+                    {
+                        self.note_owner(client_id, &self.me, entry.revision);
+                        return Ok(entry.revision);
+                    }
+                    let revision = entry.map_or(0, |entry| entry.revision);
+                    if in_doubt.is_some_and(|doubted| revision > doubted) {
+                        // That write can no longer land, and did not.
+                        in_doubt = None;
+                        conflicts += 1;
+                        if now >= deadline {
+                            break;
+                        }
+                    }
+                    Some(revision)
                 }
-            };
-            match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(revision)) => {
-                    self.note_owner(client_id, &self.me, revision);
-                    return Ok(revision);
-                }
-                Ok(Err((conflict, error))) => {
-                    conflicts += u32::from(conflict);
-                    last_error = error;
+                Ok(Err(error)) => {
+                    last_error = error.to_string();
+                    None
                 }
                 Err(_) => break,
+            };
+            if let Some(expected) = expected {
+                // Awaited to its answer (JetStream's own timeout bounds it): a write given up
+                // on here could still land.
+                match store.update(&key, value.clone(), expected).await {
+                    Ok(revision) => {
+                        self.note_owner(client_id, &self.me, revision);
+                        return Ok(revision);
+                    }
+                    Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        // Someone else claimed it meanwhile; unless a write of ours in doubt
+                        // was the one, which the next read tells.
+                        if in_doubt.is_none() {
+                            conflicts += 1;
+                        }
+                    }
+                    Err(error) => {
+                        last_error = error.to_string();
+                        in_doubt = in_doubt.or(Some(expected));
+                    }
+                }
             }
-            // Someone else claimed it meanwhile (or JetStream hiccuped): again, after a pause
-            // that grows, so that many claimants do not keep colliding.
+            // Again, after a pause that grows, so that many claimants do not keep colliding.
             tokio::time::sleep(pause.mul_f64(0.5 + jitter())).await;
             pause = (pause * 2).min(Duration::from_millis(64));
         }
-        if conflicts > 0 {
+        if in_doubt.is_some() {
+            tracing::warn!(
+                event = "cluster.claim_in_doubt",
+                client_id,
+                "the claim of {client_id} was not answered and could not be settled in {:?}; if it landed, the client's connections elsewhere are closed",
+                CLAIM_WITHIN + SETTLE_WITHIN
+            );
+        }
+        // Unanswered while the heartbeats go through: busy, not cut off.
+        if conflicts > 0 || self.counters.connected.load(Ordering::Relaxed) {
             Err(ClaimError::Contended)
         } else {
             Err(ClaimError::Unavailable(if last_error.is_empty() {
@@ -1042,6 +1097,12 @@ async fn watch_bucket(store: &kv::Store, what: &str) -> kv::Watch {
     }
 }
 
+/// An owner value: `NODE\nTOKEN\nCLIENT_ID`, the token naming the claim that wrote it.
+fn parse_owner(value: &[u8]) -> Option<(&str, &str, &str)> {
+    let mut parts = std::str::from_utf8(value).ok()?.splitn(3, '\n');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
 /// A number in [0, 1), different on each call (for spreading retries).
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
@@ -1055,4 +1116,20 @@ fn epoch() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_owner;
+
+    #[test]
+    fn owner_values_name_node_claim_and_identifier() {
+        assert_eq!(parse_owner(b"n1\nabc.1\nsensor"), Some(("n1", "abc.1", "sensor")));
+        // The identifier is last and may hold anything, a line break included.
+        assert_eq!(parse_owner(b"n1\nabc.1\na\nb"), Some(("n1", "abc.1", "a\nb")));
+        assert_eq!(parse_owner(b"n1\nabc.1\n"), Some(("n1", "abc.1", "")));
+        // Without a token (or not text): not an owner this node can read.
+        assert_eq!(parse_owner(b"n1\nsensor"), None);
+        assert_eq!(parse_owner(b"n1\n\xff\nsensor"), None);
+    }
 }

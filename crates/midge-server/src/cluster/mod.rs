@@ -21,8 +21,9 @@
 //!   client is admitted here; a node that hears its client was claimed since by another node
 //!   closes the connection here with 0x8E Session taken over. A claim the cluster cannot
 //!   make refuses a persistent session with 0x88 Server unavailable (3.1.1: return code 3),
-//!   and a claim contended for too long refuses any with 0x89 Server busy; a clean session is
-//!   admitted without a claim while the cluster cannot be reached.
+//!   and a claim contended for too long (or unanswered while the cluster is reachable)
+//!   refuses any with 0x89 Server busy; a clean session is admitted without a claim while the
+//!   cluster cannot be reached.
 //! - Retained messages clients set here are handed to the cluster, and every node's (this
 //!   one's included, in the cluster's order) are kept here without being delivered: a
 //!   subscriber on any node finds the same retained messages.
@@ -175,7 +176,7 @@ impl Claim {
                 Ok(())
             }
             Err(ClaimError::Contended) => {
-                tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: others claim the same identifier at the same time (server busy).");
+                tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: others claim the same identifier at the same time, or the cluster is too busy to answer (server busy).");
                 Err(ReasonCode::ServerBusy)
             }
             Err(error @ ClaimError::Unavailable(_)) if self.persistent => {
