@@ -30,7 +30,14 @@ pub struct ClusterConfig {
     /// `cluster_replicas`: JetStream replicas of Midge's streams and buckets. Default: 3.
     pub replicas: usize,
     /// `cluster_queue_shards`: message-log streams for persistent sessions. Default: 8.
+    /// Fixed when the cluster is first formed: a session's messages are in the shard its
+    /// client identifier hashes to.
     pub queue_shards: u16,
+    /// `cluster_queue_max_age`: how long the message log keeps a message. Default: 7 days.
+    pub queue_max_age: Duration,
+    /// `cluster_checkpoint_interval`: how often the sessions' positions in the message log
+    /// are written. Default: 1 s.
+    pub checkpoint_interval: Duration,
     /// `cluster_sync`: when the NATS servers Midge runs sync JetStream writes to disk.
     pub sync: SyncPolicy,
     /// `cluster_node_down_grace`: how long a node may miss its heartbeats before the others
@@ -59,6 +66,8 @@ impl ClusterConfig {
             nats_server: None,
             replicas: 3,
             queue_shards: 8,
+            queue_max_age: Duration::from_secs(7 * 86_400),
+            checkpoint_interval: Duration::from_secs(1),
             sync: SyncPolicy::Always,
             node_down_grace: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(1),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use midge_cluster::config::valid_name;
 use midge_cluster::{NetsplitAllow, SyncPolicy};
 
-use super::{Directive, Scope, count, not_yet, supported};
+use super::{Directive, Scope, not_yet, supported};
 use crate::config::parser::{Failure, Parser};
 use crate::config::value::{self, Args};
 use crate::config::{Area, Problem};
@@ -41,9 +41,9 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("cluster_heartbeat_interval", Broker, heartbeat_interval),
     supported("cluster_peer_window", Broker, peer_window),
     not_yet("cluster_netsplit_allow", Broker, Area::Cluster, netsplit_allow),
-    not_yet("cluster_queue_shards", Broker, Area::Cluster, count),
-    not_yet("cluster_queue_max_age", Broker, Area::Cluster, count),
-    not_yet("cluster_checkpoint_interval", Broker, Area::Cluster, count),
+    supported("cluster_queue_shards", Broker, queue_shards),
+    supported("cluster_queue_max_age", Broker, queue_max_age),
+    supported("cluster_checkpoint_interval", Broker, checkpoint_interval),
 ];
 
 /// Notes that a cluster directive was seen here (for the error when `cluster_name` is missing).
@@ -219,9 +219,18 @@ fn sync(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A duration for the cluster: a number with `ms`, `s` (the default), `m` (minutes) or `h`.
+/// A duration for the cluster: a number with `ms`, `s` (the default), `m` (minutes), `h` or
+/// `d`, up to a day.
 fn period(text: &str) -> Result<Duration, Problem> {
-    let bad = || Problem::expected("a duration such as 500ms, 30s, 2m or 1h", text);
+    period_up_to(
+        text,
+        Duration::from_secs(86_400),
+        "a duration up to a day such as 500ms, 30s, 2m or 1h",
+    )
+}
+
+fn period_up_to(text: &str, longest: Duration, expected: &'static str) -> Result<Duration, Problem> {
+    let bad = || Problem::expected(expected, text);
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (count, unit) = text.split_at(split);
     let count: u64 = count.parse().map_err(|_| bad())?;
@@ -230,9 +239,10 @@ fn period(text: &str) -> Result<Duration, Problem> {
         "" | "s" => Duration::from_secs(count),
         "m" => Duration::from_secs(count.checked_mul(60).ok_or_else(bad)?),
         "h" => Duration::from_secs(count.checked_mul(3600).ok_or_else(bad)?),
+        "d" => Duration::from_secs(count.checked_mul(86_400).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
-    if duration.is_zero() || duration > Duration::from_secs(86_400) {
+    if duration.is_zero() || duration > longest {
         return Err(bad());
     }
     Ok(duration)
@@ -256,6 +266,29 @@ fn peer_window(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> 
     Ok(())
 }
 
+fn queue_shards(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let shards: u16 = value::number(args.value()?, 1, 64)?;
+    seen(parser).config.queue_shards = shards;
+    Ok(())
+}
+
+/// `cluster_queue_max_age`: up to a year.
+fn queue_max_age(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let age = period_up_to(
+        args.value()?,
+        Duration::from_secs(365 * 86_400),
+        "a duration up to a year such as 12h or 7d",
+    )?;
+    seen(parser).config.queue_max_age = age;
+    Ok(())
+}
+
+fn checkpoint_interval(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
+    let every = period(args.value()?)?;
+    seen(parser).config.checkpoint_interval = every;
+    Ok(())
+}
+
 fn netsplit_allow(parser: &mut Parser, args: &mut Args<'_>) -> Result<(), Failure> {
     let choices = [("none", NetsplitAllow::None), ("publish", NetsplitAllow::Publish)];
     let allow = value::choice(args.value()?, "none or publish", &choices)?;
@@ -274,7 +307,18 @@ mod tests {
         assert_eq!(period("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(period("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(period("1h").unwrap(), Duration::from_secs(3600));
-        for bad in ["", "0", "s", "1d", "-1", "99999999999999999999", "2h5m", "25h"] {
+        assert_eq!(period("1d").unwrap(), Duration::from_secs(86_400));
+        for bad in [
+            "",
+            "0",
+            "s",
+            "2d",
+            "-1",
+            "99999999999999999999",
+            "2h5m",
+            "25h",
+            "1w",
+        ] {
             assert!(period(bad).is_err(), "{bad}");
         }
     }

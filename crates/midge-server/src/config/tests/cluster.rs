@@ -31,7 +31,10 @@ fn a_supervised_node_reads_every_option() {
          cluster_node_down_grace 45s\n\
          cluster_heartbeat_interval 500ms\n\
          cluster_peer_window 1024\n\
-         cluster_netsplit_allow none\n",
+         cluster_netsplit_allow none\n\
+         cluster_queue_shards 4\n\
+         cluster_queue_max_age 2d\n\
+         cluster_checkpoint_interval 250ms\n",
     );
     let cluster = config.cluster.expect("a cluster");
     let mut want = ClusterConfig::new("prod-eu1", "n2");
@@ -40,6 +43,9 @@ fn a_supervised_node_reads_every_option() {
     want.heartbeat_interval = Duration::from_millis(500);
     want.peer_window = 1024;
     want.netsplit_allow = NetsplitAllow::None;
+    want.queue_shards = 4;
+    want.queue_max_age = Duration::from_secs(2 * 86_400);
+    want.checkpoint_interval = Duration::from_millis(250);
     want.nats_server = Some(midge_cluster::NatsServerConfig {
         executable: PathBuf::from("/usr/bin/nats-server"),
         listen: "10.0.0.2:4222".parse::<SocketAddr>().unwrap(),
@@ -114,8 +120,16 @@ fn bad_cluster_values_are_refused_with_their_line() {
         "test.conf:1: cluster_replicas: expected a number from 1 to 5, got \"7\""
     );
     assert_eq!(
-        error("cluster_node_down_grace 1d\n"),
-        "test.conf:1: cluster_node_down_grace: expected a duration such as 500ms, 30s, 2m or 1h, got \"1d\""
+        error("cluster_node_down_grace 2d\n"),
+        "test.conf:1: cluster_node_down_grace: expected a duration up to a day such as 500ms, 30s, 2m or 1h, got \"2d\""
+    );
+    assert_eq!(
+        error("cluster_queue_shards 0\n"),
+        "test.conf:1: cluster_queue_shards: expected a number from 1 to 64, got \"0\""
+    );
+    assert_eq!(
+        error("cluster_queue_max_age 400d\n"),
+        "test.conf:1: cluster_queue_max_age: expected a duration up to a year such as 12h or 7d, got \"400d\""
     );
     assert_eq!(
         error("cluster_netsplit_allow all\n"),
