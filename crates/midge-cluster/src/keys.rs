@@ -39,7 +39,8 @@ pub fn retained_bucket(cluster: &str) -> String {
 }
 
 /// The bucket of client identifier ownership: keys the hashed identifiers, values
-/// `NODE\nCLIENT_ID`; a key's revision is the ownership's fencing token.
+/// `NODE\nTOKEN\nCLIENT_ID` (the token names the claim that wrote it); a key's revision is
+/// the ownership's fencing token.
 pub fn owners_bucket(cluster: &str) -> String {
     format!("midge-{cluster}-owners")
 }
@@ -47,6 +48,27 @@ pub fn owners_bucket(cluster: &str) -> String {
 /// The bucket of persistent sessions' checkpoints: keys the hashed client identifiers.
 pub fn sessions_bucket(cluster: &str) -> String {
     format!("midge-{cluster}-sessions")
+}
+
+/// The key, in the sessions bucket, of the position in the message log up to which every
+/// message for `client_id`'s session was delivered and acknowledged (its floor).
+pub fn floor_key(client_id: &str) -> String {
+    format!("floor.{}", hashed(client_id))
+}
+
+/// Shard `shard` of the message log of persistent sessions: its stream, and its one subject.
+pub fn log_stream(cluster: &str, shard: u16) -> (String, String) {
+    (
+        format!("midge-{cluster}-log-{shard}"),
+        format!("midge.{cluster}.log.{shard}"),
+    )
+}
+
+/// The shard of the message log that holds `client_id`'s messages: the same on every node.
+pub fn log_shard(client_id: &str, shards: u16) -> u16 {
+    let digest = Sha256::digest(client_id.as_bytes());
+    let head = u16::from_be_bytes([digest[0], digest[1]]);
+    head % shards.max(1)
 }
 
 /// The key of `filter` in `node`'s route set.
@@ -70,5 +92,18 @@ mod tests {
             assert_eq!(hashed(text).len(), 32);
         }
         assert_ne!(hashed("a/b"), hashed("a/c"));
+        assert!(floor_key("x").starts_with("floor."));
+    }
+
+    #[test]
+    fn a_client_identifier_has_one_shard_of_the_log() {
+        for id in ["a", "sensor-17", "", "\u{1F600}"] {
+            assert_eq!(log_shard(id, 8), log_shard(id, 8));
+            assert!(log_shard(id, 8) < 8);
+            assert_eq!(log_shard(id, 1), 0);
+        }
+        let spread: std::collections::HashSet<u16> =
+            (0..64).map(|n| log_shard(&format!("c{n}"), 8)).collect();
+        assert!(spread.len() > 4, "identifiers spread over the shards: {spread:?}");
     }
 }

@@ -8,7 +8,8 @@
 //! - [`SingleNode`]: no cluster at all; a single node needs nothing else and never pays for
 //!   the cluster.
 //! - [`NatsCluster`] (`nats.rs`): the NATS JetStream backend (`docs/cluster.md`).
-//! - `frame`: the frames nodes send each other; `keys`: subjects, buckets and keys.
+//! - `frame`: the frames nodes send each other; `keys`: subjects, buckets and keys; `log`:
+//!   the entries of the message log that keeps persistent sessions' messages.
 //! - `supervisor`: a `nats-server` Midge runs beside itself (`cluster_nats_server`).
 //! - [`config`]: the settings (`cluster_*` directives).
 //!
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod frame;
 pub mod keys;
+pub mod log;
 mod nats;
 pub mod supervisor;
 
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use midge_codec::QoS;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{ClusterConfig, NatsServerConfig, NetsplitAllow, SyncPolicy};
 pub use nats::NatsCluster;
@@ -66,9 +68,66 @@ pub trait Cluster: Send + Sync + Debug {
     fn note_taken_over(&self) {}
     /// A session another node kept was taken up here.
     fn note_adopted(&self) {}
+    /// Keeps `packet` (an MQTT 5 PUBLISH of QoS 1 or 2, just queued here for the persistent
+    /// sessions of `client_ids`) in the cluster's message log, in the order of calls, so
+    /// that it outlives this node. The receiver says when the log has it (true), or that it
+    /// could not be written (false); the message is acknowledged after either. Without a
+    /// log: true at once.
+    fn log(&self, _client_ids: Vec<String>, _packet: Bytes) -> oneshot::Receiver<bool> {
+        let (done, receiver) = oneshot::channel();
+        let _ = done.send(true);
+        receiver
+    }
+    /// As [`Cluster::log`], for a client's publish here: returns a ticket, and
+    /// [`Cluster::log_settled`] reaches it once this and every earlier ticket is settled.
+    /// Without a log: 0 (nothing to wait for).
+    fn log_ticket(&self, _client_ids: Vec<String>, _packet: Bytes) -> u64 {
+        0
+    }
+    /// A ticket for a message on its way to other nodes, settled once the returned sender is
+    /// used or dropped (when every node it went to acknowledged it, or it was given up); it
+    /// settles in turn with [`Cluster::log_ticket`]'s. Without a log: 0.
+    fn forward_ticket(&self) -> (u64, oneshot::Sender<bool>) {
+        (0, oneshot::channel().0)
+    }
+    /// The ticket up to which every [`Cluster::log_ticket`] is settled; `None` without a log.
+    fn log_settled(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+    /// The messages the log holds for `client_id`'s session past its floor: what a node
+    /// that lost the session had not seen delivered (replayed where the session is adopted).
+    fn replay<'a>(&'a self, _client_id: &'a str) -> Replaying<'a> {
+        Box::pin(std::future::ready(None))
+    }
+    /// Every message logged for `client_id` up to `through` is queued in its session here.
+    fn logged_through(&self, _client_id: &str, _through: u64) {}
+    /// The sessions whose floor may move, each with the log position it is queued through:
+    /// the broker says of each whether it still has messages pending ([`Cluster::floor_reached`]).
+    fn floors_due(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    /// `client_id`'s session here has delivered (and had acknowledged) everything logged
+    /// for it up to `floor`; `None`: the session is no longer here.
+    fn floor_reached(&self, _client_id: &str, _floor: Option<u64>) {}
+    /// How often the broker looks at [`Cluster::floors_due`].
+    fn floor_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
     /// The cluster as this node sees it.
     fn status(&self) -> ClusterStatus;
 }
+
+/// Messages read back from the log for one session.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Each MQTT 5 PUBLISH, oldest first, with how long ago it was logged.
+    pub messages: Vec<(Bytes, Duration)>,
+    /// The log position read up to.
+    pub through: u64,
+}
+
+/// A replay under way: `None` if the log could not be read.
+pub type Replaying<'a> = Pin<Box<dyn Future<Output = Option<Replay>> + Send + 'a>>;
 
 /// A claim of a client identifier under way.
 pub type Claiming<'a> = Pin<Box<dyn Future<Output = Result<u64, ClaimError>> + Send + 'a>>;
@@ -169,6 +228,12 @@ pub struct ClusterStatus {
     pub taken_over: u64,
     /// Sessions taken up here from another node's checkpoint.
     pub adopted: u64,
+    /// Messages written to the message log (one per shard they went to).
+    pub logged: u64,
+    /// Messages the log could not take (acknowledged all the same; a warning says so).
+    pub log_failed: u64,
+    /// Messages replayed from the log into sessions adopted here.
+    pub replayed: u64,
 }
 
 /// Another node as this one sees it.

@@ -22,6 +22,15 @@
 //!   receiver acknowledges them (acks are batched, cumulative) and sent again, oldest first,
 //!   when no ack came for a while. The receiver takes them strictly in order and drops what
 //!   it has seen.
+//! - **Message log**: a QoS 1 or 2 message queued here for persistent sessions is written to
+//!   the stream of their shard (`midge-CLUSTER-log-K`, `cluster_queue_shards` of them,
+//!   replicated like the buckets) before it is acknowledged (`log.rs`). Each session's
+//!   floor (the log position up to which everything for it was delivered and acknowledged)
+//!   is written to the sessions bucket every `checkpoint_interval` while it moves; the node
+//!   that adopts the session reads the log past the floor into it ([`Cluster::replay`]).
+//!   The log is read only then, through a short-lived ordered consumer: delivery itself
+//!   goes through the inboxes, and the number of streams and consumers does not grow with
+//!   the clients.
 //!
 //! MQTT topics never become NATS subjects: the topic travels inside the frame.
 
@@ -40,7 +49,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::ClusterConfig;
 use crate::frame::{Body, Frame};
 use crate::keys;
-use crate::{Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, NodeStatus};
+use crate::log::LogEntry;
+use crate::{
+    Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, NodeStatus, Replay, Replaying,
+};
 
 /// How long a forward waits for its ack before it (and everything after it on its link) is
 /// sent again.
@@ -51,6 +63,10 @@ const ACK_EVERY: Duration = Duration::from_millis(2);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How long a claim of a client identifier may take before the CONNECT is refused.
 const CLAIM_WITHIN: Duration = Duration::from_secs(3);
+/// How long a write to the message log is tried before the message is acknowledged without.
+const LOG_WITHIN: Duration = Duration::from_secs(30);
+/// How long reading a session's messages back from the log may take.
+const REPLAY_WITHIN: Duration = Duration::from_secs(30);
 /// How much longer a claim whose write is in doubt may take to settle it.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -69,13 +85,51 @@ pub struct NatsCluster {
     owners_store: watch::Sender<Option<kv::Store>>,
     /// The sessions bucket, once JetStream answered.
     sessions_store: watch::Sender<Option<kv::Store>>,
-    sessions: mpsc::UnboundedSender<(String, Option<Bytes>)>,
+    /// Writes to the sessions bucket: (key, client identifier, value or deletion).
+    sessions: mpsc::UnboundedSender<(String, String, Option<Bytes>)>,
+    /// Messages to write to the log.
+    log: mpsc::UnboundedSender<LogRequest>,
+    /// JetStream, once it answered (for reading the log back).
+    jetstream: watch::Sender<Option<jetstream::Context>>,
+    /// The last ticket given out ([`Cluster::log_ticket`]), and where each goes to be settled
+    /// in order: taken together under this lock, so tickets settle in the order given.
+    tickets: Mutex<(u64, mpsc::UnboundedSender<Settling>)>,
+    /// The ticket up to which every one is settled.
+    settled: watch::Sender<u64>,
+    /// Per session with messages in the log: the position it is queued through here, and
+    /// the floor last written.
+    floors: Mutex<HashMap<String, Floor>>,
     /// Each client identifier's owner and revision, as far as this node knows.
     owners: Mutex<HashMap<String, (Arc<str>, u64)>>,
     /// This node's id, shared with the owners map.
     me: Arc<str>,
     counters: Counters,
     nodes: Mutex<HashMap<Arc<str>, NodeSeen>>,
+}
+
+/// A message for the log: the sessions it was queued for, the PUBLISH, and who waits.
+type LogRequest = (Vec<String>, Bytes, oneshot::Sender<bool>);
+
+/// A ticket, and the log's answer it waits for.
+type Settling = (u64, oneshot::Receiver<bool>);
+
+/// One entry of the log on its way: where, with which message id (the same if written again),
+/// for whom, and the answer awaited (none if it could not be sent).
+struct LogWrite {
+    subject: String,
+    id: String,
+    bytes: Bytes,
+    client_ids: Vec<String>,
+    sent: Option<jetstream::context::PublishAckFuture>,
+}
+
+/// A session's place in the message log, on this node.
+#[derive(Debug, Default, Clone, Copy)]
+struct Floor {
+    /// Every message logged for it up to here is queued in its session here.
+    through: u64,
+    /// The floor last written to the cluster.
+    written: u64,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +146,11 @@ struct Counters {
     claims_failed: AtomicU64,
     /// Claims begun (each one's token).
     claims_started: AtomicU64,
+    logged: AtomicU64,
+    log_failed: AtomicU64,
+    replayed: AtomicU64,
+    /// Log entries written (each one's message id, for JetStream to drop a repeated write).
+    log_entries: AtomicU64,
     taken_over: AtomicU64,
     adopted: AtomicU64,
 }
@@ -149,6 +208,8 @@ impl NatsCluster {
         let (routes, routes_rx) = mpsc::unbounded_channel();
         let (retained, retained_rx) = mpsc::unbounded_channel();
         let (sessions, sessions_rx) = mpsc::unbounded_channel();
+        let (log, log_rx) = mpsc::unbounded_channel();
+        let (tickets, tickets_rx) = mpsc::unbounded_channel();
         let epoch = epoch();
         let me: Arc<str> = Arc::from(config.node_id.as_str());
         let cluster = Arc::new(Self {
@@ -162,6 +223,11 @@ impl NatsCluster {
             owners_store: watch::channel(None).0,
             sessions_store: watch::channel(None).0,
             sessions,
+            log,
+            jetstream: watch::channel(None).0,
+            tickets: Mutex::new((0, tickets)),
+            settled: watch::channel(0).0,
+            floors: Mutex::default(),
             owners: Mutex::default(),
             me,
             counters: Counters::default(),
@@ -172,7 +238,9 @@ impl NatsCluster {
             routes: routes_rx,
             retained: retained_rx,
             sessions: sessions_rx,
+            log: log_rx,
         };
+        tokio::spawn(cluster.clone().settle_tickets(tickets_rx));
         tokio::spawn(cluster.clone().run(events_tx, channels, stop));
         (cluster, events)
     }
@@ -217,6 +285,10 @@ impl NatsCluster {
             buckets = self.buckets(&js) => buckets,
             _ = stop.changed() => return,
         };
+        tokio::select! {
+            () = self.log_streams(&js) => {}
+            _ = stop.changed() => return,
+        }
         tracing::info!(event = "cluster.ready", node = %self.config.node_id, cluster = %self.config.name, "cluster {}: node {} joined", self.config.name, self.config.node_id);
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let mut tasks = tokio::task::JoinSet::new();
@@ -240,6 +312,8 @@ impl NatsCluster {
         tasks.spawn(self.clone().heartbeat(nodes_kv.clone()));
         tasks.spawn(self.clone().node_watcher(nodes_kv, events));
         tasks.spawn(self.clone().resend_loop());
+        tasks.spawn(self.clone().log_writer(js.clone(), channels.log));
+        self.jetstream.send_replace(Some(js));
         let _ = stop.changed().await;
         tasks.abort_all();
         let _ = client.flush().await;
@@ -338,24 +412,40 @@ impl NatsCluster {
         }
     }
 
-    /// Sends each link's highest processed sequence, at most every [`ACK_EVERY`].
+    /// Sends each link's highest processed sequence, at most every [`ACK_EVERY`]. A
+    /// sequence of 0 asks to say again how far a link is done (a sender repeated a forward
+    /// whose ack it missed): what is done, not what arrived, as a forward that arrived may
+    /// still wait for the store or the message log.
     async fn ack_loop(self: Arc<Self>, mut done: mpsc::UnboundedReceiver<(Arc<str>, u64, u64)>) {
         let mut highest: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
-        loop {
-            let Some((node, epoch, seq)) = done.recv().await else {
-                return;
-            };
-            highest.insert(node, (epoch, seq));
-            tokio::time::sleep(ACK_EVERY).await;
-            while let Ok((node, epoch, seq)) = done.try_recv() {
-                let entry = highest.entry(node).or_insert((epoch, seq));
+        let mut due: HashSet<Arc<str>> = HashSet::new();
+        let note = |node: Arc<str>,
+                    epoch: u64,
+                    seq: u64,
+                    highest: &mut HashMap<Arc<str>, (u64, u64)>,
+                    due: &mut HashSet<Arc<str>>| {
+            if seq != 0 {
+                let entry = highest.entry(node.clone()).or_insert((epoch, seq));
                 if entry.0 != epoch || entry.1 < seq {
                     *entry = (epoch, seq);
                 }
             }
-            for (node, (epoch, seq)) in highest.drain() {
-                let frame = self.frame(epoch, seq, Body::Ack);
-                let _ = self.outgoing.send((self.inbox(&node), frame));
+            due.insert(node);
+        };
+        loop {
+            let Some((node, epoch, seq)) = done.recv().await else {
+                return;
+            };
+            note(node, epoch, seq, &mut highest, &mut due);
+            tokio::time::sleep(ACK_EVERY).await;
+            while let Ok((node, epoch, seq)) = done.try_recv() {
+                note(node, epoch, seq, &mut highest, &mut due);
+            }
+            for node in due.drain() {
+                if let Some(&(epoch, seq)) = highest.get(&node) {
+                    let frame = self.frame(epoch, seq, Body::Ack);
+                    let _ = self.outgoing.send((self.inbox(&node), frame));
+                }
             }
         }
     }
@@ -407,8 +497,8 @@ impl NatsCluster {
                         *link = LinkIn::new(frame.epoch);
                     }
                     if frame.seq < link.expected {
-                        // Seen before (its ack was lost): say again how far this node got.
-                        let _ = acks.send((from, frame.epoch, link.expected - 1));
+                        // Seen before (its ack was lost): say again how far this node is done.
+                        let _ = acks.send((from, frame.epoch, 0));
                         continue;
                     }
                     if frame.seq > link.expected {
@@ -668,10 +758,9 @@ impl NatsCluster {
     async fn session_writer(
         self: Arc<Self>,
         store: kv::Store,
-        mut changes: mpsc::UnboundedReceiver<(String, Option<Bytes>)>,
+        mut changes: mpsc::UnboundedReceiver<(String, String, Option<Bytes>)>,
     ) {
-        while let Some((client_id, checkpoint)) = changes.recv().await {
-            let key = keys::hashed(&client_id);
+        while let Some((key, client_id, checkpoint)) = changes.recv().await {
             loop {
                 let written = match &checkpoint {
                     Some(bytes) => store
@@ -863,6 +952,228 @@ impl NatsCluster {
         }
     }
 
+    /// Moves the settled mark over each ticket as it settles, in the order given.
+    async fn settle_tickets(self: Arc<Self>, mut tickets: mpsc::UnboundedReceiver<Settling>) {
+        while let Some((ticket, settled)) = tickets.recv().await {
+            let _ = settled.await;
+            self.settled.send_replace(ticket);
+        }
+    }
+
+    /// The message log's streams, created if missing; retried until JetStream answers.
+    async fn log_streams(&self, js: &jetstream::Context) {
+        for shard in 0..self.config.queue_shards.max(1) {
+            let (name, subject) = keys::log_stream(&self.config.name, shard);
+            let config = jetstream::stream::Config {
+                name: name.clone(),
+                subjects: vec![subject],
+                num_replicas: self.config.replicas,
+                storage: jetstream::stream::StorageType::File,
+                max_age: self.config.queue_max_age,
+                duplicate_window: Duration::from_secs(120),
+                ..jetstream::stream::Config::default()
+            };
+            while let Err(error) = js.create_or_update_stream(config.clone()).await {
+                tracing::debug!(event = "cluster.jetstream.waiting", %error, "waiting for JetStream to create {name}: {error}");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+
+    /// Writes the log in the order asked; each message's writes are awaited apart, so that
+    /// many are in flight at once.
+    async fn log_writer(
+        self: Arc<Self>,
+        js: jetstream::Context,
+        mut requests: mpsc::UnboundedReceiver<LogRequest>,
+    ) {
+        let shards = self.config.queue_shards.max(1);
+        while let Some((client_ids, packet, done)) = requests.recv().await {
+            let mut by_shard: HashMap<u16, Vec<String>> = HashMap::new();
+            for client_id in client_ids {
+                by_shard
+                    .entry(keys::log_shard(&client_id, shards))
+                    .or_default()
+                    .push(client_id);
+            }
+            let mut writes = Vec::new();
+            for (shard, ids) in by_shard {
+                let subject = keys::log_stream(&self.config.name, shard).1;
+                for group in LogEntry::split(ids) {
+                    let entry = LogEntry {
+                        client_ids: group,
+                        packet: packet.clone(),
+                    };
+                    let id = format!(
+                        "{}.{:x}.{:x}",
+                        self.me,
+                        self.epoch,
+                        self.counters.log_entries.fetch_add(1, Ordering::Relaxed)
+                    );
+                    let bytes = entry.encode();
+                    let sent = self.send_log_entry(&js, &subject, &id, bytes.clone()).await;
+                    writes.push(LogWrite {
+                        subject: subject.clone(),
+                        id,
+                        bytes,
+                        client_ids: entry.client_ids,
+                        sent,
+                    });
+                }
+            }
+            tokio::spawn(self.clone().settle_log(js.clone(), writes, done));
+        }
+    }
+
+    async fn send_log_entry(
+        &self,
+        js: &jetstream::Context,
+        subject: &str,
+        id: &str,
+        entry: Bytes,
+    ) -> Option<jetstream::context::PublishAckFuture> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(entry)
+            .message_id(id);
+        match js.send_publish(subject.to_owned(), publish).await {
+            Ok(ack) => Some(ack),
+            Err(error) => {
+                tracing::debug!(event = "cluster.log_send_failed", %error, "cannot send to the message log: {error}");
+                None
+            }
+        }
+    }
+
+    /// Waits for a message's log writes, writing again what failed (the same message id:
+    /// JetStream keeps one of repeated writes), for up to [`LOG_WITHIN`].
+    async fn settle_log(
+        self: Arc<Self>,
+        js: jetstream::Context,
+        writes: Vec<LogWrite>,
+        done: oneshot::Sender<bool>,
+    ) {
+        let give_up = Instant::now() + LOG_WITHIN;
+        let mut all = true;
+        for LogWrite {
+            subject,
+            id,
+            bytes,
+            client_ids,
+            mut sent,
+        } in writes
+        {
+            loop {
+                let error = match sent.take() {
+                    Some(ack) => match ack.await {
+                        Ok(ack) => {
+                            self.counters.logged.fetch_add(1, Ordering::Relaxed);
+                            let mut floors = self.floors.lock();
+                            for client_id in client_ids {
+                                let floor = floors.entry(client_id).or_default();
+                                floor.through = floor.through.max(ack.sequence);
+                            }
+                            break;
+                        }
+                        Err(error) => error.to_string(),
+                    },
+                    None => "not sent".to_owned(),
+                };
+                if Instant::now() >= give_up {
+                    all = false;
+                    self.counters.log_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(event = "cluster.log_failed", %error, "a message for persistent sessions ({}) could not be written to the cluster's message log in {LOG_WITHIN:?} ({error}): it is queued here only and is lost if this node is", client_ids.join(", "));
+                    break;
+                }
+                tokio::time::sleep(RETRY_AFTER).await;
+                sent = self.send_log_entry(&js, &subject, &id, bytes.clone()).await;
+            }
+        }
+        let _ = done.send(all);
+    }
+
+    /// What the log holds for `client_id` past its floor.
+    async fn read_log(&self, client_id: &str) -> Result<Replay, String> {
+        let mut ready = self.jetstream.subscribe();
+        let js = ready
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|e| e.to_string())?
+            .clone()
+            .ok_or("no JetStream")?;
+        let mut ready = self.sessions_store.subscribe();
+        let sessions = ready
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|e| e.to_string())?
+            .clone()
+            .ok_or("no sessions bucket")?;
+        let floor = match sessions
+            .get(keys::floor_key(client_id))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .unwrap_or_else(|| {
+                    tracing::warn!(
+                        event = "cluster.bad_floor",
+                        client_id,
+                        "the log position of {client_id} cannot be read; its log is replayed whole"
+                    );
+                    0
+                }),
+        };
+        let (name, subject) = keys::log_stream(
+            &self.config.name,
+            keys::log_shard(client_id, self.config.queue_shards),
+        );
+        let mut stream = js.get_stream(&name).await.map_err(|e| e.to_string())?;
+        let state = stream.info().await.map_err(|e| e.to_string())?.state.clone();
+        let mut replay = Replay {
+            messages: Vec::new(),
+            through: floor.max(state.last_sequence),
+        };
+        if state.last_sequence <= floor || state.messages == 0 {
+            return Ok(replay);
+        }
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subject,
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| e.to_string())?;
+            let (seq, published) = {
+                let info = message.info().map_err(|e| e.to_string())?;
+                (info.stream_sequence, info.published)
+            };
+            match LogEntry::decode(message.payload.clone()) {
+                Ok(entry) if entry.names(client_id) => {
+                    let age = std::time::SystemTime::from(published)
+                        .elapsed()
+                        .unwrap_or_default();
+                    replay.messages.push((entry.packet, age));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(event = "cluster.bad_log_entry", seq, %error, "log entry {seq} of {name} cannot be read ({error}); skipped");
+                }
+            }
+            if seq >= state.last_sequence {
+                break;
+            }
+        }
+        Ok(replay)
+    }
+
     async fn heartbeat(self: Arc<Self>, store: kv::Store) {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         let value = Bytes::from(self.epoch.to_string());
@@ -1019,11 +1330,110 @@ impl Cluster for NatsCluster {
     }
 
     fn session_changed(&self, client_id: &str, checkpoint: Bytes) {
-        let _ = self.sessions.send((client_id.to_owned(), Some(checkpoint)));
+        let _ = self
+            .sessions
+            .send((keys::hashed(client_id), client_id.to_owned(), Some(checkpoint)));
     }
 
     fn session_ended(&self, client_id: &str) {
-        let _ = self.sessions.send((client_id.to_owned(), None));
+        let _ = self
+            .sessions
+            .send((keys::hashed(client_id), client_id.to_owned(), None));
+        let _ = self
+            .sessions
+            .send((keys::floor_key(client_id), client_id.to_owned(), None));
+        self.floors.lock().remove(client_id);
+    }
+
+    fn log(&self, client_ids: Vec<String>, packet: Bytes) -> oneshot::Receiver<bool> {
+        let (done, receiver) = oneshot::channel();
+        let _ = self.log.send((client_ids, packet, done));
+        receiver
+    }
+
+    fn log_ticket(&self, client_ids: Vec<String>, packet: Bytes) -> u64 {
+        let mut tickets = self.tickets.lock();
+        tickets.0 += 1;
+        let ticket = tickets.0;
+        let _ = tickets.1.send((ticket, self.log(client_ids, packet)));
+        ticket
+    }
+
+    fn forward_ticket(&self) -> (u64, oneshot::Sender<bool>) {
+        let (settle, settled) = oneshot::channel();
+        let mut tickets = self.tickets.lock();
+        tickets.0 += 1;
+        let ticket = tickets.0;
+        let _ = tickets.1.send((ticket, settled));
+        (ticket, settle)
+    }
+
+    fn log_settled(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.settled.subscribe())
+    }
+
+    fn replay<'a>(&'a self, client_id: &'a str) -> Replaying<'a> {
+        Box::pin(async move {
+            let replay = tokio::time::timeout(REPLAY_WITHIN, self.read_log(client_id)).await;
+            match replay {
+                Ok(Ok(replay)) => {
+                    self.counters
+                        .replayed
+                        .fetch_add(replay.messages.len() as u64, Ordering::Relaxed);
+                    Some(replay)
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(event = "cluster.replay_failed", client_id, %error, "cannot read the message log for {client_id}: {error}");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        event = "cluster.replay_failed",
+                        client_id,
+                        "cannot read the message log for {client_id} in {REPLAY_WITHIN:?}"
+                    );
+                    None
+                }
+            }
+        })
+    }
+
+    fn logged_through(&self, client_id: &str, through: u64) {
+        let mut floors = self.floors.lock();
+        let floor = floors.entry(client_id.to_owned()).or_default();
+        floor.through = floor.through.max(through);
+    }
+
+    fn floors_due(&self) -> Vec<(String, u64)> {
+        self.floors
+            .lock()
+            .iter()
+            .filter(|(_, floor)| floor.through > floor.written)
+            .map(|(client_id, floor)| (client_id.clone(), floor.through))
+            .collect()
+    }
+
+    fn floor_reached(&self, client_id: &str, reached: Option<u64>) {
+        let mut floors = self.floors.lock();
+        let Some(reached) = reached else {
+            floors.remove(client_id);
+            return;
+        };
+        let Some(floor) = floors.get_mut(client_id) else {
+            return;
+        };
+        if reached > floor.written {
+            floor.written = reached;
+            let _ = self.sessions.send((
+                keys::floor_key(client_id),
+                client_id.to_owned(),
+                Some(Bytes::from(reached.to_string())),
+            ));
+        }
+    }
+
+    fn floor_interval(&self) -> Duration {
+        self.config.checkpoint_interval
     }
 
     fn checkpoint<'a>(&'a self, client_id: &'a str) -> Fetching<'a> {
@@ -1062,6 +1472,9 @@ impl Cluster for NatsCluster {
             claims_failed: c.claims_failed.load(Ordering::Relaxed),
             taken_over: c.taken_over.load(Ordering::Relaxed),
             adopted: c.adopted.load(Ordering::Relaxed),
+            logged: c.logged.load(Ordering::Relaxed),
+            log_failed: c.log_failed.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -1080,7 +1493,8 @@ struct Channels {
     outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
     routes: mpsc::UnboundedReceiver<(String, bool)>,
     retained: mpsc::UnboundedReceiver<(String, Bytes)>,
-    sessions: mpsc::UnboundedReceiver<(String, Option<Bytes>)>,
+    sessions: mpsc::UnboundedReceiver<(String, String, Option<Bytes>)>,
+    log: mpsc::UnboundedReceiver<LogRequest>,
 }
 
 /// A watch of every key of `store` (each key's current value, then each change), retried

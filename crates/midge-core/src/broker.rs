@@ -99,6 +99,12 @@ pub struct Broker {
     retained_observer: std::sync::OnceLock<Arc<dyn crate::routes::RetainedObserver>>,
     /// Told of changes to persistent sessions here, in a cluster.
     session_observer: std::sync::OnceLock<Arc<dyn crate::routes::SessionObserver>>,
+    /// Whether publishes name the persistent sessions they queued a QoS 1 or 2 message for
+    /// ([`Routed::durable`]): a cluster logs those before acknowledging.
+    report_durable: std::sync::atomic::AtomicBool,
+    /// Where clients' QoS 1 and 2 messages for persistent sessions are kept beyond this node
+    /// before they are acknowledged, in a cluster.
+    durable_log: std::sync::OnceLock<Arc<dyn crate::routes::DurableLog>>,
 }
 
 impl Broker {
@@ -128,6 +134,8 @@ impl Broker {
             journal,
             tap: crate::admin::TopicTap::default(),
             retained_observer: std::sync::OnceLock::new(),
+            report_durable: std::sync::atomic::AtomicBool::new(false),
+            durable_log: std::sync::OnceLock::new(),
             session_observer: std::sync::OnceLock::new(),
         })
     }
@@ -739,6 +747,52 @@ impl Broker {
         closed
     }
 
+    /// From now on, each publish names the persistent sessions it queued a QoS 1 or 2
+    /// message for ([`Routed::durable`]).
+    pub fn report_durable_deliveries(&self) {
+        self.report_durable.store(true, Ordering::Relaxed);
+    }
+
+    /// Hands `log` each QoS 1 or 2 message a client publishes here that is queued for
+    /// persistent sessions, and holds the publisher's acknowledgement until the log settles
+    /// it ([`crate::routes::DurableLog`]). False if one was installed already.
+    pub fn keep_durable_in(&self, log: Arc<dyn crate::routes::DurableLog>) -> bool {
+        self.report_durable_deliveries();
+        self.durable_log.set(log).is_ok()
+    }
+
+    /// The durable log installed, if any.
+    pub fn durable_log(&self) -> Option<&Arc<dyn crate::routes::DurableLog>> {
+        self.durable_log.get()
+    }
+
+    /// Messages the session of `client_id` has queued or in flight (sent, not yet
+    /// acknowledged); `None` if there is no such session.
+    pub fn session_pending(&self, client_id: &str) -> Option<usize> {
+        let cell = self.sessions.lock().get(client_id).cloned()?;
+        let session = cell.state.lock();
+        Some(session.queue.len() + session.paged.len() + session.inflight.len())
+    }
+
+    /// Queues `message` for the session of `client_id` alone, through those of its
+    /// subscriptions that match it (a message the cluster's log kept for the session, replayed
+    /// where the session moved). False if the session is not here or nothing of it matches.
+    pub fn replay_into(&self, client_id: &str, message: Arc<Message>, now: Instant) -> bool {
+        let Some(cell) = self.sessions.lock().get(client_id).cloned() else {
+            return false;
+        };
+        let mut matches = Matches::default();
+        self.index.read().matches(&message.topic, &mut matches);
+        matches
+            .plain
+            .retain(|subscriber| Arc::ptr_eq(&subscriber.session, &cell));
+        let Some(delivery) = self.merge(&message, &matches.plain, None) else {
+            return false;
+        };
+        let guard = self.access_control_for(&message.topic);
+        self.deliver(&cell, delivery, guard.rules(), now).is_some()
+    }
+
     /// Tells `observer` of every change to the persistent sessions here from now on (see
     /// [`crate::routes::SessionObserver`]). False if one was installed already.
     pub fn observe_sessions(&self, observer: Arc<dyn crate::routes::SessionObserver>) -> bool {
@@ -978,6 +1032,8 @@ impl Broker {
         let guard = self.access_control_for(&message.topic);
         let access = guard.rules();
         let mut routed = Routed::default();
+        let report = self.report_durable.load(Ordering::Relaxed);
+        let log = if report { self.durable_log.get() } else { None };
         // Overlapping subscriptions of one session yield one delivery at the highest QoS with
         // every subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3..5]: sorted by session
         // (`sort_matches`), each session's subscriptions are one run.
@@ -990,15 +1046,23 @@ impl Broker {
                 .unwrap_or(rest.len());
             let (group, after) = rest.split_at(run);
             rest = after;
-            if let Some(delivery) = self.merge(message, group, publisher) {
+            if let Some(mut delivery) = self.merge(message, group, publisher) {
+                if let Some(log) = log
+                    && delivery.qos != QoS::AtMostOnce
+                    && crate::routes::is_internal(&first.session.client_id)
+                {
+                    let (ticket, settlement) = log.forward_ticket();
+                    delivery.settles = Some(Arc::new(settlement));
+                    routed.forward_ticket = routed.forward_ticket.max(ticket);
+                }
                 let queued = self.deliver(&first.session, delivery, access, now);
-                routed.add(queued, &first.session, publisher);
+                routed.add(queued, &first.session, publisher, report);
             }
         }
         for member in &matches.shared {
             if let Some(delivery) = self.merge(message, std::slice::from_ref(member), publisher) {
                 let queued = self.deliver(&member.session, delivery, access, now);
-                routed.add(queued, &member.session, publisher);
+                routed.add(queued, &member.session, publisher, report);
             }
         }
         routed
@@ -1038,6 +1102,7 @@ impl Broker {
                 retain,
                 subscription_ids: Vec::new(),
                 stored: None,
+                settles: None,
             });
             entry.qos = entry.qos.max(qos);
             entry.retain |= retain;
@@ -1068,6 +1133,7 @@ impl Broker {
             }
         }
         let online = session.link.is_some();
+        let durable = delivery.qos != QoS::AtMostOnce && session.expiry != Some(Duration::ZERO);
         let queued = session.enqueue(
             delivery,
             online,
@@ -1084,6 +1150,7 @@ impl Broker {
         Some(Queued {
             seq,
             congested: session.congested(&self.config, now),
+            durable,
         })
     }
 
@@ -1301,11 +1368,26 @@ pub struct Routed {
     /// Whether it was queued for the publisher's own session (a client subscribed to what it
     /// publishes), as far as the publisher was named ([`Broker::publish_from`]).
     pub(crate) reached_publisher: bool,
+    /// The persistent sessions it was queued for at QoS 1 or 2, if the broker was asked to
+    /// tell ([`Broker::report_durable_deliveries`]).
+    pub durable: Vec<ByteString>,
+    /// The cluster's ticket for its copies to other nodes, if it went to any at QoS 1 or 2
+    /// ([`crate::routes::DurableLog::forward_ticket`]); 0 if none.
+    pub forward_ticket: u64,
 }
 
 impl Routed {
-    fn add(&mut self, queued: Option<Queued>, cell: &Arc<SessionCell>, publisher: Option<&Arc<SessionCell>>) {
+    fn add(
+        &mut self,
+        queued: Option<Queued>,
+        cell: &Arc<SessionCell>,
+        publisher: Option<&Arc<SessionCell>>,
+        report: bool,
+    ) {
         if let Some(queued) = queued {
+            if report && queued.durable {
+                self.durable.push(cell.client_id.clone());
+            }
             self.sessions += 1;
             self.reached_publisher |= publisher.is_some_and(|publisher| Arc::ptr_eq(publisher, cell));
             self.durable_after = self.durable_after.max(queued.seq);
@@ -1323,6 +1405,8 @@ pub(crate) struct Queued {
     pub(crate) seq: Seq,
     /// Whether the session's queue is now congested (`backpressure.rs`).
     pub(crate) congested: bool,
+    /// Whether it is a QoS 1 or 2 message for a session that outlives its connection.
+    pub(crate) durable: bool,
 }
 
 /// What a publish does with its retained copy.

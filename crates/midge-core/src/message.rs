@@ -183,6 +183,10 @@ pub struct Delivery {
     pub subscription_ids: Vec<SubscriptionId>,
     /// Its place in the session's stored queue, if it is stored.
     pub(crate) stored: Option<u64>,
+    /// Settles a cluster's ticket once this copy is done with (acknowledged, or dropped):
+    /// held by copies queued for the cluster's own session, whose acknowledgement says the
+    /// other nodes have the message ([`crate::routes::DurableLog::forward_ticket`]).
+    pub(crate) settles: Option<Arc<crate::routes::Settlement>>,
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Outbox {
     packets: u32,
     /// The journal sequence number that must be durable before anything here is sent.
     durable_after: u64,
+    /// The cluster log's ticket that must be settled before anything here is sent.
+    logged_after: u64,
 }
 
 impl Outbox {
@@ -43,6 +45,7 @@ impl Outbox {
             version,
             packets: 0,
             durable_after: 0,
+            logged_after: 0,
         }
     }
 
@@ -108,6 +111,18 @@ impl Outbox {
     /// this outbox to the socket; 0 if none. It only grows.
     pub fn durable_after(&self) -> u64 {
         self.durable_after
+    }
+
+    /// Holds everything in the outbox (and anything added later) until the cluster's message
+    /// log has settled `ticket` ([`crate::routes::DurableLog`]). 0 holds nothing.
+    pub fn require_logged(&mut self, ticket: u64) {
+        self.logged_after = self.logged_after.max(ticket);
+    }
+
+    /// The cluster log's ticket that must be settled before the runtime writes any of this
+    /// outbox to the socket; 0 if none. It only grows.
+    pub fn logged_after(&self) -> u64 {
+        self.logged_after
     }
 
     /// The packets encoded since the last call, for the broker's counters.

@@ -263,6 +263,7 @@ impl Session {
                 retain: paged.retain,
                 subscription_ids: paged.subscription_ids,
                 stored: Some(paged.place),
+                settles: None,
             });
         }
     }
@@ -469,6 +470,7 @@ impl Broker {
                     retain: entry.retain,
                     subscription_ids: entry.subscription_ids,
                     stored: Some(place),
+                    settles: None,
                 };
                 let awaiting = match entry.state {
                     EntryState::Queued => None,

@@ -3,7 +3,9 @@
 //! first subscription, its last one gone), so that other nodes forward only what someone here
 //! wants; the retained messages clients set here, told to a [`RetainedObserver`], so that
 //! every node keeps the same; and the persistent sessions here, told to a [`SessionObserver`]
-//! as [`SessionCheckpoint`]s, so that another node can take a session up.
+//! as [`SessionCheckpoint`]s, so that another node can take a session up; and the QoS 1 and 2
+//! messages queued here for persistent sessions, handed to a [`DurableLog`] that keeps them
+//! beyond this node before their publisher is acknowledged.
 //!
 //! Counted under the subscription index's write lock, in step with every change to it, so the
 //! observer sees the changes in the order they happened. Nothing is counted on the publish
@@ -68,6 +70,46 @@ pub trait SessionObserver: Send + Sync + Debug {
     fn session_changed(&self, checkpoint: SessionCheckpoint);
     /// The session ended (expired, or replaced by a clean one).
     fn session_ended(&self, client_id: &str);
+}
+
+/// Keeps QoS 1 and 2 messages queued for persistent sessions beyond this node (a cluster's
+/// message log), so that they outlive it.
+pub trait DurableLog: Send + Sync + Debug {
+    /// Keeps `message`, just queued here for the persistent sessions of `client_ids`. Returns
+    /// its ticket: the publisher's acknowledgement waits until the log has settled every
+    /// ticket up to it (the runtime watches that mark; 0 holds nothing). Called from the
+    /// publisher's thread without locks held; it must only record the message.
+    fn append(&self, client_ids: &[bytestring::ByteString], message: &Arc<crate::Message>) -> u64;
+    /// A ticket for a QoS 1 or 2 message just queued for the cluster's own session (for
+    /// other nodes), and what settles it: the copy queued there holds the settlement and
+    /// drops it once the session is done with the copy (the other nodes acknowledged it, or
+    /// it was dropped), so a publisher's acknowledgement waits until the nodes its message
+    /// goes to have it.
+    fn forward_ticket(&self) -> (u64, Settlement);
+}
+
+/// Settles a [`DurableLog`] ticket when dropped.
+pub struct Settlement(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Settlement {
+    /// A settlement that runs `settle` when dropped.
+    pub fn new(settle: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(settle)))
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        if let Some(settle) = self.0.take() {
+            settle();
+        }
+    }
+}
+
+impl Debug for Settlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Settlement")
+    }
 }
 
 /// How many subscriptions each filter has here, and who hears of a change.

@@ -377,7 +377,7 @@ pub(crate) struct ParkedConnection {
     connection: Connection,
     link: Arc<ConnectionLink>,
     decoder: Decoder,
-    durable: Option<watch::Receiver<u64>>,
+    durable: Marks,
     peer: String,
     broker: Arc<Broker>,
     slot: OpenSlot,
@@ -495,8 +495,8 @@ struct Live {
     /// Bytes read and not yet decoded (empty and unallocated while idle).
     input: BytesMut,
     out: Outbox,
-    /// The journal's durable mark, with persistence on.
-    durable: Option<watch::Receiver<u64>>,
+    /// The marks its acknowledgements wait for: the journal's, the cluster log's.
+    durable: Marks,
 }
 
 /// Reads CONNECT, checks the credentials, carries any enhanced authentication through, and
@@ -532,6 +532,7 @@ async fn admit<S: Transport>(
         counters,
         cluster,
     } = admission;
+    let log_settled = cluster.as_ref().and_then(|cluster| cluster.log_settled());
     let max_packet_size = broker.config().max_packet_size;
     let mut decoder = Decoder::new(ProtocolVersion::V311, max_packet_size);
     let mut input = BytesMut::new();
@@ -593,7 +594,7 @@ async fn admit<S: Transport>(
         Ok(connection) => connection,
         Err(refusal) => {
             tracing::info!(event = "client.refused", %peer, reason = %refusal.detail, "Client refused from {peer}: {}.", refusal.detail);
-            flush(stream, &mut out, stats, &mut None).await;
+            flush(stream, &mut out, stats, &mut Marks::default()).await;
             return None;
         }
     };
@@ -605,11 +606,14 @@ async fn admit<S: Transport>(
         refuse(stream, version, reason, stats).await;
         return None;
     }
-    let durable = broker.journal().map(|journal| journal.watch());
+    let durable = Marks {
+        journal: broker.journal().map(|journal| journal.watch()),
+        log: log_settled,
+    };
     // The CONNACK leaves before the log line is written, so that a slow log destination does
     // not delay the client. One held for the journal, or what the socket did not take, goes
     // from the connected loop; an error here is met again there.
-    if !is_held(&out, &durable) {
+    if !durable.holds(&out) {
         let _ = write_some(stream, &mut out, stats);
     }
     stream.handshake_over();
@@ -645,7 +649,7 @@ async fn admit<S: Transport>(
 async fn refuse<S: Transport>(stream: &S, version: ProtocolVersion, reason: ReasonCode, stats: &Stats) {
     let mut out = Outbox::new(version);
     out.send(&Packet::ConnAck(ConnAck::new(reason)));
-    flush(stream, &mut out, stats, &mut None).await;
+    flush(stream, &mut out, stats, &mut Marks::default()).await;
 }
 
 /// Ends a connection: detaches the session (publishing the will if due), logs why, and sends
@@ -824,7 +828,7 @@ async fn read_connect<S: Transport>(
                     out.send(&Packet::ConnAck(ConnAck::new(
                         ReasonCode::UnsupportedProtocolVersion,
                     )));
-                    flush(stream, &mut out, stats, &mut None).await;
+                    flush(stream, &mut out, stats, &mut Marks::default()).await;
                 }
                 tracing::info!(event = "connection.failed", %peer, %error, "Bad CONNECT from {peer}: {error}.");
                 return None;
@@ -864,7 +868,7 @@ async fn authenticate<S: Transport>(
             Admitted::Connected(connection) => return Ok(connection),
             Admitted::Authenticating(handshake) => handshake,
         };
-        flush(stream, out, stats, &mut None).await;
+        flush(stream, out, stats, &mut Marks::default()).await;
         let packet = loop {
             match decoder.decode(input) {
                 Ok(Some(packet)) => break packet,
@@ -948,15 +952,10 @@ fn write_some<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats) -> std:
 
 /// Writes the whole outbox, giving up after a second (the peer may have stopped reading, or
 /// the store not caught up: what it has not stored is never acknowledged).
-async fn flush<S: Transport>(
-    stream: &S,
-    out: &mut Outbox,
-    stats: &Stats,
-    durable: &mut Option<watch::Receiver<u64>>,
-) {
+async fn flush<S: Transport>(stream: &S, out: &mut Outbox, stats: &Stats, durable: &mut Marks) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while is_held(out, durable) {
-            durable_moved(durable).await;
+        while durable.holds(out) {
+            durable.moved().await;
         }
         while !out.is_empty() {
             if stream.writable().await.is_err() || write_some(stream, out, stats).is_err() {
@@ -1022,21 +1021,40 @@ thread_local! {
         std::cell::RefCell::new(vec![0; CHUNK_READ].into_boxed_slice());
 }
 
-/// Whether the outbox acknowledges journal writes that are not durable yet.
-fn is_held(out: &Outbox, durable: &Option<watch::Receiver<u64>>) -> bool {
-    durable
-        .as_ref()
-        .is_some_and(|durable| out.durable_after() > *durable.borrow())
+/// What an outbox's acknowledgements wait for: the journal's durable mark (with persistence)
+/// and the cluster's message log's settled mark (in a cluster).
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
+    journal: Option<watch::Receiver<u64>>,
+    log: Option<watch::Receiver<u64>>,
 }
 
-/// Completes when the journal's durable mark moves (never, without a journal).
-async fn durable_moved(durable: &mut Option<watch::Receiver<u64>>) {
-    let moved = match durable {
-        Some(durable) => durable.changed().await.is_ok(),
-        None => false,
-    };
-    if !moved {
-        std::future::pending::<()>().await;
+impl Marks {
+    /// Whether the outbox acknowledges writes not durable (or not settled) yet.
+    fn holds(&self, out: &Outbox) -> bool {
+        self.journal
+            .as_ref()
+            .is_some_and(|durable| out.durable_after() > *durable.borrow())
+            || self
+                .log
+                .as_ref()
+                .is_some_and(|settled| out.logged_after() > *settled.borrow())
+    }
+
+    /// Completes when either mark moves (never, with neither).
+    async fn moved(&mut self) {
+        async fn changed(mark: Option<&mut watch::Receiver<u64>>) {
+            if let Some(mark) = mark
+                && mark.changed().await.is_ok()
+            {
+                return;
+            }
+            std::future::pending::<()>().await;
+        }
+        tokio::select! {
+            () = changed(self.journal.as_mut()) => {}
+            () = changed(self.log.as_mut()) => {}
+        }
     }
 }
 
@@ -1139,7 +1157,7 @@ async fn busy<S: Transport>(stream: &S, live: &mut Live, stats: &Stats, work: &m
             live.input = BytesMut::new();
         }
         live.out.release_if_empty();
-        let held = is_held(&live.out, &live.durable);
+        let held = live.durable.holds(&live.out);
         if paused.is_none() && !unhandled && !held && live.out.is_empty() {
             return None;
         }
@@ -1150,7 +1168,7 @@ async fn busy<S: Transport>(stream: &S, live: &mut Live, stats: &Stats, work: &m
         };
         let use_socket = !held && (paused.is_none() || !live.out.is_empty());
         tokio::select! {
-            () = durable_moved(&mut live.durable), if held => {}
+            () = live.durable.moved(), if held => {}
             () = resumed(&mut resume_timer), if paused.is_some() => {}
             ready = stream.ready(interest), if use_socket => {
                 let ready = match ready {

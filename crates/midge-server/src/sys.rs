@@ -261,6 +261,9 @@ impl SysTree {
                 ("cluster/clients/claims_failed", status.claims_failed),
                 ("cluster/clients/taken_over", status.taken_over),
                 ("cluster/sessions/adopted", status.adopted),
+                ("cluster/log/written", status.logged),
+                ("cluster/log/failed", status.log_failed),
+                ("cluster/log/replayed", status.replayed),
             ];
             for (name, value) in values {
                 self.publish(name, value.to_string(), false);

@@ -157,6 +157,12 @@ fn render(values: &BTreeMap<String, String>) -> String {
         get("clients/taken_over"),
         get("sessions/adopted"),
     ));
+    out.push_str(&format!(
+        "message log: written {} (failed {}), replayed into adopted sessions {}\n",
+        get("log/written"),
+        get("log/failed"),
+        get("log/replayed"),
+    ));
     out
 }
 
@@ -178,6 +184,8 @@ mod tests {
             ("nodes/n3/in_flight", "4"),
             ("messages/forwarded/out", "12"),
             ("clients/taken_over", "2"),
+            ("log/written", "70"),
+            ("log/replayed", "9"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -198,5 +206,9 @@ mod tests {
         );
         assert!(text.contains("forwarded out 12,"), "{text}");
         assert!(text.contains("taken over by other nodes 2;"), "{text}");
+        assert!(
+            text.contains("message log: written 70 (failed ?), replayed into adopted sessions 9"),
+            "{text}"
+        );
     }
 }

@@ -155,9 +155,22 @@ impl Connection {
         } else {
             let message = self.accept(publish, now);
             let keep = Keep::retained_if(message.retain);
+            // Kept for the cluster's log, in a cluster only.
+            let logged = self
+                .broker
+                .durable_log()
+                .map(|log| (log.clone(), message.clone()));
             let routed = self
                 .broker
                 .publish_from(message, keep, now, &self.session, &mut self.route_cache);
+            if let Some((log, message)) = logged {
+                // The acknowledgement also waits until the cluster keeps it: the log here, and
+                // the nodes it goes to.
+                if !routed.durable.is_empty() {
+                    out.require_logged(log.append(&routed.durable, &message));
+                }
+                out.require_logged(routed.forward_ticket);
+            }
             // Its own copy follows the acknowledgement at once, as other packets' answers do.
             drain_after = routed.reached_publisher;
             // The acknowledgement below waits until every stored copy is durable.

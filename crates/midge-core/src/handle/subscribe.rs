@@ -119,6 +119,7 @@ impl Connection {
                             retain: true,
                             subscription_ids: id.into_iter().collect(),
                             stored: None,
+                            settles: None,
                         };
                         self.broker.deliver(&self.session, delivery, access.rules(), now);
                     }

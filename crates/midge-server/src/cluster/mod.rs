@@ -15,8 +15,11 @@
 //! - QoS 1 and 2 deliveries to the session are acknowledged to the broker only once every
 //!   node they went to acknowledged them, so the session's receive window bounds what is in
 //!   flight to other nodes (`cluster_peer_window`).
-//! - A forward received here is acknowledged to its sender once queued here, and with
-//!   persistence once the store has it.
+//! - A forward received here is acknowledged to its sender once queued here, with
+//!   persistence once the store has it, and once the cluster's message log has it if it was
+//!   queued for persistent sessions (so that it outlives this node: a session adopted
+//!   elsewhere is replayed from the log past its floor). Acknowledgements leave in the order
+//!   the forwards came, while the writes they wait for overlap.
 //! - Each client identifier is claimed in the cluster ([`claim_for`], [`Claim`]) before its
 //!   client is admitted here; a node that hears its client was claimed since by another node
 //!   closes the connection here with 0x8E Session taken over. A claim the cluster cannot
@@ -38,7 +41,9 @@ use midge_codec::{
     Ack, Connect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe,
     Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, Unsubscribe,
 };
-use midge_core::routes::{RetainedObserver, RouteObserver, SessionCheckpoint, SessionObserver};
+use midge_core::routes::{
+    DurableLog, RetainedObserver, RouteObserver, SessionCheckpoint, SessionObserver, Settlement,
+};
 use midge_core::{Broker, ClientRules, Credentials, Message};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -78,12 +83,19 @@ pub(crate) fn start(
         cluster.route_added(&filter);
     }
     broker.observe_retained(observer.clone());
-    broker.observe_sessions(observer);
+    broker.observe_sessions(observer.clone());
+    broker.keep_durable_in(observer);
     let mut local = Local::new(broker.clone(), CLUSTER_CLIENT_ID, None, true).with_window(window);
     if let Err(refusal) = local.attach(Instant::now()) {
         tracing::error!(event = "cluster.session_refused", detail = %refusal.detail, "the broker refused the cluster's session: {}", refusal.detail);
     }
+    let (acks, acks_rx) = mpsc::unbounded_channel();
+    tasks.spawn(acknowledge_in_order(
+        acks_rx,
+        broker.journal().map(|journal| journal.watch()),
+    ));
     let glue = Glue {
+        acks,
         broker: broker.clone(),
         cluster: cluster.clone(),
         local,
@@ -161,6 +173,7 @@ impl Claim {
                         Ok(checkpoint) if checkpoint.client_id == *client_id => {
                             if broker.adopt_session(checkpoint, Instant::now()) {
                                 cluster.note_adopted();
+                                replay(cluster, broker, client_id, peer).await?;
                             }
                         }
                         Ok(_) => {}
@@ -201,6 +214,51 @@ impl Claim {
     }
 }
 
+/// Queues in the session just adopted what the cluster's message log holds for it past its
+/// floor: what its last node queued and had not seen delivered. If the log cannot be read,
+/// the session is let go again and the CONNECT refused (0x88), so that the client comes
+/// back rather than carry on without those messages.
+async fn replay(
+    cluster: &dyn Cluster,
+    broker: &Broker,
+    client_id: &str,
+    peer: &str,
+) -> Result<(), ReasonCode> {
+    let Some(replay) = cluster.replay(client_id).await else {
+        broker.take_over_client(client_id, Instant::now());
+        tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: the messages kept for its session cannot be read from the cluster yet (server unavailable).");
+        return Err(ReasonCode::ServerUnavailable);
+    };
+    let now = Instant::now();
+    let mut queued = 0_usize;
+    let read = replay.messages.len();
+    for (packet, age) in replay.messages {
+        match message_from(packet, None, age, now) {
+            Ok(message) => queued += usize::from(broker.replay_into(client_id, Arc::new(message), now)),
+            Err(problem) => {
+                tracing::warn!(
+                    event = "cluster.bad_log_entry",
+                    client_id,
+                    "the message log holds {problem} for {client_id}; skipped"
+                );
+            }
+        }
+    }
+    cluster.logged_through(client_id, replay.through);
+    if read > 0 {
+        tracing::info!(
+            event = "cluster.replayed",
+            client_id,
+            read,
+            queued,
+            through = replay.through,
+            "Client {client_id}: {queued} of the {read} messages the cluster's log kept for its session were queued here (log read through {}).",
+            replay.through
+        );
+    }
+    Ok(())
+}
+
 /// Tells the cluster of this node's route changes.
 #[derive(Debug)]
 struct Observer(Arc<dyn Cluster>);
@@ -223,6 +281,26 @@ impl SessionObserver for Observer {
 
     fn session_ended(&self, client_id: &str) {
         self.0.session_ended(client_id);
+    }
+}
+
+impl DurableLog for Observer {
+    fn append(&self, client_ids: &[bytestring::ByteString], message: &Arc<Message>) -> u64 {
+        let publish = message.to_publish(message.qos, message.retain, &[], Instant::now());
+        let mut encoded = BytesMut::new();
+        if Packet::Publish(publish)
+            .encode(ProtocolVersion::V5, &mut encoded)
+            .is_err()
+        {
+            return 0;
+        }
+        let client_ids = client_ids.iter().map(ToString::to_string).collect();
+        self.0.log_ticket(client_ids, encoded.freeze())
+    }
+
+    fn forward_ticket(&self) -> (u64, Settlement) {
+        let (ticket, settle) = self.0.forward_ticket();
+        (ticket, Settlement::new(move || drop(settle)))
     }
 }
 
@@ -278,7 +356,37 @@ struct RemoteFilter {
     nodes: HashSet<Arc<str>>,
 }
 
+/// A forward's acknowledgement, once the writes it waits for are done.
+struct PendingAck {
+    ack: midge_cluster::Ack,
+    /// The journal write to wait for (0: none).
+    durable_after: u64,
+    /// The message log's answer, if it was queued for persistent sessions.
+    logged: Option<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+/// Sends the acknowledgements of received forwards in the order the forwards came (a
+/// link's acknowledgement is cumulative), each once its writes are done.
+async fn acknowledge_in_order(
+    mut pending: mpsc::UnboundedReceiver<PendingAck>,
+    mut durable: Option<watch::Receiver<u64>>,
+) {
+    while let Some(next) = pending.recv().await {
+        if next.durable_after > 0
+            && let Some(durable) = durable.as_mut()
+        {
+            let _ = durable.wait_for(|at| *at >= next.durable_after).await;
+        }
+        if let Some(logged) = next.logged {
+            let _ = logged.await;
+        }
+        next.ack.done();
+    }
+}
+
 struct Glue {
+    /// Acknowledgements of received forwards, in order ([`acknowledge_in_order`]).
+    acks: mpsc::UnboundedSender<PendingAck>,
     broker: Arc<Broker>,
     cluster: Arc<dyn Cluster>,
     local: Local,
@@ -294,18 +402,20 @@ impl Glue {
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, mut stop: watch::Receiver<bool>) {
         // Acknowledgements from other nodes, as (packet id, QoS) of the session's deliveries.
         let (acked_tx, mut acked) = mpsc::unbounded_channel::<(PacketId, QoS)>();
-        let mut durable = self.broker.journal().map(|journal| journal.watch());
+        let mut floors = tokio::time::interval(self.cluster.floor_interval());
+        floors.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pump(&acked_tx);
             tokio::select! {
                 event = events.recv() => {
                     let Some(event) = event else { return };
-                    self.on_event(event, durable.as_mut()).await;
+                    self.on_event(event);
                     // Take what else arrived before looking at the session again.
                     while let Ok(event) = events.try_recv() {
-                        self.on_event(event, durable.as_mut()).await;
+                        self.on_event(event);
                     }
                 }
+                _ = floors.tick() => self.move_floors(),
                 Some((packet_id, qos)) = acked.recv() => {
                     self.acknowledge(packet_id, qos);
                     while let Ok((packet_id, qos)) = acked.try_recv() {
@@ -394,13 +504,27 @@ impl Glue {
         }
     }
 
-    async fn on_event(&mut self, event: Event, durable: Option<&mut watch::Receiver<u64>>) {
+    /// Moves the floor of each session here that has nothing pending from the log: read
+    /// where the log is queued through first, then whether the session is drained, so the
+    /// floor never passes a message not yet delivered.
+    fn move_floors(&self) {
+        for (client_id, through) in self.cluster.floors_due() {
+            match self.broker.session_pending(&client_id) {
+                Some(0) => self.cluster.floor_reached(&client_id, Some(through)),
+                Some(_) => {}
+                None => self.cluster.floor_reached(&client_id, None),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
             Event::RouteAdded { node, filter } => self.add_route(node, filter, now),
             Event::RouteRemoved { node, filter } => self.remove_route(&node, &filter, now),
             Event::Forwarded { from, packet, ack } => {
-                let message = match message_from(packet, Some(CLUSTER_CLIENT_ID), Duration::ZERO, now) {
+                let message = match message_from(packet.clone(), Some(CLUSTER_CLIENT_ID), Duration::ZERO, now)
+                {
                     Ok(message) => message,
                     Err(problem) => {
                         tracing::warn!(event = "cluster.bad_forward", node = %from, "node {from} forwarded {problem}; dropped");
@@ -411,13 +535,16 @@ impl Glue {
                     }
                 };
                 let routed = self.broker.publish_forwarded(Arc::new(message), now);
+                let logged = (!routed.durable.is_empty()).then(|| {
+                    let client_ids = routed.durable.iter().map(ToString::to_string).collect();
+                    self.cluster.log(client_ids, packet)
+                });
                 if let Some(ack) = ack {
-                    if routed.durable_after > 0
-                        && let Some(durable) = durable
-                    {
-                        let _ = durable.wait_for(|at| *at >= routed.durable_after).await;
-                    }
-                    ack.done();
+                    let _ = self.acks.send(PendingAck {
+                        ack,
+                        durable_after: routed.durable_after,
+                        logged,
+                    });
                 }
             }
             Event::Retained { packet, age } => match message_from(packet, None, age, now) {

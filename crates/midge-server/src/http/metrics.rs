@@ -335,6 +335,21 @@ fn cluster_metrics(r: &mut Registry, status: &midge_cluster::ClusterStatus) {
             "Sessions taken up here from another node",
             status.adopted,
         ),
+        (
+            "cluster_log_written",
+            "Entries written to the cluster's message log",
+            status.logged,
+        ),
+        (
+            "cluster_log_failed",
+            "Messages the cluster's message log could not take in time",
+            status.log_failed,
+        ),
+        (
+            "cluster_log_replayed",
+            "Messages read back from the message log into sessions adopted here",
+            status.replayed,
+        ),
     ];
     for (name, help, value) in counters {
         counter(r, name, help, value);
@@ -402,6 +417,8 @@ mod cluster_tests {
             given_up: 5,
             taken_over: 2,
             adopted: 3,
+            logged: 40,
+            replayed: 12,
             ..midge_cluster::ClusterStatus::default()
         };
         let mut registry = Registry::with_prefix("midge");
@@ -414,6 +431,9 @@ mod cluster_tests {
             "midge_cluster_dropped_total 5",
             "midge_cluster_taken_over_total 2",
             "midge_cluster_sessions_adopted_total 3",
+            "midge_cluster_log_written_total 40",
+            "midge_cluster_log_failed_total 0",
+            "midge_cluster_log_replayed_total 12",
             "midge_cluster_node_up{node=\"n2\"} 0",
             "midge_cluster_node_in_flight{node=\"n2\"} 5",
         ] {

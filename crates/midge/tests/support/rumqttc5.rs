@@ -60,6 +60,20 @@ impl Client5 {
         configure: impl FnOnce(&mut MqttOptions),
         after_connack: impl FnOnce(&mut EventLoop) + Send + 'static,
     ) -> (Self, ConnAck) {
+        match Self::try_start_at(addr, id, configure, after_connack).await {
+            Ok(started) => started,
+            Err(error) => panic!("connection failed: {error}"),
+        }
+    }
+
+    /// As `start_at`, saying why the connection failed (refused, or no CONNACK in time)
+    /// rather than failing the test.
+    pub async fn try_start_at(
+        addr: SocketAddr,
+        id: &str,
+        configure: impl FnOnce(&mut MqttOptions),
+        after_connack: impl FnOnce(&mut EventLoop) + Send + 'static,
+    ) -> Result<(Self, ConnAck), String> {
         let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         options.set_keep_alive(Duration::from_secs(30));
         configure(&mut options);
@@ -88,20 +102,23 @@ impl Client5 {
             }
         });
         let connack = loop {
-            match timeout(WAIT, events.recv()).await.expect("CONNACK in time") {
-                Some(Ok(Packet::ConnAck(ack))) => break ack,
-                Some(Ok(_)) => {}
-                other => panic!("connection failed: {other:?}"),
+            match timeout(WAIT, events.recv()).await {
+                Ok(Some(Ok(Packet::ConnAck(ack)))) => break ack,
+                Ok(Some(Ok(_))) => {}
+                other => {
+                    eventloop.abort();
+                    return Err(format!("{other:?}"));
+                }
             }
         };
-        (
+        Ok((
             Self {
                 client,
                 events,
                 eventloop,
             },
             connack,
-        )
+        ))
     }
 
     /// Ends the event loop: the socket closes without DISCONNECT, as when a device dies.
