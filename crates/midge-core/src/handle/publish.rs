@@ -156,14 +156,13 @@ impl Connection {
             let message = self.accept(publish, now);
             let keep = Keep::retained_if(message.retain);
             // Kept for the cluster's log, in a cluster only.
-            let logged = self
-                .broker
-                .durable_log()
-                .map(|log| (log.clone(), message.clone()));
+            let logged = self.broker.durable_log().map(|_| message.clone());
             let routed = self
                 .broker
                 .publish_from(message, keep, now, &self.session, &mut self.route_cache);
-            if let Some((log, message)) = logged {
+            if let Some(message) = logged
+                && let Some(log) = self.broker.durable_log()
+            {
                 // The acknowledgement also waits until the cluster keeps it: the log here, and
                 // the nodes it goes to.
                 if !routed.durable.is_empty() {

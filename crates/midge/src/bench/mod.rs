@@ -60,6 +60,13 @@ struct BenchArgs {
     /// The broker's port.
     #[arg(short = 'p', long, default_value_t = 1883)]
     port: u16,
+    /// Where the subscribers connect, if not to `--host`: another node of a cluster, for
+    /// figures across nodes.
+    #[arg(long)]
+    sub_host: Option<String>,
+    /// The port the subscribers connect to (default: `--port`).
+    #[arg(long)]
+    sub_port: Option<u16>,
     /// Clients: pairs for `pairs`, publishers for `fanin` and `pub`, subscribers for `fanout`,
     /// `shared` and `sub`, connections for `conn`.
     #[arg(short = 'c', long, default_value_t = 10)]
@@ -428,6 +435,12 @@ async fn run(args: &BenchArgs, threads: usize) -> Result<Report, String> {
     let mut subscribers = Vec::new();
     for (i, (filter, _)) in plan.subscribers.iter().enumerate() {
         let mut options = args.options(format!("bench-sub-{run_id}-{i}"))?;
+        if let Some(host) = &args.sub_host {
+            options.host.clone_from(host);
+        }
+        if let Some(port) = args.sub_port {
+            options.port = port;
+        }
         if args.persistent {
             options = options.clean_start(false).session_expiry_interval(3600);
         }
