@@ -528,8 +528,13 @@ impl Glue {
                     Ok(message) => message,
                     Err(problem) => {
                         tracing::warn!(event = "cluster.bad_forward", node = %from, "node {from} forwarded {problem}; dropped");
+                        // In turn: an acknowledgement covers every forward before it.
                         if let Some(ack) = ack {
-                            ack.done();
+                            let _ = self.acks.send(PendingAck {
+                                ack,
+                                durable_after: 0,
+                                logged: None,
+                            });
                         }
                         return;
                     }
