@@ -212,7 +212,8 @@ pub struct ClusterStatus {
     pub forwarded_in: u64,
     /// Forwards sent again for want of an ack.
     pub resent: u64,
-    /// Forwards given up because their node was gone.
+    /// Forwards given up because their node was gone, and QoS 0 forwards dropped while the
+    /// outgoing frames were over their bound.
     pub given_up: u64,
     /// Frames that could not be read.
     pub bad_frames: u64,

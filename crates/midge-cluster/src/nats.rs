@@ -36,7 +36,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
@@ -69,6 +69,10 @@ const LOG_WITHIN: Duration = Duration::from_secs(30);
 const REPLAY_WITHIN: Duration = Duration::from_secs(30);
 /// How much longer a claim whose write is in doubt may take to settle it.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Bytes of frames waiting to be handed to NATS beyond which QoS 0 forwards are dropped
+/// (counted as dropped): QoS 1 and 2 forwards are bounded by the peer window, QoS 0 ones
+/// only by this, so a node offered more than it can forward keeps its memory.
+const OUTGOING_QOS0_LIMIT: usize = 32 << 20;
 
 /// A node of a cluster on NATS.
 #[derive(Debug)]
@@ -76,7 +80,10 @@ pub struct NatsCluster {
     config: ClusterConfig,
     /// Chosen at each start: tells receivers that this node's sequence numbers start over.
     epoch: u64,
+    /// Frames to hand to NATS, in order ([`NatsCluster::send_frame`]).
     outgoing: mpsc::UnboundedSender<(String, Bytes)>,
+    /// Bytes of the frames in `outgoing`.
+    outgoing_bytes: AtomicUsize,
     routes: mpsc::UnboundedSender<(String, bool)>,
     retained: mpsc::UnboundedSender<(String, Bytes)>,
     links: Mutex<HashMap<Arc<str>, LinkOut>>,
@@ -216,6 +223,7 @@ impl NatsCluster {
             config,
             epoch,
             outgoing,
+            outgoing_bytes: AtomicUsize::new(0),
             routes,
             retained,
             links: Mutex::default(),
@@ -406,9 +414,19 @@ impl NatsCluster {
         mut outgoing: mpsc::UnboundedReceiver<(String, Bytes)>,
     ) {
         while let Some((subject, frame)) = outgoing.recv().await {
+            self.outgoing_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
             if let Err(error) = client.publish(subject, frame).await {
                 tracing::debug!(event = "cluster.send_failed", %error, "cannot send a frame: {error}");
             }
+        }
+    }
+
+    /// Queues a frame for [`NatsCluster::send_loop`].
+    fn send_frame(&self, subject: String, frame: Bytes) {
+        let length = frame.len();
+        self.outgoing_bytes.fetch_add(length, Ordering::Relaxed);
+        if self.outgoing.send((subject, frame)).is_err() {
+            self.outgoing_bytes.fetch_sub(length, Ordering::Relaxed);
         }
     }
 
@@ -444,7 +462,7 @@ impl NatsCluster {
             for node in due.drain() {
                 if let Some(&(epoch, seq)) = highest.get(&node) {
                     let frame = self.frame(epoch, seq, Body::Ack);
-                    let _ = self.outgoing.send((self.inbox(&node), frame));
+                    self.send_frame(self.inbox(&node), frame);
                 }
             }
         }
@@ -515,7 +533,7 @@ impl NatsCluster {
                         {
                             link.reset_at = Some(now);
                             let reset = self.frame(frame.epoch, 0, Body::Reset);
-                            let _ = self.outgoing.send((self.inbox(&from), reset));
+                            self.send_frame(self.inbox(&from), reset);
                         }
                         continue;
                     }
@@ -571,7 +589,7 @@ impl NatsCluster {
             pending.seq = seq;
             pending.sent_at = now;
             let frame = self.frame(self.epoch, seq, Body::Forward(pending.packet.clone()));
-            let _ = self.outgoing.send((subject.clone(), frame));
+            self.send_frame(subject.clone(), frame);
         }
         link.next_seq = seq;
         tracing::info!(event = "cluster.link_renumbered", node = %node, unacked = seq, "node {node} started afresh: {seq} unacknowledged messages sent again from 1");
@@ -597,7 +615,7 @@ impl NatsCluster {
                     pending.sent_at = now;
                     self.counters.resent.fetch_add(1, Ordering::Relaxed);
                     let frame = self.frame(self.epoch, pending.seq, Body::Forward(pending.packet.clone()));
-                    let _ = self.outgoing.send((subject.clone(), frame));
+                    self.send_frame(subject.clone(), frame);
                 }
             }
         }
@@ -783,11 +801,7 @@ impl NatsCluster {
 
     async fn fetch_checkpoint(&self, client_id: &str) -> Option<Bytes> {
         let deadline = tokio::time::Instant::now() + CLAIM_WITHIN;
-        let mut ready = self.sessions_store.subscribe();
-        let store = match tokio::time::timeout_at(deadline, ready.wait_for(Option::is_some)).await {
-            Ok(Ok(store)) => store.clone()?,
-            _ => return None,
-        };
+        let store = once_set(&self.sessions_store, Some(deadline)).await?;
         match tokio::time::timeout_at(deadline, store.get(keys::hashed(client_id))).await {
             Ok(Ok(found)) => found,
             Ok(Err(error)) => {
@@ -853,12 +867,7 @@ impl NatsCluster {
     /// connections on every other node.
     async fn claim_owner(&self, client_id: &str) -> Result<u64, ClaimError> {
         let deadline = tokio::time::Instant::now() + CLAIM_WITHIN;
-        let mut ready = self.owners_store.subscribe();
-        let store = match tokio::time::timeout_at(deadline, ready.wait_for(Option::is_some)).await {
-            Ok(Ok(store)) => store.clone(),
-            _ => None,
-        };
-        let Some(store) = store else {
+        let Some(store) = once_set(&self.owners_store, Some(deadline)).await else {
             return Err(ClaimError::Unavailable("JetStream has not answered yet".into()));
         };
         let key = keys::hashed(client_id);
@@ -1093,19 +1102,9 @@ impl NatsCluster {
 
     /// What the log holds for `client_id` past its floor.
     async fn read_log(&self, client_id: &str) -> Result<Replay, String> {
-        let mut ready = self.jetstream.subscribe();
-        let js = ready
-            .wait_for(Option::is_some)
+        let js = once_set(&self.jetstream, None).await.ok_or("no JetStream")?;
+        let sessions = once_set(&self.sessions_store, None)
             .await
-            .map_err(|e| e.to_string())?
-            .clone()
-            .ok_or("no JetStream")?;
-        let mut ready = self.sessions_store.subscribe();
-        let sessions = ready
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|e| e.to_string())?
-            .clone()
             .ok_or("no sessions bucket")?;
         let floor = match sessions
             .get(keys::floor_key(client_id))
@@ -1113,17 +1112,14 @@ impl NatsCluster {
             .map_err(|e| e.to_string())?
         {
             None => 0,
-            Some(bytes) => std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| text.parse::<u64>().ok())
-                .unwrap_or_else(|| {
-                    tracing::warn!(
-                        event = "cluster.bad_floor",
-                        client_id,
-                        "the log position of {client_id} cannot be read; its log is replayed whole"
-                    );
-                    0
-                }),
+            Some(bytes) => parse_floor(&bytes).unwrap_or_else(|| {
+                tracing::warn!(
+                    event = "cluster.bad_floor",
+                    client_id,
+                    "the log position of {client_id} cannot be read; its log is replayed whole"
+                );
+                0
+            }),
         };
         let (name, subject) = keys::log_stream(
             &self.config.name,
@@ -1280,11 +1276,15 @@ impl Cluster for NatsCluster {
         let mut waits = Vec::new();
         let down = self.down.lock();
         for node in nodes.iter().filter(|node| !down.contains(*node)) {
+            if qos == QoS::AtMostOnce && self.outgoing_bytes.load(Ordering::Relaxed) >= OUTGOING_QOS0_LIMIT {
+                self.counters.given_up.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             self.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
             let subject = self.inbox(node);
             if qos == QoS::AtMostOnce {
                 let frame = self.frame(self.epoch, 0, Body::Forward(packet.clone()));
-                let _ = self.outgoing.send((subject, frame));
+                self.send_frame(subject, frame);
                 continue;
             }
             let mut links = self.links.lock();
@@ -1299,7 +1299,7 @@ impl Cluster for NatsCluster {
                 done,
             });
             waits.push(wait);
-            let _ = self.outgoing.send((subject, frame));
+            self.send_frame(subject, frame);
         }
         waits
     }
@@ -1511,6 +1511,25 @@ async fn watch_bucket(store: &kv::Store, what: &str) -> kv::Watch {
     }
 }
 
+/// The value of `cell` once it is set; `None` if it is not by `deadline`, or never will be.
+async fn once_set<T: Clone>(
+    cell: &watch::Sender<Option<T>>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<T> {
+    let mut ready = cell.subscribe();
+    let set = ready.wait_for(Option::is_some);
+    let value = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, set).await.ok()?,
+        None => set.await,
+    };
+    value.ok()?.clone()
+}
+
+/// A session's floor in the log, as written: its decimal sequence number.
+fn parse_floor(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 /// An owner value: `NODE\nTOKEN\nCLIENT_ID`, the token naming the claim that wrote it.
 fn parse_owner(value: &[u8]) -> Option<(&str, &str, &str)> {
     let mut parts = std::str::from_utf8(value).ok()?.splitn(3, '\n');
@@ -1534,7 +1553,48 @@ fn epoch() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_owner;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use midge_codec::QoS;
+    use tokio::sync::watch;
+
+    use super::{NatsCluster, OUTGOING_QOS0_LIMIT, parse_floor, parse_owner};
+    use crate::{Cluster, ClusterConfig};
+
+    /// A floor that is not a sequence number is not read as one (the session's shard is then
+    /// replayed whole, with a warning: duplicates, never a loss).
+    #[test]
+    fn floors_are_decimal_sequence_numbers() {
+        assert_eq!(parse_floor(b"0"), Some(0));
+        assert_eq!(parse_floor(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b""[..], b"-1", b"12a", b" 12", b"18446744073709551616", b"\xff"] {
+            assert_eq!(parse_floor(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A node that cannot hand frames to NATS (none answers here) queues them up to a bound,
+    /// then drops QoS 0 forwards and counts them; QoS 1 forwards are never dropped this way
+    /// (the peer window bounds them).
+    #[tokio::test]
+    async fn qos_0_forwards_beyond_the_outgoing_bound_are_dropped_and_counted() {
+        let mut config = ClusterConfig::new("test", "n1");
+        config.nats_urls = vec!["nats://127.0.0.1:1".to_owned()];
+        let (_stop_tx, stop) = watch::channel(false);
+        let (cluster, _events) = NatsCluster::start(config, stop);
+        let nodes: Vec<Arc<str>> = vec![Arc::from("n2")];
+        let packet = Bytes::from(vec![0u8; 64 << 10]);
+        let fit = OUTGOING_QOS0_LIMIT / packet.len();
+        for _ in 0..fit + 10 {
+            cluster.forward(&nodes, packet.clone(), QoS::AtMostOnce);
+        }
+        let status = cluster.status();
+        assert!((9..=10).contains(&status.given_up), "dropped {}", status.given_up);
+        assert_eq!(status.forwarded_out, fit as u64 + 10 - status.given_up);
+        let waits = cluster.forward(&nodes, packet, QoS::AtLeastOnce);
+        assert_eq!(waits.len(), 1, "a QoS 1 forward is queued all the same");
+        assert_eq!(cluster.status().given_up, status.given_up);
+    }
 
     #[test]
     fn owner_values_name_node_claim_and_identifier() {

@@ -391,7 +391,12 @@ impl Broker {
             session.link = Some(link);
             session.note_attached();
             session.version = Some(version);
-            session.window = self.config.inflight_window(client_receive_maximum);
+            session.internal = crate::routes::is_internal(&cell.client_id);
+            session.window = if session.internal {
+                client_receive_maximum
+            } else {
+                self.config.inflight_window(client_receive_maximum)
+            };
             session.username = connect.username.as_deref().map(ByteString::from);
             session.listener = rules.listener;
             session.will = will;

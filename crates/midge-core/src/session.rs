@@ -119,8 +119,14 @@ pub(crate) struct Session {
     pub(crate) inflight: VecDeque<Inflight>,
     pub(crate) inflight_bytes: u64,
     next_packet_id: u16,
-    /// The current connection's window: min(max_inflight_messages, client Receive Maximum).
+    /// The current connection's window: min(max_inflight_messages, client Receive Maximum);
+    /// for the broker's own sessions, their Receive Maximum alone.
     pub(crate) window: u16,
+    /// One of the broker's own sessions (the cluster's): the limits set for clients
+    /// (`max_inflight_messages`, `max_inflight_bytes`) do not apply, as its window is sized
+    /// for a link to other nodes, where a client's limits would cap the whole cluster's
+    /// forwarding at 20 messages per round trip.
+    pub(crate) internal: bool,
     /// Packet identifiers of QoS 2 messages received and not yet released by PUBREL.
     pub(crate) incoming_qos2: FxHashSet<u16>,
     pub(crate) will: Option<Box<PendingWill>>,
@@ -215,6 +221,7 @@ impl Session {
     pub(crate) fn window_open(&self, config: &BrokerConfig, size: usize) -> bool {
         let by_count = self.inflight.len() < usize::from(self.window.max(1));
         let by_bytes = config.max_inflight_bytes == 0
+            || self.internal
             || self.inflight.is_empty()
             || self.inflight_bytes + size as u64 <= config.max_inflight_bytes;
         by_count && by_bytes

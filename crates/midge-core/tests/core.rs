@@ -807,3 +807,39 @@ fn admin_retained_publish_and_the_topic_tap() {
     );
     assert_eq!(broker.publish_admin(message, now), 0);
 }
+
+/// The broker's own sessions (the cluster's, named with a leading U+0000 no client can
+/// send) size their window by their own Receive Maximum: the limits set for clients would
+/// cap all forwarding to other nodes at `max_inflight_messages` per round trip.
+#[test]
+fn the_brokers_own_sessions_are_not_held_to_the_client_inflight_limits() {
+    let now = Instant::now();
+    let config = BrokerConfig {
+        max_inflight_messages: 2,
+        max_inflight_bytes: 1,
+        ..BrokerConfig::default()
+    };
+    let broker = broker(config);
+    let mut limited = Connect::new(ProtocolVersion::V5, "client");
+    limited.properties.receive_maximum = NonZeroU16::new(100);
+    let (mut client, _) = connect_with(&broker, limited, now);
+    let mut own = Connect::new(ProtocolVersion::V5, "\0cluster");
+    own.properties.receive_maximum = NonZeroU16::new(100);
+    let (mut internal, _) = connect_with(&broker, own, now);
+    client.send(subscribe(&[("f", QoS::AtLeastOnce)], 1), now);
+    internal.send(subscribe(&[("f", QoS::AtLeastOnce)], 1), now);
+    let mut publisher = connect(&broker, V311, "pub", now);
+    for i in 1..=10 {
+        publisher.send(publish("f", "m", QoS::AtLeastOnce, i), now);
+    }
+    assert_eq!(
+        publishes(&client.received(now)).len(),
+        1,
+        "max_inflight_bytes: one at a time"
+    );
+    assert_eq!(
+        publishes(&internal.received(now)).len(),
+        10,
+        "its Receive Maximum alone"
+    );
+}

@@ -302,7 +302,7 @@ fn cluster_metrics(r: &mut Registry, status: &midge_cluster::ClusterStatus) {
         ),
         (
             "cluster_dropped",
-            "Forwards given up because their node was gone",
+            "Forwards given up (their node was gone, or QoS 0 over the outgoing bound)",
             status.given_up,
         ),
         (

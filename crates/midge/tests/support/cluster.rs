@@ -149,6 +149,18 @@ impl TestCluster {
         self.nodes[n - 1].kill();
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to node `n`'s broker and nats-server: `STOP` freezes
+    /// the node as a machine that hangs, `CONT` lets it go on as if nothing happened.
+    pub fn signal(&self, n: usize, signal: &str) {
+        let node = &self.nodes[n - 1];
+        node.midge.signal(signal);
+        if node.nats_pid != 0 {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &node.nats_pid.to_string()])
+                .status();
+        }
+    }
+
     /// Kills node `n` if it runs, and starts it again with the same configuration and
     /// JetStream files (and nothing else: a broker without persistence starts empty); waits
     /// until it has joined.
