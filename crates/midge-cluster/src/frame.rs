@@ -6,14 +6,17 @@
 //! properties arrive byte for byte and the receiver decodes it with the broker's own codec.
 //!
 //! ```text
-//! version (1) | kind (1: forward, 2: ack) | sender's node id (u8 length, bytes)
-//! | link epoch (u64) | sequence (u64) | forward only: the MQTT 5 PUBLISH packet
+//! version (1) | kind (1: forward, 2: ack, 3: reset, 4: delivery) | sender's node id
+//! (u8 length, bytes) | link epoch (u64) | sequence (u64) | forward: the MQTT 5 PUBLISH
+//! packet; delivery: a log entry (the sessions it is for and the PUBLISH, `log.rs`)
 //! ```
 //!
 //! A link is (sender, receiver, epoch); the sender picks a new epoch each time it starts.
 //! Sequence numbers start at 1 on each link and count QoS 1 and 2 forwards; a QoS 0 forward
 //! has sequence 0 and is neither acknowledged nor sent again. An ack's sequence says every
-//! forward up to it arrived. A reset asks the sender of `epoch` to number what it has not had
+//! forward up to it arrived. A delivery is a forward for named sessions only, numbered and
+//! acknowledged as forwards are: a message that could not reach a node that died, sent on
+//! to the node its sessions moved to. A reset asks the sender of `epoch` to number what it has not had
 //! acknowledged from 1 again: the receiver started afresh and knows nothing of the link.
 //!
 //! Everything decoded comes from the network: a frame that does not parse is an error,
@@ -25,6 +28,7 @@ const VERSION: u8 = 1;
 const FORWARD: u8 = 1;
 const ACK: u8 = 2;
 const RESET: u8 = 3;
+const DELIVER: u8 = 4;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,8 @@ pub enum Body {
     Ack,
     /// The receiver knows nothing of the link `epoch`: number it from 1 again.
     Reset,
+    /// A message for some sessions only: an encoded [`crate::log::LogEntry`].
+    Deliver(Bytes),
 }
 
 /// Why a frame could not be read.
@@ -59,7 +65,7 @@ pub enum FrameError {
     /// Made by a version of Midge this one does not speak.
     #[error("unknown frame version {0}")]
     Version(u8),
-    /// Not a forward, an ack or a reset.
+    /// Not a forward, an ack, a reset or a delivery.
     #[error("unknown frame kind {0}")]
     Kind(u8),
     /// The sender's node id is not UTF-8.
@@ -76,7 +82,7 @@ impl Frame {
         let from = self.from.as_bytes();
         let from = &from[..from.len().min(usize::from(u8::MAX))];
         let body_len = match &self.body {
-            Body::Forward(packet) => packet.len(),
+            Body::Forward(packet) | Body::Deliver(packet) => packet.len(),
             Body::Ack | Body::Reset => 0,
         };
         let mut out = BytesMut::with_capacity(19 + from.len() + body_len);
@@ -85,12 +91,13 @@ impl Frame {
             Body::Forward(_) => FORWARD,
             Body::Ack => ACK,
             Body::Reset => RESET,
+            Body::Deliver(_) => DELIVER,
         });
         out.put_u8(u8::try_from(from.len()).unwrap_or(u8::MAX));
         out.put_slice(from);
         out.put_u64(self.epoch);
         out.put_u64(self.seq);
-        if let Body::Forward(packet) = &self.body {
+        if let Body::Forward(packet) | Body::Deliver(packet) = &self.body {
             out.put_slice(packet);
         }
         out.freeze()
@@ -106,7 +113,7 @@ impl Frame {
             return Err(FrameError::Version(version));
         }
         let kind = bytes.get_u8();
-        if ![FORWARD, ACK, RESET].contains(&kind) {
+        if ![FORWARD, ACK, RESET, DELIVER].contains(&kind) {
             return Err(FrameError::Kind(kind));
         }
         let from_len = usize::from(bytes.get_u8());
@@ -121,6 +128,8 @@ impl Frame {
         let seq = bytes.get_u64();
         let body = if kind == FORWARD {
             Body::Forward(bytes)
+        } else if kind == DELIVER {
+            Body::Deliver(bytes)
         } else if !bytes.is_empty() {
             return Err(FrameError::Trailing(bytes.len()));
         } else if kind == ACK {
@@ -164,7 +173,13 @@ mod tests {
             seq: 0,
             body: Body::Reset,
         };
-        for frame in [forward(), ack, reset] {
+        let deliver = Frame {
+            from: "n1".into(),
+            epoch: 3,
+            seq: 5,
+            body: Body::Deliver(Bytes::from_static(b"entry")),
+        };
+        for frame in [forward(), ack, reset, deliver] {
             assert_eq!(Frame::decode(frame.encode()), Ok(frame));
         }
     }
@@ -189,8 +204,8 @@ mod tests {
         bytes[0] = 9;
         assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Version(9)));
         bytes[0] = VERSION;
-        bytes[1] = 4;
-        assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Kind(4)));
+        bytes[1] = 5;
+        assert_eq!(Frame::decode(bytes.clone().into()), Err(FrameError::Kind(5)));
         bytes[1] = FORWARD;
         bytes[3] = 0xff;
         assert_eq!(Frame::decode(bytes.into()), Err(FrameError::NodeId));

@@ -22,6 +22,11 @@ pub fn inbox(cluster: &str, node: &str) -> String {
     format!("midge.{cluster}.n.{node}")
 }
 
+/// The plain NATS subject every node's heartbeats go to (`NODE\nEPOCH`).
+pub fn heartbeats(cluster: &str) -> String {
+    format!("midge.{cluster}.heartbeat")
+}
+
 /// The bucket of the nodes' route sets: keys `NODE.HASH`, values the filters.
 pub fn routes_bucket(cluster: &str) -> String {
     format!("midge-{cluster}-routes")
@@ -53,8 +58,11 @@ pub fn sessions_bucket(cluster: &str) -> String {
 /// The key, in the sessions bucket, of the position in the message log up to which every
 /// message for `client_id`'s session was delivered and acknowledged (its floor).
 pub fn floor_key(client_id: &str) -> String {
-    format!("floor.{}", hashed(client_id))
+    format!("{FLOOR_PREFIX}{}", hashed(client_id))
 }
+
+/// What the keys of floors start with, beside the checkpoints in the sessions bucket.
+pub const FLOOR_PREFIX: &str = "floor.";
 
 /// Shard `shard` of the message log of persistent sessions: its stream, and its one subject.
 pub fn log_stream(cluster: &str, shard: u16) -> (String, String) {

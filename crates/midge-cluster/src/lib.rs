@@ -49,9 +49,21 @@ pub trait Cluster: Send + Sync + Debug {
     /// clears it): shared with every node.
     fn retained_changed(&self, topic: &str, packet: Bytes);
     /// Sends an MQTT 5 PUBLISH packet to `nodes`. For QoS 1 and 2, one receiver per node
-    /// (nodes known to be gone are skipped) says whether the node acknowledged it (true) or
-    /// was given up (false).
+    /// says whether the node acknowledged it (true) or was given up (false: at once for a
+    /// node known to be gone, to which nothing is sent).
     fn forward(&self, nodes: &[Arc<str>], packet: Bytes, qos: QoS) -> Vec<oneshot::Receiver<bool>>;
+    /// Sends an MQTT 5 PUBLISH of QoS 1 or 2 to `node` for the sessions of `client_ids`
+    /// there only (not for its other subscribers); the receiver says as for
+    /// [`Cluster::forward`]. Without other nodes: false at once.
+    fn deliver(&self, _node: &Arc<str>, _client_ids: Vec<String>, _packet: Bytes) -> oneshot::Receiver<bool> {
+        let (done, receiver) = oneshot::channel();
+        let _ = done.send(false);
+        receiver
+    }
+    /// Whether `node` is taken for gone (it missed its heartbeats for the grace period).
+    fn is_down(&self, _node: &str) -> bool {
+        false
+    }
     /// Makes this node the owner of `client_id` (compare-and-set in the cluster), so that
     /// a connection with that identifier on any other node is closed. Returns the ownership's
     /// revision, which only grows.
@@ -62,8 +74,13 @@ pub trait Cluster: Send + Sync + Debug {
     fn session_changed(&self, client_id: &str, checkpoint: Bytes);
     /// The persistent session of `client_id` ended.
     fn session_ended(&self, client_id: &str);
-    /// The last checkpoint of `client_id`'s session, if the cluster has one.
+    /// The last checkpoint of `client_id`'s session, if the cluster has one; an error if the
+    /// cluster cannot say.
     fn checkpoint<'a>(&'a self, client_id: &'a str) -> Fetching<'a>;
+    /// Every persistent session's last checkpoint the cluster has, wherever it is.
+    fn checkpoints(&self) -> FetchingAll<'_> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
     /// A connection here was closed because its client was claimed by another node.
     fn note_taken_over(&self) {}
     /// A session another node kept was taken up here.
@@ -132,8 +149,12 @@ pub type Replaying<'a> = Pin<Box<dyn Future<Output = Option<Replay>> + Send + 'a
 /// A claim of a client identifier under way.
 pub type Claiming<'a> = Pin<Box<dyn Future<Output = Result<u64, ClaimError>> + Send + 'a>>;
 
-/// A checkpoint being fetched: `None` if there is none (or the cluster cannot be reached).
-pub type Fetching<'a> = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'a>>;
+/// A checkpoint being fetched: `Ok(None)` if there is none, an error if the cluster did not
+/// answer.
+pub type Fetching<'a> = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send + 'a>>;
+
+/// Every checkpoint being fetched: an error if the cluster did not answer.
+pub type FetchingAll<'a> = Pin<Box<dyn Future<Output = Result<Vec<Bytes>, String>> + Send + 'a>>;
 
 /// Why a client identifier could not be claimed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,6 +183,9 @@ pub enum Event {
     Forwarded {
         from: Arc<str>,
         packet: Bytes,
+        /// The sessions it is for, if only some ([`Cluster::deliver`]); empty: every
+        /// subscriber whose filter matches.
+        sessions: Vec<String>,
         ack: Option<Ack>,
     },
     /// A topic's retained message, as set on some node (this one included), `age` ago: an
@@ -284,7 +308,7 @@ impl Cluster for SingleNode {
     fn session_ended(&self, _client_id: &str) {}
 
     fn checkpoint<'a>(&'a self, _client_id: &'a str) -> Fetching<'a> {
-        Box::pin(std::future::ready(None))
+        Box::pin(std::future::ready(Ok(None)))
     }
 
     fn status(&self) -> ClusterStatus {

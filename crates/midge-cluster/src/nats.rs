@@ -51,7 +51,8 @@ use crate::frame::{Body, Frame};
 use crate::keys;
 use crate::log::LogEntry;
 use crate::{
-    Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, NodeStatus, Replay, Replaying,
+    Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, FetchingAll, NodeStatus, Replay,
+    Replaying,
 };
 
 /// How long a forward waits for its ack before it (and everything after it on its link) is
@@ -179,7 +180,8 @@ struct LinkOut {
 #[derive(Debug)]
 struct Pending {
     seq: u64,
-    packet: Bytes,
+    /// A forward or a delivery.
+    body: Body,
     sent_at: Instant,
     done: oneshot::Sender<bool>,
 }
@@ -317,8 +319,8 @@ impl NatsCluster {
         );
         self.sessions_store.send_replace(Some(sessions_kv));
         tasks.spawn(self.clone().route_watcher(routes_kv, events.clone()));
-        tasks.spawn(self.clone().heartbeat(nodes_kv.clone()));
-        tasks.spawn(self.clone().node_watcher(nodes_kv, events));
+        tasks.spawn(self.clone().heartbeat(client.clone(), nodes_kv.clone()));
+        tasks.spawn(self.clone().node_watcher(client.clone(), nodes_kv, events));
         tasks.spawn(self.clone().resend_loop());
         tasks.spawn(self.clone().log_writer(js.clone(), channels.log));
         self.jetstream.send_replace(Some(js));
@@ -506,10 +508,16 @@ impl NatsCluster {
                     let _ = events.send(Event::Forwarded {
                         from,
                         packet,
+                        sessions: Vec::new(),
                         ack: None,
                     });
                 }
-                Body::Forward(packet) => {
+                // A delivery is always numbered (0 is no sequence): one that is not is
+                // not from Midge.
+                Body::Deliver(_) if frame.seq == 0 => {
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                body @ (Body::Forward(_) | Body::Deliver(_)) => {
                     let link = links.entry(from.clone()).or_insert(LinkIn::new(frame.epoch));
                     if link.epoch != frame.epoch {
                         *link = LinkIn::new(frame.epoch);
@@ -545,9 +553,25 @@ impl NatsCluster {
                         seq: frame.seq,
                         to: acks.clone(),
                     };
+                    let (packet, sessions) = match body {
+                        Body::Deliver(entry) => match LogEntry::decode(entry) {
+                            Ok(entry) => (entry.packet, entry.client_ids),
+                            Err(error) => {
+                                // Passed on empty, to be refused and acknowledged in its turn
+                                // (an ack covers every forward before it): sending it again
+                                // would not make it readable.
+                                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(event = "cluster.bad_frame", node = %from, %error, "a delivery from {from} cannot be read: {error}");
+                                (Bytes::new(), Vec::new())
+                            }
+                        },
+                        Body::Forward(packet) => (packet, Vec::new()),
+                        Body::Ack | Body::Reset => continue,
+                    };
                     let _ = events.send(Event::Forwarded {
                         from,
                         packet,
+                        sessions,
                         ack: Some(ack),
                     });
                 }
@@ -588,7 +612,7 @@ impl NatsCluster {
             seq += 1;
             pending.seq = seq;
             pending.sent_at = now;
-            let frame = self.frame(self.epoch, seq, Body::Forward(pending.packet.clone()));
+            let frame = self.frame(self.epoch, seq, pending.body.clone());
             self.send_frame(subject.clone(), frame);
         }
         link.next_seq = seq;
@@ -614,7 +638,7 @@ impl NatsCluster {
                 for pending in &mut link.unacked {
                     pending.sent_at = now;
                     self.counters.resent.fetch_add(1, Ordering::Relaxed);
-                    let frame = self.frame(self.epoch, pending.seq, Body::Forward(pending.packet.clone()));
+                    let frame = self.frame(self.epoch, pending.seq, pending.body.clone());
                     self.send_frame(subject.clone(), frame);
                 }
             }
@@ -799,17 +823,47 @@ impl NatsCluster {
         }
     }
 
-    async fn fetch_checkpoint(&self, client_id: &str) -> Option<Bytes> {
+    async fn fetch_checkpoint(&self, client_id: &str) -> Result<Option<Bytes>, String> {
         let deadline = tokio::time::Instant::now() + CLAIM_WITHIN;
-        let store = once_set(&self.sessions_store, Some(deadline)).await?;
+        let store = once_set(&self.sessions_store, Some(deadline))
+            .await
+            .ok_or("JetStream has not answered yet")?;
         match tokio::time::timeout_at(deadline, store.get(keys::hashed(client_id))).await {
-            Ok(Ok(found)) => found,
+            Ok(Ok(found)) => Ok(found),
             Ok(Err(error)) => {
                 tracing::warn!(event = "cluster.session_read_failed", %error, "cannot read the session of {client_id:?}: {error}");
-                None
+                Err(error.to_string())
             }
-            Err(_) => None,
+            Err(_) => Err(format!("no answer within {CLAIM_WITHIN:?}")),
         }
+    }
+
+    /// Every session checkpoint in the sessions bucket (not the floors beside them).
+    async fn fetch_checkpoints(&self) -> Result<Vec<Bytes>, String> {
+        let deadline = tokio::time::Instant::now() + REPLAY_WITHIN;
+        let store = once_set(&self.sessions_store, Some(deadline))
+            .await
+            .ok_or("JetStream has not answered yet")?;
+        let read = async {
+            let mut keys = store.keys().await.map_err(|e| e.to_string())?;
+            let mut found = Vec::new();
+            while let Some(key) = keys.next().await {
+                let key = key.map_err(|e| e.to_string())?;
+                if !key.starts_with(keys::FLOOR_PREFIX) {
+                    found.push(key);
+                }
+            }
+            let mut checkpoints = Vec::with_capacity(found.len());
+            for key in found {
+                if let Some(value) = store.get(&key).await.map_err(|e| e.to_string())? {
+                    checkpoints.push(value);
+                }
+            }
+            Ok::<_, String>(checkpoints)
+        };
+        tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| format!("no answer within {REPLAY_WITHIN:?}"))?
     }
 
     /// Keeps the owners map and reports each change of owner, in the bucket's order.
@@ -1170,23 +1224,66 @@ impl NatsCluster {
         Ok(replay)
     }
 
-    async fn heartbeat(self: Arc<Self>, store: kv::Store) {
+    /// Says every `cluster_heartbeat_interval` that this node lives: on a plain NATS subject,
+    /// which needs only the servers' routes (so that a JetStream election, which stalls the
+    /// buckets for seconds, does not make the nodes take each other for gone), and in the
+    /// nodes bucket, which a node that starts reads to learn the others.
+    async fn heartbeat(self: Arc<Self>, client: async_nats::Client, store: kv::Store) {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         let value = Bytes::from(self.epoch.to_string());
+        let subject = keys::heartbeats(&self.config.name);
+        let beat = Bytes::from(format!("{}\n{}", self.config.node_id, self.epoch));
         loop {
             tick.tick().await;
-            if let Err(error) = store.put(&self.config.node_id, value.clone()).await {
-                self.counters.connected.store(false, Ordering::Relaxed);
-                tracing::debug!(event = "cluster.heartbeat_failed", %error, "heartbeat not written: {error}");
-            } else {
-                self.counters.connected.store(true, Ordering::Relaxed);
+            let _ = client.publish(subject.clone(), beat.clone()).await;
+            let written = tokio::time::timeout(
+                self.config.heartbeat_interval,
+                store.put(&self.config.node_id, value.clone()),
+            )
+            .await;
+            match written {
+                Ok(Ok(_)) => self.counters.connected.store(true, Ordering::Relaxed),
+                Ok(Err(error)) => {
+                    self.counters.connected.store(false, Ordering::Relaxed);
+                    tracing::debug!(event = "cluster.heartbeat_failed", %error, "heartbeat not written: {error}");
+                }
+                Err(_) => self.counters.connected.store(false, Ordering::Relaxed),
             }
         }
     }
 
-    async fn node_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
+    async fn node_watcher(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        store: kv::Store,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
         let (seen_tx, mut seen) = mpsc::unbounded_channel::<(Arc<str>, u64)>();
         let own = self.config.node_id.clone();
+        let listener = {
+            let seen_tx = seen_tx.clone();
+            let own = own.clone();
+            let subject = keys::heartbeats(&self.config.name);
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(mut beats) = client.subscribe(subject.clone()).await {
+                        while let Some(beat) = beats.next().await {
+                            let Some((node, epoch)) = std::str::from_utf8(&beat.payload)
+                                .ok()
+                                .and_then(|text| text.split_once('\n'))
+                                .and_then(|(node, epoch)| Some((node, epoch.parse::<u64>().ok()?)))
+                            else {
+                                continue;
+                            };
+                            if node != own {
+                                let _ = seen_tx.send((Arc::from(node), epoch));
+                            }
+                        }
+                    }
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            })
+        };
         let watcher = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -1242,6 +1339,7 @@ impl NatsCluster {
             }
         }
         watcher.abort();
+        listener.abort();
     }
 
     /// Forwards to a gone node are not waited for any longer.
@@ -1275,7 +1373,18 @@ impl Cluster for NatsCluster {
     fn forward(&self, nodes: &[Arc<str>], packet: Bytes, qos: QoS) -> Vec<oneshot::Receiver<bool>> {
         let mut waits = Vec::new();
         let down = self.down.lock();
-        for node in nodes.iter().filter(|node| !down.contains(*node)) {
+        for node in nodes {
+            if down.contains(node) {
+                // Given up at once: it may have held persistent sessions this message is
+                // for, which the broker then looks after (they live on elsewhere).
+                if qos != QoS::AtMostOnce {
+                    self.counters.given_up.fetch_add(1, Ordering::Relaxed);
+                    let (done, wait) = oneshot::channel();
+                    let _ = done.send(false);
+                    waits.push(wait);
+                }
+                continue;
+            }
             if qos == QoS::AtMostOnce && self.outgoing_bytes.load(Ordering::Relaxed) >= OUTGOING_QOS0_LIMIT {
                 self.counters.given_up.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -1294,7 +1403,7 @@ impl Cluster for NatsCluster {
             let (done, wait) = oneshot::channel();
             link.unacked.push_back(Pending {
                 seq: link.next_seq,
-                packet: packet.clone(),
+                body: Body::Forward(packet.clone()),
                 sent_at: Instant::now(),
                 done,
             });
@@ -1302,6 +1411,36 @@ impl Cluster for NatsCluster {
             self.send_frame(subject, frame);
         }
         waits
+    }
+
+    fn deliver(&self, node: &Arc<str>, client_ids: Vec<String>, packet: Bytes) -> oneshot::Receiver<bool> {
+        let (done, wait) = oneshot::channel();
+        if self.down.lock().contains(node) {
+            let _ = done.send(false);
+            return wait;
+        }
+        self.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
+        let body = Body::Deliver(LogEntry { client_ids, packet }.encode());
+        let mut links = self.links.lock();
+        let link = links.entry(node.clone()).or_default();
+        link.next_seq += 1;
+        let frame = self.frame(self.epoch, link.next_seq, body.clone());
+        link.unacked.push_back(Pending {
+            seq: link.next_seq,
+            body,
+            sent_at: Instant::now(),
+            done,
+        });
+        self.send_frame(self.inbox(node), frame);
+        wait
+    }
+
+    fn is_down(&self, node: &str) -> bool {
+        self.down.lock().contains(node)
+    }
+
+    fn checkpoints(&self) -> FetchingAll<'_> {
+        Box::pin(self.fetch_checkpoints())
     }
 
     fn claim<'a>(&'a self, client_id: &'a str) -> Claiming<'a> {

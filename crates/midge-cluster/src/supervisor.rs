@@ -21,11 +21,18 @@ pub fn server_config(cluster: &ClusterConfig, server: &NatsServerConfig, store: 
         SyncPolicy::Always => "always".to_owned(),
         SyncPolicy::Every(every) => format!("{}ms", every.as_millis().max(1)),
     };
+    // A peer that hangs (rather than dies) keeps its connections open: pings cut it off
+    // well within the grace after which its node is taken for gone, so that JetStream moves
+    // what it led meanwhile (nats-server's default waits two minutes per ping).
+    let ping = (cluster.node_down_grace / 4).max(Duration::from_secs(1));
     let mut text = format!(
         "# Written by Midge from the cluster_nats_* directives; rewritten at each start.\n\
          server_name: \"{node}\"\n\
          listen: \"{listen}\"\n\
+         ping_interval: \"{ping}ms\"\n\
+         ping_max: 2\n\
          jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: {sync}\n}}\n",
+        ping = ping.as_millis(),
         node = cluster.node_id,
         listen = server.listen,
         store = store.display(),
@@ -185,5 +192,10 @@ mod tests {
         cluster.sync = SyncPolicy::Every(Duration::from_millis(200));
         let text = server_config(&cluster, &server, Path::new("/var/lib/js"));
         assert!(text.contains("sync_interval: 200ms"), "{text}");
+        // A hung peer is cut off within the grace (30 s by default), never less than 1 s.
+        assert!(text.contains("ping_interval: \"7500ms\"\nping_max: 2"), "{text}");
+        cluster.node_down_grace = Duration::from_secs(2);
+        let text = server_config(&cluster, &server, Path::new("/var/lib/js"));
+        assert!(text.contains("ping_interval: \"1000ms\""), "{text}");
     }
 }

@@ -233,6 +233,33 @@ impl TopicFilter {
         split_shared(&self.0)
     }
 
+    /// Whether `topic` matches the filter (the inner one, for a shared subscription).
+    /// A wildcard first level does not match a topic that starts with `$` [MQTT-4.7.2-1].
+    /// For one filter and one topic; the broker's index matches many filters at once.
+    pub fn matches(&self, topic: &str) -> bool {
+        let filter = self.shared().map_or(self.as_str(), |shared| shared.filter);
+        if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+            return false;
+        }
+        let mut levels = topic.split('/');
+        for part in filter.split('/') {
+            match part {
+                "#" => return true,
+                "+" => {
+                    if levels.next().is_none() {
+                        return false;
+                    }
+                }
+                _ => {
+                    if levels.next() != Some(part) {
+                        return false;
+                    }
+                }
+            }
+        }
+        levels.next().is_none()
+    }
+
     /// True if the filter (the inner one, for a shared subscription) holds `+` or `#`.
     pub fn has_wildcards(&self) -> bool {
         let filter = self.shared().map_or(self.as_str(), |s| s.filter);
@@ -303,6 +330,37 @@ impl TryFrom<&str> for TopicFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_match_topics_level_by_level() {
+        let cases = [
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+            ("a/+", "a/b", true),
+            ("a/+", "a/", true),
+            ("a/+", "a", false),
+            ("a/+", "a/b/c", false),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("#", "a/b", true),
+            ("+/+", "/x", true),
+            ("/x//y/", "/x//y/", true),
+            ("a b/c", "a b/c", true),
+            // [MQTT-4.7.2-1]: wildcards at the first level do not match `$` topics.
+            ("#", "$SYS/x", false),
+            ("+/x", "$foo/x", false),
+            ("$foo/#", "$foo/x", true),
+            ("$share/g/a/+", "a/b", true),
+            ("$share/g/a/+", "b/b", false),
+        ];
+        for (filter, topic, expected) in cases {
+            assert_eq!(
+                TopicFilter::new(filter).unwrap().matches(topic),
+                expected,
+                "{filter} {topic}"
+            );
+        }
+    }
 
     #[test]
     fn valid_filters() {

@@ -610,6 +610,211 @@ async fn a_persistent_sessions_messages_outlive_the_loss_of_its_node() {
     );
 }
 
+/// Publishes `count` QoS 1 messages `PREFIX:N` to `topic` and waits for every PUBACK.
+async fn publish_acked(publisher: &mut Client5, topic: &'static str, prefix: &'static str, count: usize) {
+    let sender = publisher.client.clone();
+    let sending = tokio::spawn(async move {
+        for n in 0..count {
+            sender
+                .publish(topic, QoS::AtLeastOnce, false, format!("{prefix}:{n}"))
+                .await
+                .unwrap();
+        }
+    });
+    let started = Instant::now();
+    for _ in 0..count {
+        publisher.puback().await;
+    }
+    sending.await.unwrap();
+    eprintln!(
+        "{count} QoS 1 messages {prefix} PUBACKed in {:?}",
+        started.elapsed()
+    );
+}
+
+/// Connects `id` to `node`, trying again while the node refuses (0x88 while JetStream elects
+/// new leaders) until `deadline`.
+async fn connect_until(
+    node: &support::cluster::Node,
+    id: &str,
+    configure: impl Fn(&mut rumqttc::v5::MqttOptions) + Copy,
+    deadline: Instant,
+) -> (Client5, rumqttc::v5::mqttbytes::v5::ConnAck) {
+    loop {
+        match Client5::try_start_at(node.addr(), id, configure, |_| {}).await {
+            Ok(connected) => return connected,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "{id}: no CONNECT accepted: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Issue 14, test 6: n2 (broker and nats-server) frozen with `kill -STOP` for 30 s, as a
+/// machine that hangs. Its clients move: a persistent subscriber reconnects on n3 with its
+/// session, and a client whose identifier connects again on n1 takes it over there. Every
+/// message PUBACKed on n1, before and during the freeze and after n2 wakes, reaches the
+/// subscriber. After `kill -CONT`, n2 learns that its clients are owned elsewhere and closes
+/// the connection it still held with 0x8E Session taken over [MQTT-3.1.4-3].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_loses_its_clients_and_is_fenced_when_it_wakes() {
+    const BEFORE: usize = 500;
+    const DURING: usize = 500;
+    const AFTER: usize = 200;
+    const FROZEN: Duration = Duration::from_secs(30);
+    let persistent = |o: &mut rumqttc::v5::MqttOptions| {
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(600));
+        o.set_connection_timeout(30);
+    };
+    let cluster = TestCluster::start(
+        3,
+        "max_queued_messages 0\ncluster_node_down_grace 5s\ncluster_checkpoint_interval 200ms",
+    );
+    let (mut mover, _) = Client5::start_at(cluster.node(2).addr(), "mover", persistent, |_| {}).await;
+    subscribe(&mut mover, "hung/#", 1).await;
+    let mut publisher = client(cluster.node(1), "hung-pub").await;
+    await_route(&mut publisher, &mut mover, "hung/probe").await;
+    // Still connected to n2 when it wakes: it sends nothing for 5 minutes.
+    let (mut held, _) = Client5::start_at(
+        cluster.node(2).addr(),
+        "held",
+        |o| {
+            o.set_keep_alive(Duration::from_secs(300));
+        },
+        |_| {},
+    )
+    .await;
+
+    let mut distinct = std::collections::HashSet::new();
+    let mut order: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut note = |text: String, distinct: &mut std::collections::HashSet<String>| {
+        let (phase, n) = text.split_once(':').unwrap();
+        if phase != "probe" && distinct.insert(text.clone()) {
+            order
+                .entry(phase.to_owned())
+                .or_default()
+                .push(n.parse().unwrap());
+        }
+    };
+    publish_acked(&mut publisher, "hung/x", "before", BEFORE).await;
+    // What reaches the subscriber on n2 before it freezes (the rest waits in its session).
+    while let Ok(publish) = tokio::time::timeout(Duration::from_millis(500), mover.publish()).await {
+        note(
+            String::from_utf8(publish.payload.to_vec()).unwrap(),
+            &mut distinct,
+        );
+    }
+
+    cluster.signal(2, "STOP");
+    let frozen_at = Instant::now();
+    eprintln!("n2 frozen; {} messages had arrived there", distinct.len());
+    mover.kill();
+    let during = tokio::spawn(async move {
+        publish_acked(&mut publisher, "hung/x", "during", DURING).await;
+        publisher
+    });
+    let deadline = frozen_at + FROZEN;
+    let (mut mover, ack) = connect_until(cluster.node(3), "mover", persistent, deadline).await;
+    assert!(ack.session_present, "[MQTT-3.2.2-3]: the session came along");
+    eprintln!(
+        "mover reconnected on n3 {:?} after the freeze",
+        frozen_at.elapsed()
+    );
+    let (mut held_again, _) = connect_until(cluster.node(1), "held", |_| {}, deadline).await;
+    eprintln!(
+        "held reconnected on n1 {:?} after the freeze",
+        frozen_at.elapsed()
+    );
+    let mut publisher = during.await.unwrap();
+    while distinct.len() < BEFORE + DURING {
+        // Under the client's own 10 s limit.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(5));
+        let Ok(publish) = tokio::time::timeout(left, mover.publish()).await else {
+            if Instant::now() < deadline {
+                continue;
+            }
+            for n in [1, 3] {
+                for line in
+                    cluster.node(n).midge.logs().iter().filter(|line| {
+                        line.contains("mover") || line.contains("gone") || line.contains("cannot")
+                    })
+                {
+                    eprintln!("n{n}: {line}");
+                }
+            }
+            let missing: Vec<String> = (0..BEFORE)
+                .map(|n| format!("before:{n}"))
+                .chain((0..DURING).map(|n| format!("during:{n}")))
+                .filter(|text| !distinct.contains(text))
+                .take(30)
+                .collect();
+            panic!(
+                "{} of {} PUBACKed messages reached the subscriber while n2 was frozen; missing {missing:?}",
+                distinct.len(),
+                BEFORE + DURING
+            );
+        };
+        note(
+            String::from_utf8(publish.payload.to_vec()).unwrap(),
+            &mut distinct,
+        );
+    }
+    eprintln!(
+        "all {} on n3 {:?} after the freeze",
+        BEFORE + DURING,
+        frozen_at.elapsed()
+    );
+
+    tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+    cluster.signal(2, "CONT");
+    let woke_at = Instant::now();
+    assert_eq!(
+        held.disconnected().await,
+        Some(rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::SessionTakenOver),
+        "n2 closes the connection whose identifier moved to n1"
+    );
+    eprintln!(
+        "n2 closed its stale connection {:?} after waking",
+        woke_at.elapsed()
+    );
+    held_again
+        .client
+        .publish("hung/held", QoS::AtLeastOnce, false, "still here")
+        .await
+        .unwrap();
+    held_again.puback().await;
+
+    publish_acked(&mut publisher, "hung/x", "after", AFTER).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while distinct.len() < BEFORE + DURING + AFTER {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(publish) = tokio::time::timeout(left, mover.publish()).await else {
+            panic!(
+                "{} of {AFTER} messages after n2 woke reached n3",
+                distinct.len() - BEFORE - DURING
+            );
+        };
+        if publish.topic == "hung/x" {
+            note(
+                String::from_utf8(publish.payload.to_vec()).unwrap(),
+                &mut distinct,
+            );
+        }
+    }
+    // Messages published while n2 hung may come out of order (those forwarded to it reach
+    // the subscriber once n2 is given up); before and after, the publisher's order is kept.
+    for phase in ["before", "after"] {
+        assert!(
+            order[phase].windows(2).all(|pair| pair[0] < pair[1]),
+            "order of {phase} kept"
+        );
+    }
+}
+
 /// `midge cluster` with a bad command line, or against no broker, says so and fails.
 #[test]
 fn cluster_status_refuses_bad_arguments_and_says_when_no_node_answers() {

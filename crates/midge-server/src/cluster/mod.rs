@@ -51,6 +51,7 @@ use tokio::task::JoinSet;
 use crate::bridge::local::Local;
 
 mod checkpoint;
+mod rescue;
 
 /// The client identifier of the cluster's session here: U+0000 first, which no client can
 /// send [MQTT-1.5.4-2], so that it is never taken over and its filters are not routes.
@@ -96,6 +97,7 @@ pub(crate) fn start(
     ));
     let glue = Glue {
         acks,
+        rescue: Arc::new(rescue::Rescue::new(cluster.clone(), broker.clone())),
         broker: broker.clone(),
         cluster: cluster.clone(),
         local,
@@ -165,10 +167,16 @@ impl Claim {
                 if !self.persistent && seen_before {
                     cluster.session_ended(client_id);
                 }
-                if self.resume
-                    && broker.session_info(client_id).is_none()
-                    && let Some(bytes) = cluster.checkpoint(client_id).await
-                {
+                if self.resume && broker.session_info(client_id).is_none() {
+                    let bytes = match cluster.checkpoint(client_id).await {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => return Ok(()),
+                        // Not a new session in its place: the client tries again.
+                        Err(error) => {
+                            tracing::info!(event = "client.refused", %peer, client_id, %error, "Client {client_id} refused from {peer}: its session cannot be read from the cluster yet ({error}; server unavailable).");
+                            return Err(ReasonCode::ServerUnavailable);
+                        }
+                    };
                     match checkpoint::decode(bytes) {
                         Ok(checkpoint) if checkpoint.client_id == *client_id => {
                             if broker.adopt_session(checkpoint, Instant::now()) {
@@ -387,6 +395,8 @@ async fn acknowledge_in_order(
 struct Glue {
     /// Acknowledgements of received forwards, in order ([`acknowledge_in_order`]).
     acks: mpsc::UnboundedSender<PendingAck>,
+    /// What becomes of forwards to nodes that are gone.
+    rescue: Arc<rescue::Rescue>,
     broker: Arc<Broker>,
     cluster: Arc<dyn Cluster>,
     local: Local,
@@ -475,7 +485,8 @@ impl Glue {
                     {
                         continue;
                     }
-                    let waits = self.cluster.forward(&nodes, encoded.freeze(), qos);
+                    let packet = encoded.freeze();
+                    let waits = self.cluster.forward(&nodes, packet.clone(), qos);
                     let Some(packet_id) = packet_id.filter(|_| qos != QoS::AtMostOnce) else {
                         continue;
                     };
@@ -484,9 +495,14 @@ impl Glue {
                         continue;
                     }
                     let acked = acked.clone();
+                    let rescue = self.rescue.clone();
                     tokio::spawn(async move {
+                        let mut given_up = false;
                         for wait in waits {
-                            let _ = wait.await;
+                            given_up |= !wait.await.unwrap_or(true);
+                        }
+                        if given_up {
+                            rescue.given_up(packet).await;
                         }
                         let _ = acked.send((packet_id, qos));
                     });
@@ -522,7 +538,12 @@ impl Glue {
         match event {
             Event::RouteAdded { node, filter } => self.add_route(node, filter, now),
             Event::RouteRemoved { node, filter } => self.remove_route(&node, &filter, now),
-            Event::Forwarded { from, packet, ack } => {
+            Event::Forwarded {
+                from,
+                packet,
+                sessions,
+                ack,
+            } => {
                 let message = match message_from(packet.clone(), Some(CLUSTER_CLIENT_ID), Duration::ZERO, now)
                 {
                     Ok(message) => message,
@@ -539,6 +560,22 @@ impl Glue {
                         return;
                     }
                 };
+                if !sessions.is_empty() {
+                    // For these sessions only: a forward its sender gave up on elsewhere, and
+                    // wrote to the message log for them itself.
+                    let message = Arc::new(message);
+                    for client_id in &sessions {
+                        self.broker.replay_into(client_id, message.clone(), now);
+                    }
+                    if let Some(ack) = ack {
+                        let _ = self.acks.send(PendingAck {
+                            ack,
+                            durable_after: 0,
+                            logged: None,
+                        });
+                    }
+                    return;
+                }
                 let routed = self.broker.publish_forwarded(Arc::new(message), now);
                 let logged = (!routed.durable.is_empty()).then(|| {
                     let client_ids = routed.durable.iter().map(ToString::to_string).collect();
