@@ -130,6 +130,14 @@ pub trait Cluster: Send + Sync + Debug {
     fn floor_interval(&self) -> Duration {
         Duration::from_secs(1)
     }
+    /// The broker has taken in the routes of [`Event::RoutesKnown`].
+    fn routes_applied(&self) {}
+    /// Turns true once this node knows the other nodes' routes: until then a client's
+    /// publish here would not reach their subscribers, so clients are not admitted. `None`
+    /// without other nodes.
+    fn routes_known(&self) -> Option<watch::Receiver<bool>> {
+        None
+    }
     /// The cluster as this node sees it.
     fn status(&self) -> ClusterStatus;
 }
@@ -197,6 +205,10 @@ pub enum Event {
         node: Arc<str>,
         revision: u64,
     },
+    /// Every route the cluster held when this node joined has been told (as
+    /// [`Event::RouteAdded`]): once the broker has taken them in, it says
+    /// [`Cluster::routes_applied`].
+    RoutesKnown,
     /// The node missed its heartbeats for the grace period.
     NodeDown(Arc<str>),
     /// The node was heard again.

@@ -107,6 +107,8 @@ pub struct NatsCluster {
     /// Per session with messages in the log: the position it is queued through here, and
     /// the floor last written.
     floors: Mutex<HashMap<String, Floor>>,
+    /// Whether the broker has taken in the routes the cluster held when this node joined.
+    routes_known: watch::Sender<bool>,
     /// Each client identifier's owner and revision, as far as this node knows.
     owners: Mutex<HashMap<String, (Arc<str>, u64)>>,
     /// This node's id, shared with the owners map.
@@ -183,7 +185,17 @@ struct Pending {
     /// A forward or a delivery.
     body: Body,
     sent_at: Instant,
-    done: oneshot::Sender<bool>,
+    /// Told whether the node acknowledged it; taken (false) if the node started afresh
+    /// before it did, and the forward is then only sent again for what it is worth.
+    done: Option<oneshot::Sender<bool>>,
+}
+
+impl Pending {
+    fn answer(&mut self, acknowledged: bool) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(acknowledged);
+        }
+    }
 }
 
 /// What a received link expects next.
@@ -238,6 +250,7 @@ impl NatsCluster {
             tickets: Mutex::new((0, tickets)),
             settled: watch::channel(0).0,
             floors: Mutex::default(),
+            routes_known: watch::channel(false).0,
             owners: Mutex::default(),
             me,
             counters: Counters::default(),
@@ -589,8 +602,8 @@ impl NatsCluster {
             return;
         };
         while link.unacked.front().is_some_and(|pending| pending.seq <= seq) {
-            if let Some(pending) = link.unacked.pop_front() {
-                let _ = pending.done.send(true);
+            if let Some(mut pending) = link.unacked.pop_front() {
+                pending.answer(true);
             }
         }
     }
@@ -609,6 +622,11 @@ impl NatsCluster {
         let now = Instant::now();
         let mut seq = 0;
         for pending in &mut link.unacked {
+            // Its new run may not have what the old one held (see `restarted`).
+            if pending.done.is_some() {
+                self.counters.given_up.fetch_add(1, Ordering::Relaxed);
+                pending.answer(false);
+            }
             seq += 1;
             pending.seq = seq;
             pending.sent_at = now;
@@ -717,38 +735,25 @@ impl NatsCluster {
     async fn route_watcher(self: Arc<Self>, store: kv::Store, events: mpsc::UnboundedSender<Event>) {
         let own = format!("{}.", self.config.node_id);
         let mut known: HashMap<String, (Arc<str>, String)> = HashMap::new();
+        let mut told = false;
         loop {
             let mut watch = watch_bucket(&store, "routes").await;
+            if !told && store.status().await.is_ok_and(|status| status.values() == 0) {
+                told = true;
+                let _ = events.send(Event::RoutesKnown);
+            }
             while let Some(entry) = watch.next().await {
                 let Ok(entry) = entry else {
                     break;
                 };
-                if entry.key.starts_with(&own) {
-                    continue;
+                // The last of what the bucket held when the watch began (or a later one).
+                let caught_up = !told && entry.delta == 0;
+                if let Some(event) = route_change(&own, &entry, &mut known) {
+                    let _ = events.send(event);
                 }
-                let Some((node, _)) = entry.key.split_once('.') else {
-                    continue;
-                };
-                match entry.operation {
-                    kv::Operation::Put => {
-                        let Ok(filter) = String::from_utf8(entry.value.to_vec()) else {
-                            continue;
-                        };
-                        let node: Arc<str> = Arc::from(node);
-                        if known
-                            .get(&entry.key)
-                            .is_some_and(|(n, f)| *n == node && *f == filter)
-                        {
-                            continue;
-                        }
-                        known.insert(entry.key.clone(), (node.clone(), filter.clone()));
-                        let _ = events.send(Event::RouteAdded { node, filter });
-                    }
-                    kv::Operation::Delete | kv::Operation::Purge => {
-                        if let Some((node, filter)) = known.remove(&entry.key) {
-                            let _ = events.send(Event::RouteRemoved { node, filter });
-                        }
-                    }
+                if caught_up {
+                    told = true;
+                    let _ = events.send(Event::RoutesKnown);
                 }
             }
             // The watch ended (the connection went and came back): watch again; entries
@@ -1311,6 +1316,10 @@ impl NatsCluster {
                     let Some((node, epoch)) = heard else { break };
                     let mut nodes = self.nodes.lock();
                     let entry = nodes.entry(node.clone()).or_insert(NodeSeen { epoch, at: Instant::now(), down: false });
+                    if entry.epoch != epoch {
+                        tracing::info!(event = "cluster.node_restarted", node = %node, "cluster node {node} started afresh");
+                        self.restarted(&node);
+                    }
                     entry.epoch = epoch;
                     entry.at = Instant::now();
                     if entry.down {
@@ -1345,9 +1354,24 @@ impl NatsCluster {
     /// Forwards to a gone node are not waited for any longer.
     fn give_up(&self, node: &Arc<str>) {
         if let Some(link) = self.links.lock().get_mut(node) {
-            for pending in link.unacked.drain(..) {
+            for mut pending in link.unacked.drain(..) {
                 self.counters.given_up.fetch_add(1, Ordering::Relaxed);
-                let _ = pending.done.send(false);
+                pending.answer(false);
+            }
+        }
+    }
+
+    /// `node` started afresh (a new epoch): what it had not acknowledged may have been
+    /// queued there for sessions it no longer has. Each such forward is answered as given
+    /// up (the broker then sees that the persistent sessions it matches get it), and is
+    /// still sent again to the node's new run, for its subscribers.
+    fn restarted(&self, node: &Arc<str>) {
+        if let Some(link) = self.links.lock().get_mut(node) {
+            for pending in &mut link.unacked {
+                if pending.done.is_some() {
+                    self.counters.given_up.fetch_add(1, Ordering::Relaxed);
+                    pending.answer(false);
+                }
             }
         }
     }
@@ -1405,7 +1429,7 @@ impl Cluster for NatsCluster {
                 seq: link.next_seq,
                 body: Body::Forward(packet.clone()),
                 sent_at: Instant::now(),
-                done,
+                done: Some(done),
             });
             waits.push(wait);
             self.send_frame(subject, frame);
@@ -1429,7 +1453,7 @@ impl Cluster for NatsCluster {
             seq: link.next_seq,
             body,
             sent_at: Instant::now(),
-            done,
+            done: Some(done),
         });
         self.send_frame(self.inbox(node), frame);
         wait
@@ -1437,6 +1461,14 @@ impl Cluster for NatsCluster {
 
     fn is_down(&self, node: &str) -> bool {
         self.down.lock().contains(node)
+    }
+
+    fn routes_applied(&self) {
+        self.routes_known.send_replace(true);
+    }
+
+    fn routes_known(&self) -> Option<watch::Receiver<bool>> {
+        Some(self.routes_known.subscribe())
     }
 
     fn checkpoints(&self) -> FetchingAll<'_> {
@@ -1646,6 +1678,37 @@ async fn watch_bucket(store: &kv::Store, what: &str) -> kv::Watch {
                 tracing::warn!(event = "cluster.watch_failed", %error, "cannot watch {what}: {error}");
                 tokio::time::sleep(RETRY_AFTER).await;
             }
+        }
+    }
+}
+
+/// What a change in the routes bucket tells the broker, if anything: not this node's own
+/// routes (`own` is its key prefix), nor what `known` holds already.
+fn route_change(
+    own: &str,
+    entry: &kv::Entry,
+    known: &mut HashMap<String, (Arc<str>, String)>,
+) -> Option<Event> {
+    if entry.key.starts_with(own) {
+        return None;
+    }
+    let (node, _) = entry.key.split_once('.')?;
+    match entry.operation {
+        kv::Operation::Put => {
+            let filter = String::from_utf8(entry.value.to_vec()).ok()?;
+            let node: Arc<str> = Arc::from(node);
+            if known
+                .get(&entry.key)
+                .is_some_and(|(n, f)| *n == node && *f == filter)
+            {
+                return None;
+            }
+            known.insert(entry.key.clone(), (node.clone(), filter.clone()));
+            Some(Event::RouteAdded { node, filter })
+        }
+        kv::Operation::Delete | kv::Operation::Purge => {
+            let (node, filter) = known.remove(&entry.key)?;
+            Some(Event::RouteRemoved { node, filter })
         }
     }
 }

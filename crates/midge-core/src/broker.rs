@@ -728,6 +728,14 @@ impl Broker {
     /// its will published as for any connection the server closes. False if it is not
     /// connected here.
     pub fn take_over_client(&self, client_id: &str, now: Instant) -> bool {
+        self.take_over_client_and_queue(client_id, now).0
+    }
+
+    /// As [`Broker::take_over_client`], and returns the QoS 1 and 2 messages the session
+    /// here still held (in flight, then queued), for the node it moved to: it may have read
+    /// the session's messages from the cluster before these were queued here.
+    pub fn take_over_client_and_queue(&self, client_id: &str, now: Instant) -> (bool, Vec<Arc<Message>>) {
+        let mut held = Vec::new();
         let closed = self.close_client(client_id, ReasonCode::SessionTakenOver, true, now);
         if closed {
             tracing::info!(
@@ -741,6 +749,15 @@ impl Broker {
         if let Some(cell) = self.sessions.lock().remove(client_id) {
             {
                 let mut session = cell.state.lock();
+                held.extend(
+                    session
+                        .inflight
+                        .iter()
+                        .map(|inflight| &inflight.delivery)
+                        .chain(session.queue.iter())
+                        .filter(|delivery| delivery.qos != QoS::AtMostOnce)
+                        .map(|delivery| delivery.message.clone()),
+                );
                 session.generation += 1;
                 session.will = None;
                 cell.set_online(false);
@@ -749,7 +766,7 @@ impl Broker {
             }
             self.forget_subscriptions(&cell);
         }
-        closed
+        (closed, held)
     }
 
     /// From now on, each publish names the persistent sessions it queued a QoS 1 or 2

@@ -815,6 +815,215 @@ async fn a_frozen_node_loses_its_clients_and_is_fenced_when_it_wakes() {
     }
 }
 
+/// Keeps a persistent QoS 1 subscriber to `roll/#` connected to one node or another (the
+/// next one whenever its connection ends) until `stop`; notes every payload received and
+/// every CONNACK that lost the session.
+async fn roaming_subscriber(
+    addrs: Vec<std::net::SocketAddr>,
+    id: &'static str,
+    first: usize,
+    received: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    lost_session: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let persistent = |o: &mut rumqttc::v5::MqttOptions| {
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(600));
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_connection_timeout(30);
+    };
+    let mut at = first;
+    let mut subscribed = false;
+    while !*stop.borrow() {
+        let Ok((mut connection, ack)) = Client5::try_start_at(addrs[at], id, persistent, |_| {}).await else {
+            at = (at + 1) % addrs.len();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if !subscribed {
+            subscribe(&mut connection, "roll/#", 1).await;
+            subscribed = true;
+        } else if !ack.session_present {
+            lost_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(500), connection.events.recv()).await;
+            match next {
+                Ok(Some(Ok(rumqttc::v5::mqttbytes::v5::Packet::Publish(publish)))) => {
+                    let text = String::from_utf8(publish.payload.to_vec()).unwrap();
+                    received.lock().unwrap().insert(text);
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => break,
+                Err(_) if *stop.borrow() => return,
+                Err(_) => {}
+            }
+        }
+        connection.kill();
+        at = (at + 1) % addrs.len();
+    }
+}
+
+/// Publishes QoS 1 `PREFIX:N` to `roll/x` about every 5 ms, one at a time, from a clean
+/// session that moves to the next node whenever its connection ends; returns the numbers
+/// PUBACKed.
+async fn roaming_publisher(
+    addrs: Vec<std::net::SocketAddr>,
+    id: &'static str,
+    prefix: &'static str,
+    first: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<usize> {
+    let mut acked = Vec::new();
+    let mut at = first;
+    let mut n = 0;
+    'connections: while !*stop.borrow() {
+        let Ok((mut connection, _)) = Client5::try_start_at(addrs[at], id, |_| {}, |_| {}).await else {
+            at = (at + 1) % addrs.len();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        while !*stop.borrow() {
+            if connection
+                .client
+                .publish("roll/x", QoS::AtLeastOnce, false, format!("{prefix}:{n}"))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            // A PUBACK may wait for a node to be given up (the grace).
+            let answer = tokio::time::timeout(Duration::from_secs(20), async {
+                loop {
+                    match connection.events.recv().await {
+                        Some(Ok(rumqttc::v5::mqttbytes::v5::Packet::PubAck(_))) => return true,
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return false,
+                    }
+                }
+            })
+            .await;
+            if answer != Ok(true) {
+                connection.kill();
+                at = (at + 1) % addrs.len();
+                n += 1;
+                continue 'connections;
+            }
+            acked.push(n);
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        connection.kill();
+    }
+    acked
+}
+
+/// Issue 14, test 7: every node restarted in turn (stopped with SIGTERM, its nats-server
+/// with it, and started again on its JetStream files) under a steady QoS 1 load: three
+/// publishers and three persistent subscribers, one of each on each node at first, moving
+/// to the next node whenever theirs goes. Every message PUBACKed reaches every subscriber,
+/// and no subscriber loses its session: clients see only reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_no_acknowledged_message() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut cluster = TestCluster::start(
+        3,
+        "max_queued_messages 0\ncluster_node_down_grace 5s\ncluster_checkpoint_interval 200ms",
+    );
+    let addrs: Vec<_> = (1..=3).map(|n| cluster.node(n).addr()).collect();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_subscribers, subscribers_stop) = tokio::sync::watch::channel(false);
+    let lost_session = Arc::new(AtomicUsize::new(0));
+    let mut subscribers = Vec::new();
+    for (i, id) in ["roll-s1", "roll-s2", "roll-s3"].into_iter().enumerate() {
+        let received = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        tokio::spawn(roaming_subscriber(
+            addrs.clone(),
+            id,
+            i,
+            received.clone(),
+            lost_session.clone(),
+            subscribers_stop.clone(),
+        ));
+        subscribers.push((id, received));
+    }
+    // Every subscriber's route known everywhere before the load starts.
+    let mut probe = client(cluster.node(1), "roll-probe").await;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the subscribers' routes never spread"
+        );
+        probe
+            .client
+            .publish("roll/probe", QoS::AtLeastOnce, false, "probe:0")
+            .await
+            .unwrap();
+        probe.puback().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if subscribers
+            .iter()
+            .all(|(_, received)| received.lock().unwrap().contains("probe:0"))
+        {
+            break;
+        }
+    }
+    let publishers: Vec<_> = [("roll-p1", "p1"), ("roll-p2", "p2"), ("roll-p3", "p3")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, prefix))| tokio::spawn(roaming_publisher(addrs.clone(), id, prefix, i, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 1..=3 {
+        let at = Instant::now();
+        cluster.restart_gracefully(n);
+        eprintln!("n{n} restarted in {:?}", at.elapsed());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    stop_tx.send_replace(true);
+    let mut acked: Vec<String> = Vec::new();
+    for (publisher, prefix) in publishers.into_iter().zip(["p1", "p2", "p3"]) {
+        let numbers = publisher.await.unwrap();
+        eprintln!("{prefix}: {} messages PUBACKed", numbers.len());
+        acked.extend(numbers.into_iter().map(|n| format!("{prefix}:{n}")));
+    }
+    // What is still on its way: the subscribers go on for a while.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let missing: Vec<(&str, Vec<&String>)> = subscribers
+            .iter()
+            .map(|(id, received)| {
+                let received = received.lock().unwrap();
+                (
+                    *id,
+                    acked
+                        .iter()
+                        .filter(|text| !received.contains(*text))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, missing)| !missing.is_empty())
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PUBACKed messages missing per subscriber: {missing:?} of {}",
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop_subscribers.send_replace(true);
+    assert_eq!(
+        lost_session.load(Ordering::Relaxed),
+        0,
+        "a subscriber lost its session"
+    );
+}
+
 /// `midge cluster` with a bad command line, or against no broker, says so and fails.
 #[test]
 fn cluster_status_refuses_bad_arguments_and_says_when_no_node_answers() {

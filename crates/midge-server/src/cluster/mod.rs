@@ -27,6 +27,11 @@
 //!   and a claim contended for too long (or unanswered while the cluster is reachable)
 //!   refuses any with 0x89 Server busy; a clean session is admitted without a claim while the
 //!   cluster cannot be reached.
+//! - A QoS 1 or 2 forward given up with its node is logged for the persistent sessions it
+//!   matches and handed to their new nodes before its publisher is acknowledged
+//!   ([`rescue`]). A persistent session that moves to another node hands that node what it
+//!   still held here, and for a while forwards that match its subscriptions follow it
+//!   ([`Moved`]): the node may have read the session's log before they were queued here.
 //! - Retained messages clients set here are handed to the cluster, and every node's (this
 //!   one's included, in the cluster's order) are kept here without being delivered: a
 //!   subscriber on any node finds the same retained messages.
@@ -98,6 +103,7 @@ pub(crate) fn start(
     let glue = Glue {
         acks,
         rescue: Arc::new(rescue::Rescue::new(cluster.clone(), broker.clone())),
+        moved: HashMap::new(),
         broker: broker.clone(),
         cluster: cluster.clone(),
         local,
@@ -160,7 +166,22 @@ impl Claim {
     ) -> Result<(), ReasonCode> {
         let client_id = &self.client_id;
         let seen_before = cluster.owner(client_id).is_some();
-        match cluster.claim(client_id).await {
+        // A node that does not know the others' routes yet would not forward its client's
+        // publishes: refused as when the cluster cannot be reached.
+        let routes_known = match cluster.routes_known() {
+            Some(mut known) => tokio::time::timeout(ROUTES_WITHIN, known.wait_for(|known| *known))
+                .await
+                .is_ok_and(|known| known.is_ok()),
+            None => true,
+        };
+        let claimed = if routes_known {
+            cluster.claim(client_id).await
+        } else {
+            Err(ClaimError::Unavailable(
+                "this node has not learned the other nodes' routes yet".into(),
+            ))
+        };
+        match claimed {
             Ok(_) => {
                 // A clean session now: a checkpoint an earlier persistent one left is stale.
                 // (A persistent one writes its own once attached.)
@@ -357,6 +378,20 @@ fn message_from(
     ))
 }
 
+/// How long a CONNECT waits for this node to learn the other nodes' routes after it joined.
+const ROUTES_WITHIN: Duration = Duration::from_secs(3);
+
+/// How long forwards for a session that moved to another node are sent on after it.
+const MOVED_FOR: Duration = Duration::from_secs(60);
+
+/// A persistent session that moved to another node lately.
+#[derive(Debug)]
+struct Moved {
+    node: Arc<str>,
+    filters: Vec<TopicFilter>,
+    until: Instant,
+}
+
 /// A filter some other node has a subscriber to.
 #[derive(Debug)]
 struct RemoteFilter {
@@ -369,8 +404,9 @@ struct PendingAck {
     ack: midge_cluster::Ack,
     /// The journal write to wait for (0: none).
     durable_after: u64,
-    /// The message log's answer, if it was queued for persistent sessions.
-    logged: Option<tokio::sync::oneshot::Receiver<bool>>,
+    /// Other answers it waits for: the message log's, if it was queued for persistent
+    /// sessions; the nodes' that sessions moved to ([`Moved`]).
+    waits: Vec<tokio::sync::oneshot::Receiver<bool>>,
 }
 
 /// Sends the acknowledgements of received forwards in the order the forwards came (a
@@ -385,8 +421,8 @@ async fn acknowledge_in_order(
         {
             let _ = durable.wait_for(|at| *at >= next.durable_after).await;
         }
-        if let Some(logged) = next.logged {
-            let _ = logged.await;
+        for wait in next.waits {
+            let _ = wait.await;
         }
         next.ack.done();
     }
@@ -397,6 +433,8 @@ struct Glue {
     acks: mpsc::UnboundedSender<PendingAck>,
     /// What becomes of forwards to nodes that are gone.
     rescue: Arc<rescue::Rescue>,
+    /// Persistent sessions that moved to other nodes lately, by client identifier.
+    moved: HashMap<String, Moved>,
     broker: Arc<Broker>,
     cluster: Arc<dyn Cluster>,
     local: Local,
@@ -554,7 +592,7 @@ impl Glue {
                             let _ = self.acks.send(PendingAck {
                                 ack,
                                 durable_after: 0,
-                                logged: None,
+                                waits: Vec::new(),
                             });
                         }
                         return;
@@ -571,21 +609,26 @@ impl Glue {
                         let _ = self.acks.send(PendingAck {
                             ack,
                             durable_after: 0,
-                            logged: None,
+                            waits: Vec::new(),
                         });
                     }
                     return;
                 }
+                let topic = message.topic.clone();
                 let routed = self.broker.publish_forwarded(Arc::new(message), now);
-                let logged = (!routed.durable.is_empty()).then(|| {
-                    let client_ids = routed.durable.iter().map(ToString::to_string).collect();
-                    self.cluster.log(client_ids, packet)
-                });
+                let mut waits: Vec<_> = (!routed.durable.is_empty())
+                    .then(|| {
+                        let client_ids = routed.durable.iter().map(ToString::to_string).collect();
+                        self.cluster.log(client_ids, packet.clone())
+                    })
+                    .into_iter()
+                    .collect();
+                waits.extend(self.follow_moved(topic.as_str(), &packet, now));
                 if let Some(ack) = ack {
                     let _ = self.acks.send(PendingAck {
                         ack,
                         durable_after: routed.durable_after,
-                        logged,
+                        waits,
                     });
                 }
             }
@@ -601,17 +644,88 @@ impl Glue {
                 }
             },
             Event::Owner { client_id, node, .. } => {
+                if *node == *self.cluster.node_id() {
+                    // Back here: forwards for it are delivered here by their topic.
+                    self.moved.remove(&client_id);
+                }
                 // Looked up again: a claim made here since may have overtaken this one.
                 if *node != *self.cluster.node_id()
                     && let Some((owner, _)) = self.cluster.owner(&client_id)
                     && *owner != *self.cluster.node_id()
-                    && self.broker.take_over_client(&client_id, now)
                 {
-                    self.cluster.note_taken_over();
+                    self.hand_over(&client_id, owner, now);
                 }
             }
+            // Events are taken in order: every route told before this one is in force.
+            Event::RoutesKnown => self.cluster.routes_applied(),
             Event::NodeDown(_) | Event::NodeUp(_) => {}
         }
+    }
+
+    /// `client_id` was claimed by `owner`: its connection here is closed (0x8E) and its
+    /// session dropped. If the session outlived connections, what it still held goes to
+    /// `owner` (which may have read the session's log before these were queued here), and
+    /// for [`MOVED_FOR`] forwards that match its subscriptions follow it there (their
+    /// senders may not know its new route yet).
+    fn hand_over(&mut self, client_id: &str, owner: Arc<str>, now: Instant) {
+        let info = self.broker.session_info(client_id);
+        let (closed, held) = self.broker.take_over_client_and_queue(client_id, now);
+        if closed {
+            self.cluster.note_taken_over();
+        }
+        let Some(info) = info.filter(|info| info.expiry != Some(Duration::ZERO)) else {
+            return;
+        };
+        for message in held {
+            let publish = message.to_publish(message.qos, message.retain, &[], now);
+            let mut encoded = BytesMut::new();
+            if Packet::Publish(publish)
+                .encode(ProtocolVersion::V5, &mut encoded)
+                .is_ok()
+            {
+                // Not waited for: the log has it too, and acknowledged it long ago.
+                drop(
+                    self.cluster
+                        .deliver(&owner, vec![client_id.to_owned()], encoded.freeze()),
+                );
+            }
+        }
+        let filters = info
+            .subscriptions
+            .iter()
+            .filter_map(|filter| TopicFilter::try_from(filter.as_ref()).ok())
+            .collect();
+        self.moved.retain(|_, moved| moved.until > now);
+        self.moved.insert(
+            client_id.to_owned(),
+            Moved {
+                node: owner,
+                filters,
+                until: now + MOVED_FOR,
+            },
+        );
+    }
+
+    /// A forward for `topic` that sessions which moved away lately subscribed to: logged for
+    /// them and handed to their new nodes; the answers to wait for before acknowledging it.
+    fn follow_moved(
+        &self,
+        topic: &str,
+        packet: &bytes::Bytes,
+        now: Instant,
+    ) -> Vec<tokio::sync::oneshot::Receiver<bool>> {
+        let mut waits = Vec::new();
+        for (client_id, moved) in &self.moved {
+            if moved.until <= now || !moved.filters.iter().any(|filter| filter.matches(topic)) {
+                continue;
+            }
+            waits.push(self.cluster.log(vec![client_id.clone()], packet.clone()));
+            waits.push(
+                self.cluster
+                    .deliver(&moved.node, vec![client_id.clone()], packet.clone()),
+            );
+        }
+        waits
     }
 
     fn add_route(&mut self, node: Arc<str>, filter: String, now: Instant) {

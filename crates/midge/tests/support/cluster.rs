@@ -161,6 +161,29 @@ impl TestCluster {
         }
     }
 
+    /// Stops node `n` as an operator would (SIGTERM: the broker stops its nats-server) and
+    /// starts it again with the same configuration and JetStream files; waits until it has
+    /// joined.
+    pub fn restart_gracefully(&mut self, n: usize) {
+        let node = &mut self.nodes[n - 1];
+        node.midge.signal("TERM");
+        let _ = node.midge.wait_exit();
+        // Should the broker have left its nats-server running.
+        let _ = Command::new("kill")
+            .args(["-9", &node.nats_pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        node.nats_pid = 0;
+        let store = node.store.take().expect("store");
+        // On the port it had, where its clients look for it.
+        let config = node
+            .config
+            .replacen("listener 0 ", &format!("listener {} ", node.midge.port()), 1);
+        let restarted = Node::start(node.ip, config, store);
+        *node = restarted;
+        node.await_joined();
+    }
+
     /// Kills node `n` if it runs, and starts it again with the same configuration and
     /// JetStream files (and nothing else: a broker without persistence starts empty); waits
     /// until it has joined.
