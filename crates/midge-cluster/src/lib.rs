@@ -130,6 +130,11 @@ pub trait Cluster: Send + Sync + Debug {
     fn floor_interval(&self) -> Duration {
         Duration::from_secs(1)
     }
+    /// Whether a clean session is admitted without a claim while the cluster cannot be
+    /// reached (`cluster_netsplit_allow publish`), rather than refused.
+    fn admits_unclaimed(&self) -> bool {
+        true
+    }
     /// The broker has taken in the routes of [`Event::RoutesKnown`].
     fn routes_applied(&self) {}
     /// Turns true once this node knows the other nodes' routes: until then a client's

@@ -944,11 +944,19 @@ impl NatsCluster {
         let mut in_doubt: Option<u64> = None;
         loop {
             let now = tokio::time::Instant::now();
-            if now >= give_up || (now >= deadline && in_doubt.is_none()) {
+            // A node cut off from the cluster (its heartbeats do not go through) does not
+            // wait to settle a write in doubt: that write cannot land while it is cut off,
+            // and the client goes to a node that can answer.
+            let limit = if self.counters.connected.load(Ordering::Relaxed) {
+                give_up
+            } else {
+                deadline
+            };
+            if now >= limit || (now >= deadline && in_doubt.is_none()) {
                 break;
             }
             // Reading may be given up at any time: it changes nothing.
-            let read = tokio::time::timeout_at(give_up, store.entry(&key)).await;
+            let read = tokio::time::timeout_at(limit, store.entry(&key)).await;
             let expected = match read {
                 Ok(Ok(entry)) => {
                     if let Some(entry) = &entry
@@ -976,9 +984,16 @@ impl NatsCluster {
                 Err(_) => break,
             };
             if let Some(expected) = expected {
-                // Awaited to its answer (JetStream's own timeout bounds it): a write given up
-                // on here could still land.
-                match store.update(&key, value.clone(), expected).await {
+                // Awaited to its answer (JetStream's own timeout bounds it), unless this node
+                // is cut off: a write given up on here could still land.
+                let written =
+                    tokio::time::timeout_at(limit, store.update(&key, value.clone(), expected)).await;
+                let Ok(written) = written else {
+                    last_error = "no answer in time".into();
+                    in_doubt = in_doubt.or(Some(expected));
+                    continue;
+                };
+                match written {
                     Ok(revision) => {
                         self.note_owner(client_id, &self.me, revision);
                         return Ok(revision);
@@ -1461,6 +1476,10 @@ impl Cluster for NatsCluster {
 
     fn is_down(&self, node: &str) -> bool {
         self.down.lock().contains(node)
+    }
+
+    fn admits_unclaimed(&self) -> bool {
+        self.config.netsplit_allow == crate::NetsplitAllow::Publish
     }
 
     fn routes_applied(&self) {

@@ -1024,6 +1024,180 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_message() {
     );
 }
 
+/// How a node answers an MQTT 3.1.1 CONNECT (rumqttc's v3.1.1 client): "accepted", or the
+/// refusal's return code.
+async fn connect_v311(addr: std::net::SocketAddr, id: &str, clean: bool) -> String {
+    let mut options = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options.set_clean_session(clean);
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    match tokio::time::timeout(Duration::from_secs(20), eventloop.poll()).await {
+        Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => "accepted".into(),
+        Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => format!("refused {code:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Publishes QoS 1 `probe` to `topic` from `publisher` until `subscriber` gets one, or
+/// `deadline` passes (false).
+async fn reaches(publisher: &mut Client5, subscriber: &mut Client5, topic: &str, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        let _ = publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, "probe")
+            .await;
+        if tokio::time::timeout(Duration::from_millis(500), subscriber.publish())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Issue 14, test 5: n3 cut off from n1 and n2 (each node in its network namespace; the
+/// packets between n3 and the others vanish). On n3, a persistent session is refused (v5 0x88
+/// Server unavailable, 3.1.1 return code 3) while clean sessions and local QoS 0 traffic go
+/// on; the majority loses no acknowledged message. After the heal, the routes made on either
+/// side during the cut are known on the other within 30 s, and the identifier that connected
+/// on both sides keeps one connection (n3 closes its own with 0x8E). Skipped, saying why,
+/// where network namespaces cannot be made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_refuses_persistent_sessions_and_rejoins() {
+    const MESSAGES: usize = 500;
+    let net = match support::cluster::TestNet::create(3) {
+        Ok(net) => net,
+        Err(why) => {
+            eprintln!("skipped: network namespaces cannot be made here ({why})");
+            return;
+        }
+    };
+    let persistent = |o: &mut rumqttc::v5::MqttOptions| {
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(600));
+        o.set_connection_timeout(30);
+    };
+    let cluster = TestCluster::start_at(
+        net.places(),
+        "max_queued_messages 0\ncluster_node_down_grace 5s\ncluster_checkpoint_interval 200ms",
+    );
+    let (n1, n3) = (cluster.node(1), cluster.node(3));
+    let (mut keeper, _) = Client5::start_at(n1.addr(), "part-keeper", persistent, |_| {}).await;
+    subscribe(&mut keeper, "part/#", 1).await;
+    let mut local_sub = client(n3, "part-local-sub").await;
+    local_sub
+        .client
+        .subscribe("local/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    local_sub.acked().await;
+    let mut local_pub = client(n3, "part-local-pub").await;
+    let mut remote_pub = client(cluster.node(2), "part-remote-pub").await;
+    await_route(&mut remote_pub, &mut keeper, "part/probe").await;
+
+    net.isolate(3);
+    let cut_at = Instant::now();
+    loop {
+        match Client5::try_start_at(n3.addr(), "part-p5", persistent, |_| {}).await {
+            Err(error) if error.contains("ServerUnavailable") => break,
+            Ok((accepted, _)) => {
+                eprintln!("accepted {:?} after the cut", cut_at.elapsed());
+                accepted.kill();
+            }
+            Err(error) => eprintln!("{error} {:?} after the cut", cut_at.elapsed()),
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(30),
+            "n3 never refused a persistent session"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "n3 refuses persistent sessions {:?} after the cut",
+        cut_at.elapsed()
+    );
+    assert_eq!(
+        connect_v311(n3.addr(), "part-p4", false).await,
+        "refused ServiceUnavailable"
+    );
+    local_pub
+        .client
+        .publish("local/x", QoS::AtMostOnce, false, "still local")
+        .await
+        .unwrap();
+    assert_eq!(&local_sub.publish().await.payload[..], b"still local");
+    // One identifier on both sides: admitted on n3 without a claim (clean session), and
+    // claimed on n1.
+    let (mut dual_n3, _) = Client5::start_at(n3.addr(), "part-dual", |_| {}, |_| {}).await;
+    let mut dual_n1 = client(n1, "part-dual").await;
+    // Routes made on each side during the cut.
+    let mut late_n1 = client(n1, "part-late-n1").await;
+    subscribe(&mut late_n1, "late1/#", 1).await;
+    let mut late_n3 = client(n3, "part-late-n3").await;
+    late_n3
+        .client
+        .subscribe("late3/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    late_n3.acked().await;
+    // The majority goes on, and loses nothing.
+    publish_acked(&mut remote_pub, "part/x", "cut", MESSAGES).await;
+    let mut got = std::collections::HashSet::new();
+    while got.len() < MESSAGES {
+        let publish = keeper.publish().await;
+        if publish.payload.starts_with(b"cut:") {
+            got.insert(publish.payload);
+        }
+    }
+
+    net.heal(3);
+    let healed_at = Instant::now();
+    let converged = healed_at + Duration::from_secs(30);
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match dual_n3.events.recv().await {
+                Some(Err(rumqttc::v5::ConnectionError::MqttState(
+                    rumqttc::v5::StateError::ServerDisconnect { reason_code, .. },
+                ))) => return Some(reason_code),
+                Some(Ok(rumqttc::v5::mqttbytes::v5::Packet::Disconnect(disconnect))) => {
+                    return Some(disconnect.reason_code);
+                }
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Ok(Some(
+            rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::SessionTakenOver
+        )),
+        "n3 closes its connection of the identifier claimed on n1"
+    );
+    eprintln!(
+        "n3 closed its second connection {:?} after the heal",
+        healed_at.elapsed()
+    );
+    assert!(
+        reaches(&mut local_pub, &mut late_n1, "late1/x", converged).await,
+        "n1's route made during the cut reaches n3 within 30 s of the heal"
+    );
+    assert!(
+        reaches(&mut remote_pub, &mut late_n3, "late3/x", converged).await,
+        "n3's route made during the cut reaches n2 within 30 s of the heal"
+    );
+    eprintln!("routes converged {:?} after the heal", healed_at.elapsed());
+    dual_n1
+        .client
+        .publish("part/dual", QoS::AtLeastOnce, false, "one connection")
+        .await
+        .unwrap();
+    dual_n1.puback().await;
+    drop(cluster);
+    drop(net);
+}
+
 /// `midge cluster` with a bad command line, or against no broker, says so and fails.
 #[test]
 fn cluster_status_refuses_bad_arguments_and_says_when_no_node_answers() {

@@ -221,8 +221,8 @@ impl Claim {
                 tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: others claim the same identifier at the same time, or the cluster is too busy to answer (server busy).");
                 Err(ReasonCode::ServerBusy)
             }
-            Err(error @ ClaimError::Unavailable(_)) if self.persistent => {
-                tracing::info!(event = "client.refused", %peer, client_id, %error, "Client {client_id} refused from {peer}: a persistent session needs the cluster ({error}).");
+            Err(error @ ClaimError::Unavailable(_)) if self.persistent || !cluster.admits_unclaimed() => {
+                tracing::info!(event = "client.refused", %peer, client_id, %error, "Client {client_id} refused from {peer}: it needs the cluster ({error}; a persistent session, or cluster_netsplit_allow none).");
                 Err(ReasonCode::ServerUnavailable)
             }
             Err(error) => {
@@ -818,6 +818,73 @@ impl Glue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cluster this node cannot reach: every claim is unavailable.
+    #[derive(Debug)]
+    struct CutOff {
+        netsplit_allow_publish: bool,
+    }
+
+    impl Cluster for CutOff {
+        fn node_id(&self) -> &str {
+            "n3"
+        }
+        fn route_added(&self, _filter: &str) {}
+        fn route_removed(&self, _filter: &str) {}
+        fn retained_changed(&self, _topic: &str, _packet: bytes::Bytes) {}
+        fn forward(
+            &self,
+            _nodes: &[Arc<str>],
+            _packet: bytes::Bytes,
+            _qos: QoS,
+        ) -> Vec<tokio::sync::oneshot::Receiver<bool>> {
+            Vec::new()
+        }
+        fn claim<'a>(&'a self, _client_id: &'a str) -> midge_cluster::Claiming<'a> {
+            Box::pin(std::future::ready(Err(ClaimError::Unavailable("cut off".into()))))
+        }
+        fn owner(&self, _client_id: &str) -> Option<(Arc<str>, u64)> {
+            None
+        }
+        fn session_changed(&self, _client_id: &str, _checkpoint: bytes::Bytes) {}
+        fn session_ended(&self, _client_id: &str) {}
+        fn checkpoint<'a>(&'a self, _client_id: &'a str) -> midge_cluster::Fetching<'a> {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+        fn admits_unclaimed(&self) -> bool {
+            self.netsplit_allow_publish
+        }
+        fn status(&self) -> midge_cluster::ClusterStatus {
+            midge_cluster::ClusterStatus::default()
+        }
+    }
+
+    /// `cluster_netsplit_allow`: a node cut off from the cluster refuses persistent sessions
+    /// (0x88) either way; a clean one is admitted with `publish` and refused with `none`.
+    #[tokio::test]
+    async fn a_node_cut_off_admits_what_cluster_netsplit_allow_says() {
+        let broker = Broker::new(midge_core::BrokerConfig::default(), 1);
+        let clean = Claim {
+            client_id: "c".into(),
+            persistent: false,
+            resume: false,
+        };
+        let persistent = Claim {
+            client_id: "p".into(),
+            persistent: true,
+            resume: true,
+        };
+        for (publish, clean_answer) in [(true, Ok(())), (false, Err(ReasonCode::ServerUnavailable))] {
+            let cluster = CutOff {
+                netsplit_allow_publish: publish,
+            };
+            assert_eq!(clean.make(&cluster, &broker, "peer").await, clean_answer);
+            assert_eq!(
+                persistent.make(&cluster, &broker, "peer").await,
+                Err(ReasonCode::ServerUnavailable)
+            );
+        }
+    }
 
     /// What another node sends is read with the broker's codec: anything that is not a
     /// PUBLISH is refused with a reason, never a panic.

@@ -44,6 +44,12 @@ impl Midge {
     /// dropped to `mosquitto` could not re-read or write the test's private temporary files
     /// (Mosquitto's own tests need the same line; the `service` tests cover `user`).
     pub fn start_with_config(config: &str) -> Self {
+        Self::start_with_config_in(None, config)
+    }
+
+    /// As `start_with_config`, in network namespace `netns` if one is named (`ip netns
+    /// exec`, which runs the broker itself: its PID is the broker's).
+    pub fn start_with_config_in(netns: Option<&str>, config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("mosquitto.conf");
         let names_user = config.lines().any(|line| line.trim_start().starts_with("user "));
@@ -53,7 +59,15 @@ impl Midge {
             format!("{config}\nuser root\n")
         };
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_midge"))
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_midge")]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_midge")),
+        };
+        let mut child = command
             .arg("-c")
             .arg(&config_path)
             .arg("-v")

@@ -11,10 +11,10 @@ use std::time::Duration;
 use midge_cluster::config::valid_name;
 use midge_cluster::{NetsplitAllow, SyncPolicy};
 
-use super::{Directive, Scope, not_yet, supported};
+use super::{Directive, Scope, supported};
+use crate::config::Problem;
 use crate::config::parser::{Failure, Parser};
 use crate::config::value::{self, Args};
-use crate::config::{Area, Problem};
 
 use Scope::Broker;
 
@@ -40,7 +40,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     supported("cluster_node_down_grace", Broker, node_down_grace),
     supported("cluster_heartbeat_interval", Broker, heartbeat_interval),
     supported("cluster_peer_window", Broker, peer_window),
-    not_yet("cluster_netsplit_allow", Broker, Area::Cluster, netsplit_allow),
+    supported("cluster_netsplit_allow", Broker, netsplit_allow),
     supported("cluster_queue_shards", Broker, queue_shards),
     supported("cluster_queue_max_age", Broker, queue_max_age),
     supported("cluster_checkpoint_interval", Broker, checkpoint_interval),
