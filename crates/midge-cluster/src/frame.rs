@@ -11,7 +11,9 @@
 //! packet; delivery: a log entry (the sessions it is for and the PUBLISH, `log.rs`)
 //! ```
 //!
-//! A link is (sender, receiver, epoch); the sender picks a new epoch each time it starts.
+//! A link is (sender, receiver, epoch); the sender picks a new epoch each time it starts, and
+//! for one receiver each time it gives that receiver up (what was in flight is not sent
+//! again, so the receiver must not wait for it).
 //! Sequence numbers start at 1 on each link and count QoS 1 and 2 forwards; a QoS 0 forward
 //! has sequence 0 and is neither acknowledged nor sent again. An ack's sequence says every
 //! forward up to it arrived. A delivery is a forward for named sessions only, numbered and

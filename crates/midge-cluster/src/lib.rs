@@ -135,6 +135,14 @@ pub trait Cluster: Send + Sync + Debug {
     fn admits_unclaimed(&self) -> bool {
         true
     }
+    /// The broker stops: from now on no forward is taken or acknowledged here (their
+    /// senders look after them as for a node that restarts), so that none is queued for a
+    /// session after its connection was closed and its client went to another node.
+    fn close(&self) {}
+    /// Whether [`Cluster::close`] was called.
+    fn closing(&self) -> bool {
+        false
+    }
     /// The broker has taken in the routes of [`Event::RoutesKnown`].
     fn routes_applied(&self) {}
     /// Turns true once this node knows the other nodes' routes: until then a client's

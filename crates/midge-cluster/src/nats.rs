@@ -109,6 +109,8 @@ pub struct NatsCluster {
     floors: Mutex<HashMap<String, Floor>>,
     /// Whether the broker has taken in the routes the cluster held when this node joined.
     routes_known: watch::Sender<bool>,
+    /// The broker stops ([`Cluster::close`]).
+    closing: AtomicBool,
     /// Each client identifier's owner and revision, as far as this node knows.
     owners: Mutex<HashMap<String, (Arc<str>, u64)>>,
     /// This node's id, shared with the owners map.
@@ -173,10 +175,24 @@ struct NodeSeen {
 }
 
 /// What is in flight to one node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LinkOut {
+    /// The link's epoch: this node's at first, a new one each time the node is given up
+    /// (what was in flight then is never sent again, so the receiver, which may still wait
+    /// for it, must start the link afresh rather than wait for a gap to be filled).
+    epoch: u64,
     next_seq: u64,
     unacked: VecDeque<Pending>,
+}
+
+impl LinkOut {
+    fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            next_seq: 0,
+            unacked: VecDeque::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -251,6 +267,7 @@ impl NatsCluster {
             settled: watch::channel(0).0,
             floors: Mutex::default(),
             routes_known: watch::channel(false).0,
+            closing: AtomicBool::new(false),
             owners: Mutex::default(),
             me,
             counters: Counters::default(),
@@ -501,6 +518,9 @@ impl NatsCluster {
         let mut links: HashMap<Arc<str>, LinkIn> = HashMap::new();
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         while let Some(message) = inbox.next().await {
+            if self.closing.load(Ordering::Relaxed) {
+                continue;
+            }
             let frame = match Frame::decode(message.payload) {
                 Ok(frame) => frame,
                 Err(error) => {
@@ -568,8 +588,9 @@ impl NatsCluster {
                     };
                     let (packet, sessions) = match body {
                         Body::Deliver(entry) => match LogEntry::decode(entry) {
-                            Ok(entry) => (entry.packet, entry.client_ids),
-                            Err(error) => {
+                            Ok(entry) if !entry.client_ids.is_empty() => (entry.packet, entry.client_ids),
+                            decoded => {
+                                let error = decoded.err().unwrap_or_else(|| "no sessions named".into());
                                 // Passed on empty, to be refused and acknowledged in its turn
                                 // (an ack covers every forward before it): sending it again
                                 // would not make it readable.
@@ -594,11 +615,8 @@ impl NatsCluster {
 
     /// `node` has every forward of this node's `epoch` up to `seq`.
     fn acked(&self, node: &Arc<str>, epoch: u64, seq: u64) {
-        if epoch != self.epoch {
-            return;
-        }
         let mut links = self.links.lock();
-        let Some(link) = links.get_mut(node) else {
+        let Some(link) = links.get_mut(node).filter(|link| link.epoch == epoch) else {
             return;
         };
         while link.unacked.front().is_some_and(|pending| pending.seq <= seq) {
@@ -611,11 +629,8 @@ impl NatsCluster {
     /// `node` started afresh and asks for this node's `epoch` link from 1: what it has not
     /// acknowledged is numbered from 1 again and sent at once.
     fn renumber(&self, node: &Arc<str>, epoch: u64) {
-        if epoch != self.epoch {
-            return;
-        }
         let mut links = self.links.lock();
-        let Some(link) = links.get_mut(node) else {
+        let Some(link) = links.get_mut(node).filter(|link| link.epoch == epoch) else {
             return;
         };
         let subject = self.inbox(node);
@@ -630,7 +645,7 @@ impl NatsCluster {
             seq += 1;
             pending.seq = seq;
             pending.sent_at = now;
-            let frame = self.frame(self.epoch, seq, pending.body.clone());
+            let frame = self.frame(link.epoch, seq, pending.body.clone());
             self.send_frame(subject.clone(), frame);
         }
         link.next_seq = seq;
@@ -656,7 +671,7 @@ impl NatsCluster {
                 for pending in &mut link.unacked {
                     pending.sent_at = now;
                     self.counters.resent.fetch_add(1, Ordering::Relaxed);
-                    let frame = self.frame(self.epoch, pending.seq, pending.body.clone());
+                    let frame = self.frame(link.epoch, pending.seq, pending.body.clone());
                     self.send_frame(subject.clone(), frame);
                 }
             }
@@ -1253,22 +1268,29 @@ impl NatsCluster {
         let value = Bytes::from(self.epoch.to_string());
         let subject = keys::heartbeats(&self.config.name);
         let beat = Bytes::from(format!("{}\n{}", self.config.node_id, self.epoch));
+        // The bucket's writes in a loop of their own: one that waits (a JetStream election,
+        // a busy moment) must not hold back the plain heartbeats. Their success is what
+        // "connected" (JetStream answers) means.
+        let writer = {
+            let node = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(node.config.heartbeat_interval);
+                loop {
+                    tick.tick().await;
+                    match store.put(&node.config.node_id, value.clone()).await {
+                        Ok(_) => node.counters.connected.store(true, Ordering::Relaxed),
+                        Err(error) => {
+                            node.counters.connected.store(false, Ordering::Relaxed);
+                            tracing::debug!(event = "cluster.heartbeat_failed", %error, "heartbeat not written: {error}");
+                        }
+                    }
+                }
+            })
+        };
+        let _writer = AbortOnDrop(writer);
         loop {
             tick.tick().await;
             let _ = client.publish(subject.clone(), beat.clone()).await;
-            let written = tokio::time::timeout(
-                self.config.heartbeat_interval,
-                store.put(&self.config.node_id, value.clone()),
-            )
-            .await;
-            match written {
-                Ok(Ok(_)) => self.counters.connected.store(true, Ordering::Relaxed),
-                Ok(Err(error)) => {
-                    self.counters.connected.store(false, Ordering::Relaxed);
-                    tracing::debug!(event = "cluster.heartbeat_failed", %error, "heartbeat not written: {error}");
-                }
-                Err(_) => self.counters.connected.store(false, Ordering::Relaxed),
-            }
         }
     }
 
@@ -1306,11 +1328,21 @@ impl NatsCluster {
         };
         let watcher = {
             let store = store.clone();
+            let grace = self.config.node_down_grace;
             tokio::spawn(async move {
                 loop {
                     if let Ok(mut watch) = store.watch_with_history(">").await {
                         while let Some(Ok(entry)) = watch.next().await {
                             if entry.key == own || entry.operation != kv::Operation::Put {
+                                continue;
+                            }
+                            // A heartbeat written before the grace (the last one of a node
+                            // that is gone, read again when the watch starts) says nothing
+                            // of now.
+                            let age = std::time::SystemTime::from(entry.created)
+                                .elapsed()
+                                .unwrap_or_default();
+                            if age > grace {
                                 continue;
                             }
                             let epoch = std::str::from_utf8(&entry.value)
@@ -1373,6 +1405,10 @@ impl NatsCluster {
                 self.counters.given_up.fetch_add(1, Ordering::Relaxed);
                 pending.answer(false);
             }
+            // Those are not sent again: the node, should it come back, starts the link
+            // afresh instead of waiting for them.
+            link.epoch = epoch().max(link.epoch + 1);
+            link.next_seq = 0;
         }
     }
 
@@ -1436,9 +1472,11 @@ impl Cluster for NatsCluster {
                 continue;
             }
             let mut links = self.links.lock();
-            let link = links.entry(node.clone()).or_default();
+            let link = links
+                .entry(node.clone())
+                .or_insert_with(|| LinkOut::new(self.epoch));
             link.next_seq += 1;
-            let frame = self.frame(self.epoch, link.next_seq, Body::Forward(packet.clone()));
+            let frame = self.frame(link.epoch, link.next_seq, Body::Forward(packet.clone()));
             let (done, wait) = oneshot::channel();
             link.unacked.push_back(Pending {
                 seq: link.next_seq,
@@ -1461,9 +1499,11 @@ impl Cluster for NatsCluster {
         self.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
         let body = Body::Deliver(LogEntry { client_ids, packet }.encode());
         let mut links = self.links.lock();
-        let link = links.entry(node.clone()).or_default();
+        let link = links
+            .entry(node.clone())
+            .or_insert_with(|| LinkOut::new(self.epoch));
         link.next_seq += 1;
-        let frame = self.frame(self.epoch, link.next_seq, body.clone());
+        let frame = self.frame(link.epoch, link.next_seq, body.clone());
         link.unacked.push_back(Pending {
             seq: link.next_seq,
             body,
@@ -1480,6 +1520,14 @@ impl Cluster for NatsCluster {
 
     fn admits_unclaimed(&self) -> bool {
         self.config.netsplit_allow == crate::NetsplitAllow::Publish
+    }
+
+    fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     fn routes_applied(&self) {
@@ -1729,6 +1777,15 @@ fn route_change(
             let (node, filter) = known.remove(&entry.key)?;
             Some(Event::RouteRemoved { node, filter })
         }
+    }
+}
+
+/// Ends a task when dropped (with the task that owns it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,6 +1,8 @@
 //! `cluster_nats_server`: a `nats-server` that Midge runs beside itself, with a configuration
 //! it writes from the `cluster_nats_*` directives, restarts if it exits, and stops (by its
-//! PID) when Midge stops. Its log lines are passed on to Midge's log.
+//! PID) when Midge stops. Its log lines are passed on to Midge's log. Its PID is kept in a
+//! file beside its store, so that a Midge started after one that was killed (and could not
+//! stop its server) stops the server left behind, which still holds the store and the ports.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -80,6 +82,7 @@ pub async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) {
     let config_path = store.join("nats-server.conf");
+    stop_left_behind(&store, &config_path).await;
     loop {
         let mut child = match start(&cluster, &server, &store, &config_path) {
             Ok(child) => child,
@@ -93,6 +96,9 @@ pub async fn supervise(
         };
         let id = child.id().unwrap_or_default();
         let _ = pid.send(id);
+        if let Err(error) = std::fs::write(pid_path(&store), format!("{id}\n")) {
+            tracing::warn!(event = "cluster.nats_server.pid_file", %error, "cannot write {}: {error}", pid_path(&store).display());
+        }
         tracing::info!(event = "cluster.nats_server.started", pid = id, listen = %server.listen, "nats-server started (pid {id})");
         tokio::select! {
             status = child.wait() => {
@@ -107,6 +113,7 @@ pub async fn supervise(
             _ = stop.changed() => {
                 stop_child(&mut child, id).await;
                 let _ = pid.send(0);
+                let _ = std::fs::remove_file(pid_path(&store));
                 return;
             }
         }
@@ -151,6 +158,61 @@ async fn pass_on(reader: BufReader<impl tokio::io::AsyncRead + Unpin>, node: Str
             tracing::debug!(target: "nats_server", node = %node, "{line}");
         }
     }
+}
+
+/// The file that holds the running server's PID.
+fn pid_path(store: &Path) -> PathBuf {
+    store.join("nats-server.pid")
+}
+
+/// Stops a server that an earlier run of Midge left running on this store: only a process
+/// whose command line names this store's configuration file is touched (a PID may have
+/// been reused since).
+async fn stop_left_behind(store: &Path, config_path: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_path(store))
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    let runs_this_store = |pid: rustix::process::Pid| {
+        std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero())).is_ok_and(|cmdline| {
+            cmdline
+                .split(|byte| *byte == 0)
+                .any(|arg| arg == config_path.as_os_str().as_encoded_bytes())
+        }) && !is_zombie(pid)
+    };
+    if !runs_this_store(pid) {
+        return;
+    }
+    tracing::warn!(
+        event = "cluster.nats_server.left_behind",
+        pid = pid.as_raw_nonzero().get(),
+        "a nats-server (pid {}) left running by an earlier run holds {}: stopping it",
+        pid.as_raw_nonzero(),
+        store.display()
+    );
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !runs_this_store(pid) {
+            return;
+        }
+    }
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Whether the process has exited and waits for its parent to collect it.
+fn is_zombie(pid: rustix::process::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1;
+            after_name.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(true)
 }
 
 /// SIGTERM (nats-server then shuts down cleanly), then SIGKILL if it takes too long.

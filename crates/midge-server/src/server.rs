@@ -310,6 +310,7 @@ impl Server {
         let cluster = self
             .cluster
             .map(|config| crate::cluster::start(config, &self.broker, &stop_rx, &mut tasks));
+        let closing_cluster = cluster.clone();
         let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
         let infos = listener_infos(&self.listeners);
         for (listener, spec, index, open) in self.listeners {
@@ -380,6 +381,10 @@ impl Server {
             ));
         }
         shutdown.await;
+        // The cluster takes no more forwards before the clients' connections close.
+        if let Some(cluster) = &closing_cluster {
+            cluster.close();
+        }
         let _ = stop_tx.send(true);
         // Connections hear of it through their links (no per-connection shutdown future): MQTT
         // 5 clients get DISCONNECT 0x8B, and no will is published.

@@ -788,6 +788,22 @@ async fn a_frozen_node_loses_its_clients_and_is_fenced_when_it_wakes() {
         .unwrap();
     held_again.puback().await;
 
+    // The link from n1 to n2, whose forwards n1 gave up while n2 was frozen, carries QoS 1
+    // messages again (n2 does not wait for the ones given up).
+    let mut woke = client(cluster.node(2), "hung-woke").await;
+    subscribe(&mut woke, "wake/#", 1).await;
+    assert!(
+        reaches(
+            &mut publisher,
+            &mut woke,
+            "wake/x",
+            Instant::now() + Duration::from_secs(20)
+        )
+        .await,
+        "QoS 1 from n1 reaches n2 once it woke"
+    );
+    // The probes' PUBACKs, before counting those of what follows.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), publisher.events.recv()).await {}
     publish_acked(&mut publisher, "hung/x", "after", AFTER).await;
     let until = Instant::now() + Duration::from_secs(10);
     while distinct.len() < BEFORE + DURING + AFTER {
@@ -1196,6 +1212,46 @@ async fn a_partitioned_node_refuses_persistent_sessions_and_rejoins() {
     dual_n1.puback().await;
     drop(cluster);
     drop(net);
+}
+
+/// A broker killed with `kill -9` cannot stop the nats-server it ran, which goes on holding
+/// the JetStream files and the ports; started again, the broker stops that server (found by
+/// the PID file beside the store, and only if it runs that store's configuration) and
+/// starts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_started_again_stops_the_nats_server_its_killed_run_left() {
+    let mut cluster = TestCluster::start(1, "cluster_replicas 1");
+    let left = cluster.node(1).nats_pid;
+    cluster.node(1).midge.signal("KILL");
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alive(left), "the nats-server outlives its killed broker");
+    cluster.start_again(1);
+    assert!(
+        !alive(left),
+        "the broker started again stopped the nats-server left running"
+    );
+    assert!(
+        cluster
+            .node(1)
+            .midge
+            .logs()
+            .iter()
+            .any(|line| line.contains(&format!("nats-server (pid {left}) left running"))),
+        "and said so"
+    );
+    let mut probe = client(cluster.node(1), "after-restart").await;
+    probe
+        .client
+        .publish("t", QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    probe.puback().await;
 }
 
 /// `midge cluster` with a bad command line, or against no broker, says so and fails.

@@ -576,6 +576,8 @@ impl Glue {
         match event {
             Event::RouteAdded { node, filter } => self.add_route(node, filter, now),
             Event::RouteRemoved { node, filter } => self.remove_route(&node, &filter, now),
+            // Not taken, nor acknowledged: the broker stops (see `Cluster::close`).
+            Event::Forwarded { .. } if self.cluster.closing() => {}
             Event::Forwarded {
                 from,
                 packet,

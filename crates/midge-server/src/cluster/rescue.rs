@@ -27,6 +27,9 @@ use super::{checkpoint, message_from};
 /// forwards are given up all at once.
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
+/// How long the checkpoints are read again while JetStream does not answer.
+const READ_WITHIN: Duration = Duration::from_secs(60);
+
 /// Finds the sessions a given-up forward was for, and sees that they get it.
 #[derive(Debug)]
 pub(super) struct Rescue {
@@ -88,6 +91,30 @@ impl Rescue {
         );
     }
 
+    /// Every persistent session's checkpoint, read again while JetStream does not answer (it
+    /// may be electing new leaders for what the lost node led) for up to [`READ_WITHIN`].
+    async fn read_checkpoints(&self) -> Vec<SessionCheckpoint> {
+        let give_up = Instant::now() + READ_WITHIN;
+        loop {
+            match self.cluster.checkpoints().await {
+                Ok(found) => {
+                    return found
+                        .into_iter()
+                        .filter_map(|bytes| checkpoint::decode(bytes).ok())
+                        .collect();
+                }
+                Err(error) if Instant::now() >= give_up => {
+                    tracing::warn!(event = "cluster.rescue_failed", %error, "the sessions a message forwarded to a node that is gone was for cannot be read ({error}); it is not kept for them");
+                    return Vec::new();
+                }
+                Err(error) => {
+                    tracing::debug!(event = "cluster.rescue_retry", %error, "cannot read the sessions' checkpoints yet ({error}); trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
     /// The persistent sessions, anywhere in the cluster, with a subscription `topic` matches.
     async fn sessions_matching(&self, topic: &str) -> Vec<String> {
         let checkpoints = {
@@ -95,18 +122,7 @@ impl Rescue {
             match &*read {
                 Some((at, checkpoints)) if at.elapsed() < FRESH_FOR => checkpoints.clone(),
                 _ => {
-                    let checkpoints = match self.cluster.checkpoints().await {
-                        Ok(found) => Arc::new(
-                            found
-                                .into_iter()
-                                .filter_map(|bytes| checkpoint::decode(bytes).ok())
-                                .collect::<Vec<_>>(),
-                        ),
-                        Err(error) => {
-                            tracing::warn!(event = "cluster.rescue_failed", %error, "the sessions a message forwarded to a node that is gone was for cannot be read ({error}); it is not kept for them");
-                            Arc::new(Vec::new())
-                        }
-                    };
+                    let checkpoints = Arc::new(self.read_checkpoints().await);
                     *read = Some((Instant::now(), checkpoints.clone()));
                     checkpoints
                 }

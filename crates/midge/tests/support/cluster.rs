@@ -139,14 +139,22 @@ impl TestCluster {
                  cluster_name {name}\ncluster_node_id n{n}\n\
                  cluster_nats_server {server}\n\
                  cluster_nats_listen {ip}:{client}\n\
-                 cluster_nats_cluster_listen {ip}:{cluster}\n\
-                 cluster_nats_routes {routes}\n\
+                 {routes}\
                  cluster_nats_store {store}\n\
                  cluster_heartbeat_interval 200ms\n{extra}\n",
                 ip = ip(i),
                 n = i + 1,
                 server = server.display(),
-                routes = routes.join(" "),
+                // One node alone runs a nats-server of its own, without routes.
+                routes = if routes.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "cluster_nats_cluster_listen {}:{cluster}\ncluster_nats_routes {}\n",
+                        ip(i),
+                        routes.join(" ")
+                    )
+                },
                 store = store.path().display(),
             );
             nodes.push(Node::start(*address, netns.clone(), config, store));
@@ -197,6 +205,17 @@ impl TestCluster {
             .config
             .replacen("listener 0 ", &format!("listener {} ", node.midge.port()), 1);
         let restarted = Node::start(node.ip, node.netns.clone(), config, store);
+        *node = restarted;
+        node.await_joined();
+    }
+
+    /// Starts node `n` again after its broker alone was killed (`kill -9`), its nats-server
+    /// left running; waits until it has joined.
+    pub fn start_again(&mut self, n: usize) {
+        let node = &mut self.nodes[n - 1];
+        node.nats_pid = 0;
+        let store = node.store.take().expect("store");
+        let restarted = Node::start(node.ip, node.netns.clone(), node.config.clone(), store);
         *node = restarted;
         node.await_joined();
     }
