@@ -210,6 +210,32 @@ pub struct SharedFilter<'a> {
     pub filter: &'a str,
 }
 
+/// Whether `topic` matches `filter` level by level: `+` one level, `#` the rest (and the
+/// parent level). A wildcard first level does not match a topic that starts with `$`
+/// [MQTT-4.7.2-1]. For one filter and one topic; the broker's index matches many at once.
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut levels = topic.split('/');
+    for part in filter.split('/') {
+        match part {
+            "#" => return true,
+            "+" => {
+                if levels.next().is_none() {
+                    return false;
+                }
+            }
+            _ => {
+                if levels.next() != Some(part) {
+                    return false;
+                }
+            }
+        }
+    }
+    levels.next().is_none()
+}
+
 impl TopicFilter {
     /// Validates `filter` as a Topic Filter.
     pub fn new(filter: impl Into<ByteString>) -> Result<Self, TopicFilterError> {
@@ -233,31 +259,10 @@ impl TopicFilter {
         split_shared(&self.0)
     }
 
-    /// Whether `topic` matches the filter (the inner one, for a shared subscription).
-    /// A wildcard first level does not match a topic that starts with `$` [MQTT-4.7.2-1].
-    /// For one filter and one topic; the broker's index matches many filters at once.
+    /// Whether `topic` matches the filter (the inner one, for a shared subscription); see
+    /// [`filter_matches`].
     pub fn matches(&self, topic: &str) -> bool {
-        let filter = self.shared().map_or(self.as_str(), |shared| shared.filter);
-        if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-            return false;
-        }
-        let mut levels = topic.split('/');
-        for part in filter.split('/') {
-            match part {
-                "#" => return true,
-                "+" => {
-                    if levels.next().is_none() {
-                        return false;
-                    }
-                }
-                _ => {
-                    if levels.next() != Some(part) {
-                        return false;
-                    }
-                }
-            }
-        }
-        levels.next().is_none()
+        filter_matches(self.shared().map_or(self.as_str(), |shared| shared.filter), topic)
     }
 
     /// True if the filter (the inner one, for a shared subscription) holds `+` or `#`.

@@ -518,30 +518,9 @@ async fn a_persistent_sessions_messages_outlive_the_loss_of_its_node() {
     keeper.client.disconnect().await.unwrap();
     let _ = keeper.ended().await;
 
-    // Publishes `count` QoS 1 messages `PREFIX:N` and waits for every PUBACK.
-    async fn publish_all(publisher: &mut Client5, prefix: &'static str, count: usize) {
-        let sender = publisher.client.clone();
-        let sending = tokio::spawn(async move {
-            for n in 0..count {
-                sender
-                    .publish("loss/x", QoS::AtLeastOnce, false, format!("{prefix}:{n}"))
-                    .await
-                    .unwrap();
-            }
-        });
-        let started = Instant::now();
-        for _ in 0..count {
-            publisher.puback().await;
-        }
-        sending.await.unwrap();
-        eprintln!(
-            "{count} QoS 1 messages from {prefix} PUBACKed in {:?}",
-            started.elapsed()
-        );
-    }
-    publish_all(&mut remote, "n1", REMOTE).await;
+    publish_acked(&mut remote, "loss/x", "n1", REMOTE).await;
     let mut local = client(cluster.node(2), "loss-local").await;
-    publish_all(&mut local, "n2", LOCAL).await;
+    publish_acked(&mut local, "loss/x", "n2", LOCAL).await;
 
     cluster.kill(2);
     let killed_at = Instant::now();

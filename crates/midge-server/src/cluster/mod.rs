@@ -590,13 +590,7 @@ impl Glue {
                     Err(problem) => {
                         tracing::warn!(event = "cluster.bad_forward", node = %from, "node {from} forwarded {problem}; dropped");
                         // In turn: an acknowledgement covers every forward before it.
-                        if let Some(ack) = ack {
-                            let _ = self.acks.send(PendingAck {
-                                ack,
-                                durable_after: 0,
-                                waits: Vec::new(),
-                            });
-                        }
+                        self.acknowledge_in_turn(ack);
                         return;
                     }
                 };
@@ -607,13 +601,7 @@ impl Glue {
                     for client_id in &sessions {
                         self.broker.replay_into(client_id, message.clone(), now);
                     }
-                    if let Some(ack) = ack {
-                        let _ = self.acks.send(PendingAck {
-                            ack,
-                            durable_after: 0,
-                            waits: Vec::new(),
-                        });
-                    }
+                    self.acknowledge_in_turn(ack);
                     return;
                 }
                 let topic = message.topic.clone();
@@ -661,6 +649,18 @@ impl Glue {
             // Events are taken in order: every route told before this one is in force.
             Event::RoutesKnown => self.cluster.routes_applied(),
             Event::NodeDown(_) | Event::NodeUp(_) => {}
+        }
+    }
+
+    /// Acknowledges a forward that waits for nothing, in its turn (an acknowledgement covers
+    /// every forward before it, and those may still wait).
+    fn acknowledge_in_turn(&self, ack: Option<midge_cluster::Ack>) {
+        if let Some(ack) = ack {
+            let _ = self.acks.send(PendingAck {
+                ack,
+                durable_after: 0,
+                waits: Vec::new(),
+            });
         }
     }
 

@@ -243,26 +243,7 @@ fn lost(cfg: &Config, error: &ClientError, printed: u32) -> i32 {
 /// MQTT topic matching for `-T`: `+` one level, `#` the rest (and the parent level), `$`
 /// topics only when the filter names them.
 fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') != filter.starts_with('$') {
-        return false;
-    }
-    let mut levels = topic.split('/');
-    for part in filter.split('/') {
-        match part {
-            "#" => return true,
-            "+" => {
-                if levels.next().is_none() {
-                    return false;
-                }
-            }
-            _ => {
-                if levels.next() != Some(part) {
-                    return false;
-                }
-            }
-        }
-    }
-    levels.next().is_none()
+    midge_codec::topic::filter_matches(filter, topic)
 }
 
 #[cfg(test)]
