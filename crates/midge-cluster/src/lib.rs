@@ -64,6 +64,10 @@ pub trait Cluster: Send + Sync + Debug {
     fn is_down(&self, _node: &str) -> bool {
         false
     }
+    /// The other nodes this node hears from: every one it has heard and not taken for gone.
+    fn peers_up(&self) -> Vec<Arc<str>> {
+        Vec::new()
+    }
     /// Makes this node the owner of `client_id` (compare-and-set in the cluster), so that
     /// a connection with that identifier on any other node is closed. Returns the ownership's
     /// revision, which only grows.

@@ -1518,6 +1518,15 @@ impl Cluster for NatsCluster {
         self.down.lock().contains(node)
     }
 
+    fn peers_up(&self) -> Vec<Arc<str>> {
+        self.nodes
+            .lock()
+            .iter()
+            .filter(|(node, seen)| !seen.down && ***node != *self.me)
+            .map(|(node, _)| node.clone())
+            .collect()
+    }
+
     fn admits_unclaimed(&self) -> bool {
         self.config.netsplit_allow == crate::NetsplitAllow::Publish
     }

@@ -3,15 +3,22 @@
 //! the message was for, and never have written it to the message log; the sessions live on
 //! (their clients reconnect elsewhere, or will). So before the publisher is acknowledged, the
 //! message is matched against every persistent session's checkpoint in the cluster, written
-//! to the log for those it matches (replayed wherever their clients come back), and handed to
-//! the node that owns each of them now, this one included, for that session only (a client
-//! that moved before the message was logged would otherwise miss it).
+//! to the log for those it matches (replayed wherever their clients come back), and then
+//! handed, for those sessions only, to every node that is up, this one included: each queues
+//! it for the ones it holds. A client that moved before the message was logged has already
+//! read its log on its new node, so it gets the message from there.
+//!
+//! Every node is told rather than the owner this node knows of: that knowledge (a watch of
+//! the owners bucket) can lag by seconds while JetStream elects new leaders for what the
+//! lost node led, which is exactly when rescues happen; a node that adopted the session in
+//! that time would be missed. Telling every node needs no read that could be stale: a node
+//! that adopts a session claims it before reading its log, so it either read the log after
+//! the message was written there, or held the session when the message arrived.
 //!
 //! A session may get such a message twice (it had it already, or it is replayed as well):
 //! duplicates, never a loss, as QoS 1 allows. It may also get it after messages published
 //! later, since it waited for the grace period.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,23 +68,13 @@ impl Rescue {
             return;
         }
         let _ = self.cluster.log(sessions.clone(), packet.clone()).await;
-        let mut by_node: HashMap<Arc<str>, Vec<String>> = HashMap::new();
-        for client_id in sessions {
-            match self.cluster.owner(&client_id) {
-                Some((node, _)) if *node == *self.cluster.node_id() => {
-                    self.broker
-                        .replay_into(&client_id, message.clone(), Instant::now());
-                }
-                Some((node, _)) if !self.cluster.is_down(&node) => {
-                    by_node.entry(node).or_default().push(client_id)
-                }
-                // Its node is gone too: the log keeps it for wherever the client comes back.
-                _ => {}
-            }
+        for client_id in &sessions {
+            self.broker
+                .replay_into(client_id, message.clone(), Instant::now());
         }
         let mut waits = Vec::new();
-        for (node, client_ids) in by_node {
-            for group in LogEntry::split(client_ids) {
+        for node in self.cluster.peers_up() {
+            for group in LogEntry::split(sessions.clone()) {
                 waits.push(self.cluster.deliver(&node, group, packet.clone()));
             }
         }
@@ -138,5 +135,120 @@ impl Rescue {
             })
             .map(|checkpoint| checkpoint.client_id.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use midge_cluster::{ClaimError, ClusterStatus};
+    use midge_codec::{Packet, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter, TopicName};
+    use parking_lot::Mutex;
+    use tokio::sync::oneshot;
+
+    /// n1 as it was in a run of the frozen-node test: its view of the owners still names
+    /// n2, which is gone, while the session's client has already moved to n3 and read its
+    /// log there.
+    #[derive(Debug, Default)]
+    struct StaleView {
+        logged: Mutex<Vec<Vec<String>>>,
+        delivered: Mutex<Vec<(Arc<str>, Vec<String>)>>,
+    }
+
+    impl Cluster for StaleView {
+        fn node_id(&self) -> &str {
+            "n1"
+        }
+        fn route_added(&self, _filter: &str) {}
+        fn route_removed(&self, _filter: &str) {}
+        fn retained_changed(&self, _topic: &str, _packet: Bytes) {}
+        fn forward(&self, _nodes: &[Arc<str>], _packet: Bytes, _qos: QoS) -> Vec<oneshot::Receiver<bool>> {
+            Vec::new()
+        }
+        fn deliver(
+            &self,
+            node: &Arc<str>,
+            client_ids: Vec<String>,
+            _packet: Bytes,
+        ) -> oneshot::Receiver<bool> {
+            self.delivered.lock().push((node.clone(), client_ids));
+            let (done, wait) = oneshot::channel();
+            let _ = done.send(true);
+            wait
+        }
+        fn is_down(&self, node: &str) -> bool {
+            node == "n2"
+        }
+        fn peers_up(&self) -> Vec<Arc<str>> {
+            vec![Arc::from("n3")]
+        }
+        fn claim<'a>(&'a self, _client_id: &'a str) -> midge_cluster::Claiming<'a> {
+            Box::pin(std::future::ready(Err(ClaimError::Contended)))
+        }
+        fn owner(&self, _client_id: &str) -> Option<(Arc<str>, u64)> {
+            Some((Arc::from("n2"), 7))
+        }
+        fn session_changed(&self, _client_id: &str, _checkpoint: Bytes) {}
+        fn session_ended(&self, _client_id: &str) {}
+        fn checkpoint<'a>(&'a self, _client_id: &'a str) -> midge_cluster::Fetching<'a> {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+        fn checkpoints(&self) -> midge_cluster::FetchingAll<'_> {
+            let session = |client_id: &str, filter: &str| {
+                checkpoint::encode(&SessionCheckpoint {
+                    client_id: client_id.into(),
+                    expiry: None,
+                    subscriptions: vec![(
+                        TopicFilter::try_from(filter).unwrap(),
+                        SubscriptionOptions {
+                            qos: QoS::AtLeastOnce,
+                            ..SubscriptionOptions::default()
+                        },
+                        None,
+                    )],
+                })
+            };
+            Box::pin(std::future::ready(Ok(vec![
+                session("mover", "hung/#"),
+                session("elsewhere", "other/#"),
+            ])))
+        }
+        fn log(&self, client_ids: Vec<String>, _packet: Bytes) -> oneshot::Receiver<bool> {
+            self.logged.lock().push(client_ids);
+            let (done, wait) = oneshot::channel();
+            let _ = done.send(true);
+            wait
+        }
+        fn status(&self) -> ClusterStatus {
+            ClusterStatus::default()
+        }
+    }
+
+    /// A forward given up is logged for the sessions it matches and handed to every node
+    /// that is up, not only to the owner this node knows of: that view may be stale (here it
+    /// names the lost node) and the session already adopted elsewhere, its log read before
+    /// the message was written there.
+    #[tokio::test]
+    async fn a_rescued_message_reaches_a_session_adopted_while_the_owners_view_was_stale() {
+        let cluster = Arc::new(StaleView::default());
+        let broker = Broker::new(midge_core::BrokerConfig::default(), 1);
+        let rescue = Rescue::new(cluster.clone(), broker);
+        let mut packet = BytesMut::new();
+        let mut publish = Publish::new(
+            TopicName::try_from("hung/x").unwrap(),
+            Bytes::from_static(b"during:0"),
+        );
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = midge_codec::PacketId::new(1);
+        Packet::Publish(publish)
+            .encode(ProtocolVersion::V5, &mut packet)
+            .unwrap();
+        rescue.given_up(packet.freeze()).await;
+        assert_eq!(*cluster.logged.lock(), vec![vec!["mover".to_owned()]]);
+        assert_eq!(
+            *cluster.delivered.lock(),
+            vec![(Arc::from("n3"), vec!["mover".to_owned()])]
+        );
     }
 }
