@@ -74,6 +74,22 @@ pub trait Cluster: Send + Sync + Debug {
     fn claim<'a>(&'a self, client_id: &'a str) -> Claiming<'a>;
     /// The node that owns `client_id` as far as this node knows, with the revision.
     fn owner(&self, client_id: &str) -> Option<(Arc<str>, u64)>;
+    /// The client identifiers owned, as far as this node knows, by nodes taken for gone,
+    /// each with the revision of that ownership.
+    fn orphans(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    /// Makes this node the owner of `client_id` if it is still owned at `revision` (by a
+    /// node that is gone): `Contended` if it was claimed since.
+    fn adopt<'a>(&'a self, _client_id: &'a str, _revision: u64) -> Claiming<'a> {
+        Box::pin(std::future::ready(Err(ClaimError::Unavailable(
+            "no other nodes".into(),
+        ))))
+    }
+    /// How long a node misses its heartbeats before it is taken for gone.
+    fn node_down_grace(&self) -> Duration {
+        Duration::from_secs(10)
+    }
     /// The persistent session of `client_id` is now as `checkpoint` (opaque bytes) says.
     fn session_changed(&self, client_id: &str, checkpoint: Bytes);
     /// The persistent session of `client_id` ended.

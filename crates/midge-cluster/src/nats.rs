@@ -70,6 +70,8 @@ const LOG_WITHIN: Duration = Duration::from_secs(30);
 const REPLAY_WITHIN: Duration = Duration::from_secs(30);
 /// How much longer a claim whose write is in doubt may take to settle it.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// How long taking over a session of a node that is gone waits for JetStream.
+const ADOPT_WITHIN: Duration = Duration::from_secs(10);
 /// Bytes of frames waiting to be handed to NATS beyond which QoS 0 forwards are dropped
 /// (counted as dropped): QoS 1 and 2 forwards are bounded by the peer window, QoS 0 ones
 /// only by this, so a node offered more than it can forward keeps its memory.
@@ -587,10 +589,9 @@ impl NatsCluster {
                         to: acks.clone(),
                     };
                     let (packet, sessions) = match body {
-                        Body::Deliver(entry) => match LogEntry::decode(entry) {
-                            Ok(entry) if !entry.client_ids.is_empty() => (entry.packet, entry.client_ids),
-                            decoded => {
-                                let error = decoded.err().unwrap_or_else(|| "no sessions named".into());
+                        Body::Deliver(entry) => match delivery(entry) {
+                            Ok(delivery) => delivery,
+                            Err(error) => {
                                 // Passed on empty, to be refused and acknowledged in its turn
                                 // (an ack covers every forward before it): sending it again
                                 // would not make it readable.
@@ -1048,6 +1049,56 @@ impl NatsCluster {
                 last_error
             }))
         }
+    }
+
+    /// Takes `client_id` over from the node gone that owned it at `revision`: one
+    /// compare-and-set on that revision, tried again while JetStream does not answer (it
+    /// may be electing leaders for what that node led), for up to [`ADOPT_WITHIN`]. Any
+    /// other claim since (the client came back somewhere, or another node took it) wins:
+    /// `Contended`. Not tried by a node whose own heartbeats do not get through: cut off, it
+    /// may be the one taken for gone, and a write that lands once the cut heals would close
+    /// a client that never left its node.
+    async fn adopt_owner(&self, client_id: &str, revision: u64) -> Result<u64, ClaimError> {
+        if !self.counters.connected.load(Ordering::Relaxed) {
+            return Err(ClaimError::Unavailable(
+                "this node is cut off from the cluster".into(),
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + ADOPT_WITHIN;
+        let Some(store) = once_set(&self.owners_store, Some(deadline)).await else {
+            return Err(ClaimError::Unavailable("JetStream has not answered yet".into()));
+        };
+        let key = keys::hashed(client_id);
+        let token = format!(
+            "{:x}.{:x}",
+            self.epoch,
+            self.counters.claims_started.fetch_add(1, Ordering::Relaxed)
+        );
+        let value = Bytes::from(format!("{}\n{token}\n{client_id}", self.me));
+        let mut last_error = String::from("no answer in time");
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline, store.update(&key, value.clone(), revision)).await {
+                Ok(Ok(revision)) => {
+                    self.note_owner(client_id, &self.me, revision);
+                    return Ok(revision);
+                }
+                Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    // Unless it is an earlier try of this one whose answer was lost.
+                    if let Ok(Ok(Some(entry))) = tokio::time::timeout_at(deadline, store.entry(&key)).await
+                        && entry.operation == kv::Operation::Put
+                        && parse_owner(&entry.value).is_some_and(|(_, held, _)| held == token)
+                    {
+                        self.note_owner(client_id, &self.me, entry.revision);
+                        return Ok(entry.revision);
+                    }
+                    return Err(ClaimError::Contended);
+                }
+                Ok(Err(error)) => last_error = error.to_string(),
+                Err(_) => break,
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+        Err(ClaimError::Unavailable(last_error))
     }
 
     /// Moves the settled mark over each ticket as it settles, in the order given.
@@ -1568,6 +1619,27 @@ impl Cluster for NatsCluster {
         self.owners.lock().get(client_id).cloned()
     }
 
+    fn orphans(&self) -> Vec<(String, u64)> {
+        let down = self.down.lock().clone();
+        if down.is_empty() {
+            return Vec::new();
+        }
+        self.owners
+            .lock()
+            .iter()
+            .filter(|(_, (node, _))| down.contains(node))
+            .map(|(client_id, (_, revision))| (client_id.clone(), *revision))
+            .collect()
+    }
+
+    fn adopt<'a>(&'a self, client_id: &'a str, revision: u64) -> Claiming<'a> {
+        Box::pin(self.adopt_owner(client_id, revision))
+    }
+
+    fn node_down_grace(&self) -> Duration {
+        self.config.node_down_grace
+    }
+
     fn note_taken_over(&self) {
         self.counters.taken_over.fetch_add(1, Ordering::Relaxed);
     }
@@ -1813,6 +1885,16 @@ async fn once_set<T: Clone>(
 }
 
 /// A session's floor in the log, as written: its decimal sequence number.
+/// What a delivery frame carries: the PUBLISH and the sessions it is for. One that names no
+/// session is an error, never taken for a forward (which would reach every subscriber).
+fn delivery(entry: Bytes) -> Result<(Bytes, Vec<String>), String> {
+    let entry = LogEntry::decode(entry)?;
+    if entry.client_ids.is_empty() {
+        return Err("a delivery naming no session".into());
+    }
+    Ok((entry.packet, entry.client_ids))
+}
+
 fn parse_floor(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
@@ -1846,11 +1928,40 @@ mod tests {
     use midge_codec::QoS;
     use tokio::sync::watch;
 
-    use super::{NatsCluster, OUTGOING_QOS0_LIMIT, parse_floor, parse_owner};
+    use super::{LogEntry, NatsCluster, OUTGOING_QOS0_LIMIT, delivery, parse_floor, parse_owner};
     use crate::{Cluster, ClusterConfig};
 
     /// A floor that is not a sequence number is not read as one (the session's shard is then
     /// replayed whole, with a warning: duplicates, never a loss).
+    #[test]
+    fn a_delivery_names_its_sessions_or_is_refused() {
+        let packet = Bytes::from_static(b"\x32\x08\x00\x01a\x00\x01\x00hi");
+        let entry = |client_ids: Vec<String>| {
+            LogEntry {
+                client_ids,
+                packet: packet.clone(),
+            }
+            .encode()
+        };
+        assert_eq!(
+            delivery(entry(vec!["s1".into(), "s2".into()])),
+            Ok((packet.clone(), vec!["s1".to_owned(), "s2".to_owned()]))
+        );
+        assert!(
+            delivery(entry(Vec::new())).is_err(),
+            "a delivery naming no session"
+        );
+        // Cut anywhere before its message (a message cut short is the broker's to refuse).
+        let whole = entry(vec!["s1".into()]);
+        for len in 0..=whole.len() - packet.len() {
+            assert!(
+                delivery(whole.slice(..len)).is_err(),
+                "{len} bytes of {}",
+                whole.len()
+            );
+        }
+    }
+
     #[test]
     fn floors_are_decimal_sequence_numbers() {
         assert_eq!(parse_floor(b"0"), Some(0));

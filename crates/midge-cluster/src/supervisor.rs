@@ -172,6 +172,8 @@ async fn stop_left_behind(store: &Path, config_path: &Path) {
     let Some(pid) = std::fs::read_to_string(pid_path(store))
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())
+        // Not 0 or below: those name process groups, or every process, to kill(2).
+        .filter(|pid| *pid > 0)
         .and_then(rustix::process::Pid::from_raw)
     else {
         return;
@@ -259,5 +261,46 @@ mod tests {
         cluster.node_down_grace = Duration::from_secs(2);
         let text = server_config(&cluster, &server, Path::new("/var/lib/js"));
         assert!(text.contains("ping_interval: \"1000ms\""), "{text}");
+    }
+
+    /// The PID file beside the store is the broker's own, but what it names is checked: a
+    /// file that is not a PID, or a PID now of an unrelated process, leaves everything as it
+    /// is; only a process whose command line names the store's configuration is stopped.
+    #[tokio::test]
+    async fn only_a_server_left_on_this_store_is_stopped() {
+        let store = tempfile::tempdir().unwrap();
+        let config_path = store.path().join("nats-server.conf");
+        for garbage in ["", "not a pid", "-4", "0", "99999999999", "12 13", "\u{0}\u{ff}"] {
+            std::fs::write(pid_path(store.path()), garbage).unwrap();
+            stop_left_behind(store.path(), &config_path).await;
+        }
+        let running = |child: &mut std::process::Child| child.try_wait().unwrap().is_none();
+        let mut unrelated = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(pid_path(store.path()), unrelated.id().to_string()).unwrap();
+        stop_left_behind(store.path(), &config_path).await;
+        assert!(
+            running(&mut unrelated),
+            "a process that does not run this store was stopped"
+        );
+        let _ = unrelated.kill();
+        let _ = unrelated.wait();
+
+        // Stands in for a nats-server started on this store: its command line names the file.
+        let mut left = std::process::Command::new("sh")
+            .args(["-c", "while :; do sleep 0.1; done", "nats-server"])
+            .arg(&config_path)
+            .spawn()
+            .unwrap();
+        std::fs::write(pid_path(store.path()), format!("{}\n", left.id())).unwrap();
+        stop_left_behind(store.path(), &config_path).await;
+        let stopped = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            !running(&mut left)
+        });
+        if !stopped {
+            let _ = left.kill();
+        }
+        let _ = left.wait();
+        assert!(stopped, "the server left on this store still runs");
     }
 }

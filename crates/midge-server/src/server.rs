@@ -311,7 +311,16 @@ impl Server {
             .cluster
             .map(|config| crate::cluster::start(config, &self.broker, &stop_rx, &mut tasks));
         let closing_cluster = cluster.clone();
-        let bridges = crate::bridge::start(self.bridges, &self.broker, &stop_rx, &mut tasks);
+        // What bridges and MQTT-SN clients publish for persistent sessions is acknowledged
+        // once the cluster's log has it, as a client's publish is.
+        let log_settled = cluster.as_ref().and_then(|cluster| cluster.log_settled());
+        let bridges = crate::bridge::start(
+            self.bridges,
+            &self.broker,
+            log_settled.as_ref(),
+            &stop_rx,
+            &mut tasks,
+        );
         let infos = listener_infos(&self.listeners);
         for (listener, spec, index, open) in self.listeners {
             tasks.spawn(accept_loop(
@@ -353,6 +362,7 @@ impl Server {
                 spec.max_connection_rate,
                 self.broker.clone(),
                 self.sn_counters.clone(),
+                log_settled.clone(),
                 stop_rx.clone(),
             ));
         }

@@ -630,6 +630,129 @@ async fn connect_until(
     }
 }
 
+/// Issue 14 ("when a node dies its sessions are adopted by the others after a grace"): the
+/// persistent sessions of a node killed with `kill -9` are taken up by the nodes left,
+/// without waiting for their clients. Messages published afterwards are queued for them
+/// there, each client finds its session and every message wherever it connects, and a
+/// session's expiry is kept: one that expires while its client is away has ended when it
+/// comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_nodes_sessions_are_taken_up_by_the_others() {
+    const SESSIONS: usize = 6;
+    const COUNT: usize = 100;
+    const BRIEF_EXPIRY: u32 = 6;
+    let persistent = |expiry: u32| {
+        move |o: &mut rumqttc::v5::MqttOptions| {
+            o.set_clean_start(false);
+            o.set_session_expiry_interval(Some(expiry));
+            o.set_connection_timeout(30);
+        }
+    };
+    let mut cluster = TestCluster::start(
+        3,
+        "max_queued_messages 0\ncluster_node_down_grace 5s\ncluster_checkpoint_interval 200ms",
+    );
+    // Identifiers the nodes left share: kept-8, 9 and 10 go to n1, the others to n3.
+    let kept: Vec<String> = (6..6 + SESSIONS).map(|n| format!("kept-{n}")).collect();
+    let mut publisher = client(cluster.node(1), "adopt-pub").await;
+    for id in kept.iter().map(String::as_str).chain(["brief"]) {
+        let expiry = if id == "brief" { BRIEF_EXPIRY } else { 600 };
+        let (mut session, _) =
+            Client5::start_at(cluster.node(2).addr(), id, persistent(expiry), |_| {}).await;
+        subscribe(&mut session, "adopt/#", 1).await;
+        if id == "kept-6" {
+            await_route(&mut publisher, &mut session, "adopt/probe").await;
+        }
+        session.client.disconnect().await.unwrap();
+        let _ = session.ended().await;
+    }
+
+    cluster.kill(2);
+    let killed_at = Instant::now();
+    // Taken up once n2 is taken for gone and JetStream answers again.
+    let taken = |id: &str| {
+        let line = format!("Session of {id} taken up here");
+        [1, 3]
+            .into_iter()
+            .find(|&n| cluster.node(n).midge.logs().iter().any(|l| l.contains(&line)))
+    };
+    let deadline = killed_at + Duration::from_secs(60);
+    let mut brief_taken_at = None;
+    loop {
+        if brief_taken_at.is_none() && taken("brief").is_some() {
+            brief_taken_at = Some(Instant::now());
+        }
+        let homes: Vec<Option<usize>> = kept.iter().map(|id| taken(id)).collect();
+        if brief_taken_at.is_some() && homes.iter().all(Option::is_some) {
+            eprintln!(
+                "all sessions of n2 taken up {:?} after the kill: {homes:?} (kept-6..), brief too",
+                killed_at.elapsed()
+            );
+            assert_eq!(
+                homes,
+                [3, 3, 1, 1, 1, 3].map(Some),
+                "each taken up by the node chosen for it"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions of n2 taken up 60 s after the kill: {homes:?}, brief: {brief_taken_at:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each taken up once: no session has two homes.
+    for id in kept.iter().map(String::as_str).chain(["brief"]) {
+        let line = format!("Session of {id} taken up here");
+        let times: usize = [1, 3]
+            .into_iter()
+            .map(|n| {
+                cluster
+                    .node(n)
+                    .midge
+                    .logs()
+                    .iter()
+                    .filter(|l| l.contains(&line))
+                    .count()
+            })
+            .sum();
+        assert_eq!(times, 1, "{id} taken up {times} times");
+    }
+
+    // Published once the sessions are taken up (their clients still away): queued for them.
+    publish_acked(&mut publisher, "adopt/x", "after", COUNT).await;
+    // Every client comes back to n1, whichever node took up its session.
+    for id in &kept {
+        let (mut session, ack) = connect_until(cluster.node(1), id, persistent(600), deadline).await;
+        assert!(ack.session_present, "[MQTT-3.2.2-3]: {id}'s session was kept");
+        let mut distinct = std::collections::HashSet::new();
+        while distinct.len() < COUNT {
+            let Ok(publish) = tokio::time::timeout(Duration::from_secs(10), session.publish()).await else {
+                panic!(
+                    "{id} received {} of the {COUNT} messages published while it was away",
+                    distinct.len()
+                );
+            };
+            if publish.topic == "adopt/x" {
+                distinct.insert(publish.payload.clone());
+            }
+        }
+        session.client.disconnect().await.unwrap();
+    }
+
+    // brief's session expired on the node that took it up, counted from the loss of n2.
+    let brief_expires = brief_taken_at.unwrap() + Duration::from_secs(u64::from(BRIEF_EXPIRY) + 2);
+    tokio::time::sleep(brief_expires.saturating_duration_since(Instant::now())).await;
+    let (_, ack) = connect_until(
+        cluster.node(3),
+        "brief",
+        persistent(600),
+        deadline + Duration::from_secs(30),
+    )
+    .await;
+    assert!(!ack.session_present, "[MQTT-3.1.2-23]: brief's session expired");
+}
+
 /// Issue 14, test 6: n2 (broker and nats-server) frozen with `kill -STOP` for 30 s, as a
 /// machine that hangs. Its clients move: a persistent subscriber reconnects on n3 with its
 /// session, and a client whose identifier connects again on n1 takes it over there. Every

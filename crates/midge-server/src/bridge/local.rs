@@ -9,7 +9,10 @@
 //! `max_queued_bytes`) and, with `persistence true`, in the store.
 //!
 //! With persistence on, packets the broker held until a journal write is durable are not read
-//! from the outbox before it is (as a connection task does not write them to its socket).
+//! from the outbox before it is (as a connection task does not write them to its socket); in
+//! a cluster, likewise until the cluster's message log has what the bridge published for
+//! persistent sessions ([`Local::with_log`]), so that the remote broker's message is not
+//! acknowledged before it would outlive this node.
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
@@ -57,6 +60,8 @@ pub(crate) struct Local {
     out: Outbox,
     decoder: Decoder,
     durable: Option<watch::Receiver<u64>>,
+    /// The cluster's message log's settled mark, in a cluster.
+    logged: Option<watch::Receiver<u64>>,
     /// QoS 1 and 2 messages the broker may have in flight to the session at once.
     window: u16,
 }
@@ -74,8 +79,16 @@ impl Local {
             out: Outbox::new(ProtocolVersion::V5),
             decoder: Decoder::new(ProtocolVersion::V5, u32::MAX),
             durable,
+            logged: None,
             window: FORWARD_WINDOW,
         }
+    }
+
+    /// The same session, its acknowledgements held until the cluster's message log has
+    /// settled what they acknowledge (`settled`: `Cluster::log_settled`).
+    pub(crate) fn with_log(mut self, settled: Option<watch::Receiver<u64>>) -> Self {
+        self.logged = settled;
+        self
     }
 
     /// The same session with room for `window` messages in flight (instead of
@@ -172,21 +185,34 @@ impl Local {
         }
     }
 
-    /// Whether the outbox waits for a journal write to be durable.
+    /// Whether the outbox waits for a journal write to be durable, or for the cluster's log.
     fn held(&self) -> bool {
         self.durable
             .as_ref()
             .is_some_and(|durable| self.out.durable_after() > *durable.borrow())
+            || self
+                .logged
+                .as_ref()
+                .is_some_and(|settled| self.out.logged_after() > *settled.borrow())
     }
 
     /// Completes when the broker has something for the session (or ended it), or when the
-    /// journal's durable mark moves while the outbox waits for it.
+    /// journal's durable mark or the log's settled mark moves while the outbox waits.
     pub(crate) async fn ready(&mut self) {
-        if self.held()
-            && let Some(durable) = &mut self.durable
-            && durable.changed().await.is_ok()
-        {
-            return;
+        if self.held() {
+            let moved = async |mark: Option<&mut watch::Receiver<u64>>| {
+                if let Some(mark) = mark
+                    && mark.changed().await.is_ok()
+                {
+                    return;
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = moved(self.durable.as_mut()) => return,
+                () = moved(self.logged.as_mut()) => return,
+                () = self.link.notify.notified() => return,
+            }
         }
         self.link.notify.notified().await;
     }
@@ -200,5 +226,77 @@ impl Local {
         }
         self.out = Outbox::new(ProtocolVersion::V5);
         Some(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use midge_codec::{
+        PacketId, Publish, QoS, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    };
+    use midge_core::routes::{DurableLog, Settlement};
+
+    /// A cluster log that gives every message for persistent sessions ticket 7.
+    #[derive(Debug)]
+    struct Ticket7;
+
+    impl DurableLog for Ticket7 {
+        fn append(&self, _client_ids: &[ByteString], _message: &Arc<midge_core::Message>) -> u64 {
+            7
+        }
+        fn forward_ticket(&self) -> (u64, Settlement) {
+            (0, Settlement::new(|| {}))
+        }
+    }
+
+    /// In a cluster, a bridge's QoS 1 publish for a persistent session is acknowledged (and
+    /// so acknowledged to the remote broker) only once the cluster's message log has it, as
+    /// a client's is: a node lost meanwhile would otherwise take the message with it.
+    #[test]
+    fn a_bridged_message_for_a_persistent_session_waits_for_the_clusters_log() {
+        let now = Instant::now();
+        let broker = Broker::new(midge_core::BrokerConfig::default(), 1);
+        broker.keep_durable_in(Arc::new(Ticket7));
+        let mut keeper = Local::new(broker.clone(), "keeper", None, false);
+        keeper.attach(now).unwrap();
+        assert!(keeper.send(
+            Packet::Subscribe(Subscribe {
+                packet_id: PacketId::new(1).unwrap(),
+                subscriptions: vec![Subscription {
+                    filter: TopicFilter::try_from("kept/#").unwrap(),
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        ..SubscriptionOptions::default()
+                    },
+                }],
+                properties: Default::default(),
+            }),
+            now
+        ));
+        keeper.detach(now);
+
+        let (settle, settled) = watch::channel(0_u64);
+        let mut bridge = Local::new(broker, "bridge", None, true).with_log(Some(settled));
+        bridge.attach(now).unwrap();
+        assert!(matches!(bridge.next_packet(now), Some(Packet::ConnAck(_))));
+        let mut publish = Publish::new(TopicName::try_from("kept/x").unwrap(), "m");
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = PacketId::new(9);
+        assert!(bridge.send(Packet::Publish(publish), now));
+        assert!(
+            bridge.next_packet(now).is_none(),
+            "acknowledged before the log had it"
+        );
+        settle.send_replace(6);
+        assert!(
+            bridge.next_packet(now).is_none(),
+            "acknowledged before the log had it"
+        );
+        settle.send_replace(7);
+        assert!(
+            matches!(bridge.next_packet(now), Some(Packet::PubAck(ack)) if ack.packet_id.get() == 9),
+            "the PUBACK once the log has it"
+        );
     }
 }

@@ -33,6 +33,7 @@ pub use status::BridgeStatus;
 pub(crate) fn start(
     plans: Vec<BridgePlan>,
     broker: &Arc<Broker>,
+    log_settled: Option<&watch::Receiver<u64>>,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) -> Vec<Arc<BridgeStatus>> {
@@ -40,7 +41,13 @@ pub(crate) fn start(
         .into_iter()
         .map(|plan| {
             let status = Arc::new(BridgeStatus::new(&plan.name, &plan.local_client_id));
-            tasks.spawn(run::start(plan, broker.clone(), status.clone(), stop.clone()));
+            tasks.spawn(run::start(
+                plan,
+                broker.clone(),
+                status.clone(),
+                log_settled.cloned(),
+                stop.clone(),
+            ));
             status
         })
         .collect()

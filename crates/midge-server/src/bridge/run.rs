@@ -62,9 +62,10 @@ pub(crate) fn start(
     plan: BridgePlan,
     broker: Arc<Broker>,
     status: Arc<BridgeStatus>,
+    log_settled: Option<watch::Receiver<u64>>,
     mut stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut runner = Runner::new(plan, broker, status);
+    let mut runner = Runner::new(plan, broker, status, log_settled);
     runner.announce(false);
     runner.prepare_local();
     async move { runner.run(&mut stop).await }
@@ -143,13 +144,19 @@ struct Runner {
 }
 
 impl Runner {
-    fn new(plan: BridgePlan, broker: Arc<Broker>, status: Arc<BridgeStatus>) -> Self {
+    fn new(
+        plan: BridgePlan,
+        broker: Arc<Broker>,
+        status: Arc<BridgeStatus>,
+        log_settled: Option<watch::Receiver<u64>>,
+    ) -> Self {
         let local = Local::new(
             broker.clone(),
             &plan.local_client_id,
             plan.local_username.as_deref(),
             plan.local_clean,
-        );
+        )
+        .with_log(log_settled);
         let now = Instant::now();
         Self {
             plan,

@@ -28,8 +28,9 @@
 //!   refuses any with 0x89 Server busy; a clean session is admitted without a claim while the
 //!   cluster cannot be reached.
 //! - A QoS 1 or 2 forward given up with its node is logged for the persistent sessions it
-//!   matches and handed to their new nodes before its publisher is acknowledged
-//!   ([`rescue`]). A persistent session that moves to another node hands that node what it
+//!   matches and handed to every node that is up, for those sessions, before its publisher
+//!   is acknowledged ([`rescue`]). The persistent sessions of a node that is gone are taken
+//!   up by the others after the grace ([`adoption`]). A persistent session that moves to another node hands that node what it
 //!   still held here, and for a while forwards that match its subscriptions follow it
 //!   ([`Moved`]): the node may have read the session's log before they were queued here.
 //! - Retained messages clients set here are handed to the cluster, and every node's (this
@@ -55,6 +56,7 @@ use tokio::task::JoinSet;
 
 use crate::bridge::local::Local;
 
+mod adoption;
 mod checkpoint;
 mod rescue;
 
@@ -100,8 +102,16 @@ pub(crate) fn start(
         acks_rx,
         broker.journal().map(|journal| journal.watch()),
     ));
+    let (adopt, nudges) = mpsc::unbounded_channel();
+    tasks.spawn(adoption::run(
+        cluster.clone(),
+        broker.clone(),
+        nudges,
+        stop.clone(),
+    ));
     let glue = Glue {
         acks,
+        adopt,
         rescue: Arc::new(rescue::Rescue::new(cluster.clone(), broker.clone())),
         moved: HashMap::new(),
         broker: broker.clone(),
@@ -253,11 +263,17 @@ async fn replay(
     client_id: &str,
     peer: &str,
 ) -> Result<(), ReasonCode> {
-    let Some(replay) = cluster.replay(client_id).await else {
+    replay_log(cluster, broker, client_id).await.map_err(|()| {
         broker.take_over_client(client_id, Instant::now());
         tracing::info!(event = "client.refused", %peer, client_id, "Client {client_id} refused from {peer}: the messages kept for its session cannot be read from the cluster yet (server unavailable).");
-        return Err(ReasonCode::ServerUnavailable);
-    };
+        ReasonCode::ServerUnavailable
+    })
+}
+
+/// Queues in `client_id`'s session here what the cluster's message log holds for it past
+/// its floor; an error if the log cannot be read.
+async fn replay_log(cluster: &dyn Cluster, broker: &Broker, client_id: &str) -> Result<(), ()> {
+    let replay = cluster.replay(client_id).await.ok_or(())?;
     let now = Instant::now();
     let mut queued = 0_usize;
     let read = replay.messages.len();
@@ -433,6 +449,8 @@ struct Glue {
     acks: mpsc::UnboundedSender<PendingAck>,
     /// What becomes of forwards to nodes that are gone.
     rescue: Arc<rescue::Rescue>,
+    /// Nudges the taking up of the sessions of nodes that are gone ([`adoption`]).
+    adopt: mpsc::UnboundedSender<()>,
     /// Persistent sessions that moved to other nodes lately, by client identifier.
     moved: HashMap<String, Moved>,
     broker: Arc<Broker>,
@@ -648,7 +666,10 @@ impl Glue {
             }
             // Events are taken in order: every route told before this one is in force.
             Event::RoutesKnown => self.cluster.routes_applied(),
-            Event::NodeDown(_) | Event::NodeUp(_) => {}
+            Event::NodeDown(_) => {
+                let _ = self.adopt.send(());
+            }
+            Event::NodeUp(_) => {}
         }
     }
 

@@ -168,7 +168,7 @@ pub(crate) struct Client {
     next_msg_id: u16,
     /// QoS 2 deliveries dropped here: the core's PUBREL for them is answered here too.
     swallow_pubrel: HashSet<PacketId>,
-    /// The outbox waits for a journal write to be durable.
+    /// The outbox waits for a journal write to be durable, or for the cluster's log.
     pub(crate) held: bool,
 }
 
@@ -839,7 +839,11 @@ impl Client {
         self.held = ctx
             .durable
             .as_ref()
-            .is_some_and(|durable| self.out.durable_after() > *durable.borrow());
+            .is_some_and(|durable| self.out.durable_after() > *durable.borrow())
+            || ctx
+                .logged
+                .as_ref()
+                .is_some_and(|settled| self.out.logged_after() > *settled.borrow());
         if self.held {
             return Outcome::Continue;
         }

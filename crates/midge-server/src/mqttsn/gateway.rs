@@ -85,6 +85,7 @@ pub(crate) async fn run(
     max_connection_rate: Option<u32>,
     broker: Arc<Broker>,
     counters: Arc<SnCounters>,
+    logged: Option<watch::Receiver<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let port = socket.local_addr().map_or(0, |a| a.port());
@@ -92,6 +93,7 @@ pub(crate) async fn run(
     let journal = broker.journal().cloned();
     let durable = journal.as_ref().map(|journal| journal.watch());
     let mut durable_changes = durable.clone();
+    let mut logged_changes = logged.clone();
     let first_free_id = spec.predefined.highest().saturating_add(1);
     let mut gateway = Gateway {
         ctx: Context {
@@ -101,6 +103,7 @@ pub(crate) async fn run(
             first_free_id,
             counters,
             durable,
+            logged,
             journal,
         },
         broker,
@@ -154,6 +157,16 @@ pub(crate) async fn run(
             moved = async {
                 match durable_changes.as_mut() {
                     Some(durable) => durable.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            }, if any_held => {
+                if moved {
+                    gateway.pump_held(Instant::now());
+                }
+            }
+            moved = async {
+                match logged_changes.as_mut() {
+                    Some(settled) => settled.changed().await.is_ok(),
                     None => std::future::pending().await,
                 }
             }, if any_held => {

@@ -189,6 +189,9 @@ pub(crate) struct Context {
     pub(crate) counters: Arc<SnCounters>,
     /// The journal's durable mark, with persistence.
     pub(crate) durable: Option<watch::Receiver<u64>>,
+    /// The cluster's message log's settled mark, in a cluster: what a client published for
+    /// persistent sessions is acknowledged once the log has it.
+    pub(crate) logged: Option<watch::Receiver<u64>>,
     /// The journal, with persistence: persistent clients' topic ids and wills go there.
     pub(crate) journal: Option<Arc<midge_store::Journal>>,
 }
