@@ -388,7 +388,12 @@ impl Broker {
         let (generation, stored) = {
             let mut session = cell.state.lock();
             session.generation += 1;
-            session.link = Some(link);
+            // Another connection of this client attached since `take_session` looked: this one
+            // takes over from it, as from one attached before.
+            if let Some(old) = session.link.replace(link) {
+                tracing::info!(client_id = %client_id, "Client {client_id} already connected, closing old connection.");
+                old.close(ReasonCode::SessionTakenOver);
+            }
             session.note_attached();
             session.version = Some(version);
             session.internal = crate::routes::is_internal(&cell.client_id);
@@ -406,6 +411,31 @@ impl Broker {
             let stored = self.persist_connect(&cell.client_id, &mut session);
             (session.generation, stored)
         };
+        // The session may have left the map since `take_session` (a clean start of the same
+        // client here replaced it, or its client was claimed by another node of a cluster):
+        // this connection would live on with a session no longer here, and never be taken
+        // over. Refused instead, as busy; the client connects again.
+        if !self
+            .sessions
+            .lock()
+            .get(&client_id)
+            .is_some_and(|current| Arc::ptr_eq(current, &cell))
+        {
+            {
+                let mut session = cell.state.lock();
+                session.generation += 1;
+                session.link = None;
+                session.will = None;
+            }
+            cell.set_online(false);
+            Stats::bump(&self.stats.connects_refused);
+            let refusal = Refusal {
+                reason: ReasonCode::ServerBusy,
+                detail: format!("the session of {client_id} was replaced while it connected"),
+            };
+            crate::connack::send_refusal(&connect, rules, &refusal, true, out);
+            return Err(refusal);
+        }
         self.checkpoint(&cell);
         Stats::bump(&self.stats.connects);
 
@@ -736,7 +766,10 @@ impl Broker {
     /// the session's messages from the cluster before these were queued here.
     pub fn take_over_client_and_queue(&self, client_id: &str, now: Instant) -> (bool, Vec<Arc<Message>>) {
         let mut held = Vec::new();
-        let closed = self.close_client(client_id, ReasonCode::SessionTakenOver, true, now);
+        let mut closed = self.close_client(client_id, ReasonCode::SessionTakenOver, true, now);
+        // A connection that attached after `close_client` looked, closed too below: it would
+        // otherwise live on with a session no longer here.
+        let mut late = None;
         if closed {
             tracing::info!(
                 event = "client.taken_over",
@@ -762,9 +795,13 @@ impl Broker {
                 session.will = None;
                 cell.set_online(false);
                 self.unpersist(client_id, &mut session);
-                session.link = None;
+                late = session.link.take();
             }
             self.forget_subscriptions(&cell);
+        }
+        if let Some(link) = late {
+            link.close(ReasonCode::SessionTakenOver);
+            closed = true;
         }
         (closed, held)
     }
@@ -1325,6 +1362,15 @@ impl Broker {
                 .get(&cell.client_id)
                 .is_some_and(|c| Arc::ptr_eq(c, cell))
             {
+                // A connection may have taken the session up since it was looked at above:
+                // it stays, or that connection would live on with a session no longer here.
+                let reattached = {
+                    let session = cell.state.lock();
+                    session.generation != generation || session.link.is_some()
+                };
+                if reattached {
+                    return false;
+                }
                 sessions.remove(&cell.client_id);
             }
         }

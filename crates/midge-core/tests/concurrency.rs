@@ -61,3 +61,72 @@ fn a_subscribe_racing_a_retained_publish_gets_the_message_once_and_last() {
         );
     }
 }
+
+/// CONNECTs with one client identifier from many threads at once, some starting clean and
+/// some resuming, while the session is taken over for another node (a cluster's claim) now
+/// and then: at most one connection is left open, and it is the one the session holds. A
+/// connection that attached between another's look at the session and its own, or to a
+/// session just removed, used to stay open with no session to take it over
+/// [MQTT-3.1.4-3].
+#[test]
+fn concurrent_connects_with_one_identifier_leave_at_most_the_sessions_own_connection() {
+    use std::sync::Arc;
+
+    use midge_codec::Connect;
+    use support::TestLink;
+
+    let broker = broker(BrokerConfig::default());
+    let now = Instant::now();
+    for round in 0..200 {
+        const CONNECTS: usize = 6;
+        let barrier = Barrier::new(CONNECTS + 1);
+        let accepted: Vec<Option<(Arc<TestLink>, midge_core::Connection)>> = std::thread::scope(|scope| {
+            let taking_over = scope.spawn(|| {
+                barrier.wait();
+                for _ in 0..3 {
+                    broker.take_over_client_and_queue("same", now);
+                    std::thread::yield_now();
+                }
+            });
+            let connecting: Vec<_> = (0..CONNECTS)
+                .map(|n| {
+                    let (broker, barrier) = (&broker, &barrier);
+                    scope.spawn(move || {
+                        let mut connect = Connect::new(if n % 2 == 0 { V5 } else { V311 }, "same");
+                        connect.clean_start = n % 3 == 0;
+                        if connect.protocol.is_v5() {
+                            connect.properties.session_expiry_interval = Some(60);
+                        }
+                        let link = Arc::new(TestLink::default());
+                        let mut out = midge_core::Outbox::new(connect.protocol);
+                        barrier.wait();
+                        broker
+                            .connect(connect, link.clone(), now, &mut out)
+                            .ok()
+                            .map(|connection| (link, connection))
+                    })
+                })
+                .collect();
+            taking_over.join().unwrap();
+            connecting
+                .into_iter()
+                .map(|thread| thread.join().unwrap())
+                .collect()
+        });
+        let open: Vec<&Arc<TestLink>> = accepted
+            .iter()
+            .flatten()
+            .map(|(link, _)| link)
+            .filter(|link| link.closed.lock().is_none())
+            .collect();
+        assert!(open.len() <= 1, "round {round}: {} connections open", open.len());
+        if let Some(link) = open.first() {
+            let info = broker.session_info("same");
+            assert!(
+                info.as_ref().is_some_and(|info| info.connected),
+                "round {round}: the open connection {link:p} has no session ({info:?}; {} accepted)",
+                accepted.iter().flatten().count()
+            );
+        }
+    }
+}

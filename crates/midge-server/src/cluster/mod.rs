@@ -30,9 +30,12 @@
 //! - A QoS 1 or 2 forward given up with its node is logged for the persistent sessions it
 //!   matches and handed to every node that is up, for those sessions, before its publisher
 //!   is acknowledged ([`rescue`]). The persistent sessions of a node that is gone are taken
-//!   up by the others after the grace ([`adoption`]). A persistent session that moves to another node hands that node what it
-//!   still held here, and for a while forwards that match its subscriptions follow it
-//!   ([`Moved`]): the node may have read the session's log before they were queued here.
+//!   up by the others after the grace ([`adoption`]).
+//! - A persistent session that moves to another node hands that node what it still held
+//!   here, and for a while the messages that match its subscriptions follow it ([`Moved`]):
+//!   forwards from senders that do not know its new route yet, and this node's own
+//!   publishes, which go to the new node by provisional routes until its own are known
+//!   here. The node may have read the session's log before they were queued here.
 //! - Retained messages clients set here are handed to the cluster, and every node's (this
 //!   one's included, in the cluster's order) are kept here without being delivered: a
 //!   subscriber on any node finds the same retained messages.
@@ -109,19 +112,7 @@ pub(crate) fn start(
         nudges,
         stop.clone(),
     ));
-    let glue = Glue {
-        acks,
-        adopt,
-        rescue: Arc::new(rescue::Rescue::new(cluster.clone(), broker.clone())),
-        moved: HashMap::new(),
-        broker: broker.clone(),
-        cluster: cluster.clone(),
-        local,
-        remote: HashMap::new(),
-        by_id: HashMap::new(),
-        next_id: 0,
-        next_packet_id: 0,
-    };
+    let glue = Glue::new(broker.clone(), cluster.clone(), local, acks, adopt);
     tasks.spawn(glue.run(events, stop.clone()));
     cluster
 }
@@ -453,6 +444,9 @@ struct Glue {
     adopt: mpsc::UnboundedSender<()>,
     /// Persistent sessions that moved to other nodes lately, by client identifier.
     moved: HashMap<String, Moved>,
+    /// Routes taken for a node that a session here moved to, before that node's own are
+    /// known here, and until when (then dropped, unless the node told them meanwhile).
+    provisional: HashMap<(Arc<str>, String), Instant>,
     broker: Arc<Broker>,
     cluster: Arc<dyn Cluster>,
     local: Local,
@@ -465,6 +459,29 @@ struct Glue {
 }
 
 impl Glue {
+    fn new(
+        broker: Arc<Broker>,
+        cluster: Arc<dyn Cluster>,
+        local: Local,
+        acks: mpsc::UnboundedSender<PendingAck>,
+        adopt: mpsc::UnboundedSender<()>,
+    ) -> Self {
+        Self {
+            acks,
+            adopt,
+            rescue: Arc::new(rescue::Rescue::new(cluster.clone(), broker.clone())),
+            moved: HashMap::new(),
+            provisional: HashMap::new(),
+            broker,
+            cluster,
+            local,
+            remote: HashMap::new(),
+            by_id: HashMap::new(),
+            next_id: 0,
+            next_packet_id: 0,
+        }
+    }
+
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, mut stop: watch::Receiver<bool>) {
         // Acknowledgements from other nodes, as (packet id, QoS) of the session's deliveries.
         let (acked_tx, mut acked) = mpsc::unbounded_channel::<(PacketId, QoS)>();
@@ -481,7 +498,10 @@ impl Glue {
                         self.on_event(event);
                     }
                 }
-                _ = floors.tick() => self.move_floors(),
+                _ = floors.tick() => {
+                    self.move_floors();
+                    self.drop_provisional(Instant::now());
+                }
                 Some((packet_id, qos)) = acked.recv() => {
                     self.acknowledge(packet_id, qos);
                     while let Ok((packet_id, qos)) = acked.try_recv() {
@@ -534,6 +554,7 @@ impl Glue {
                     publish.properties.subscription_identifiers.clear();
                     let qos = publish.qos;
                     let packet_id = publish.packet_id;
+                    let topic = publish.topic.clone();
                     let mut encoded = BytesMut::new();
                     if Packet::Publish(publish)
                         .encode(ProtocolVersion::V5, &mut encoded)
@@ -542,7 +563,14 @@ impl Glue {
                         continue;
                     }
                     let packet = encoded.freeze();
-                    let waits = self.cluster.forward(&nodes, packet.clone(), qos);
+                    let mut waits = self.cluster.forward(&nodes, packet.clone(), qos);
+                    if qos != QoS::AtMostOnce {
+                        // A publish here for a session that just moved (its new node may
+                        // have read the session's log before it, and may not hold the
+                        // session yet when the forward arrives) is logged for it and
+                        // handed to it there as well.
+                        waits.extend(self.follow_moved(topic.as_str(), &packet, now));
+                    }
                     let Some(packet_id) = packet_id.filter(|_| qos != QoS::AtMostOnce) else {
                         continue;
                     };
@@ -592,8 +620,15 @@ impl Glue {
     fn on_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::RouteAdded { node, filter } => self.add_route(node, filter, now),
-            Event::RouteRemoved { node, filter } => self.remove_route(&node, &filter, now),
+            Event::RouteAdded { node, filter } => {
+                // Told by the node itself: no longer provisional.
+                self.provisional.remove(&(node.clone(), filter.clone()));
+                self.add_route(node, filter, now);
+            }
+            Event::RouteRemoved { node, filter } => {
+                self.provisional.remove(&(node.clone(), filter.clone()));
+                self.remove_route(&node, &filter, now);
+            }
             // Not taken, nor acknowledged: the broker stops (see `Cluster::close`).
             Event::Forwarded { .. } if self.cluster.closing() => {}
             Event::Forwarded {
@@ -713,11 +748,27 @@ impl Glue {
                 );
             }
         }
-        let filters = info
+        let filters: Vec<TopicFilter> = info
             .subscriptions
             .iter()
             .filter_map(|filter| TopicFilter::try_from(filter.as_ref()).ok())
             .collect();
+        // Until `owner`'s own routes are known here, this node's publishes that match the
+        // session's subscriptions go there as well (and follow it, see `follow_moved`):
+        // they would otherwise match nothing here, and `owner` read the session's log
+        // before they were published.
+        for filter in &filters {
+            let inner = filter.shared().map_or(filter.as_str(), |shared| shared.filter);
+            let known = self
+                .remote
+                .get(inner)
+                .is_some_and(|remote| remote.nodes.contains(&owner));
+            if !known {
+                self.provisional
+                    .insert((owner.clone(), inner.to_owned()), now + MOVED_FOR);
+                self.add_route(owner.clone(), inner.to_owned(), now);
+            }
+        }
         self.moved.retain(|_, moved| moved.until > now);
         self.moved.insert(
             client_id.to_owned(),
@@ -749,6 +800,20 @@ impl Glue {
             );
         }
         waits
+    }
+
+    /// Drops the provisional routes whose time is up (their node never told them).
+    fn drop_provisional(&mut self, now: Instant) {
+        let expired: Vec<(Arc<str>, String)> = self
+            .provisional
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(route, _)| route.clone())
+            .collect();
+        for (node, filter) in expired {
+            self.provisional.remove(&(node.clone(), filter.clone()));
+            self.remove_route(&node, &filter, now);
+        }
     }
 
     fn add_route(&mut self, node: Arc<str>, filter: String, now: Instant) {
@@ -880,6 +945,143 @@ mod tests {
         fn status(&self) -> midge_cluster::ClusterStatus {
             midge_cluster::ClusterStatus::default()
         }
+    }
+
+    /// A cluster of which this node is n2, that records what is forwarded, logged and
+    /// delivered (each answered at once), and knows "mover" as n3's.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        forwarded: parking_lot::Mutex<Vec<Vec<Arc<str>>>>,
+        logged: parking_lot::Mutex<Vec<Vec<String>>>,
+        delivered: parking_lot::Mutex<Vec<(Arc<str>, Vec<String>)>>,
+    }
+
+    fn answered() -> tokio::sync::oneshot::Receiver<bool> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let _ = done.send(true);
+        wait
+    }
+
+    impl Cluster for Recorder {
+        fn node_id(&self) -> &str {
+            "n2"
+        }
+        fn route_added(&self, _filter: &str) {}
+        fn route_removed(&self, _filter: &str) {}
+        fn retained_changed(&self, _topic: &str, _packet: bytes::Bytes) {}
+        fn forward(
+            &self,
+            nodes: &[Arc<str>],
+            _packet: bytes::Bytes,
+            _qos: QoS,
+        ) -> Vec<tokio::sync::oneshot::Receiver<bool>> {
+            self.forwarded.lock().push(nodes.to_vec());
+            nodes.iter().map(|_| answered()).collect()
+        }
+        fn deliver(
+            &self,
+            node: &Arc<str>,
+            client_ids: Vec<String>,
+            _packet: bytes::Bytes,
+        ) -> tokio::sync::oneshot::Receiver<bool> {
+            self.delivered.lock().push((node.clone(), client_ids));
+            answered()
+        }
+        fn log(
+            &self,
+            client_ids: Vec<String>,
+            _packet: bytes::Bytes,
+        ) -> tokio::sync::oneshot::Receiver<bool> {
+            self.logged.lock().push(client_ids);
+            answered()
+        }
+        fn claim<'a>(&'a self, _client_id: &'a str) -> midge_cluster::Claiming<'a> {
+            Box::pin(std::future::ready(Err(ClaimError::Contended)))
+        }
+        fn owner(&self, client_id: &str) -> Option<(Arc<str>, u64)> {
+            (client_id == "mover").then(|| (Arc::from("n3"), 2))
+        }
+        fn session_changed(&self, _client_id: &str, _checkpoint: bytes::Bytes) {}
+        fn session_ended(&self, _client_id: &str) {}
+        fn checkpoint<'a>(&'a self, _client_id: &'a str) -> midge_cluster::Fetching<'a> {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+        fn status(&self) -> midge_cluster::ClusterStatus {
+            midge_cluster::ClusterStatus::default()
+        }
+    }
+
+    /// A persistent session here whose client just connected on n3: n3 read the session's
+    /// log before a client here publishes for it, and its own routes are not known here yet.
+    /// The publish goes to n3 all the same (a provisional route), and is logged for the
+    /// session and handed to it there (n3 may not hold the session yet when the forward
+    /// arrives) before it is acknowledged.
+    #[tokio::test]
+    async fn a_publish_here_just_after_a_session_moved_follows_it_to_its_new_node() {
+        let now = Instant::now();
+        let broker = Broker::new(midge_core::BrokerConfig::default(), 1);
+        let cluster = Arc::new(Recorder::default());
+        let mut local = Local::new(broker.clone(), CLUSTER_CLIENT_ID, None, true);
+        local.attach(now).unwrap();
+        let (acks, _acks) = mpsc::unbounded_channel();
+        let (adopt, _nudges) = mpsc::unbounded_channel();
+        let mut glue = Glue::new(broker.clone(), cluster.clone(), local, acks, adopt);
+        let (acked, _acked) = mpsc::unbounded_channel();
+        glue.pump(&acked);
+
+        let mut mover = Local::new(broker.clone(), "mover", None, false);
+        mover.attach(now).unwrap();
+        let subscribe = Subscribe {
+            packet_id: PacketId::MIN,
+            subscriptions: vec![Subscription {
+                filter: TopicFilter::try_from("moving/#").unwrap(),
+                options: SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..SubscriptionOptions::default()
+                },
+            }],
+            properties: Default::default(),
+        };
+        assert!(mover.send(Packet::Subscribe(subscribe), now));
+        glue.on_event(Event::Owner {
+            client_id: "mover".into(),
+            node: Arc::from("n3"),
+            revision: 2,
+        });
+        glue.pump(&acked);
+        assert!(
+            broker.session_info("mover").is_none(),
+            "the session left with its client"
+        );
+
+        let mut publisher = Local::new(broker, "publisher", None, true);
+        publisher.attach(now).unwrap();
+        let mut publish = midge_codec::Publish::new(
+            midge_codec::TopicName::try_from("moving/x").unwrap(),
+            bytes::Bytes::from_static(b"m"),
+        );
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = PacketId::new(1);
+        assert!(publisher.send(Packet::Publish(publish), now));
+        glue.pump(&acked);
+        assert_eq!(*cluster.forwarded.lock(), vec![vec![Arc::<str>::from("n3")]]);
+        assert_eq!(*cluster.logged.lock(), vec![vec!["mover".to_owned()]]);
+        assert_eq!(
+            *cluster.delivered.lock(),
+            vec![(Arc::<str>::from("n3"), vec!["mover".to_owned()])]
+        );
+
+        // n3 tells its route: the provisional one is its own now, and outlives the minute.
+        glue.on_event(Event::RouteAdded {
+            node: Arc::from("n3"),
+            filter: "moving/#".into(),
+        });
+        glue.drop_provisional(now + MOVED_FOR + Duration::from_secs(1));
+        assert!(
+            glue.remote
+                .get("moving/#")
+                .is_some_and(|remote| remote.nodes.contains("n3"))
+        );
     }
 
     /// `cluster_netsplit_allow`: a node cut off from the cluster refuses persistent sessions
