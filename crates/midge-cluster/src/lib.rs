@@ -101,6 +101,11 @@ pub trait Cluster: Send + Sync + Debug {
     fn checkpoints(&self) -> FetchingAll<'_> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+    /// The keys of those checkpoints ([`keys::hashed`] of each client identifier): which
+    /// client identifiers have a persistent session, without reading the sessions.
+    fn checkpoint_keys(&self) -> ListingKeys<'_> {
+        Box::pin(std::future::ready(Ok(std::collections::HashSet::new())))
+    }
     /// A connection here was closed because its client was claimed by another node.
     fn note_taken_over(&self) {}
     /// A session another node kept was taken up here.
@@ -196,6 +201,10 @@ pub type Fetching<'a> = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String
 
 /// Every checkpoint being fetched: an error if the cluster did not answer.
 pub type FetchingAll<'a> = Pin<Box<dyn Future<Output = Result<Vec<Bytes>, String>> + Send + 'a>>;
+
+/// Keys being listed: an error if the cluster did not answer.
+pub type ListingKeys<'a> =
+    Pin<Box<dyn Future<Output = Result<std::collections::HashSet<String>, String>> + Send + 'a>>;
 
 /// Why a client identifier could not be claimed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

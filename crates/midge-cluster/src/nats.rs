@@ -51,8 +51,8 @@ use crate::frame::{Body, Frame};
 use crate::keys;
 use crate::log::LogEntry;
 use crate::{
-    Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, FetchingAll, NodeStatus, Replay,
-    Replaying,
+    Ack, ClaimError, Claiming, Cluster, ClusterStatus, Event, Fetching, FetchingAll, ListingKeys, NodeStatus,
+    Replay, Replaying,
 };
 
 /// How long a forward waits for its ack before it (and everything after it on its link) is
@@ -859,6 +859,28 @@ impl NatsCluster {
         }
     }
 
+    /// The keys of the session checkpoints in the sessions bucket (not of the floors).
+    async fn list_checkpoint_keys(&self) -> Result<HashSet<String>, String> {
+        let deadline = tokio::time::Instant::now() + REPLAY_WITHIN;
+        let store = once_set(&self.sessions_store, Some(deadline))
+            .await
+            .ok_or("JetStream has not answered yet")?;
+        let list = async {
+            let mut keys = store.keys().await.map_err(|e| e.to_string())?;
+            let mut found = HashSet::new();
+            while let Some(key) = keys.next().await {
+                let key = key.map_err(|e| e.to_string())?;
+                if !key.starts_with(keys::FLOOR_PREFIX) {
+                    found.insert(key);
+                }
+            }
+            Ok(found)
+        };
+        tokio::time::timeout_at(deadline, list)
+            .await
+            .map_err(|_| format!("no answer within {REPLAY_WITHIN:?}"))?
+    }
+
     /// Every session checkpoint in the sessions bucket (not the floors beside them).
     async fn fetch_checkpoints(&self) -> Result<Vec<Bytes>, String> {
         let deadline = tokio::time::Instant::now() + REPLAY_WITHIN;
@@ -866,14 +888,7 @@ impl NatsCluster {
             .await
             .ok_or("JetStream has not answered yet")?;
         let read = async {
-            let mut keys = store.keys().await.map_err(|e| e.to_string())?;
-            let mut found = Vec::new();
-            while let Some(key) = keys.next().await {
-                let key = key.map_err(|e| e.to_string())?;
-                if !key.starts_with(keys::FLOOR_PREFIX) {
-                    found.push(key);
-                }
-            }
+            let found = self.list_checkpoint_keys().await?;
             let mut checkpoints = Vec::with_capacity(found.len());
             for key in found {
                 if let Some(value) = store.get(&key).await.map_err(|e| e.to_string())? {
@@ -1600,6 +1615,10 @@ impl Cluster for NatsCluster {
 
     fn checkpoints(&self) -> FetchingAll<'_> {
         Box::pin(self.fetch_checkpoints())
+    }
+
+    fn checkpoint_keys(&self) -> ListingKeys<'_> {
+        Box::pin(self.list_checkpoint_keys())
     }
 
     fn claim<'a>(&'a self, client_id: &'a str) -> Claiming<'a> {

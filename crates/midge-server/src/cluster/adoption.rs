@@ -16,7 +16,6 @@
 //! session beyond its connection is left to its node, which may only be cut off, and whose
 //! clients would otherwise be closed when it is back.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,9 +35,6 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let every = cluster.node_down_grace().max(Duration::from_secs(1));
-    // Client identifiers of gone nodes with no session to take (at that ownership's
-    // revision): not read again.
-    let mut not_persistent: HashSet<(String, u64)> = HashSet::new();
     loop {
         tokio::select! {
             nudge = nudges.recv() => if nudge.is_none() { return },
@@ -50,28 +46,29 @@ pub(super) async fn run(
         }
         let orphans = cluster.orphans();
         if orphans.is_empty() {
-            not_persistent.clear();
             continue;
         }
+        // Which of them have a persistent session, from the checkpoints' keys alone: a lost
+        // node may have owned many more identifiers of clean sessions, each a read.
+        let Ok(persistent) = cluster.checkpoint_keys().await else {
+            continue;
+        };
         let mut nodes = cluster.peers_up();
         let me: Arc<str> = Arc::from(cluster.node_id());
         nodes.push(me.clone());
         for (client_id, revision) in orphans {
             if chosen(&client_id, &nodes) != Some(&me)
-                || not_persistent.contains(&(client_id.clone(), revision))
+                || !persistent.contains(&midge_cluster::keys::hashed(&client_id))
             {
                 continue;
             }
             if *stop.borrow() || cluster.closing() {
                 return;
             }
-            match take_up(cluster.as_ref(), &broker, &client_id, revision).await {
-                Outcome::NotPersistent => {
-                    not_persistent.insert((client_id, revision));
-                }
-                // Not the others either, this round (each would wait as long).
-                Outcome::Unreachable => break,
-                Outcome::Taken | Outcome::Left => {}
+            // Not the others either, this round, if the cluster does not answer (each would
+            // wait as long).
+            if take_up(cluster.as_ref(), &broker, &client_id, revision).await == Outcome::Unreachable {
+                break;
             }
         }
     }
