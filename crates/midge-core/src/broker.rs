@@ -876,6 +876,17 @@ impl Broker {
                     .values()
                     .map(|s| (s.filter.clone(), s.options, s.id))
                     .collect(),
+                will: session.will.as_ref().map(|will| crate::routes::CheckpointWill {
+                    publish: will.message.to_publish(
+                        will.message.qos,
+                        will.message.retain,
+                        &[],
+                        Instant::now(),
+                    ),
+                    delay: will.delay,
+                    username: will.username.as_ref().map(ToString::to_string),
+                    listener: will.listener,
+                }),
             }
         };
         observer.session_changed(checkpoint);
@@ -883,8 +894,21 @@ impl Broker {
 
     /// Takes up here a session another node kept (its client connects here now), unless a
     /// session of that client exists here already: offline, with its subscriptions, until
-    /// the client's CONNECT attaches it. True if it was taken up.
+    /// the client's CONNECT attaches it. True if it was taken up. Its will is left to the
+    /// node its connection was on (which publishes it when it closes that connection).
     pub fn adopt_session(&self, checkpoint: crate::routes::SessionCheckpoint, now: Instant) -> bool {
+        self.take_up(checkpoint, false, now)
+    }
+
+    /// As [`Broker::adopt_session`], for the session of a node that is lost (`lost_at`):
+    /// its connection ended with that node, so the will it left waiting is published as for
+    /// a connection that ended then without DISCONNECT (at once, or after what remains of
+    /// its Will Delay Interval unless the client connects again first).
+    pub fn adopt_lost_session(&self, checkpoint: crate::routes::SessionCheckpoint, lost_at: Instant) -> bool {
+        self.take_up(checkpoint, true, lost_at)
+    }
+
+    fn take_up(&self, checkpoint: crate::routes::SessionCheckpoint, with_will: bool, now: Instant) -> bool {
         let client_id = ByteString::from(checkpoint.client_id.as_str());
         let cell = {
             let mut sessions = self.sessions.lock();
@@ -899,6 +923,23 @@ impl Broker {
             let mut session = cell.state.lock();
             session.expiry = checkpoint.expiry;
             session.disconnected_at = Some(now);
+            session.will = checkpoint.will.filter(|_| with_will).map(|will| {
+                let publish = will.publish;
+                Box::new(PendingWill {
+                    message: Arc::new(Message::new(
+                        publish.topic,
+                        publish.payload,
+                        publish.qos,
+                        publish.retain,
+                        publish.properties,
+                        None,
+                        Some(cell.client_id.clone()),
+                    )),
+                    username: will.username.map(ByteString::from),
+                    listener: will.listener,
+                    delay: will.delay,
+                })
+            });
             for (filter, options, id) in &checkpoint.subscriptions {
                 session.subscriptions.insert(
                     filter.as_byte_string().clone(),
@@ -1250,7 +1291,7 @@ impl Broker {
     /// A connection ended: detach it from its session, deal with its will, and start (or
     /// finish) the session's expiry. A stale connection (already replaced) changes nothing.
     pub(crate) fn detach(&self, cell: &Arc<SessionCell>, generation: u64, publish_will: bool, now: Instant) {
-        let (will, expiry) = {
+        let (will, expiry, had_will) = {
             let mut session = cell.state.lock();
             if session.generation != generation || session.link.is_none() {
                 return;
@@ -1259,10 +1300,16 @@ impl Broker {
             session.release_waiters();
             cell.set_online(false);
             session.disconnected_at = Some(now);
+            let had_will = session.will.is_some();
             let will = session.will.take().filter(|_| publish_will);
-            (will, session.expiry)
+            (will, session.expiry, had_will)
         };
         self.after_disconnect(cell, generation, will, expiry, now, now);
+        // The cluster's checkpoint no longer has the will (dropped, or published), or has the
+        // one that waits for its delay.
+        if had_will {
+            self.checkpoint(cell);
+        }
     }
 
     /// What follows a connection's end (or, at startup, the end of the connections a restored
@@ -1402,6 +1449,7 @@ impl Broker {
             };
             if let Some(will) = will {
                 self.publish_will(*will, now);
+                self.checkpoint(&cell);
             }
         }
         loop {

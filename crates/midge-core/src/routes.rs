@@ -47,7 +47,7 @@ pub trait RetainedObserver: Send + Sync + Debug {
 }
 
 /// A session that outlives its connection, as much of it as another node needs to take it
-/// up: its expiry and its subscriptions.
+/// up: its expiry, its subscriptions, and the will its connection left waiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionCheckpoint {
     /// Its client identifier.
@@ -60,6 +60,23 @@ pub struct SessionCheckpoint {
         midge_codec::SubscriptionOptions,
         Option<midge_codec::SubscriptionId>,
     )>,
+    /// The will of its connection, while one waits (the connection is open, or it ended and
+    /// the Will Delay Interval runs): part of the session's state [MQTT 5 §4.1], published
+    /// by the node that takes the session up if the connection's node is lost.
+    pub will: Option<CheckpointWill>,
+}
+
+/// A will as a [`SessionCheckpoint`] carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointWill {
+    /// The will message, as a PUBLISH (its topic, payload, QoS, RETAIN and properties).
+    pub publish: midge_codec::Publish,
+    /// Its Will Delay Interval.
+    pub delay: std::time::Duration,
+    /// The user name of the connection that set it, for the access check when it is published.
+    pub username: Option<String>,
+    /// The listener of that connection, likewise.
+    pub listener: usize,
 }
 
 /// Told of each change to a session here that outlives its connection (attached,

@@ -843,3 +843,62 @@ fn the_brokers_own_sessions_are_not_held_to_the_client_inflight_limits() {
         "its Receive Maximum alone"
     );
 }
+
+/// The will a persistent session's checkpoint carries: published by the node that takes the
+/// session up because its connection's node was lost [MQTT-3.1.2-8] (at once with no delay;
+/// not at all if its client connects again within the Will Delay Interval [MQTT-3.1.3-9]),
+/// and never by a node the client itself moved to (its old node publishes it, if it should).
+#[test]
+fn a_lost_nodes_session_publishes_the_will_its_connection_left_waiting() {
+    use midge_core::routes::{CheckpointWill, SessionCheckpoint};
+
+    let now = Instant::now();
+    let broker = broker(BrokerConfig::default());
+    let mut watcher = connect(&broker, V5, "watcher", now);
+    watcher.send(subscribe(&[("status/#", QoS::AtLeastOnce)], 1), now);
+    let checkpoint = |client_id: &str, delay: u64| {
+        let mut publish = Publish::new(topic(&format!("status/{client_id}")), "lost");
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = Some(pid(1));
+        SessionCheckpoint {
+            client_id: client_id.into(),
+            expiry: Some(Duration::from_secs(600)),
+            subscriptions: Vec::new(),
+            will: Some(CheckpointWill {
+                publish,
+                delay: Duration::from_secs(delay),
+                username: None,
+                listener: 0,
+            }),
+        }
+    };
+    let topics = |watcher: &mut Client, now| -> Vec<String> {
+        publishes(&watcher.received(now))
+            .iter()
+            .map(|p| p.topic.as_str().to_owned())
+            .collect()
+    };
+
+    assert!(broker.adopt_lost_session(checkpoint("at-once", 0), now));
+    assert_eq!(topics(&mut watcher, now), ["status/at-once"]);
+
+    // Lost 10 s ago with a 30 s delay: due in 20 s, unless the client comes back first.
+    let lost_at = now - Duration::from_secs(10);
+    assert!(broker.adopt_lost_session(checkpoint("delayed", 30), lost_at));
+    assert!(broker.adopt_lost_session(checkpoint("back", 30), lost_at));
+    assert!(topics(&mut watcher, now).is_empty());
+    let mut back = Connect::new(ProtocolVersion::V5, "back");
+    back.clean_start = false;
+    back.properties.session_expiry_interval = Some(600);
+    let (_back, _) = connect_with(&broker, back, now);
+    broker.tick(now + Duration::from_secs(21));
+    assert_eq!(
+        topics(&mut watcher, now + Duration::from_secs(21)),
+        ["status/delayed"]
+    );
+
+    // A client that moved here: its will is not this node's to publish.
+    assert!(broker.adopt_session(checkpoint("moved", 0), now));
+    broker.tick(now + Duration::from_secs(60));
+    assert!(topics(&mut watcher, now + Duration::from_secs(60)).is_empty());
+}

@@ -655,19 +655,50 @@ async fn a_lost_nodes_sessions_are_taken_up_by_the_others() {
     // Identifiers the nodes left share: kept-8, 9 and 10 go to n1, the others to n3.
     let kept: Vec<String> = (6..6 + SESSIONS).map(|n| format!("kept-{n}")).collect();
     let mut publisher = client(cluster.node(1), "adopt-pub").await;
+    let mut wills = client(cluster.node(1), "adopt-wills").await;
+    subscribe(&mut wills, "wills/#", 1).await;
+    // kept-7 is still connected when n2 dies, and its will waits; kept-9's went with its
+    // DISCONNECT. Each node's checkpoint says so.
+    let mut connected = None;
     for id in kept.iter().map(String::as_str).chain(["brief"]) {
         let expiry = if id == "brief" { BRIEF_EXPIRY } else { 600 };
-        let (mut session, _) =
-            Client5::start_at(cluster.node(2).addr(), id, persistent(expiry), |_| {}).await;
+        let will = ["kept-7", "kept-9"].contains(&id).then(|| {
+            rumqttc::v5::mqttbytes::v5::LastWill::new(
+                format!("wills/{id}"),
+                "gone",
+                QoS::AtLeastOnce,
+                false,
+                None,
+            )
+        });
+        let (mut session, _) = Client5::start_at(
+            cluster.node(2).addr(),
+            id,
+            |o| {
+                persistent(expiry)(o);
+                if let Some(will) = will {
+                    o.set_last_will(will);
+                }
+            },
+            |_| {},
+        )
+        .await;
         subscribe(&mut session, "adopt/#", 1).await;
         if id == "kept-6" {
             await_route(&mut publisher, &mut session, "adopt/probe").await;
         }
+        if id == "kept-7" {
+            connected = Some(session);
+            continue;
+        }
         session.client.disconnect().await.unwrap();
         let _ = session.ended().await;
     }
+    // The checkpoint written after kept-9's DISCONNECT (without its will) is on its way.
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     cluster.kill(2);
+    drop(connected);
     let killed_at = Instant::now();
     // Taken up once n2 is taken for gone and JetStream answers again.
     let taken = |id: &str| {
@@ -717,6 +748,19 @@ async fn a_lost_nodes_sessions_are_taken_up_by_the_others() {
             })
             .sum();
         assert_eq!(times, 1, "{id} taken up {times} times");
+    }
+
+    // kept-7's will, published by the node that took its session up; kept-9's is not.
+    let will = tokio::time::timeout(Duration::from_secs(10), wills.publish())
+        .await
+        .expect("kept-7's will published once its session was taken up");
+    assert_eq!(
+        (will.topic.as_ref(), will.payload.as_ref()),
+        (&b"wills/kept-7"[..], &b"gone"[..]),
+        "[MQTT-3.1.2-8]: the will of a connection its node took with it"
+    );
+    if let Ok(other) = tokio::time::timeout(Duration::from_secs(2), wills.publish()).await {
+        panic!("a second will: {:?}", other.topic);
     }
 
     // Published once the sessions are taken up (their clients still away): queued for them.

@@ -10,7 +10,10 @@
 //! with its subscriptions (so this node's routes draw its messages here, where they are
 //! logged for it), the messages the log holds for it past its floor queued, and its expiry
 //! timed from when its node was lost (the grace before now). Its client, when it comes back
-//! to any node, finds it there (`session_present = 1`).
+//! to any node, finds it there (`session_present = 1`). The will its connection left waiting
+//! (kept in the checkpoint while it waits) is published here, as for a connection that
+//! ended without DISCONNECT when its node was lost: at once, or once what remains of its
+//! Will Delay Interval has passed unless the client connects again first.
 //!
 //! Only persistent sessions (those with a checkpoint) are taken: a client identifier with no
 //! session beyond its connection is left to its node, which may only be cut off, and whose
@@ -137,7 +140,7 @@ async fn take_up(cluster: &dyn Cluster, broker: &Broker, client_id: &str, revisi
     };
     let now = Instant::now();
     let lost_at = now.checked_sub(cluster.node_down_grace()).unwrap_or(now);
-    if !broker.adopt_session(checkpoint, lost_at) {
+    if !broker.adopt_lost_session(checkpoint, lost_at) {
         return Outcome::Left;
     }
     if super::replay_log(cluster, broker, client_id).await.is_err() {

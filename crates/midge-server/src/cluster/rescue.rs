@@ -207,6 +207,7 @@ mod tests {
                         },
                         None,
                     )],
+                    will: None,
                 })
             };
             Box::pin(std::future::ready(Ok(vec![
