@@ -1091,27 +1091,56 @@ impl NatsCluster {
         );
         let value = Bytes::from(format!("{}\n{token}\n{client_id}", self.me));
         let mut last_error = String::from("no answer in time");
+        let mut expected = revision;
+        // Whether a write may have landed without its answer.
+        let mut in_doubt = false;
         while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout_at(deadline, store.update(&key, value.clone(), revision)).await {
+            match tokio::time::timeout_at(deadline, store.update(&key, value.clone(), expected)).await {
                 Ok(Ok(revision)) => {
                     self.note_owner(client_id, &self.me, revision);
                     return Ok(revision);
                 }
                 Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    // Unless it is an earlier try of this one whose answer was lost.
-                    if let Ok(Ok(Some(entry))) = tokio::time::timeout_at(deadline, store.entry(&key)).await
-                        && entry.operation == kv::Operation::Put
-                        && parse_owner(&entry.value).is_some_and(|(_, held, _)| held == token)
-                    {
-                        self.note_owner(client_id, &self.me, entry.revision);
-                        return Ok(entry.revision);
+                    // An earlier try of this one whose answer was lost; or a revision this
+                    // node's view had not caught up with, still the gone node's: tried on it.
+                    match tokio::time::timeout_at(deadline, store.entry(&key)).await {
+                        Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => {
+                            match parse_owner(&entry.value) {
+                                Some((_, held, _)) if held == token => {
+                                    self.note_owner(client_id, &self.me, entry.revision);
+                                    return Ok(entry.revision);
+                                }
+                                Some((node, _, _)) if self.is_down(node) && entry.revision != expected => {
+                                    expected = entry.revision;
+                                    continue;
+                                }
+                                _ => return Err(ClaimError::Contended),
+                            }
+                        }
+                        Ok(Ok(_)) => return Err(ClaimError::Contended),
+                        _ => last_error = "the owner cannot be read".into(),
                     }
-                    return Err(ClaimError::Contended);
                 }
-                Ok(Err(error)) => last_error = error.to_string(),
-                Err(_) => break,
+                Ok(Err(error)) => {
+                    last_error = error.to_string();
+                    in_doubt = true;
+                }
+                Err(_) => {
+                    in_doubt = true;
+                    break;
+                }
             }
             tokio::time::sleep(RETRY_AFTER).await;
+        }
+        // A write in doubt may have landed: this node would own the identifier without
+        // holding its session. Read once more to know.
+        if in_doubt
+            && let Ok(Ok(Some(entry))) = tokio::time::timeout(ADOPT_WITHIN, store.entry(&key)).await
+            && entry.operation == kv::Operation::Put
+            && parse_owner(&entry.value).is_some_and(|(_, held, _)| held == token)
+        {
+            self.note_owner(client_id, &self.me, entry.revision);
+            return Ok(entry.revision);
         }
         Err(ClaimError::Unavailable(last_error))
     }

@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::checkpoint;
 
+/// How long the log of a session taken up is read again while it does not answer.
+const REPLAY_WITHIN: Duration = Duration::from_secs(30);
+
 /// Looks for sessions to take up whenever a node is taken for gone (a nudge on `nudges`),
 /// and again every grace period while any node is gone (a node chosen for a session may be
 /// lost too, or a read may have failed), until `stop` changes.
@@ -99,11 +102,24 @@ enum Outcome {
 
 /// Takes up `client_id`'s session, owned at `revision` by a node that is gone.
 async fn take_up(cluster: &dyn Cluster, broker: &Broker, client_id: &str, revision: u64) -> Outcome {
-    match cluster.checkpoint(client_id).await {
-        Ok(Some(_)) => {}
+    // Read before the claim: its node is gone, so only a claim (which the compare-and-set
+    // below would lose to) comes with a newer one.
+    let checkpoint = match cluster.checkpoint(client_id).await {
+        Ok(Some(bytes)) => match checkpoint::decode(bytes) {
+            Ok(checkpoint) if checkpoint.client_id == client_id => checkpoint,
+            Ok(_) => return Outcome::Left,
+            Err(problem) => {
+                tracing::warn!(
+                    event = "cluster.adopt_failed",
+                    client_id,
+                    "the session of {client_id}, whose node is gone, cannot be read ({problem}); it is taken up when its client connects"
+                );
+                return Outcome::Left;
+            }
+        },
         Ok(None) => return Outcome::NotPersistent,
         Err(_) => return Outcome::Unreachable,
-    }
+    };
     if broker.session_info(client_id).is_some() {
         return Outcome::Left;
     }
@@ -115,35 +131,19 @@ async fn take_up(cluster: &dyn Cluster, broker: &Broker, client_id: &str, revisi
             return Outcome::Unreachable;
         }
     }
-    // Read again now that it is ours: its node is gone, but the checkpoint read first may
-    // have come from a lagging replica.
-    let checkpoint = match cluster
-        .checkpoint(client_id)
-        .await
-        .map(|found| found.map(checkpoint::decode))
-    {
-        Ok(Some(Ok(checkpoint))) if checkpoint.client_id == client_id => checkpoint,
-        Ok(None) => return Outcome::NotPersistent,
-        other => {
-            let problem = match other {
-                Err(error) => error,
-                Ok(Some(Err(problem))) => problem,
-                _ => "it names another client".into(),
-            };
-            tracing::warn!(
-                event = "cluster.adopt_failed",
-                client_id,
-                "the session of {client_id}, whose node is gone, cannot be read ({problem}); it is taken up when its client connects"
-            );
-            return Outcome::Left;
-        }
-    };
     let now = Instant::now();
     let lost_at = now.checked_sub(cluster.node_down_grace()).unwrap_or(now);
     if !broker.adopt_lost_session(checkpoint, lost_at) {
         return Outcome::Left;
     }
-    if super::replay_log(cluster, broker, client_id).await.is_err() {
+    // The log may not answer while JetStream elects leaders for what the lost node led.
+    let give_up = Instant::now() + REPLAY_WITHIN;
+    let mut replayed = super::replay_log(cluster, broker, client_id).await;
+    while replayed.is_err() && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        replayed = super::replay_log(cluster, broker, client_id).await;
+    }
+    if replayed.is_err() {
         // Let go again: its client, when it connects, reads the log itself.
         broker.take_over_client(client_id, Instant::now());
         tracing::warn!(
